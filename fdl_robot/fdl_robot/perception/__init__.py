@@ -1,0 +1,1 @@
+"""fdl_robot.perception (see the package docstring of fdl_robot)."""

@@ -1,0 +1,1 @@
+"""fdl_robot.policy (see the package docstring of fdl_robot)."""

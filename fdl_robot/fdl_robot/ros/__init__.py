@@ -1,0 +1,1 @@
+"""fdl_robot.ros (see the package docstring of fdl_robot)."""

@@ -1,0 +1,1 @@
+"""fdl_robot.sim (see the package docstring of fdl_robot)."""
