@@ -1,0 +1,241 @@
+"""Optimal (Hungarian) and greedy assignment with gating (seed §25.3, §29.4.2).
+
+The problem
+-----------
+A cost matrix ``C`` (N x M) scores every pairing of a row item with a column item:
+predictions x ground truths for DETR's bipartite loss, detections x tracks for a
+tracker.  Lower is better; costs may be negative (e.g. ``-IoU``).  A *matching* is a
+set of pairs ``(i, j)`` that uses every row and every column at most once.
+
+A pair is **feasible** when ``C[i, j]`` is finite and ``C[i, j] <= max_cost`` (the
+*gate*).  ``+inf``, ``-inf`` and ``NaN`` all mean "forbidden": such a pair is never
+returned, whatever the other entries are.  Nothing in this module raises on
+forbidden entries, all-forbidden rows or columns, or empty (0 x M, N x 0) matrices.
+
+Semantics of :func:`hungarian` (gate first, then solve)
+--------------------------------------------------------
+Among all matchings made of feasible pairs only, :func:`hungarian` returns one with
+
+1. the **largest number of pairs**, and among those
+2. the **smallest total cost** ``sum_k C[rows[k], cols[k]]``.
+
+This is the *maximum-cardinality minimum-cost* matching.  It is what a tracker
+wants when every pair inside the gate is a plausible association: no detection is
+left unexplained while an admissible track is free.
+
+How it is solved.  ``scipy.optimize.linear_sum_assignment`` (an exact
+Jonker-Volgenant / Hungarian solver) needs finite entries and always returns
+``k = min(N, M)`` pairs.  We therefore
+
+* map the feasible costs affinely into ``[0, 1]``:
+  ``w = (c - c_min) / (c_max - c_min)`` (an increasing map, so among matchings with
+  the same number of pairs the ranking by total cost is unchanged: the total moves by
+  the same ``k_feasible * c_min`` and is scaled by the same positive factor);
+* give every forbidden pair the finite weight ``B = k + 1``;
+* solve, and drop the forbidden pairs from the answer.
+
+Why ``B = k + 1`` is big enough: the feasible part of any returned matching sums to
+at most ``k`` (at most k pairs, each weight <= 1).  A matching with one more feasible
+pair trades one ``B`` for a feasible weight, lowering the total by at least
+``B - k = 1 > 0``; so the solver first maximises the number of feasible pairs and
+then minimises their cost.  Any feasible partial matching can be completed with
+forbidden pairs to the k pairs the solver returns, so nothing is lost by the
+completion.  Normalising first keeps ``B`` small, so the float64 sums resolve cost
+differences down to about ``1e-13`` of the feasible cost range and never overflow.
+
+Why not "solve on the raw costs, gate afterwards" (the usual SORT-style shortcut)?
+The unconstrained optimum may pay for one out-of-gate pair to save cost elsewhere
+and then loses that pair to the gate, although a matching with more in-gate pairs
+exists.  With ``C = [[1, 4], [4, 6]]`` and ``max_cost = 5`` the raw optimum is
+``{(0,0), (1,1)}`` (total 7); gating drops ``(1,1)`` (cost 6) and leaves one pair,
+while ``{(0,1), (1,0)}`` matches both rows inside the gate (total 8).  Gating first
+returns the latter.
+
+A different, also reasonable, semantics charges a fixed cost for every unmatched row
+or column (MATLAB ``assignDetectionsToTracks``, ``lap.lapjv(cost_limit=...)``) and
+would prefer the single pair ``(0,0)`` above.  We do not implement it here.
+
+Greedy (the seed's "simplified Hungarian", errata 3)
+----------------------------------------------------
+:func:`greedy_assignment` repeatedly takes the globally cheapest feasible entry and
+removes its row and column.  It is **not** optimal: on ``[[1, 2], [2, 100]]`` it
+returns ``{(0,0), (1,1)}`` with total 101, while the optimum ``{(0,1), (1,0)}`` costs
+4.  It is kept only to demonstrate that.  Because it may also stop with fewer pairs
+than possible, :func:`hungarian` is never worse than greedy in the lexicographic
+order (more pairs first, then lower cost) -- but it can have a *higher* total when it
+matches more pairs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import linear_sum_assignment
+
+__all__ = [
+    "Matching",
+    "feasible_mask",
+    "greedy_assignment",
+    "hungarian",
+    "match",
+    "matching_cost",
+    "unmatched_indices",
+]
+
+IntArray = NDArray[np.intp]
+
+
+class Matching(NamedTuple):
+    """Result of :func:`match`: matched pairs plus the leftovers on each side."""
+
+    rows: IntArray
+    """Row index of each matched pair (ascending)."""
+    cols: IntArray
+    """Column index of each matched pair (``cols[k]`` goes with ``rows[k]``)."""
+    unmatched_rows: IntArray
+    """Rows that are in no pair (ascending)."""
+    unmatched_cols: IntArray
+    """Columns that are in no pair (ascending)."""
+
+
+def _as_cost_matrix(cost: ArrayLike) -> NDArray[np.float64]:
+    c = np.asarray(cost, dtype=np.float64)
+    if c.ndim != 2:
+        raise ValueError(f"cost must be a 2-D (N x M) matrix, got shape {c.shape}")
+    return c
+
+
+def _check_max_cost(max_cost: float) -> float:
+    g = float(max_cost)
+    if np.isnan(g):
+        raise ValueError("max_cost must not be NaN (use inf for 'no gate')")
+    return g
+
+
+def _empty() -> tuple[IntArray, IntArray]:
+    return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+
+
+def feasible_mask(cost: ArrayLike, max_cost: float = np.inf) -> NDArray[np.bool_]:
+    """Boolean N x M mask of feasible pairs: ``isfinite(C) & (C <= max_cost)``.
+
+    NaN and +-inf entries are infeasible (forbidden).
+    """
+    c = _as_cost_matrix(cost)
+    g = _check_max_cost(max_cost)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(c) & (c <= g)
+
+
+def hungarian(cost: ArrayLike, max_cost: float = np.inf) -> tuple[IntArray, IntArray]:
+    """Optimal gated assignment on a rectangular cost matrix.
+
+    Parameters
+    ----------
+    cost
+        N x M matrix, lower is better.  NaN and +-inf entries are forbidden pairs.
+    max_cost
+        Gate: pairs with ``cost > max_cost`` are forbidden (``<=`` is allowed).
+
+    Returns
+    -------
+    rows, cols
+        Integer arrays of equal length ``K <= min(N, M)``, rows ascending, such that
+        the pairs ``(rows[k], cols[k])`` are feasible and form a matching with the
+        most pairs and, among those, the least total cost (see the module docstring
+        for why the gate is applied *before* solving).  Empty arrays when nothing is
+        feasible or the matrix is empty.
+
+    Raises
+    ------
+    ValueError
+        If ``cost`` is not 2-D or ``max_cost`` is NaN.
+    """
+    c = _as_cost_matrix(cost)
+    feasible = feasible_mask(c, max_cost)
+    n, m = c.shape
+    if n == 0 or m == 0 or not feasible.any():
+        return _empty()
+
+    # Map the feasible costs into [0, 1] without overflow (divide by the largest
+    # magnitude first, so c - c_min stays finite even for costs near 1e308).
+    vals = c[feasible]
+    scale = float(np.max(np.abs(vals)))
+    vals = vals / scale if scale > 0.0 else vals
+    lo = float(vals.min())
+    span = float(vals.max()) - lo
+    k = min(n, m)
+    weights = np.full((n, m), float(k + 1))  # B = k + 1 for forbidden pairs
+    weights[feasible] = (vals - lo) / span if span > 0.0 else 0.0
+
+    rows, cols = linear_sum_assignment(weights)
+    keep = feasible[rows, cols]
+    return rows[keep].astype(np.intp), cols[keep].astype(np.intp)
+
+
+def greedy_assignment(cost: ArrayLike, max_cost: float = np.inf) -> tuple[IntArray, IntArray]:
+    """The seed's §25.3 "simplified Hungarian": repeatedly take the global minimum.
+
+    Take the cheapest feasible entry, add the pair, delete its row and column, repeat
+    until no feasible entry is left.  Ties are broken in row-major order.  Returned
+    rows are ascending.  Not optimal (see the module docstring, errata 3); use
+    :func:`hungarian`.
+    """
+    c = _as_cost_matrix(cost)
+    feasible = feasible_mask(c, max_cost)
+    n, m = c.shape
+    flat = np.flatnonzero(feasible)
+    # A stable sort of the feasible entries visits them in the order "repeated global
+    # minimum" would, so one sweep that skips used rows/columns is equivalent.
+    order = flat[np.argsort(c.ravel()[flat], kind="stable")]
+    row_used = np.zeros(n, dtype=bool)
+    col_used = np.zeros(m, dtype=bool)
+    rows: list[int] = []
+    cols: list[int] = []
+    for idx in order:
+        i, j = divmod(int(idx), m)
+        if row_used[i] or col_used[j]:
+            continue
+        row_used[i] = col_used[j] = True
+        rows.append(i)
+        cols.append(j)
+        if len(rows) == min(n, m):
+            break
+    r = np.asarray(rows, dtype=np.intp)
+    cc = np.asarray(cols, dtype=np.intp)
+    by_row = np.argsort(r, kind="stable")
+    return r[by_row], cc[by_row]
+
+
+def unmatched_indices(n: int, matched: ArrayLike) -> IntArray:
+    """Indices in ``range(n)`` that do not appear in ``matched`` (ascending)."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    free = np.ones(int(n), dtype=bool)
+    free[np.asarray(matched, dtype=np.intp)] = False
+    return np.flatnonzero(free).astype(np.intp)
+
+
+def matching_cost(cost: ArrayLike, rows: ArrayLike, cols: ArrayLike) -> float:
+    """Total cost ``sum_k C[rows[k], cols[k]]`` of a matching (0.0 when empty)."""
+    c = _as_cost_matrix(cost)
+    r = np.asarray(rows, dtype=np.intp)
+    cc = np.asarray(cols, dtype=np.intp)
+    if r.shape != cc.shape or r.ndim != 1:
+        raise ValueError(f"rows and cols must be 1-D of equal length, got {r.shape}, {cc.shape}")
+    return float(c[r, cc].sum())
+
+
+def match(cost: ArrayLike, max_cost: float = np.inf, method: str = "hungarian") -> Matching:
+    """Assignment plus unmatched rows and columns, with ``method`` "hungarian" or "greedy"."""
+    c = _as_cost_matrix(cost)
+    if method == "hungarian":
+        rows, cols = hungarian(c, max_cost)
+    elif method == "greedy":
+        rows, cols = greedy_assignment(c, max_cost)
+    else:
+        raise ValueError(f"method must be 'hungarian' or 'greedy', got {method!r}")
+    n, m = c.shape
+    return Matching(rows, cols, unmatched_indices(n, rows), unmatched_indices(m, cols))

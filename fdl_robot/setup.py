@@ -1,0 +1,36 @@
+"""ament_python package fdl_robot (see package.xml).
+
+Console scripts double as ROS executables (`ros2 run fdl_robot <name>`); data files put
+package.xml, launch files and config where ament_index looks for them.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "fdl_robot"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    package_data={PACKAGE: ["models/*", "models/**/*", "sim/assets/*"]},
+    include_package_data=True,
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="fdl_robot maintainers",
+    maintainer_email="maintainers@fdl-robot.org",
+    description="ROS 2 perception-to-control stack: detection, 3D lifting, tracking, ACT.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "fdl-robot-pipeline-demo = fdl_robot.pipeline_demo:main",
+        ],
+    },
+)

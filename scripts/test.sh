@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up the environment (idempotent), then run the test suite.
+#   bash scripts/test.sh                 # the default suite (what CI runs)
+#   bash scripts/test.sh -k tracking -x  # extra arguments go to pytest
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+export MUJOCO_GL="${MUJOCO_GL:-egl}"           # headless rendering through Mesa EGL
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"     # keep test traffic off other graphs
+export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+exec "$ROOT/.venv/bin/python" -m pytest "$@"
