@@ -30,7 +30,13 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
+            "fdl-robot = fdl_robot.ros.runner:main",
             "fdl-robot-pipeline-demo = fdl_robot.pipeline_demo:main",
+            "camera_node = fdl_robot.ros.camera_node:main",
+            "detector_node = fdl_robot.ros.detector_node:main",
+            "localizer_node = fdl_robot.ros.localizer_node:main",
+            "tracker_node = fdl_robot.ros.tracker_node:main",
+            "policy_node = fdl_robot.ros.policy_node:main",
         ],
     },
 )

@@ -173,6 +173,7 @@ class Transform:
     """
 
     __slots__ = ("_R", "_t")
+    __array_ufunc__ = None  # so ``transform @ ndarray`` raises TypeError instead of numpy guessing
 
     def __init__(self, rotation: ArrayLike | None = None, translation: ArrayLike | None = None,
                  *, atol: float = ROTATION_ATOL):

@@ -1,0 +1,219 @@
+"""UR5e forward kinematics (standard DH) and damped-least-squares IK, numpy only.
+
+Frames
+------
+``base_link`` (REP-103: x forward, y left, z up, metres) is the frame of the DH chain's
+base, as in the simulator (``sim/assets/pick_place_cell.xml`` builds its bodies from the
+same table, so FK here equals the MuJoCo model's). ``tool0`` is the flange frame after
+joint 6 (z = approach direction); the tool centre point (TCP) sits ``tcp_offset_m`` along
+tool0's z, between the gripper pads (0.135 m for the simulator's gripper, its ``tcp``
+site).
+
+Forward kinematics
+------------------
+With the standard Denavit-Hartenberg convention, link i contributes::
+
+    A_i(q_i) = Rz(q_i) Tz(d_i) Tx(a_i) Rx(alpha_i)
+
+        = [[cos q, -sin q cos al,  sin q sin al, a cos q],
+           [sin q,  cos q cos al, -cos q sin al, a sin q],
+           [0,      sin al,        cos al,       d      ],
+           [0,      0,             0,            1      ]]
+
+    T_base_tool0(q) = A_1 A_2 ... A_6,     T_base_tcp = T_base_tool0 Tz(tcp_offset)
+
+UR5e (metres, radians):  d = (0.1625, 0, 0, 0.1333, 0.0997, 0.0996),
+a = (0, -0.425, -0.3922, 0, 0, 0),  alpha = (pi/2, 0, 0, pi/2, -pi/2, 0).
+
+Geometric Jacobian
+------------------
+Joint i rotates about z_{i-1}, the z axis of frame i-1 (frame 0 = base), through its
+origin o_{i-1}. For the TCP position p::
+
+    J_v[:, i] = z_{i-1} x (p - o_{i-1}),     J_w[:, i] = z_{i-1}          (base axes)
+
+so that [p_dot; omega] = [J_v; J_w] q_dot.
+
+Inverse kinematics ("gripper pointing down")
+--------------------------------------------
+The task is a TCP position p* and an approach axis pointing down, a* = -z_base
+(5 constraints; the yaw about the vertical is left free unless ``yaw_rad`` is given,
+which fixes the full orientation R* = Rz(yaw) diag(1, -1, -1)). Errors, base axes::
+
+    e_p = p* - p(q)
+    e_r = a(q) x a*                 (free yaw: |e_r| = sin of the tilt angle)
+    e_r = log(R* R(q)^T)            (fixed yaw: the rotation vector)
+
+A Gauss-Newton step with Levenberg-Marquardt damping lambda on the stacked error
+e = [e_p; w e_r] and Jacobian J = [J_v; w J_w] is::
+
+    dq = J^T (J J^T + lambda^2 I)^-1 e                                       (DLS)
+
+clipped to max_step_rad per iteration and to the joint limits. Damping bounds |dq| at
+singularities; with free yaw the minimum-norm step leaves the wrist's yaw where the
+start configuration had it, so warm starts keep the IK branch (elbow up, wrist down).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["UR5E_DH", "TCP_OFFSET_M", "HOME_QPOS_RAD", "dh_transform", "link_frames",
+           "forward_kinematics", "tcp_position", "geometric_jacobian", "IkResult",
+           "solve_ik_pointing_down", "down_rotation", "rotation_vector"]
+
+#: UR5e standard DH parameters (d_i, a_i, alpha_i) in metres and radians.
+UR5E_DH: np.ndarray = np.array([
+    [0.1625, 0.0, np.pi / 2],
+    [0.0, -0.425, 0.0],
+    [0.0, -0.3922, 0.0],
+    [0.1333, 0.0, np.pi / 2],
+    [0.0997, 0.0, -np.pi / 2],
+    [0.0996, 0.0, 0.0],
+])
+#: tool0 -> TCP along tool0's z: the simulator gripper's ``tcp`` site, metres.
+TCP_OFFSET_M = 0.135
+#: Home: elbow up, tool pointing straight down, TCP at (0.492, 0.133, 0.353) m in
+#: base_link (the simulator's ``HOME_QPOS_RAD``).
+HOME_QPOS_RAD: np.ndarray = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
+#: Joint position range of the UR5e (elbow +-pi, the others +-2 pi), radians.
+UR5E_LIMITS_RAD: np.ndarray = np.array([[-2 * np.pi, 2 * np.pi]] * 2 + [[-np.pi, np.pi]]
+                                       + [[-2 * np.pi, 2 * np.pi]] * 3)
+
+
+def dh_transform(q_rad: np.ndarray, d: np.ndarray, a: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """A(q) = Rz(q) Tz(d) Tx(a) Rx(alpha), vectorised: all inputs broadcast to (...), out (..., 4, 4)."""
+    q, d, a, alpha = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (q_rad, d, a, alpha)))
+    cq, sq, ca, sa = np.cos(q), np.sin(q), np.cos(alpha), np.sin(alpha)
+    zero, one = np.zeros_like(q), np.ones_like(q)
+    return np.stack([
+        np.stack([cq, -sq * ca, sq * sa, a * cq], axis=-1),
+        np.stack([sq, cq * ca, -cq * sa, a * sq], axis=-1),
+        np.stack([zero, sa, ca, d], axis=-1),
+        np.stack([zero, zero, zero, one], axis=-1),
+    ], axis=-2)
+
+
+def link_frames(q_rad: np.ndarray, dh: np.ndarray = UR5E_DH,
+                tcp_offset_m: float = TCP_OFFSET_M) -> np.ndarray:
+    """T_base_i for i = 0..6 and the TCP: (..., 8, 4, 4); [0] = I, [6] = tool0, [7] = TCP."""
+    q = np.asarray(q_rad, dtype=np.float64)
+    if q.shape[-1] != len(dh):
+        raise ValueError(f"expected {len(dh)} joint angles, got shape {q.shape}")
+    A = dh_transform(q, dh[:, 0], dh[:, 1], dh[:, 2])           # (..., 6, 4, 4)
+    frames = np.empty(q.shape[:-1] + (len(dh) + 2, 4, 4))
+    frames[..., 0, :, :] = np.eye(4)
+    for i in range(len(dh)):
+        frames[..., i + 1, :, :] = frames[..., i, :, :] @ A[..., i, :, :]
+    tool = np.eye(4)
+    tool[2, 3] = tcp_offset_m
+    frames[..., -1, :, :] = frames[..., -2, :, :] @ tool
+    return frames
+
+
+def forward_kinematics(q_rad: np.ndarray, tcp_offset_m: float = TCP_OFFSET_M,
+                       dh: np.ndarray = UR5E_DH) -> np.ndarray:
+    """T_base_tcp (..., 4, 4) for joint angles (..., 6); tcp_offset_m=0 gives T_base_tool0."""
+    return link_frames(q_rad, dh, tcp_offset_m)[..., -1, :, :]
+
+
+def tcp_position(q_rad: np.ndarray, tcp_offset_m: float = TCP_OFFSET_M) -> np.ndarray:
+    """p_base_tcp (..., 3), metres."""
+    return forward_kinematics(q_rad, tcp_offset_m)[..., :3, 3]
+
+
+def geometric_jacobian(q_rad: np.ndarray, tcp_offset_m: float = TCP_OFFSET_M,
+                       dh: np.ndarray = UR5E_DH) -> np.ndarray:
+    """[J_v; J_w] (6, 6) of the TCP in base axes: J_v[:, i] = z_{i-1} x (p - o_{i-1}), J_w[:, i] = z_{i-1}."""
+    frames = link_frames(np.asarray(q_rad, dtype=np.float64).reshape(-1), dh, tcp_offset_m)
+    z = frames[:-2, :3, 2]                      # (6, 3) joint axes z_0..z_5
+    o = frames[:-2, :3, 3]                      # (6, 3) joint origins
+    p = frames[-1, :3, 3]
+    return np.vstack([np.cross(z, p - o).T, z.T])
+
+
+def down_rotation(yaw_rad: float) -> np.ndarray:
+    """R_base_tcp pointing straight down with yaw: Rz(yaw) diag(1, -1, -1).
+
+    Tool z (approach) = -z_base; tool x = (cos yaw, sin yaw, 0).
+    """
+    c, s = np.cos(yaw_rad), np.sin(yaw_rad)
+    return np.array([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]])
+
+
+def rotation_vector(R: np.ndarray) -> np.ndarray:
+    """SO(3) log: r = angle * axis with angle in [0, pi] (3,).
+
+    angle = arccos((tr R - 1) / 2); axis from the skew part (R - R^T) / (2 sin angle),
+    and from the symmetric part (R + I) / 2 = k k^T near angle = pi.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    cos_a = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
+    angle = np.arccos(cos_a)
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    if angle < 1e-7:
+        return 0.5 * w
+    if np.pi - angle > 1e-4:
+        return angle * w / (2.0 * np.sin(angle))
+    B = (R + np.eye(3)) / 2.0                    # = k k^T at angle = pi
+    j = int(np.argmax(np.diag(B)))
+    k = B[:, j] / np.sqrt(B[j, j])
+    if np.dot(k, w) < 0:                         # keep the sign consistent with the skew part
+        k = -k
+    return angle * k
+
+
+@dataclass(frozen=True)
+class IkResult:
+    """Joint solution ``q_rad`` (6,), whether the tolerances were met, and the final errors."""
+
+    q_rad: np.ndarray
+    converged: bool
+    position_error_m: float
+    orientation_error_rad: float
+    iterations: int
+
+
+def solve_ik_pointing_down(p_target_m: np.ndarray, q_init_rad: np.ndarray, *,
+                           yaw_rad: float | None = None, tcp_offset_m: float = TCP_OFFSET_M,
+                           damping: float = 0.05, orientation_weight: float = 0.3,
+                           max_step_rad: float = 0.25, position_tolerance_m: float = 1e-4,
+                           orientation_tolerance_rad: float = 1e-3, max_iterations: int = 100,
+                           limits_rad: np.ndarray = UR5E_LIMITS_RAD) -> IkResult:
+    """DLS IK for a TCP at ``p_target_m`` (base_link) with the approach axis straight down.
+
+    Warm-start ``q_init_rad`` near the answer (the current joints) to stay on the same
+    branch; an unreachable target ends at the closest reachable pose with
+    ``converged=False``. See the module docstring for the equations.
+    """
+    p_star = np.asarray(p_target_m, dtype=np.float64).reshape(3)
+    q = np.asarray(q_init_rad, dtype=np.float64).reshape(6).copy()
+    if not (np.all(np.isfinite(p_star)) and np.all(np.isfinite(q))):
+        raise ValueError("IK target and start must be finite")
+    a_star = np.array([0.0, 0.0, -1.0])
+    R_star = None if yaw_rad is None else down_rotation(yaw_rad)
+    lam2, w = damping ** 2, orientation_weight
+    e_p_norm = e_r_norm = np.inf
+    for it in range(max_iterations + 1):
+        T = forward_kinematics(q, tcp_offset_m)
+        e_p = p_star - T[:3, 3]
+        e_r = np.cross(T[:3, 2], a_star) if R_star is None else rotation_vector(R_star @ T[:3, :3].T)
+        e_p_norm = float(np.linalg.norm(e_p))
+        e_r_norm = float(np.arcsin(min(1.0, np.linalg.norm(e_r)))) if R_star is None else float(np.linalg.norm(e_r))
+        if R_star is None and T[2, 2] > 0:       # pointing up: the cross product vanishes at pi
+            e_r_norm = np.pi - e_r_norm
+            e_r = e_r + np.cross(T[:3, 0], a_star) if np.linalg.norm(e_r) < 1e-6 else e_r
+        done = e_p_norm < position_tolerance_m and e_r_norm < orientation_tolerance_rad
+        if done or it == max_iterations:
+            break
+        J = geometric_jacobian(q, tcp_offset_m)
+        J[3:] *= w
+        e = np.concatenate([e_p, w * e_r])
+        dq = J.T @ np.linalg.solve(J @ J.T + lam2 * np.eye(6), e)
+        scale = np.max(np.abs(dq)) / max_step_rad
+        if scale > 1.0:
+            dq /= scale
+        q = np.clip(q + dq, limits_rad[:, 0], limits_rad[:, 1])
+    converged = e_p_norm < position_tolerance_m and e_r_norm < orientation_tolerance_rad
+    return IkResult(q, converged, e_p_norm, e_r_norm, it)

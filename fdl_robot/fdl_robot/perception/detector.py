@@ -1,0 +1,146 @@
+"""Detector backends behind one interface: RGB image in, :class:`Detections` out.
+
+    detector = make_detector("ultralytics", "model.pt", image_size=320)
+    det = detector.detect(rgb)          # HxWx3 uint8 RGB
+    det.boxes_xyxy, det.scores, det.class_ids, det.class_names
+
+Backends
+--------
+``ultralytics``  YOLO or RT-DETR weights (``.pt``) or their ONNX export (``.onnx``),
+                 through the ultralytics predictor (letterbox, NMS inside).
+``color``        HSV colour blobs (:mod:`fdl_robot.perception.color_detector`): no
+                 weights; the baseline and the stand-in before a network is trained.
+``detr``         A Hugging Face ``DetrForObjectDetection`` checkpoint directory,
+                 post-processed by :func:`fdl_robot.core.decoding.detr_postprocess`.
+Heavy libraries (torch, ultralytics, transformers) are imported only when a backend is
+built, so this module imports fast and without them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections of one image: boxes (N, 4) XYXY pixels, scores (N,), class ids (N,)."""
+
+    boxes_xyxy: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    class_names: tuple[str, ...] = field(default=())
+
+    def __post_init__(self):
+        n = len(self.scores)
+        if self.boxes_xyxy.shape != (n, 4) or self.class_ids.shape != (n,):
+            raise ValueError(f"inconsistent detections: boxes {self.boxes_xyxy.shape}, "
+                             f"scores {self.scores.shape}, class_ids {self.class_ids.shape}")
+        if len(self.class_names) != n:
+            raise ValueError(f"{len(self.class_names)} class names for {n} detections")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @staticmethod
+    def empty() -> "Detections":
+        return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=int), ())
+
+    def select(self, mask: np.ndarray) -> "Detections":
+        idx = np.flatnonzero(mask)
+        return Detections(self.boxes_xyxy[idx], self.scores[idx], self.class_ids[idx],
+                          tuple(self.class_names[i] for i in idx))
+
+
+class Detector(Protocol):
+    """What every backend provides."""
+
+    class_names: tuple[str, ...]
+
+    def detect(self, rgb: np.ndarray) -> Detections: ...
+
+
+def _check_rgb(rgb: np.ndarray) -> None:
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.shape} {rgb.dtype}")
+
+
+class UltralyticsDetector:
+    """YOLO / RT-DETR through ultralytics (``.pt`` weights or an ``.onnx`` export)."""
+
+    def __init__(self, model_path: str | Path, image_size: int = 320, score_threshold: float = 0.25,
+                 iou_threshold: float = 0.5, max_detections: int = 50, device: str = "cpu"):
+        from ultralytics import RTDETR, YOLO
+
+        path = Path(model_path)
+        if not path.exists():
+            raise FileNotFoundError(f"detector weights not found: {path}")
+        self.model = RTDETR(str(path)) if "rtdetr" in path.name.lower() else YOLO(str(path), task="detect")
+        self.kwargs = dict(imgsz=int(image_size), conf=float(score_threshold), iou=float(iou_threshold),
+                           max_det=int(max_detections), device=device, verbose=False)
+        names = self.model.names
+        self.class_names = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        _check_rgb(rgb)
+        result = self.model.predict(rgb[..., ::-1], **self.kwargs)[0]   # ultralytics wants BGR
+        boxes = result.boxes
+        ids = boxes.cls.cpu().numpy().astype(int)
+        return Detections(boxes.xyxy.cpu().numpy().astype(float), boxes.conf.cpu().numpy().astype(float),
+                          ids, tuple(self.class_names[i] for i in ids))
+
+
+class DetrDetector:
+    """Hugging Face DETR from a local checkpoint directory; core.decoding post-processing."""
+
+    def __init__(self, model_path: str | Path, score_threshold: float = 0.5, device: str = "cpu",
+                 image_size: int = 320):
+        import torch
+        from transformers import DetrForObjectDetection
+
+        self.torch = torch
+        self.model = DetrForObjectDetection.from_pretrained(str(model_path)).to(device).eval()
+        self.device, self.image_size = device, int(image_size)
+        self.score_threshold = float(score_threshold)
+        id2label = self.model.config.id2label
+        self.class_names = tuple(id2label[i] for i in sorted(id2label))
+        self.mean = np.array([0.485, 0.456, 0.406], np.float32)       # ImageNet statistics
+        self.std = np.array([0.229, 0.224, 0.225], np.float32)
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        import cv2
+
+        from fdl_robot.core.decoding import detr_postprocess
+
+        _check_rgb(rgb)
+        h, w = rgb.shape[:2]
+        scale = self.image_size / max(h, w)
+        resized = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        x = (resized.astype(np.float32) / 255.0 - self.mean) / self.std
+        pixels = self.torch.from_numpy(x.transpose(2, 0, 1)[None]).to(self.device)
+        with self.torch.no_grad():
+            out = self.model(pixel_values=pixels)
+        boxes, scores, ids = detr_postprocess(out.logits[0].cpu().numpy().astype(np.float64),
+                                              out.pred_boxes[0].cpu().numpy().astype(np.float64),
+                                              (w, h), self.score_threshold)
+        ids = np.asarray(ids, dtype=int)
+        return Detections(np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores, float), ids,
+                          tuple(self.class_names[i] for i in ids))
+
+
+def make_detector(backend: str, model_path: str | Path, *, image_size: int = 320,
+                  score_threshold: float = 0.25, iou_threshold: float = 0.5,
+                  max_detections: int = 50, device: str = "cpu") -> Detector:
+    """Build a backend by name (the detector_node's ``backend`` parameter)."""
+    if backend == "ultralytics":
+        return UltralyticsDetector(model_path, image_size, score_threshold, iou_threshold,
+                                   max_detections, device)
+    if backend == "detr":
+        return DetrDetector(model_path, score_threshold, device, image_size)
+    if backend == "color":
+        from fdl_robot.perception.color_detector import ColorDetector
+
+        return ColorDetector()
+    raise ValueError(f"unknown detector backend '{backend}'; use 'ultralytics', 'detr' or 'color'")

@@ -1,0 +1,44 @@
+"""What every fdl_robot node shares: declared parameters, counters, throttled warnings.
+
+A node never crashes and never publishes on bad input. It counts the reason in
+``self.counters`` (exposed for tests and printed at shutdown) and logs a warning at most
+once per ``WARN_PERIOD_S`` per reason, so a bad stream cannot flood the log.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+
+from fdl_robot.ros import parameters
+
+WARN_PERIOD_S = 2.0
+SENSOR_QOS: QoSProfile = qos_profile_sensor_data   # images: best effort, keep last 5
+RELIABLE_QOS = 10                                    # everything else: reliable, depth 10
+
+
+class FdlNode(Node):
+    """rclpy Node with the parameters of ``node_name`` declared from the one table."""
+
+    def __init__(self, node_name: str, **kwargs):
+        super().__init__(node_name, **kwargs)
+        self.params = parameters.declare(self, node_name)
+        self.counters: Counter[str] = Counter()
+        self._last_warn_s: dict[str, float] = {}
+
+    def reject(self, reason: str, detail: str = "") -> None:
+        """Count a rejected input and warn (throttled per reason)."""
+        self.counters[reason] += 1
+        now = time.monotonic()
+        if now - self._last_warn_s.get(reason, -WARN_PERIOD_S) >= WARN_PERIOD_S:
+            self._last_warn_s[reason] = now
+            self.get_logger().warning(
+                f"{reason}{': ' + detail if detail else ''} (seen {self.counters[reason]}x)")
+
+    def destroy_node(self):
+        bad = {k: v for k, v in self.counters.items() if not k.startswith("ok")}
+        if bad:
+            self.get_logger().info(f"rejected inputs: {dict(bad)}")
+        return super().destroy_node()

@@ -1,0 +1,73 @@
+"""detector_node: colour image -> fdl_robot_interfaces/Detection2DArray.
+
+    ros2 run fdl_robot detector_node --ros-args --params-file config/fdl_robot.yaml
+
+Subscribes ``image_topic`` (rgb8/bgr8, sensor QoS); publishes ``detections_topic`` with
+the source image's header (stamp and frame_id) and, when ``publish_debug_image`` is
+set, an annotated image. The backend (ultralytics / detr) comes from
+:func:`fdl_robot.perception.detector.make_detector`; a test can pass its own.
+"""
+from __future__ import annotations
+
+import rclpy
+from fdl_robot_interfaces.msg import Detection2DArray
+from sensor_msgs.msg import Image
+
+from fdl_robot.perception.detector import Detector, make_detector
+from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
+from fdl_robot.ros.conversions import (InvalidInput, detections_to_msg, image_to_rgb,
+                                       rgb_to_image)
+
+
+def default_model_path() -> str:
+    """The shipped detector weights (issue 5 trains them); '' when none are shipped."""
+    from importlib.resources import files
+
+    path = files("fdl_robot") / "models" / "detector" / "best.pt"
+    return str(path) if path.is_file() else ""
+
+
+class DetectorNode(FdlNode):
+    def __init__(self, detector: Detector | None = None, **kwargs):
+        super().__init__("detector_node", **kwargs)
+        p = self.params
+        if detector is None:
+            model_path = p["model_path"] or default_model_path()
+            if not model_path and p["backend"] != "color":
+                raise RuntimeError("detector_node: no model_path given and no shipped weights "
+                                   "found in fdl_robot/models/detector/")
+            detector = make_detector(p["backend"], model_path, image_size=p["image_size"],
+                                     score_threshold=p["score_threshold"],
+                                     iou_threshold=p["iou_threshold"],
+                                     max_detections=p["max_detections"], device=p["device"])
+        self.detector = detector
+        self.pub = self.create_publisher(Detection2DArray, p["detections_topic"], RELIABLE_QOS)
+        self.debug_pub = (self.create_publisher(Image, p["debug_image_topic"], SENSOR_QOS)
+                          if p["publish_debug_image"] else None)
+        self.create_subscription(Image, p["image_topic"], self.on_image, SENSOR_QOS)
+
+    def on_image(self, msg: Image) -> None:
+        try:
+            rgb = image_to_rgb(msg)
+        except InvalidInput as exc:
+            self.reject("bad image", str(exc))
+            return
+        det = self.detector.detect(rgb)
+        self.counters["ok images"] += 1
+        self.pub.publish(detections_to_msg(det, msg.header, msg.width, msg.height))
+        if self.debug_pub is not None:
+            from fdl_robot.perception.annotate import draw_detections
+
+            self.debug_pub.publish(rgb_to_image(draw_detections(rgb, det), msg.header.stamp,
+                                                msg.header.frame_id))
+
+
+def main(args=None) -> None:
+    from fdl_robot.ros.runner import spin_nodes
+
+    rclpy.init(args=args)
+    spin_nodes([DetectorNode()])
+
+
+if __name__ == "__main__":
+    main()

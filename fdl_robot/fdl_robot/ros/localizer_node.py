@@ -1,0 +1,102 @@
+"""localizer_node: detections + aligned depth + camera_info -> 3D objects in base_link.
+
+    ros2 run fdl_robot localizer_node --ros-args --params-file config/fdl_robot.yaml
+
+Detections and depth are matched by header stamp (both carry the colour image's stamp;
+:class:`~fdl_robot.ros.sync.StampSynchronizer`); camera_info is calibration and the
+latest valid one is used (its size must match the depth image). The math is in
+:func:`fdl_robot.perception.lifting.lift_detections`. Output header: the source image
+stamp and ``target_frame``. Bad input is counted and warned about, never published.
+"""
+from __future__ import annotations
+
+import numpy as np
+import rclpy
+from fdl_robot_interfaces.msg import Detection2DArray, Object3D, Object3DArray
+from sensor_msgs.msg import CameraInfo, Image
+
+from fdl_robot.perception.extrinsics import StaticExtrinsics
+from fdl_robot.perception.lifting import LiftingConfig, lift_detections
+from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
+from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera, detections_from_msg,
+                                       image_to_depth_m, stamp_to_ns, stamp_to_s)
+from fdl_robot.ros.sync import StampSynchronizer
+
+
+class LocalizerNode(FdlNode):
+    def __init__(self, **kwargs):
+        super().__init__("localizer_node", **kwargs)
+        p = self.params
+        self.extrinsics = StaticExtrinsics(p["target_frame"], None, p["camera_xyz"],
+                                           p["camera_quat_xyzw"])
+        self.config = LiftingConfig(p["depth_window"], p["min_depth_m"], p["max_depth_m"],
+                                    p["pixel_sigma_px"], p["depth_sigma_m"], p["center_offset_m"])
+        self.camera = None
+        self.last_stamp_ns = -1
+        self.sync = StampSynchronizer(2, round(p["sync_tolerance_s"] * 1e9), p["sync_queue_size"],
+                                      on_drop=lambda i, _s: self.reject(
+                                          "unmatched " + ("detections" if i == 0 else "depth")))
+        self.pub = self.create_publisher(Object3DArray, p["objects_topic"], RELIABLE_QOS)
+        self.create_subscription(CameraInfo, p["camera_info_topic"], self.on_camera_info, RELIABLE_QOS)
+        self.create_subscription(Detection2DArray, p["detections_topic"],
+                                 lambda m: self.on_input(0, m), RELIABLE_QOS)
+        self.create_subscription(Image, p["depth_topic"], lambda m: self.on_input(1, m), SENSOR_QOS)
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            self.camera = camera_info_to_camera(msg)
+        except InvalidInput as exc:
+            self.reject("bad camera_info", str(exc))
+
+    def on_input(self, index: int, msg) -> None:
+        matched = self.sync.add(index, stamp_to_ns(msg.header.stamp), msg)
+        if matched is not None:
+            self.localize(*matched)
+
+    def localize(self, det_msg: Detection2DArray, depth_msg: Image) -> None:
+        stamp_ns = stamp_to_ns(det_msg.header.stamp)
+        if stamp_ns <= self.last_stamp_ns:
+            self.reject("out-of-order stamp", f"{stamp_ns} after {self.last_stamp_ns} ns")
+            return
+        if self.camera is None:
+            self.reject("missing camera_info", "no valid CameraInfo received yet")
+            return
+        try:
+            det = detections_from_msg(det_msg)
+            depth = image_to_depth_m(depth_msg, self.params["depth_scale_m"])
+            if (det_msg.image_width, det_msg.image_height) not in ((0, 0), (depth.shape[1], depth.shape[0])):
+                raise InvalidInput(f"detections are for a {det_msg.image_width}x{det_msg.image_height}"
+                                   f" image but depth is {depth.shape[1]}x{depth.shape[0]}")
+            T_base_cam = self.extrinsics.lookup(self.params["target_frame"],
+                                                depth_msg.header.frame_id, stamp_to_s(det_msg.header.stamp))
+            objects = lift_detections(det.boxes_xyxy, depth, self.camera, T_base_cam, self.config)
+        except (InvalidInput, ValueError, LookupError) as exc:
+            self.reject("bad input", str(exc))
+            return
+        if len(objects.invalid):
+            self.reject("no valid depth", f"{len(objects.invalid)} of {len(det)} boxes")
+        self.last_stamp_ns = stamp_ns
+        out = Object3DArray()
+        out.header.stamp = det_msg.header.stamp
+        out.header.frame_id = self.params["target_frame"]
+        for row, i in enumerate(objects.index):
+            d = det_msg.detections[i]
+            o = Object3D(class_id=d.class_id, class_name=d.class_name, score=d.score, detection=d,
+                         depth_m=float(objects.depth_m[row]))
+            o.position.x, o.position.y, o.position.z = (float(v) for v in objects.p_base[row])
+            o.size.x, o.size.y, o.size.z = (float(v) for v in objects.size_m[row])
+            o.position_covariance = objects.covariance_base[row].reshape(-1).astype(np.float64)
+            out.objects.append(o)
+        self.counters["ok frames"] += 1
+        self.pub.publish(out)
+
+
+def main(args=None) -> None:
+    from fdl_robot.ros.runner import spin_nodes
+
+    rclpy.init(args=args)
+    spin_nodes([LocalizerNode()])
+
+
+if __name__ == "__main__":
+    main()

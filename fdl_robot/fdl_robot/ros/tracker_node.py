@@ -1,0 +1,118 @@
+"""tracker_node: 3D objects -> tracks (constant-velocity Kalman + Hungarian) and RViz markers.
+
+    ros2 run fdl_robot tracker_node --ros-args --params-file config/fdl_robot.yaml
+
+dt comes from the source image stamps carried in the Object3DArray headers; an
+out-of-order stamp or a change of frame is rejected (counted, warned, not published).
+Every input array, also an empty one, advances the tracker so that unmatched tracks age
+and die. Service ``~/reset`` (std_srvs/Trigger) forgets all tracks.
+"""
+from __future__ import annotations
+
+import numpy as np
+import rclpy
+from fdl_robot_interfaces.msg import Object3DArray, Track, TrackArray
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import Marker, MarkerArray
+
+from fdl_robot.core.tracking import MultiObjectTracker
+from fdl_robot.ros.base import RELIABLE_QOS, FdlNode
+from fdl_robot.ros.conversions import stamp_to_s
+
+_STATE = {"tentative": Track.TENTATIVE, "confirmed": Track.CONFIRMED, "lost": Track.LOST}
+
+
+class TrackerNode(FdlNode):
+    def __init__(self, **kwargs):
+        super().__init__("tracker_node", **kwargs)
+        p = self.params
+        self.tracker = MultiObjectTracker(
+            measurement_std_m=p["measurement_std_m"], process_noise_q=p["process_noise_q"],
+            gating=p["gating"], gate_probability=p["gate_probability"],
+            max_distance_m=p["max_distance_m"], n_init=p["n_init"], max_age_s=p["max_age_s"])
+        self.frame_id: str | None = None
+        self.pub = self.create_publisher(TrackArray, p["tracks_topic"], RELIABLE_QOS)
+        self.marker_pub = self.create_publisher(MarkerArray, p["markers_topic"], RELIABLE_QOS)
+        self.create_subscription(Object3DArray, p["objects_topic"], self.on_objects, RELIABLE_QOS)
+        self.create_service(Trigger, "~/reset", self.on_reset)
+
+    def on_reset(self, _request, response):
+        self.tracker.reset()
+        self.frame_id = None
+        response.success, response.message = True, "tracker reset"
+        return response
+
+    def on_objects(self, msg: Object3DArray) -> None:
+        if self.frame_id not in (None, msg.header.frame_id):
+            self.reject("frame changed", f"'{msg.header.frame_id}' after '{self.frame_id}'; "
+                        "call ~/reset to switch frames")
+            return
+        n = len(msg.objects)
+        positions = np.array([[o.position.x, o.position.y, o.position.z] for o in msg.objects],
+                             dtype=float).reshape(n, 3)
+        covariances = np.array([o.position_covariance for o in msg.objects], dtype=float).reshape(n, 3, 3)
+        if n and not np.any(covariances):          # producer gave no covariance: use the default
+            covariances = None
+        labels = [(o.class_id, o.class_name) for o in msg.objects]
+        scores = np.array([o.score for o in msg.objects], dtype=float)
+        try:
+            tracks = self.tracker.update(positions, stamp_to_s(msg.header.stamp), labels=labels,
+                                         scores=scores, covariances=covariances)
+        except ValueError as exc:                  # out-of-order stamp, bad shapes
+            self.reject("bad objects", str(exc))
+            return
+        if self.tracker.last_num_dropped:
+            self.reject("non-finite object", f"{self.tracker.last_num_dropped} dropped")
+        self.frame_id = msg.header.frame_id
+        if not self.params["publish_tentative"]:
+            tracks = [t for t in tracks if t.state != "tentative"]
+        self.counters["ok frames"] += 1
+        self.pub.publish(self.to_msg(tracks, msg.header))
+        self.marker_pub.publish(self.to_markers(tracks, msg.header))
+
+    @staticmethod
+    def to_msg(tracks, header) -> TrackArray:
+        out = TrackArray(header=header)
+        for t in tracks:
+            class_id, class_name = t.label if t.label is not None else (-1, "")
+            m = Track(id=t.id, state=_STATE[t.state], class_id=int(class_id), class_name=class_name,
+                      score=float(t.score or 0.0), hits=t.hits, age_s=t.age_s,
+                      time_since_update_s=t.time_since_update_s)
+            m.position.x, m.position.y, m.position.z = (float(v) for v in t.position)
+            m.velocity.x, m.velocity.y, m.velocity.z = (float(v) for v in t.velocity)
+            m.position_covariance = np.asarray(t.covariance, dtype=np.float64).reshape(-1)
+            out.tracks.append(m)
+        return out
+
+    @staticmethod
+    def to_markers(tracks, header) -> MarkerArray:
+        """A sphere and an id label per track; DELETEALL first so dead tracks vanish."""
+        markers = [Marker(header=header, action=Marker.DELETEALL)]
+        for t in tracks:
+            sphere = Marker(header=header, ns="tracks", id=t.id, type=Marker.SPHERE, action=Marker.ADD)
+            sphere.pose.position.x, sphere.pose.position.y, sphere.pose.position.z = (
+                float(v) for v in t.position)
+            sphere.pose.orientation.w = 1.0
+            sphere.scale.x = sphere.scale.y = sphere.scale.z = 0.05
+            sphere.color.r, sphere.color.g, sphere.color.a = (
+                (0.1, 0.9, 0.9) if t.state == "confirmed" else (0.9, 0.6, 0.5))
+            text = Marker(header=header, ns="track_ids", id=t.id, type=Marker.TEXT_VIEW_FACING,
+                          action=Marker.ADD, text=f"{t.id} {t.label[1] if t.label else ''}")
+            text.pose.position.x, text.pose.position.y = sphere.pose.position.x, sphere.pose.position.y
+            text.pose.position.z = sphere.pose.position.z + 0.05
+            text.pose.orientation.w = 1.0
+            text.scale.z = 0.03
+            text.color.r = text.color.g = text.color.b = text.color.a = 1.0
+            markers += [sphere, text]
+        return MarkerArray(markers=markers)
+
+
+def main(args=None) -> None:
+    from fdl_robot.ros.runner import spin_nodes
+
+    rclpy.init(args=args)
+    spin_nodes([TrackerNode()])
+
+
+if __name__ == "__main__":
+    main()

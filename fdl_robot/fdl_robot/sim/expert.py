@@ -1,0 +1,293 @@
+"""Scripted pick-and-place expert: Cartesian waypoints, min-jerk timing, DLS IK.
+
+The expert reads the same observation a policy gets (ground-truth object poses
+included) and emits the same action: absolute joint targets (6, rad) + gripper
+command (0 open, 1 closed).  From the first observation it plans tool-centre-point
+(TCP) waypoints in base_link, all with the tool pointing straight down::
+
+    approach  start pose          -> above the cube (pregrasp_height_m)   gripper open
+    descend                       -> cube centre (+ grasp_offset_m)       open
+    close     hold                                                        closed
+    lift                          -> carry height                         closed
+    carry                         -> above the bin centre                 closed
+    lower                         -> release height (cube above the rim)  closed
+    release   hold                                                        open
+    retreat                       -> retreat height                       open
+
+The gripper yaw is the cube's yaw modulo 90 deg closest to the arm's natural yaw
+at that place (so wrist 3 turns at most 45 deg); the fingers then close on two
+opposite faces.  Each segment follows a minimum-jerk profile in position,
+
+    p(t) = p0 + (p1 - p0) s(t/T),   s(x) = 10x^3 - 15x^4 + 6x^5,
+
+(peak speed 1.875 |p1 - p0| / T) and the geodesic R(t) = R0 exp(s log(R0^T R1))
+in orientation; T is chosen so that the peak TCP speed and yaw rate stay under
+their limits.  Every control step the TCP target is converted to joints by
+damped-least-squares IK warm-started at the previous command, and the joint
+command is rate-limited to ``max_joint_speed_rad_s``.
+
+After lift, carry and lower the expert checks that the cube is still between the
+fingers; if not (a missed or lost grasp), it opens and replans from the cube's
+current pose, at most ``max_retries`` times.  Nothing is attached magically: the
+cube is held by friction only.
+
+Frames: the IK runs in the MuJoCo world frame, which is base_link by construction
+of the scene (``sim/scene.py``), so observation poses are used directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import mujoco
+import numpy as np
+
+from fdl_robot.sim import scene
+from fdl_robot.sim.ik import DlsIk, rotation_exp, rotation_log, top_down_rotation
+
+__all__ = ["ExpertConfig", "Segment", "ScriptedExpert", "EpisodeResult", "run_expert_episode", "min_jerk"]
+
+
+def min_jerk(x: float) -> float:
+    """Minimum-jerk time scaling s(x) = 10x^3 - 15x^4 + 6x^5 on x in [0, 1] (clipped)."""
+    x = min(max(x, 0.0), 1.0)
+    return x * x * x * (10.0 + x * (-15.0 + 6.0 * x))
+
+
+def _wrap(angle_rad: float) -> float:
+    """Angle wrapped to (-pi, pi]."""
+    return float(np.pi - (np.pi - angle_rad) % (2.0 * np.pi))
+
+
+def _yaw_of(R: np.ndarray) -> float:
+    """Yaw of a frame's x axis about world z: atan2(R_10, R_00)."""
+    return float(np.arctan2(R[1, 0], R[0, 0]))
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """Heights are TCP z in base_link [m] unless stated; speeds are peak values."""
+
+    max_speed_m_s: float = 0.5
+    descend_speed_m_s: float = 0.18
+    lift_speed_m_s: float = 0.3
+    max_yaw_rate_rad_s: float = 1.5
+    min_segment_s: float = 0.25
+    pregrasp_height_m: float = 0.10  # above the cube centre
+    grasp_offset_m: float = 0.005  # TCP above the cube centre at grasp
+    carry_height_m: float = 0.18
+    release_height_m: float = 0.13  # cube bottom 3 cm above the 8 cm rim
+    retreat_height_m: float = 0.28
+    close_duration_s: float = 0.5
+    open_duration_s: float = 0.4
+    max_joint_speed_rad_s: float = 2.0
+    #: The grasp is held when the cube centre is within this distance of the TCP.
+    hold_tolerance_m: float = 0.03
+    max_retries: int = 2
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One TCP motion: min-jerk from (p0, R0) to (p1, R1) over ``duration_s`` with a fixed gripper command."""
+
+    name: str
+    p0: np.ndarray
+    R0: np.ndarray
+    p1: np.ndarray
+    R1: np.ndarray
+    duration_s: float
+    gripper: float
+    check_hold: bool = False
+
+    def sample(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """TCP target (p (3,), R (3, 3)) at ``t_s`` seconds into the segment."""
+        s = min_jerk(t_s / self.duration_s) if self.duration_s > 0 else 1.0
+        p = self.p0 + s * (self.p1 - self.p0)
+        R = self.R0 @ rotation_exp(s * rotation_log(self.R0.T @ self.R1))
+        return p, R
+
+
+class ScriptedExpert:
+    """The waypoint expert; call :meth:`reset` per episode and :meth:`act` per control step."""
+
+    def __init__(self, model: mujoco.MjModel | None = None, config: ExpertConfig | None = None):
+        self.config = config if config is not None else ExpertConfig()
+        self.ik = DlsIk(model if model is not None else scene.load_model(), scene.TCP_SITE, scene.ARM_JOINT_NAMES)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the plan; the next :meth:`act` plans from its observation."""
+        self._segments: list[Segment] = []
+        self._t_plan_s = 0.0
+        self._index = 0
+        self._q_cmd: np.ndarray | None = None
+        self._t_last_s: float | None = None
+        self.retries = 0
+        self.ik_failures = 0
+
+    # -------------------------------------------------------------- queries
+    @property
+    def phase(self) -> str:
+        """Name of the current segment ('done' after the retreat)."""
+        return self._segments[self._index].name if self._index < len(self._segments) else "done"
+
+    @property
+    def done(self) -> bool:
+        """True once the retreat segment is finished (or the retries ran out)."""
+        return bool(self._segments) and self._index >= len(self._segments)
+
+    # ---------------------------------------------------------------- policy
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        """Action (7,) = [joint targets (6, rad), gripper (0 open / 1 closed)] for ``obs``."""
+        t = float(obs["time_s"])
+        if self._q_cmd is None:
+            self._q_cmd = np.asarray(obs["qpos"], dtype=np.float64).copy()
+            p, R = self.ik.forward(self._q_cmd)
+            self._plan_pick_and_place(obs, p, R, t, opening=False)
+
+        # advance through finished segments, checking the grasp where asked
+        while self._index < len(self._segments):
+            seg = self._segments[self._index]
+            if t - self._t_plan_s < seg.duration_s - 1e-9:
+                break
+            if seg.check_hold and not self._holding(obs):
+                if self.retries < self.config.max_retries:
+                    self.retries += 1
+                    p, R = seg.sample(seg.duration_s)
+                    self._plan_pick_and_place(obs, p, R, t, opening=True)
+                    continue
+                self._segments = self._segments[: self._index]  # give up: stop here
+                break
+            self._t_plan_s += seg.duration_s
+            self._index += 1
+
+        if self._index < len(self._segments):
+            seg = self._segments[self._index]
+            p_des, R_des = seg.sample(t - self._t_plan_s)
+            gripper = seg.gripper
+        else:  # done: hold the last pose
+            last = self._segments[-1] if self._segments else None
+            p_des, R_des = (last.p1, last.R1) if last else self.ik.forward(self._q_cmd)
+            gripper = last.gripper if last else 0.0
+
+        result = self.ik.solve(p_des, R_des, self._q_cmd)
+        if not result.converged:
+            self.ik_failures += 1
+        dt = 0.02 if self._t_last_s is None else max(t - self._t_last_s, 1e-3)
+        max_dq = self.config.max_joint_speed_rad_s * dt
+        self._q_cmd = self._q_cmd + np.clip(result.q_rad - self._q_cmd, -max_dq, max_dq)
+        self._t_last_s = t
+        return np.concatenate([self._q_cmd, [gripper]])
+
+    # --------------------------------------------------------------- planning
+    def _holding(self, obs: dict[str, Any]) -> bool:
+        cube = obs["objects"][scene.TARGET_NAME].position_m
+        p_tcp, _ = self.ik.forward(np.asarray(obs["qpos"], dtype=np.float64))
+        return bool(np.linalg.norm(cube - p_tcp) < self.config.hold_tolerance_m)
+
+    def _duration(self, p0: np.ndarray, p1: np.ndarray, R0: np.ndarray, R1: np.ndarray, speed_m_s: float) -> float:
+        """Segment time so that the min-jerk peak speed 1.875 d / T stays under the limits."""
+        dist = float(np.linalg.norm(p1 - p0))
+        angle = float(np.linalg.norm(rotation_log(R0.T @ R1)))
+        return max(self.config.min_segment_s, 1.875 * dist / speed_m_s, 1.875 * angle / self.config.max_yaw_rate_rad_s)
+
+    def _grasp_yaw(self, cube_yaw_rad: float, p_cube: np.ndarray, p_ref: np.ndarray, yaw_ref: float) -> float:
+        """cube yaw + k pi/2 closest to the arm's natural yaw at the cube.
+
+        The natural yaw follows the base rotation: yaw_ref + (atan2(y, x) at the
+        cube - atan2(y, x) at the reference TCP position).
+        """
+        natural = yaw_ref + _wrap(np.arctan2(p_cube[1], p_cube[0]) - np.arctan2(p_ref[1], p_ref[0]))
+        k = np.round((natural - cube_yaw_rad) / (np.pi / 2))
+        return float(cube_yaw_rad + k * np.pi / 2)
+
+    def _plan_pick_and_place(self, obs: dict[str, Any], p0: np.ndarray, R0: np.ndarray, t_s: float,
+                             opening: bool) -> None:
+        """Replace the plan by a full pick-and-place from TCP pose (p0, R0) at time t_s."""
+        c = self.config
+        cube = obs["objects"][scene.TARGET_NAME]
+        bin_pose = obs["objects"][scene.BIN_NAME]
+        p_cube, p_bin = cube.position_m, bin_pose.position_m
+        yaw0 = _yaw_of(R0)
+        yaw_grasp = self._grasp_yaw(cube.yaw_rad, p_cube, p0, yaw0)
+        # keep the wrist still while the base turns towards the bin
+        yaw_place = yaw_grasp + _wrap(np.arctan2(p_bin[1], p_bin[0]) - np.arctan2(p_cube[1], p_cube[0]))
+        R_grasp, R_place = top_down_rotation(yaw_grasp), top_down_rotation(yaw_place)
+
+        above_cube = np.array([p_cube[0], p_cube[1], p_cube[2] + c.pregrasp_height_m])
+        at_cube = np.array([p_cube[0], p_cube[1], p_cube[2] + c.grasp_offset_m])
+        lifted = np.array([p_cube[0], p_cube[1], c.carry_height_m])
+        above_bin = np.array([p_bin[0], p_bin[1], c.carry_height_m])
+        release = np.array([p_bin[0], p_bin[1], c.release_height_m])
+        retreat = np.array([p_bin[0], p_bin[1], c.retreat_height_m])
+
+        segments: list[Segment] = []
+
+        def move(name: str, p1: np.ndarray, R1: np.ndarray, gripper: float, speed: float,
+                 check_hold: bool = False) -> None:
+            pa, Ra = (segments[-1].p1, segments[-1].R1) if segments else (p0, R0)
+            segments.append(Segment(name, pa, Ra, p1, R1, self._duration(pa, p1, Ra, R1, speed), gripper, check_hold))
+
+        def hold(name: str, duration_s: float, gripper: float) -> None:
+            pa, Ra = (segments[-1].p1, segments[-1].R1) if segments else (p0, R0)
+            segments.append(Segment(name, pa, Ra, pa, Ra, duration_s, gripper))
+
+        if opening:  # a failed grasp: let go, and back off upwards first
+            hold("reopen", c.open_duration_s, 0.0)
+            move("back_off", np.array([p0[0], p0[1], max(p0[2], above_cube[2])]), R0, 0.0, c.max_speed_m_s)
+        move("approach", above_cube, R_grasp, 0.0, c.max_speed_m_s)
+        move("descend", at_cube, R_grasp, 0.0, c.descend_speed_m_s)
+        hold("close", c.close_duration_s, 1.0)
+        move("lift", lifted, R_grasp, 1.0, c.lift_speed_m_s, check_hold=True)
+        move("carry", above_bin, R_place, 1.0, c.max_speed_m_s, check_hold=True)
+        move("lower", release, R_place, 1.0, c.lift_speed_m_s, check_hold=True)
+        hold("release", c.open_duration_s, 0.0)
+        move("retreat", retreat, R_place, 0.0, c.max_speed_m_s)
+        self._segments = segments
+        self._index = 0
+        self._t_plan_s = t_s
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """Outcome of one expert episode."""
+
+    seed: int
+    success: bool
+    steps: int
+    duration_s: float
+    expert_done_step: int | None
+    retries: int
+    ik_failures: int
+
+
+def run_expert_episode(env: Any, expert: ScriptedExpert, seed: int, max_steps: int | None = None,
+                       settle_steps: int = 25, run_to_max_steps: bool = False,
+                       on_step: Callable[[dict[str, Any], np.ndarray], None] | None = None) -> EpisodeResult:
+    """Reset ``env`` with ``seed`` and run ``expert`` until done (+ ``settle_steps``) or ``max_steps``.
+
+    With ``run_to_max_steps`` every episode lasts exactly ``max_steps`` (the expert
+    holds its last pose once done), as fixed-length ACT datasets need.
+
+    ``on_step(obs, action)`` is called before every ``env.step(action)`` with the
+    observation the action was computed from (what a dataset records).  Success is
+    ``env.success()`` at the end (the cube resting in the bin).
+    """
+    max_steps = max_steps or env.config.max_episode_steps or 1000
+    obs = env.reset(seed)
+    expert.reset()
+    done_step = None
+    steps = 0
+    while steps < max_steps:
+        action = expert.act(obs)
+        if on_step is not None:
+            on_step(obs, action)
+        obs, _, terminated, _, _ = env.step(action)
+        steps += 1
+        if expert.done and done_step is None:
+            done_step = steps
+        if terminated or (not run_to_max_steps and done_step is not None and steps >= done_step + settle_steps):
+            break
+    return EpisodeResult(seed=seed, success=env.success(), steps=steps, duration_s=steps * env.control_dt_s,
+                         expert_done_step=done_step, retries=expert.retries, ik_failures=expert.ik_failures)

@@ -1,0 +1,123 @@
+"""The MJCF scene of the pick-and-place cell and the names that index into it.
+
+The scene lives in ``assets/pick_place_cell.xml`` (primitive geoms only, no
+meshes, no downloads); its header comment documents the frames, the UR5e
+Denavit-Hartenberg chain, the gripper and the contact bits.  This module only
+loads it and names its parts, so that every other module refers to joints and
+bodies through these constants instead of string literals.
+
+Frames: the MuJoCo world frame *is* ``base_link`` (origin at the robot base on
+the table top, REP-103 axes x forward, y left, z up), so world coordinates are
+base_link coordinates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+__all__ = [
+    "SCENE_XML_PATH",
+    "ARM_JOINT_NAMES",
+    "ARM_ACTUATOR_NAMES",
+    "FINGER_JOINT_NAMES",
+    "GRIPPER_ACTUATOR_NAME",
+    "GRIPPER_MAX_CLOSURE_M",
+    "GRIPPER_OPEN_WIDTH_M",
+    "TARGET_NAME",
+    "DISTRACTOR_NAMES",
+    "BIN_NAME",
+    "BIN_INNER_HALF_M",
+    "BIN_WALL_TOP_M",
+    "CUBE_HALF_M",
+    "TCP_SITE",
+    "SCENE_CAMERA",
+    "WRIST_CAMERA",
+    "BASE_BODY",
+    "ROBOT_ROOT_BODY",
+    "UR5E_DH",
+    "HOME_QPOS_RAD",
+    "load_model",
+    "ur5e_dh_forward_kinematics",
+]
+
+SCENE_XML_PATH: Path = Path(__file__).resolve().parent / "assets" / "pick_place_cell.xml"
+
+#: The six arm joints in chain order (the UR / ros2_control names).
+ARM_JOINT_NAMES: tuple[str, ...] = (
+    "shoulder_pan_joint",
+    "shoulder_lift_joint",
+    "elbow_joint",
+    "wrist_1_joint",
+    "wrist_2_joint",
+    "wrist_3_joint",
+)
+ARM_ACTUATOR_NAMES: tuple[str, ...] = (
+    "shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3",
+)
+#: The two finger slide joints; each one's position is its closure in metres.
+FINGER_JOINT_NAMES: tuple[str, ...] = ("left_finger_joint", "right_finger_joint")
+#: Position actuator on the mean finger closure (a fixed tendon), metres.
+GRIPPER_ACTUATOR_NAME = "gripper"
+#: Finger closure at "fully closed" (the pads touch), metres per finger.
+GRIPPER_MAX_CLOSURE_M = 0.0425
+#: Distance between the finger pads when fully open, metres.
+GRIPPER_OPEN_WIDTH_M = 0.085
+
+TARGET_NAME = "red_cube"
+DISTRACTOR_NAMES: tuple[str, ...] = ("distractor_0", "distractor_1", "distractor_2")
+BIN_NAME = "bin"
+#: Half of the bin's inner side length (inner 0.18 x 0.18 m), metres.
+BIN_INNER_HALF_M = 0.09
+#: Height of the bin rim above the table top, metres.
+BIN_WALL_TOP_M = 0.08
+#: Half of the cube's side length (4 cm cubes), metres.
+CUBE_HALF_M = 0.02
+
+#: Tool centre point: between the finger pads, 15 mm above the finger tips.
+TCP_SITE = "tcp"
+SCENE_CAMERA = "scene_cam"
+WRIST_CAMERA = "wrist_cam"
+BASE_BODY = "base_link"
+#: First moving body of the robot: the robot is this body's subtree.
+ROBOT_ROOT_BODY = "shoulder_link"
+
+#: UR5e standard DH parameters (d_i, a_i, alpha_i), metres and radians.  The MJCF
+#: chain is built from them, so FK(q) of the model equals the DH product
+#: T = prod_i Rz(q_i) Tz(d_i) Tx(a_i) Rx(alpha_i)  (checked in the tests).
+UR5E_DH: tuple[tuple[float, float, float], ...] = (
+    (0.1625, 0.0, np.pi / 2),
+    (0.0, -0.425, 0.0),
+    (0.0, -0.3922, 0.0),
+    (0.1333, 0.0, np.pi / 2),
+    (0.0997, 0.0, -np.pi / 2),
+    (0.0996, 0.0, 0.0),
+)
+
+#: Home configuration: elbow up, tool pointing straight down, TCP at about
+#: (0.49, 0.13, 0.35) m in base_link, above the workspace.
+HOME_QPOS_RAD = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
+
+
+def load_model(xml_path: str | Path = SCENE_XML_PATH) -> mujoco.MjModel:
+    """Compile the scene; a fresh ``MjModel`` per call (environments own theirs)."""
+    return mujoco.MjModel.from_xml_path(str(xml_path))
+
+
+def ur5e_dh_forward_kinematics(q_rad: np.ndarray) -> np.ndarray:
+    """``T_base_tool0`` (4x4) of the UR5e DH chain: prod_i Rz(q_i) Tz(d_i) Tx(a_i) Rx(alpha_i).
+
+    A reference for the MJCF chain, independent of MuJoCo.
+    """
+    T = np.eye(4)
+    for q, (d, a, alpha) in zip(np.asarray(q_rad, dtype=np.float64), UR5E_DH):
+        cq, sq, ca, sa = np.cos(q), np.sin(q), np.cos(alpha), np.sin(alpha)
+        T = T @ np.array([
+            [cq, -sq * ca, sq * sa, a * cq],
+            [sq, cq * ca, -cq * sa, a * sq],
+            [0.0, sa, ca, d],
+            [0.0, 0.0, 0.0, 1.0],
+        ])
+    return T
