@@ -41,8 +41,10 @@ The task is a TCP position p* and an approach axis pointing down, a* = -z_base
 which fixes the full orientation R* = Rz(yaw) diag(1, -1, -1)). Errors, base axes::
 
     e_p = p* - p(q)
-    e_r = a(q) x a*                 (free yaw: |e_r| = sin of the tilt angle)
-    e_r = log(R* R(q)^T)            (fixed yaw: the rotation vector)
+    e_r = theta (a x a*) / |a x a*|,  theta = atan2(|a x a*|, a . a*)   (free yaw)
+    e_r = log(R* R(q)^T)                                                (fixed yaw)
+
+where a(q) is the TCP's z axis; both e_r are rotation vectors (axis * angle).
 
 A Gauss-Newton step with Levenberg-Marquardt damping lambda on the stacked error
 e = [e_p; w e_r] and Jacobian J = [J_v; w J_w] is::
@@ -164,6 +166,18 @@ def rotation_vector(R: np.ndarray) -> np.ndarray:
     return angle * k
 
 
+def _pointing_error(a: np.ndarray, a_star: np.ndarray, fallback_axis: np.ndarray) -> np.ndarray:
+    """Rotation vector of the smallest rotation turning unit axis a onto a*.
+
+    axis = (a x a*) / |a x a*|, angle = atan2(|a x a*|, a . a*) in [0, pi]; when a and a*
+    are (anti)parallel the axis is undefined and ``fallback_axis`` (unit, normal to a) is used.
+    """
+    c = np.cross(a, a_star)
+    s = np.linalg.norm(c)
+    angle = np.arctan2(s, np.dot(a, a_star))
+    return angle * (c / s if s > 1e-9 else fallback_axis)
+
+
 @dataclass(frozen=True)
 class IkResult:
     """Joint solution ``q_rad`` (6,), whether the tolerances were met, and the final errors."""
@@ -198,12 +212,9 @@ def solve_ik_pointing_down(p_target_m: np.ndarray, q_init_rad: np.ndarray, *,
     for it in range(max_iterations + 1):
         T = forward_kinematics(q, tcp_offset_m)
         e_p = p_star - T[:3, 3]
-        e_r = np.cross(T[:3, 2], a_star) if R_star is None else rotation_vector(R_star @ T[:3, :3].T)
-        e_p_norm = float(np.linalg.norm(e_p))
-        e_r_norm = float(np.arcsin(min(1.0, np.linalg.norm(e_r)))) if R_star is None else float(np.linalg.norm(e_r))
-        if R_star is None and T[2, 2] > 0:       # pointing up: the cross product vanishes at pi
-            e_r_norm = np.pi - e_r_norm
-            e_r = e_r + np.cross(T[:3, 0], a_star) if np.linalg.norm(e_r) < 1e-6 else e_r
+        e_r = (_pointing_error(T[:3, 2], a_star, T[:3, 0]) if R_star is None
+               else rotation_vector(R_star @ T[:3, :3].T))
+        e_p_norm, e_r_norm = float(np.linalg.norm(e_p)), float(np.linalg.norm(e_r))
         done = e_p_norm < position_tolerance_m and e_r_norm < orientation_tolerance_rad
         if done or it == max_iterations:
             break

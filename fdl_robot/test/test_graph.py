@@ -1,0 +1,125 @@
+"""One description of the graph: YAML, launch files, runner and README agree.
+
+``launch``/``launch_ros`` are not installable here, so the launch files are executed
+against minimal stand-ins of those modules that record what they are asked to start;
+the recorded nodes and parameters must equal what ``fdl-robot run`` builds.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fdl_robot.ros import graph as graphs
+from fdl_robot.ros import parameters
+
+PKG = Path(__file__).resolve().parents[1]
+README = PKG.parent / "README.md"
+
+
+def test_yaml_is_exactly_the_declared_defaults():
+    text = (PKG / "config" / "fdl_robot.yaml").read_text()
+    assert text == parameters.to_yaml(), "regenerate: python -m fdl_robot.ros.parameters --yaml"
+    loaded = yaml.safe_load(text)
+    for node, params in parameters.NODE_PARAMETERS.items():
+        assert loaded[f"/**/{node}"]["ros__parameters"] == {p.name: p.default for p in params}
+
+
+def test_every_parameter_has_a_description_and_a_unique_name():
+    for node, params in parameters.NODE_PARAMETERS.items():
+        names = [p.name for p in params]
+        assert len(names) == len(set(names)), node
+        assert all(len(p.description) > 10 for p in params), node
+
+
+def test_readme_parameter_table_is_current():
+    assert parameters.to_markdown() in README.read_text(), \
+        "regenerate the README table: python -m fdl_robot.ros.parameters --markdown"
+
+
+class _Recorder:
+    """Stand-ins for launch / launch_ros that record the described nodes."""
+
+    def __init__(self, arguments: dict[str, str]):
+        self.arguments, self.nodes = arguments, []
+        recorder = self
+
+        class LaunchConfiguration:
+            def __init__(self, name):
+                self.name = name
+
+            def perform(self, _context):
+                return recorder.arguments.get(self.name, "")
+
+        class Node:
+            def __init__(self, **kwargs):
+                recorder.nodes.append(kwargs)
+
+        def DeclareLaunchArgument(name, default_value="", description=""):  # noqa: N802
+            return ("arg", name, default_value)
+
+        def OpaqueFunction(function):  # noqa: N802
+            return ("opaque", function)
+
+        self.modules = {
+            "launch": types.SimpleNamespace(LaunchDescription=list),
+            "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=DeclareLaunchArgument,
+                                                    OpaqueFunction=OpaqueFunction),
+            "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
+            "launch_ros.actions": types.SimpleNamespace(Node=Node),
+        }
+        self.modules["launch_ros"] = types.SimpleNamespace(actions=self.modules["launch_ros.actions"])
+
+    def run(self, launch_file: Path) -> list[dict]:
+        saved = {k: sys.modules.get(k) for k in self.modules}
+        sys.modules.update(self.modules)
+        try:
+            spec = importlib.util.spec_from_file_location(launch_file.stem.replace(".", "_"), launch_file)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            description = module.generate_launch_description()
+            declared = {a[1] for a in description if a[0] == "arg"}
+            assert declared == {"config", "namespace", "camera_source", "model_path"}
+            for action in description:
+                if action[0] == "opaque":
+                    action[1](context=None)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    sys.modules.pop(k, None)
+                else:
+                    sys.modules[k] = v
+        return self.nodes
+
+
+@pytest.mark.parametrize("launch_file,graph", [("fdl_robot.launch.py", "robot"), ("sim.launch.py", "sim")])
+def test_launch_file_starts_the_runner_graph_with_the_same_parameters(launch_file, graph, tmp_path):
+    config = tmp_path / "my.yaml"
+    config.write_text(parameters.to_yaml())
+    args = {"config": str(config), "namespace": "arm1", "camera_source": "video",
+            "model_path": "/models/x.pt"}
+    launched = _Recorder(args).run(PKG / "launch" / launch_file)
+
+    assert [n["name"] for n in launched] == graphs.graph_nodes(graph)
+    for n in launched:
+        assert n["package"] == "fdl_robot" and n["namespace"] == "arm1"
+        assert n["executable"] == graphs.NODES[n["name"]].executable
+        assert n["parameters"][0] == str(config)
+        assert n["parameters"][1] == graphs.node_overrides(n["name"], "video", "/models/x.pt")
+
+    from fdl_robot.ros.runner import ros_args
+    for n in launched:   # the runner hands each node the same file and the same overrides
+        overrides = graphs.node_overrides(n["name"], "video", "/models/x.pt")
+        cli = ros_args(config, overrides)
+        assert cli[:3] == ["--ros-args", "--params-file", str(config)]
+        assert dict(a.split(":=") for a in cli[4::2]) == overrides
+
+
+def test_every_graph_node_has_a_console_script():
+    setup_py = (PKG / "setup.py").read_text()
+    for name in {n for g in graphs.GRAPHS.values() for n in g} - {"sim_node"}:
+        assert f'"{graphs.NODES[name].executable} = fdl_robot.ros.{name}:main"' in setup_py
