@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -147,6 +150,13 @@ def test_immutable():
     M = T.as_matrix()
     M[0, 3] = 99.0
     assert T.translation[0] == 1.0
+
+
+def test_copy_and_pickle():
+    T = Transform.from_rpy(0.1, 0.2, 0.3, [1, 2, 3])
+    for T2 in (copy.deepcopy(T), pickle.loads(pickle.dumps(T))):
+        np.testing.assert_array_equal(T2.as_matrix(), T.as_matrix())
+        assert not T2.rotation.flags.writeable
 
 
 def test_apply_shapes_and_nan():

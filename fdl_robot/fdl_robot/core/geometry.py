@@ -302,6 +302,10 @@ class Transform:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Transform is immutable")
 
+    def __reduce__(self) -> tuple:
+        """Pickle / copy exactly (bypassing __setattr__)."""
+        return (Transform._trusted, (np.array(self._R), np.array(self._t)))
+
 
 def _optical_frame_rotation() -> np.ndarray:
     # Columns: the optical axes expressed in the body frame (x fwd, y left, z up).

@@ -263,7 +263,7 @@ class ConstantVelocityKF:
         x: ArrayLike,
         P: ArrayLike,
         stamp_s: float,
-        q: float = 0.3,
+        q: float = 0.1,
         measurement_std_m: float = 0.01,
     ) -> None:
         self.x, self.P, self.dim = _check_state(x, P)
@@ -279,7 +279,7 @@ class ConstantVelocityKF:
         cls,
         z: ArrayLike,
         stamp_s: float,
-        q: float = 0.3,
+        q: float = 0.1,
         measurement_std_m: float = 0.01,
         init_velocity_std_mps: float = 0.5,
     ) -> ConstantVelocityKF:
@@ -425,7 +425,7 @@ class MultiObjectTracker:
         *,
         dim: int = 3,
         measurement_std_m: float = 0.01,
-        process_noise_q: float = 0.3,
+        process_noise_q: float = 0.1,
         init_velocity_std_mps: float = 0.5,
         gating: Gating = "mahalanobis",
         gate_probability: float = 0.99,

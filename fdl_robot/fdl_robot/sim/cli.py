@@ -1,0 +1,281 @@
+"""Command line of the simulator: record demonstrations, evaluate the expert, benchmark.
+
+    python -m fdl_robot.sim.cli record   --episodes 50 --out data/sim_demos [--images] [--depth]
+    python -m fdl_robot.sim.cli evaluate --episodes 100 --strip strip.png [--video episode.mp4]
+    python -m fdl_robot.sim.cli bench    [--seconds 20] [--camera-hz 15] [--width 640 --height 480]
+    python -m fdl_robot.sim.cli snapshot --seed 0 --out scene.png
+
+Each subcommand also has its own ``*_main`` function for console-script entry points.
+Rendering is headless; set ``MUJOCO_GL=egl`` (done here if unset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+__all__ = ["main", "record_main", "evaluate_main", "bench_main", "snapshot_main", "wilson_interval"]
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (default 95 %).
+
+    centre = (p + z^2/2n) / (1 + z^2/n),  half = z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# --------------------------------------------------------------------------- record
+def _record_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--episodes", type=int, default=50, help="number of successful episodes to save")
+    p.add_argument("--out", type=Path, required=True, help="output directory (episode_<i>.hdf5)")
+    p.add_argument("--seed0", type=int, default=0, help="first seed (seeds seed0, seed0+1, ... are tried)")
+    p.add_argument("--steps", type=int, default=450, help="control steps per episode (50 Hz)")
+    p.add_argument("--images", action="store_true", help="record camera images every step")
+    p.add_argument("--depth", action="store_true", help="with --images, also record uint16 mm depth")
+    p.add_argument("--camera", action="append", default=None,
+                   help="camera to record (repeatable; default scene_cam)")
+    p.add_argument("--width", type=int, default=320, help="image width for --images")
+    p.add_argument("--height", type=int, default=240, help="image height for --images")
+    p.add_argument("--keep-failures", action="store_true", help="also save episodes the expert failed")
+    return p
+
+
+def _record(args: argparse.Namespace) -> int:
+    from fdl_robot.sim.dataset import record_demos
+    from fdl_robot.sim.env import PickPlaceConfig
+
+    cams = tuple(args.camera or ["scene_cam"]) if args.images else ()
+    t0 = time.perf_counter()
+    saved = record_demos(args.episodes, args.out, seed0=args.seed0, episode_steps=args.steps,
+                         env_config=PickPlaceConfig(image_width=args.width, image_height=args.height),
+                         camera_names=cams, record_depth=args.depth and bool(cams),
+                         keep_failures=args.keep_failures)
+    print(f"saved {len(saved)} episodes to {args.out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def record_main(argv: Sequence[str] | None = None) -> int:
+    """Console entry: record expert demonstrations (see ``--help``)."""
+    return _record(_record_parser(argparse.ArgumentParser(description="Record expert demos (ACT HDF5)."))
+                   .parse_args(argv))
+
+
+# --------------------------------------------------------------------------- evaluate
+def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed0", type=int, default=1000, help="first seed (held out from the default demo seeds)")
+    p.add_argument("--max-steps", type=int, default=600)
+    p.add_argument("--strip", type=Path, default=None, help="PNG strip of the first episode's camera view")
+    p.add_argument("--strip-frames", type=int, default=8)
+    p.add_argument("--video", type=Path, default=None, help="MP4 of the first episode (25 fps)")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--json", type=Path, default=None, help="write the per-seed results here")
+    return p
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import cv2
+    from tqdm import tqdm
+
+    from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
+    from fdl_robot.sim.expert import ScriptedExpert, run_expert_episode
+
+    env = PickPlaceEnv(PickPlaceConfig(image_width=args.width, image_height=args.height,
+                                       max_episode_steps=args.max_steps))
+    expert = ScriptedExpert(env.model)
+    results = []
+    frames: list[tuple[np.ndarray, str]] = []
+
+    def capture(obs: dict, action: np.ndarray) -> None:
+        if len(results) == 0 and round(obs["time_s"] / env.control_dt_s) % 2 == 0:  # 25 Hz
+            frames.append((env.render_rgb(), f"{obs['time_s']:.1f}s {expert.phase}"))
+
+    want_frames = args.strip is not None or args.video is not None
+    t0 = time.perf_counter()
+    bar = tqdm(range(args.seed0, args.seed0 + args.episodes), desc="expert", unit="ep")
+    for seed in bar:
+        r = run_expert_episode(env, expert, seed, max_steps=args.max_steps,
+                               on_step=capture if (want_frames and not results) else None)
+        results.append(r)
+        n_ok = sum(x.success for x in results)
+        bar.set_postfix(success=f"{n_ok}/{len(results)}")
+    wall_s = time.perf_counter() - t0
+    env.close()
+
+    n, k = len(results), sum(r.success for r in results)
+    lo, hi = wilson_interval(k, n)
+    done = [r.expert_done_step * env.control_dt_s for r in results if r.expert_done_step is not None]
+    failed = [r.seed for r in results if not r.success]
+    sim_s = sum(r.duration_s for r in results)
+    print(f"expert success: {k}/{n} = {100 * k / n:.1f} % (95 % Wilson CI {100 * lo:.1f}-{100 * hi:.1f} %)")
+    print(f"mean time to done: {np.mean(done):.2f} s (min {np.min(done):.2f}, max {np.max(done):.2f}) "
+          f"= {np.mean(done) / env.control_dt_s:.0f} control steps")
+    print(f"retries: {sum(r.retries for r in results)}, IK non-converged steps: {sum(r.ik_failures for r in results)}")
+    print(f"failed seeds: {failed}")
+    print(f"simulated {sim_s:.0f} s in {wall_s:.0f} s wall (real-time factor {sim_s / wall_s:.1f}, "
+          f"{'incl.' if want_frames else 'no'} rendering of the first episode)")
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=1))
+    if frames and args.strip:
+        idx = np.linspace(0, len(frames) - 1, args.strip_frames).round().astype(int)
+        tiles = []
+        for i in idx:
+            img = cv2.cvtColor(frames[i][0], cv2.COLOR_RGB2BGR)
+            cv2.putText(img, frames[i][1], (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            tiles.append(img)
+        cols = 4
+        rows = [np.hstack(tiles[j:j + cols] + [np.zeros_like(tiles[0])] * (cols - len(tiles[j:j + cols])))
+                for j in range(0, len(tiles), cols)]
+        args.strip.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(args.strip), np.vstack(rows))
+        print(f"image strip of seed {args.seed0}: {args.strip}")
+    if frames and args.video:
+        args.video.parent.mkdir(parents=True, exist_ok=True)
+        h, w = frames[0][0].shape[:2]
+        writer = cv2.VideoWriter(str(args.video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (w, h))
+        for img, label in frames:
+            bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+            cv2.putText(bgr, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            writer.write(bgr)
+        writer.release()
+        print(f"video of seed {args.seed0}: {args.video}")
+    return 0 if k == n else 1
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """Console entry: expert success rate over N seeds, image strip / video of one episode."""
+    return _evaluate(_evaluate_parser(argparse.ArgumentParser(description="Evaluate the scripted expert."))
+                     .parse_args(argv))
+
+
+# --------------------------------------------------------------------------- bench
+def _bench_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--seconds", type=float, default=20.0, help="simulated seconds per measurement")
+    p.add_argument("--camera-hz", type=float, default=15.0)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    return p
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
+    from fdl_robot.sim.expert import ScriptedExpert
+
+    env = PickPlaceEnv(PickPlaceConfig(image_width=args.width, image_height=args.height, max_episode_steps=0))
+    expert = ScriptedExpert(env.model)
+    n_steps = int(round(args.seconds / env.control_dt_s))
+
+    def run(render: bool) -> tuple[float, float, int]:
+        """(wall seconds, expert seconds, frames) for n_steps control steps from a fresh episode."""
+        obs = env.reset(0)
+        expert.reset()
+        next_frame_s, frames, expert_s, episodes = 0.0, 0, 0.0, 1
+        t0 = time.perf_counter()
+        for _ in range(n_steps):
+            if obs["time_s"] > 8.0:  # keep the arm busy: restart the task every 8 s
+                obs = env.reset(episodes)
+                episodes += 1
+                expert.reset()
+                next_frame_s = obs["time_s"]
+            te = time.perf_counter()
+            action = expert.act(obs)
+            expert_s += time.perf_counter() - te
+            obs, *_ = env.step(action)
+            if render and obs["time_s"] + 1e-9 >= next_frame_s:
+                env.render_rgbd()
+                frames += 1
+                next_frame_s += 1.0 / args.camera_hz
+        return time.perf_counter() - t0, expert_s, frames
+
+    env.render_rgbd()  # create the GL context outside the timing
+    sim_s = n_steps * env.control_dt_s
+    wall, expert_s, _ = run(render=False)
+    print(f"physics (500 Hz) + control (50 Hz) + expert IK: {sim_s:.0f} s simulated in {wall:.2f} s "
+          f"-> real-time factor {sim_s / wall:.1f} (expert IK {1000 * expert_s / n_steps:.2f} ms/step)")
+    wall_r, _, frames = run(render=True)
+    print(f"  + RGB-D {args.width}x{args.height} at {args.camera_hz:g} Hz ({frames} frames): "
+          f"{wall_r:.2f} s -> real-time factor {sim_s / wall_r:.2f} "
+          f"({1000 * (wall_r - wall) / max(frames, 1):.1f} ms per RGB-D frame)")
+    env.close()
+    return 0
+
+
+def bench_main(argv: Sequence[str] | None = None) -> int:
+    """Console entry: real-time factor of physics+control, with and without the camera."""
+    return _bench(_bench_parser(argparse.ArgumentParser(description="Simulator real-time factor.")).parse_args(argv))
+
+
+# --------------------------------------------------------------------------- snapshot
+def _snapshot_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("sim_snapshot.png"))
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    return p
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    import cv2
+
+    from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
+
+    with PickPlaceEnv(PickPlaceConfig(image_width=args.width, image_height=args.height)) as env:
+        env.reset(args.seed)
+        rgb, depth = env.render_rgbd()
+        seg = env.render_segmentation()
+        wrist = env.render_rgb("wrist_cam")
+    depth_vis = cv2.applyColorMap(np.nan_to_num(255 * (1 - (depth - 0.3) / 1.5), nan=0).clip(0, 255).astype(np.uint8),
+                                  cv2.COLORMAP_VIRIDIS)
+    palette = np.array([[40, 40, 40], [180, 180, 180], [0, 0, 255], [0, 200, 0], [0, 200, 200],
+                        [200, 0, 200], [255, 120, 0]], dtype=np.uint8)
+    tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), depth_vis, palette[seg % len(palette)],
+             cv2.cvtColor(wrist, cv2.COLOR_RGB2BGR)]
+    grid = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(args.out), grid)
+    print(f"seed {args.seed}: RGB | depth / segmentation | wrist camera -> {args.out}")
+    return 0
+
+
+def snapshot_main(argv: Sequence[str] | None = None) -> int:
+    """Console entry: one scene as RGB, depth, segmentation and wrist view."""
+    return _snapshot(_snapshot_parser(argparse.ArgumentParser(description="Render one scene.")).parse_args(argv))
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fdl_robot.sim.cli {record,evaluate,bench,snapshot} ...``"""
+    parser = argparse.ArgumentParser(prog="fdl_sim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = {
+        "record": (_record_parser, _record, "record expert demonstrations (ACT HDF5)"),
+        "evaluate": (_evaluate_parser, _evaluate, "expert success rate, image strip, video"),
+        "bench": (_bench_parser, _bench, "real-time factor with and without the camera"),
+        "snapshot": (_snapshot_parser, _snapshot, "render RGB, depth, segmentation of one scene"),
+    }
+    for name, (build, _, help_text) in commands.items():
+        build(sub.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    return commands[args.command][1](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
