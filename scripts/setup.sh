@@ -102,14 +102,19 @@ if ! stamp_ok interfaces "$if_hash" \
 fi
 
 # --- 4. fdl_robot itself (editable) ---------------------------------------------------------
-pkg_hash=$(hash_of "$ROOT/fdl_robot/setup.py" "$ROOT/fdl_robot/setup.cfg" "$ROOT/fdl_robot/package.xml")
-if ! stamp_ok fdl_robot "$pkg_hash" || ! "$VENV/bin/python" -c 'import fdl_robot' 2>/dev/null; then
+pkg_hash=$(hash_of "$ROOT/fdl_robot/setup.py" "$ROOT/fdl_robot/setup.cfg" "$ROOT/fdl_robot/package.xml" \
+  "$ROOT/scripts/setup.sh")
+if ! stamp_ok fdl_robot "$pkg_hash" \
+   || ! (cd "$ROOT" && "$VENV/bin/python" -c 'import fdl_robot.core' 2>/dev/null); then
   step "installing fdl_robot (editable)"
   mkdir -p "$ROOT/build"
+  # compat mode: a plain .pth path entry, so `fdl_robot` resolves to the package even when
+  # the repository root (which holds the ROS package folder fdl_robot/) is on sys.path.
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT/fdl_robot" \
+    --config-settings editable_mode=compat \
     > "$ROOT/build/pip-install-fdl_robot.log" 2>&1 \
     || { tail -n 30 "$ROOT/build/pip-install-fdl_robot.log"; die "pip install -e fdl_robot failed"; }
-  "$VENV/bin/python" -c 'import fdl_robot.core' || die "fdl_robot did not install"
+  (cd "$ROOT" && "$VENV/bin/python" -c "import fdl_robot.core") || die "fdl_robot did not install"
   stamp_set fdl_robot "$pkg_hash"
 fi
 

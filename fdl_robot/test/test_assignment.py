@@ -74,6 +74,25 @@ def test_gating_before_solving_keeps_more_pairs_than_gating_after():
     assert pairs(*greedy_assignment(c, max_cost=5.0)) == [(0, 0)]
 
 
+def test_gain_semantics_never_trades_a_good_pair_for_two_poor_ones():
+    c = np.array([[1.0, 4.0], [4.0, 6.0]])
+    assert pairs(*hungarian(c, 5.0, maximize_matches=False)) == [(0, 0)]
+    # the tracker case: detections (rows) D1 of track T1, and a false positive C;
+    # track T2's own detection was missed.  Squared Mahalanobis costs, gate 11.34.
+    d2 = np.array([[0.5, 6.0], [8.0, INF]])
+    assert pairs(*hungarian(d2, 11.34)) == [(0, 1), (1, 0)]         # C -> T1, D1 -> T2
+    assert pairs(*hungarian(d2, 11.34, maximize_matches=False)) == [(0, 0)]  # D1 -> T1
+    m = match(d2, 11.34, maximize_matches=False)
+    assert m.unmatched_rows.tolist() == [1] and m.unmatched_cols.tolist() == [1]
+    # seed examples: same answers as before
+    assert pairs(*hungarian([[0.5, 1.2], [0.8, 0.3], [1.0, 0.6]], 2.0, maximize_matches=False)) == [
+        (0, 0),
+        (1, 1),
+    ]
+    with pytest.raises(ValueError, match="finite"):
+        hungarian(c, maximize_matches=False)
+
+
 def test_gate_is_inclusive_and_filters():
     c = np.array([[1.0, 9.0], [9.0, 2.0]])
     assert pairs(*hungarian(c, max_cost=2.0)) == [(0, 0), (1, 1)]
@@ -89,6 +108,7 @@ def test_negative_costs_like_minus_iou():
 def test_huge_finite_costs_do_not_overflow():
     c = np.array([[1e308, -1e308], [-1e308, 1e308]])
     assert pairs(*hungarian(c)) == [(0, 1), (1, 0)]
+    assert pairs(*hungarian(c, 1e308, maximize_matches=False)) == [(0, 1), (1, 0)]
 
 
 # --------------------------------------------------------------------- edge cases
@@ -101,6 +121,8 @@ def test_empty_matrices(shape):
         rows, cols = fn(c)
         assert rows.shape == cols.shape == (0,)
         assert rows.dtype == cols.dtype == np.intp
+    rows, cols = hungarian(c, 1.0, maximize_matches=False)
+    assert rows.shape == cols.shape == (0,)
     m = match(c)
     assert m.unmatched_rows.tolist() == list(range(shape[0]))
     assert m.unmatched_cols.tolist() == list(range(shape[1]))
@@ -119,8 +141,10 @@ def test_all_forbidden_rows_columns_nan_and_infinities():
     assert np.all(np.isfinite(c[rows, cols]))
     assert pairs(*greedy_assignment(c)) == [(1, 0), (2, 1)]
     # entirely forbidden
+    assert pairs(*hungarian(c, 10.0, maximize_matches=False)) == [(1, 0), (2, 1)]
     for bad in (np.full((3, 2), INF), np.full((2, 2), NAN), np.array([[INF, NAN]])):
         assert pairs(*hungarian(bad)) == []
+        assert pairs(*hungarian(bad, 1.0, maximize_matches=False)) == []
         assert pairs(*greedy_assignment(bad)) == []
 
 
@@ -212,3 +236,36 @@ def test_hungarian_matches_brute_force_and_beats_greedy(c, gate):
     assert len(rows) >= len(gr)
     if len(rows) == len(gr):
         assert matching_cost(c, rows, cols) <= matching_cost(c, gr, gc) + 1e-9
+
+
+def brute_force_gain(c: np.ndarray, max_cost: float) -> float:
+    """max over matchings of feasible pairs of sum (max_cost - C_ij), by enumeration."""
+    n, m = c.shape
+    feas = np.isfinite(c) & (c <= max_cost)
+    best = 0.0
+
+    def rec(i: int, used: frozenset, gain: float) -> None:
+        nonlocal best
+        if i == n:
+            best = max(best, gain)
+            return
+        rec(i + 1, used, gain)
+        for j in range(m):
+            if j not in used and feas[i, j]:
+                rec(i + 1, used | {j}, gain + max_cost - c[i, j])
+
+    rec(0, frozenset(), 0.0)
+    return best
+
+
+@settings(max_examples=100, deadline=None)
+@given(c=matrices, gate=st.floats(-10.0, 10.0))
+def test_gain_semantics_matches_brute_force(c, gate):
+    rows, cols = hungarian(c, gate, maximize_matches=False)
+    assert len(set(rows.tolist())) == len(rows) == len(cols) == len(set(cols.tolist()))
+    assert np.all(np.diff(rows) > 0)
+    assert np.all(feasible_mask(c, gate)[rows, cols])
+    gain = float(np.sum(gate - c[rows, cols]))
+    assert math.isclose(gain, brute_force_gain(c, gate), rel_tol=1e-9, abs_tol=1e-9)
+    # never more pairs than the maximum-cardinality solution
+    assert len(rows) <= len(hungarian(c, gate)[0])

@@ -10,5 +10,6 @@ imports torch.  One concept per module:
 * :mod:`metrics`    -- COCO-style AP and mAP@[.5:.95]
 * :mod:`assignment` -- optimal (Hungarian) and greedy assignment with gating
 * :mod:`tracking`   -- constant-velocity Kalman filter and multi-object tracker
+* :mod:`mot_metrics` -- CLEAR-MOT evaluation (MOTA, ID switches, RMSE)
 * :mod:`ensembling` -- ACT temporal ensembling of overlapping action chunks
 """

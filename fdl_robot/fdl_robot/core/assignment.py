@@ -19,9 +19,10 @@ Among all matchings made of feasible pairs only, :func:`hungarian` returns one w
 1. the **largest number of pairs**, and among those
 2. the **smallest total cost** ``sum_k C[rows[k], cols[k]]``.
 
-This is the *maximum-cardinality minimum-cost* matching.  It is what a tracker
-wants when every pair inside the gate is a plausible association: no detection is
-left unexplained while an admissible track is free.
+This is the *maximum-cardinality minimum-cost* matching, the default.  It fits when
+every pair inside the gate is a plausible association and leaving one unmatched is
+worse than any in-gate match (CLEAR-MOT evaluation, :mod:`fdl_robot.core.mot_metrics`,
+matches this way).  A tracker in clutter wants the gain semantics below instead.
 
 How it is solved.  ``scipy.optimize.linear_sum_assignment`` (an exact
 Jonker-Volgenant / Hungarian solver) needs finite entries and always returns
@@ -51,9 +52,22 @@ exists.  With ``C = [[1, 4], [4, 6]]`` and ``max_cost = 5`` the raw optimum is
 while ``{(0,1), (1,0)}`` matches both rows inside the gate (total 8).  Gating first
 returns the latter.
 
-A different, also reasonable, semantics charges a fixed cost for every unmatched row
-or column (MATLAB ``assignDetectionsToTracks``, ``lap.lapjv(cost_limit=...)``) and
-would prefer the single pair ``(0,0)`` above.  We do not implement it here.
+Gain semantics (``maximize_matches=False``)
+-------------------------------------------
+The other standard choice treats the gate as the price of leaving things unmatched:
+every pair earns ``max_cost - C_ij >= 0`` and the matching maximises the total gain,
+i.e. minimises ``sum (C_ij - max_cost)``.  This equals charging ``max_cost / 2`` for
+every unmatched row and every unmatched column (MATLAB
+``assignDetectionsToTracks(cost, costOfNonAssignment)``, ``lap.lapjv(cost,
+cost_limit=max_cost)``).  On the example above it prefers the single pair
+``(0, 0)`` (gain 4) to the two pairs (gain 1 + 1).  It never trades a good pair for
+two poor ones, which is what a tracker in clutter needs: when one of two nearby
+objects is missed, maximising the number of matches would hand the missed track the
+other object's detection and give the other track a nearby false positive, while
+the gain solution keeps the good pair and lets the missed track coast.  The
+multi-object tracker uses it.  It is solved exactly: feasible pairs weigh
+``C_ij - max_cost <= 0`` and forbidden pairs 0 (the same as unmatched), so no big
+constant is needed.
 
 Greedy (the seed's "simplified Hungarian", errata 3)
 ----------------------------------------------------
@@ -129,7 +143,9 @@ def feasible_mask(cost: ArrayLike, max_cost: float = np.inf) -> NDArray[np.bool_
         return np.isfinite(c) & (c <= g)
 
 
-def hungarian(cost: ArrayLike, max_cost: float = np.inf) -> tuple[IntArray, IntArray]:
+def hungarian(
+    cost: ArrayLike, max_cost: float = np.inf, *, maximize_matches: bool = True
+) -> tuple[IntArray, IntArray]:
     """Optimal gated assignment on a rectangular cost matrix.
 
     Parameters
@@ -138,26 +154,49 @@ def hungarian(cost: ArrayLike, max_cost: float = np.inf) -> tuple[IntArray, IntA
         N x M matrix, lower is better.  NaN and +-inf entries are forbidden pairs.
     max_cost
         Gate: pairs with ``cost > max_cost`` are forbidden (``<=`` is allowed).
+    maximize_matches
+        True (default): the matching with the most feasible pairs and, among
+        those, the least total cost.  False: the matching that maximises the total
+        gain ``sum (max_cost - C_ij)`` of its (feasible) pairs, i.e. a pair is taken
+        only when it pays for itself against the gate; ``max_cost`` must then be
+        finite.  See the module docstring.
 
     Returns
     -------
     rows, cols
         Integer arrays of equal length ``K <= min(N, M)``, rows ascending, such that
-        the pairs ``(rows[k], cols[k])`` are feasible and form a matching with the
-        most pairs and, among those, the least total cost (see the module docstring
-        for why the gate is applied *before* solving).  Empty arrays when nothing is
+        the pairs ``(rows[k], cols[k])`` are feasible and optimal in the chosen sense
+        (the gate is applied *before* solving).  Empty arrays when nothing is
         feasible or the matrix is empty.
 
     Raises
     ------
     ValueError
-        If ``cost`` is not 2-D or ``max_cost`` is NaN.
+        If ``cost`` is not 2-D, ``max_cost`` is NaN, or ``maximize_matches`` is
+        False with an infinite ``max_cost``.
     """
     c = _as_cost_matrix(cost)
     feasible = feasible_mask(c, max_cost)
+    if not maximize_matches and not np.isfinite(max_cost):
+        raise ValueError("maximize_matches=False needs a finite max_cost (the value of a pair)")
     n, m = c.shape
     if n == 0 or m == 0 or not feasible.any():
         return _empty()
+
+    if not maximize_matches:
+        # Gain semantics: minimise sum (C_ij - max_cost) <= 0 over feasible pairs.
+        # Forbidden pairs weigh 0, exactly like leaving both ends unmatched, so the
+        # solver's completion to min(N, M) pairs changes nothing.
+        # (Both terms are divided by the largest magnitude first: no overflow.)  Pairs of
+        # zero gain (C_ij == max_cost) may or may not be returned: both are optimal.
+        gate = float(max_cost)
+        vals = c[feasible]
+        scale = max(float(np.max(np.abs(vals))), abs(gate)) or 1.0
+        weights = np.zeros((n, m))
+        weights[feasible] = vals / scale - gate / scale
+        rows, cols = linear_sum_assignment(weights)
+        keep = feasible[rows, cols]
+        return rows[keep].astype(np.intp), cols[keep].astype(np.intp)
 
     # Map the feasible costs into [0, 1] without overflow (divide by the largest
     # magnitude first, so c - c_min stays finite even for costs near 1e308).
@@ -228,11 +267,20 @@ def matching_cost(cost: ArrayLike, rows: ArrayLike, cols: ArrayLike) -> float:
     return float(c[r, cc].sum())
 
 
-def match(cost: ArrayLike, max_cost: float = np.inf, method: str = "hungarian") -> Matching:
-    """Assignment plus unmatched rows and columns, with ``method`` "hungarian" or "greedy"."""
+def match(
+    cost: ArrayLike,
+    max_cost: float = np.inf,
+    method: str = "hungarian",
+    *,
+    maximize_matches: bool = True,
+) -> Matching:
+    """Assignment plus unmatched rows and columns, with ``method`` "hungarian" or "greedy".
+
+    ``maximize_matches`` is passed to :func:`hungarian` (ignored by greedy).
+    """
     c = _as_cost_matrix(cost)
     if method == "hungarian":
-        rows, cols = hungarian(c, max_cost)
+        rows, cols = hungarian(c, max_cost, maximize_matches=maximize_matches)
     elif method == "greedy":
         rows, cols = greedy_assignment(c, max_cost)
     else:

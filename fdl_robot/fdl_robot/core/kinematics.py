@@ -61,8 +61,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["UR5E_DH", "TCP_OFFSET_M", "HOME_QPOS_RAD", "dh_transform", "link_frames",
-           "forward_kinematics", "tcp_position", "geometric_jacobian", "IkResult",
+__all__ = ["UR5E_DH", "TCP_OFFSET_M", "HOME_QPOS_RAD", "UR5E_LIMITS_RAD", "dh_transform",
+           "link_frames", "forward_kinematics", "tcp_position", "geometric_jacobian", "IkResult",
            "solve_ik_pointing_down", "down_rotation", "rotation_vector"]
 
 #: UR5e standard DH parameters (d_i, a_i, alpha_i) in metres and radians.
@@ -85,8 +85,9 @@ UR5E_LIMITS_RAD: np.ndarray = np.array([[-2 * np.pi, 2 * np.pi]] * 2 + [[-np.pi,
 
 
 def dh_transform(q_rad: np.ndarray, d: np.ndarray, a: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """A(q) = Rz(q) Tz(d) Tx(a) Rx(alpha), vectorised: all inputs broadcast to (...), out (..., 4, 4)."""
-    q, d, a, alpha = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (q_rad, d, a, alpha)))
+    """A(q) = Rz(q) Tz(d) Tx(a) Rx(alpha); inputs broadcast to (...), output (..., 4, 4)."""
+    q, d, a, alpha = np.broadcast_arrays(
+        *(np.asarray(x, dtype=np.float64) for x in (q_rad, d, a, alpha)))
     cq, sq, ca, sa = np.cos(q), np.sin(q), np.cos(alpha), np.sin(alpha)
     zero, one = np.zeros_like(q), np.ones_like(q)
     return np.stack([
@@ -97,8 +98,8 @@ def dh_transform(q_rad: np.ndarray, d: np.ndarray, a: np.ndarray, alpha: np.ndar
     ], axis=-2)
 
 
-def link_frames(q_rad: np.ndarray, dh: np.ndarray = UR5E_DH,
-                tcp_offset_m: float = TCP_OFFSET_M) -> np.ndarray:
+def link_frames(q_rad: np.ndarray, tcp_offset_m: float = TCP_OFFSET_M,
+                dh: np.ndarray = UR5E_DH) -> np.ndarray:
     """T_base_i for i = 0..6 and the TCP: (..., 8, 4, 4); [0] = I, [6] = tool0, [7] = TCP."""
     q = np.asarray(q_rad, dtype=np.float64)
     if q.shape[-1] != len(dh):
@@ -117,7 +118,7 @@ def link_frames(q_rad: np.ndarray, dh: np.ndarray = UR5E_DH,
 def forward_kinematics(q_rad: np.ndarray, tcp_offset_m: float = TCP_OFFSET_M,
                        dh: np.ndarray = UR5E_DH) -> np.ndarray:
     """T_base_tcp (..., 4, 4) for joint angles (..., 6); tcp_offset_m=0 gives T_base_tool0."""
-    return link_frames(q_rad, dh, tcp_offset_m)[..., -1, :, :]
+    return link_frames(q_rad, tcp_offset_m, dh)[..., -1, :, :]
 
 
 def tcp_position(q_rad: np.ndarray, tcp_offset_m: float = TCP_OFFSET_M) -> np.ndarray:
@@ -127,8 +128,11 @@ def tcp_position(q_rad: np.ndarray, tcp_offset_m: float = TCP_OFFSET_M) -> np.nd
 
 def geometric_jacobian(q_rad: np.ndarray, tcp_offset_m: float = TCP_OFFSET_M,
                        dh: np.ndarray = UR5E_DH) -> np.ndarray:
-    """[J_v; J_w] (6, 6) of the TCP in base axes: J_v[:, i] = z_{i-1} x (p - o_{i-1}), J_w[:, i] = z_{i-1}."""
-    frames = link_frames(np.asarray(q_rad, dtype=np.float64).reshape(-1), dh, tcp_offset_m)
+    """[J_v; J_w] (6, 6) of the TCP in base axes.
+
+    J_v[:, i] = z_{i-1} x (p - o_{i-1}),  J_w[:, i] = z_{i-1}.
+    """
+    frames = link_frames(np.asarray(q_rad, dtype=np.float64).reshape(-1), tcp_offset_m, dh)
     z = frames[:-2, :3, 2]                      # (6, 3) joint axes z_0..z_5
     o = frames[:-2, :3, 3]                      # (6, 3) joint origins
     p = frames[-1, :3, 3]

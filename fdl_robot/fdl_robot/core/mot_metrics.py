@@ -49,7 +49,8 @@ class MOTSummary:
         return (
             f"frames={self.num_frames} GT={self.num_gt} TP={self.num_matches} "
             f"FN={self.num_misses} FP={self.num_false_positives} IDSW={self.num_switches} "
-            f"MOTA={self.mota:.4f} RMSE={self.rmse_m * 1000:.2f} mm MOTP={self.motp_m * 1000:.2f} mm"
+            f"MOTA={self.mota:.4f} RMSE={self.rmse_m * 1000:.2f} mm "
+            f"MOTP={self.motp_m * 1000:.2f} mm"
         )
 
 
@@ -59,7 +60,9 @@ def _ids_and_points(ids: ArrayLike, points: ArrayLike, what: str) -> tuple[np.nd
     if p.size == 0:
         p = p.reshape(0, p.shape[-1] if p.ndim == 2 else 3)
     if p.ndim != 2 or len(p) != len(i):
-        raise ValueError(f"{what}: expected ids (N,) and positions (N, D), got {i.shape}, {p.shape}")
+        raise ValueError(
+            f"{what}: expected ids (N,) and positions (N, D), got {i.shape}, {p.shape}"
+        )
     if len(np.unique(i)) != len(i):
         raise ValueError(f"{what}: ids must be unique within a frame")
     return i, p
@@ -78,7 +81,11 @@ class MOTAccumulator:
         self._sum_d = self._sum_d2 = 0.0
 
     def update(
-        self, gt_ids: ArrayLike, gt_positions: ArrayLike, hyp_ids: ArrayLike, hyp_positions: ArrayLike
+        self,
+        gt_ids: ArrayLike,
+        gt_positions: ArrayLike,
+        hyp_ids: ArrayLike,
+        hyp_positions: ArrayLike,
     ) -> None:
         """Add one frame: ground truth (G,) ids + (G, D) positions, hypotheses (H,) + (H, D)."""
         g_ids, g_pos = _ids_and_points(gt_ids, gt_positions, "ground truth")

@@ -56,10 +56,11 @@ class JointLimits:
         if not lower.shape == upper.shape == vmax.shape:
             raise ValueError(f"limits must have one entry per joint; got lower {lower.shape}, "
                              f"upper {upper.shape}, max velocity {vmax.shape}")
-        if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper)) and np.all(np.isfinite(vmax))):
+        if not all(np.all(np.isfinite(x)) for x in (lower, upper, vmax)):
             raise ValueError("joint limits must be finite")
         if np.any(lower > upper):
-            raise ValueError(f"lower limit above upper limit for joints {np.flatnonzero(lower > upper)}")
+            raise ValueError("lower limit above upper limit for joints "
+                             f"{np.flatnonzero(lower > upper).tolist()}")
         if np.any(vmax <= 0):
             raise ValueError("max velocities must be positive")
         object.__setattr__(self, "lower_rad", lower)
@@ -152,7 +153,8 @@ class SafetyLayer:
         target = np.asarray(q_target_rad, dtype=np.float64).reshape(-1)
         n = self.limits.n
         if q_prev.size != n or target.size != n:
-            raise ValueError(f"expected {n} joints, got target {target.size}, previous {q_prev.size}")
+            raise ValueError(f"expected {n} joints, got target {target.size}, "
+                             f"previous {q_prev.size}")
         if not np.all(np.isfinite(q_prev)):
             raise ValueError("previous position is not finite: cannot hold")
         none = np.zeros(n, dtype=bool)

@@ -13,10 +13,13 @@ Action: a chunk of k future *absolute* joint targets, one every ``dt_s`` seconds
 
     chunk (k, 7) = [q_1 .. q_6 (rad), gripper (0 open .. 1 closed)]
 
-row i is the position to reach at t + (i + 1) dt_s, where t is the control step at which
-the chunk was predicted (row 0 is commanded at that step, to be reached one period later). Absolute targets, like the original ACT (Zhao et al.
-2023) and unlike the joint deltas of seed §29.3 (DESIGN.md errata 7): an absolute target
-does not integrate errors over a chunk, and the safety layer can limit it directly.
+row i is the position to reach at t + (i + 1) dt_s, where t is the time of the control
+step at which the chunk was predicted (row 0 is commanded at that step, to be reached one
+period later).
+
+Absolute targets, like the original ACT (Zhao et al. 2023) and unlike the joint deltas of
+seed §29.3 (DESIGN.md errata 7): an absolute target does not integrate errors over a
+chunk, and the safety layer can limit it directly.
 """
 from __future__ import annotations
 

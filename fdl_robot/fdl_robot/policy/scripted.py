@@ -61,7 +61,8 @@ class ScriptedPolicy:
             raise ValueError(f"need chunk_size >= 1 and dt_s > 0, got {chunk_size}, {dt_s}")
         self.chunk_size = int(chunk_size)
         self.dt_s = float(dt_s)
-        self.velocity = np.broadcast_to(np.asarray(velocity, dtype=np.float64), (ACTION_DIM,)).copy()
+        self.velocity = np.broadcast_to(np.asarray(velocity, dtype=np.float64),
+                                        (ACTION_DIM,)).copy()
         if np.any(self.velocity <= 0):
             raise ValueError("policy velocities must be positive")
         self.pregrasp_height_m = float(pregrasp_height_m)

@@ -104,10 +104,10 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("gating", "mahalanobis", "Association gate: 'mahalanobis' (chi-square gate at "
               "gate_probability) or 'euclidean' (max_distance_m)."),
         Param("gate_probability", 0.99, "Probability mass inside the Mahalanobis gate."),
-        Param("max_distance_m", 0.2, "Euclidean gate, and a hard cap in Mahalanobis mode, metres."),
+        Param("max_distance_m", 0.1, "Euclidean gate, and a hard cap in Mahalanobis mode, metres."),
         Param("measurement_std_m", 0.01, "Measurement noise std when an object carries no "
               "covariance, metres."),
-        Param("process_noise_q", 0.5, "White-noise acceleration spectral density q, m^2/s^3."),
+        Param("process_noise_q", 0.1, "White-noise acceleration spectral density q, m^2/s^3."),
         Param("n_init", 3, "Consecutive hits to confirm a track."),
         Param("max_age_s", 1.0, "Seconds a confirmed track coasts unmatched before deletion."),
         Param("publish_tentative", False, "Also publish tentative tracks."),
@@ -130,6 +130,10 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
               "Velocity limit per joint; commands are clamped to it."),
         Param("input_timeout_s", 0.5, "Joint states or tracks older than this are stale: the "
               "watchdog commands a hold at the current position."),
+        Param("require_tracks", True, "Hold while the tracks topic is stale too (perception "
+              "down); false: stale tracks only mean no target."),
+        Param("target_max_lost_s", 0.3, "A LOST track of the target class stays the target "
+              "while unmatched for at most this, seconds."),
         Param("joint_states_topic", JOINT_STATES_TOPIC, "Input JointState topic."),
         Param("tracks_topic", TRACKS_TOPIC, "Input TrackArray topic."),
         Param("trajectory_topic", TRAJECTORY_TOPIC, "Output JointTrajectory topic."),

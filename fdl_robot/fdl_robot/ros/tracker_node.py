@@ -51,8 +51,8 @@ class TrackerNode(FdlNode):
         positions = np.array([[o.position.x, o.position.y, o.position.z] for o in msg.objects],
                              dtype=float).reshape(n, 3)
         covariances = np.array([o.position_covariance for o in msg.objects], dtype=float).reshape(n, 3, 3)
-        if n and not np.any(covariances):          # producer gave no covariance: use the default
-            covariances = None
+        unset = ~covariances.reshape(n, 9).any(axis=1)   # a producer without covariances: default R
+        covariances[unset] = self.tracker.measurement_std_m ** 2 * np.eye(3)
         labels = [(o.class_id, o.class_name) for o in msg.objects]
         scores = np.array([o.score for o in msg.objects], dtype=float)
         try:

@@ -172,6 +172,7 @@ def _bench_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--camera-hz", type=float, default=15.0)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
+    p.add_argument("--no-shadows", action="store_true", help="render without shadow mapping")
     return p
 
 
@@ -179,7 +180,8 @@ def _bench(args: argparse.Namespace) -> int:
     from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
     from fdl_robot.sim.expert import ScriptedExpert
 
-    env = PickPlaceEnv(PickPlaceConfig(image_width=args.width, image_height=args.height, max_episode_steps=0))
+    env = PickPlaceEnv(PickPlaceConfig(image_width=args.width, image_height=args.height, max_episode_steps=0,
+                                       shadows=not args.no_shadows))
     expert = ScriptedExpert(env.model)
     n_steps = int(round(args.seconds / env.control_dt_s))
 
@@ -211,7 +213,8 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"physics (500 Hz) + control (50 Hz) + expert IK: {sim_s:.0f} s simulated in {wall:.2f} s "
           f"-> real-time factor {sim_s / wall:.1f} (expert IK {1000 * expert_s / n_steps:.2f} ms/step)")
     wall_r, _, frames = run(render=True)
-    print(f"  + RGB-D {args.width}x{args.height} at {args.camera_hz:g} Hz ({frames} frames): "
+    print(f"  + RGB-D {args.width}x{args.height}{' (no shadows)' if args.no_shadows else ''} at "
+          f"{args.camera_hz:g} Hz ({frames} frames): "
           f"{wall_r:.2f} s -> real-time factor {sim_s / wall_r:.2f} "
           f"({1000 * (wall_r - wall) / max(frames, 1):.1f} ms per RGB-D frame)")
     env.close()

@@ -61,6 +61,7 @@ from fdl_robot.core.camera import PinholeCamera
 from fdl_robot.core.geometry import Transform, matrix_to_quaternion, quaternion_to_matrix
 from fdl_robot.sim import scene
 from fdl_robot.sim.camera import clean_depth_m, intrinsics_from_fovy, optical_pose_from_mujoco
+from fdl_robot.sim.ik import rotation_exp
 
 __all__ = ["ObjectPose", "PickPlaceConfig", "PickPlaceEnv", "SEGMENTATION_BACKGROUND", "SEGMENTATION_ROBOT"]
 
@@ -72,6 +73,9 @@ SEGMENTATION_ROBOT = 1
 #: Hue intervals (HSV hue in [0, 1)) allowed for distractors: no reds/oranges/pinks
 #: (hue near 0) and no blues near the bin's hue (~0.62).
 _DISTRACTOR_HUE_INTERVALS = ((0.11, 0.52), (0.72, 0.85))
+#: Point on the table the directional lights' axes pass through, base_link [m].
+_LIGHT_AIM_POINT_M = np.array([0.45, 0.05, 0.0])
+_LIGHT_DISTANCE_M = 2.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class PickPlaceConfig:
     image_width: int = 640
     image_height: int = 480
     camera_name: str = scene.SCENE_CAMERA
+    #: Shadow mapping (realistic images; about half of the RGB render time under Mesa).
+    shadows: bool = True
     #: Physics steps (0.002 s each) per control step: 10 -> 50 Hz control.
     physics_substeps: int = 10
     #: Episode length limit in control steps (truncated afterwards); 0 = no limit.
@@ -129,13 +135,6 @@ def _mj_quat_wxyz_from_matrix(R: np.ndarray) -> np.ndarray:
     """MuJoCo quaternion (w, x, y, z) of a rotation matrix."""
     x, y, z, w = matrix_to_quaternion(R)
     return np.array([w, x, y, z])
-
-
-def _axis_angle_matrix(axis: np.ndarray, angle_rad: float) -> np.ndarray:
-    """Rodrigues: R = I + sin(a) [k]x + (1 - cos(a)) [k]x^2 for the unit axis k."""
-    k = axis / np.linalg.norm(axis)
-    Kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + np.sin(angle_rad) * Kx + (1.0 - np.cos(angle_rad)) * (Kx @ Kx)
 
 
 def _rot_z(yaw_rad: float) -> np.ndarray:
@@ -201,6 +200,7 @@ class PickPlaceEnv:
         # Nominal (calibrated) values that the per-episode randomisation perturbs.
         self._nominal = {
             "geom_rgba": m.geom_rgba.copy(),
+            "geom_size": m.geom_size.copy(),
             "cam_pos": m.cam_pos.copy(),
             "cam_quat": m.cam_quat.copy(),
             "light_dir": m.light_dir.copy(),
@@ -218,10 +218,12 @@ class PickPlaceEnv:
                                                     "robot": SEGMENTATION_ROBOT}
         geom_label = np.full(m.ngeom, SEGMENTATION_BACKGROUND, dtype=np.int32)
         geom_label[self._robot_geom_mask] = SEGMENTATION_ROBOT
-        for k, name in enumerate(self._cube_names + (scene.BIN_NAME,)):
+        for k, name in enumerate(self._cube_names + (scene.BIN_NAME, scene.MARKER_NAME)):
             self.segmentation_labels[name] = 2 + k
-            geom_label[m.geom_bodyid == self._body_id[name]] = 2 + k
+            geom_label[m.geom_bodyid == bid(name)] = 2 + k
         self._geom_label = geom_label
+        self._marker_geom = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "marker_geom")
+        self._marker_mocap = m.body_mocapid[bid(scene.MARKER_NAME)]
 
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._scene_option = mujoco.MjvOption()  # geom groups 0-2 visible: group 3 hides parked objects
@@ -244,7 +246,7 @@ class PickPlaceEnv:
         rng = np.random.default_rng(self.seed)
         cfg, m, d = self.config, self.model, self.data
         mujoco.mj_resetData(m, d)
-        for key in ("geom_rgba", "cam_pos", "cam_quat", "light_dir", "light_diffuse",
+        for key in ("geom_rgba", "geom_size", "cam_pos", "cam_quat", "light_dir", "light_diffuse",
                     "geom_contype", "geom_conaffinity", "geom_group"):
             getattr(m, key)[:] = self._nominal[key]
         m.vis.headlight.ambient[:] = self._nominal["headlight_ambient"]
@@ -272,6 +274,9 @@ class PickPlaceEnv:
             self._randomize_colors(rng, n_dis)
         if cfg.randomize_lighting:
             self._randomize_lighting(rng)
+        # directional lights: MuJoCo centres the (orthographic) shadow map on the light's
+        # axis through its position, so aim that axis at the workspace
+        m.light_pos[self._light_ids] = _LIGHT_AIM_POINT_M - _LIGHT_DISTANCE_M * m.light_dir[self._light_ids]
         self._jitter_camera(rng)
 
         # --- robot start posture: home plus jitter, gripper open, targets = posture
@@ -321,6 +326,25 @@ class PickPlaceEnv:
         """Advance the physics by ``n_steps`` x 0.002 s holding the current targets."""
         for _ in range(n_steps):
             mujoco.mj_step(self.model, self.data)
+
+    def set_object_pose(self, name: str, position_m: ArrayLike, quat_xyzw: ArrayLike = (0.0, 0.0, 0.0, 1.0)) -> None:
+        """Teleport a free object (cube) to a pose in base_link, at rest (for tests and scenarios)."""
+        T_world_obj = self._T_base_world.inverse() @ Transform.from_quaternion(quat_xyzw, position_m)
+        self._set_free_pose(name, T_world_obj.translation, T_world_obj.rotation)
+        mujoco.mj_forward(self.model, self.data)
+
+    def show_marker(self, position_m: ArrayLike | None, radius_m: float = 0.01) -> None:
+        """Show a white sphere (no contacts) at ``position_m`` in base_link, or hide it (None).
+
+        For checking camera models and visualising estimates; hidden again by reset().
+        """
+        if position_m is None:
+            self.model.geom_group[self._marker_geom] = 5
+            return
+        self.model.geom_group[self._marker_geom] = 0
+        self.model.geom_size[self._marker_geom, 0] = radius_m
+        self.data.mocap_pos[self._marker_mocap] = self._T_base_world.inverse().apply(np.asarray(position_m, float))
+        mujoco.mj_forward(self.model, self.data)
 
     # ============================================================= observation
     @property
@@ -446,6 +470,7 @@ class PickPlaceEnv:
         if key not in self._renderers:
             r = mujoco.Renderer(self.model, height=height, width=width)
             r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+            r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.config.shadows
             self._renderers[key] = r
         return self._renderers[key]
 
@@ -485,8 +510,8 @@ class PickPlaceEnv:
                             height: int | None = None) -> np.ndarray:
         """Per-pixel labels (H, W) int32, see :attr:`segmentation_labels`.
 
-        0 background (table, floor, mounts), 1 robot, then one label per object
-        name (``red_cube`` 2, ``distractor_0..2`` 3-5, ``bin`` 6).
+        0 background (table, floor), 1 robot, then one label per object name
+        (``red_cube`` 2, ``distractor_0..2`` 3-5, ``bin`` 6, ``marker`` 7).
         """
         r = self._prepared_renderer(camera, width, height)
         r.enable_segmentation_rendering()
@@ -577,4 +602,4 @@ class PickPlaceEnv:
         axis = rng.normal(size=3)
         angle = np.deg2rad(rng.uniform(0.0, cfg.camera_jitter_rotation_max_deg))
         m.cam_pos[cam] = p_nom + dp
-        m.cam_quat[cam] = _mj_quat_wxyz_from_matrix(_axis_angle_matrix(axis, angle) @ R_nom)
+        m.cam_quat[cam] = _mj_quat_wxyz_from_matrix(rotation_exp(angle * axis / np.linalg.norm(axis)) @ R_nom)

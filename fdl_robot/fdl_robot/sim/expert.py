@@ -85,6 +85,10 @@ class ExpertConfig:
     #: The grasp is held when the cube centre is within this distance of the TCP.
     hold_tolerance_m: float = 0.03
     max_retries: int = 2
+    #: Turn the gripper to the cube's yaw (mod 90 deg).  False grasps at the arm's
+    #: natural yaw and lets the closing fingers square the cube up, i.e. what a
+    #: policy that only sees the cube's position (not its yaw) can do.
+    align_yaw: bool = True
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,8 @@ class ScriptedExpert:
         cube - atan2(y, x) at the reference TCP position).
         """
         natural = yaw_ref + _wrap(np.arctan2(p_cube[1], p_cube[0]) - np.arctan2(p_ref[1], p_ref[0]))
+        if not self.config.align_yaw:
+            return float(natural)
         k = np.round((natural - cube_yaw_rad) / (np.pi / 2))
         return float(cube_yaw_rad + k * np.pi / 2)
 

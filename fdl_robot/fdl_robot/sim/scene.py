@@ -29,6 +29,7 @@ __all__ = [
     "TARGET_NAME",
     "DISTRACTOR_NAMES",
     "BIN_NAME",
+    "MARKER_NAME",
     "BIN_INNER_HALF_M",
     "BIN_WALL_TOP_M",
     "CUBE_HALF_M",
@@ -69,6 +70,8 @@ GRIPPER_OPEN_WIDTH_M = 0.085
 TARGET_NAME = "red_cube"
 DISTRACTOR_NAMES: tuple[str, ...] = ("distractor_0", "distractor_1", "distractor_2")
 BIN_NAME = "bin"
+#: Mocap body of the hidden calibration / debug marker sphere.
+MARKER_NAME = "marker"
 #: Half of the bin's inner side length (inner 0.18 x 0.18 m), metres.
 BIN_INNER_HALF_M = 0.09
 #: Height of the bin rim above the table top, metres.
@@ -81,8 +84,8 @@ TCP_SITE = "tcp"
 SCENE_CAMERA = "scene_cam"
 WRIST_CAMERA = "wrist_cam"
 BASE_BODY = "base_link"
-#: First moving body of the robot: the robot is this body's subtree.
-ROBOT_ROOT_BODY = "shoulder_link"
+#: Root body of the robot: the robot (segmentation label 1) is this body's subtree.
+ROBOT_ROOT_BODY = "base_link"
 
 #: UR5e standard DH parameters (d_i, a_i, alpha_i), metres and radians.  The MJCF
 #: chain is built from them, so FK(q) of the model equals the DH product

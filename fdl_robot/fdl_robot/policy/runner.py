@@ -1,0 +1,166 @@
+"""PolicyRunner: a chunking policy + chunk execution + the safety layer, one step at a time.
+
+Pure Python/numpy (no ROS): ``policy_node`` parses messages, calls :meth:`PolicyRunner.step`
+once per control period and publishes what it returns; the simulator's closed-loop
+evaluation can call the same object directly.
+
+Execution modes (``core.ensembling``; Zhao et al. 2023)
+-------------------------------------------------------
+``'chunk'`` (:class:`~fdl_robot.core.ensembling.ChunkedExecutor`): query the policy once
+every k steps and execute its chunk open loop.
+
+``'ensemble'`` (:class:`~fdl_robot.core.ensembling.TemporalEnsembler`): query the policy
+every step and average, for the current step t, the predictions of every chunk that
+covers it::
+
+    a_t = sum_i w_i A_i[t - t_i] / sum_i w_i,    w_i = exp(-m i),  i = 0 the oldest chunk
+
+Steps are control ticks. A missed timer tick is not replayed: the next step simply uses
+the next row, so under load the robot follows the plan slightly late (never early or
+faster). A gap longer than one chunk (k dt), or time going backwards, restarts from a
+fresh chunk. A chunk with NaN/inf is not executed: that step is a hold, and the policy
+is asked again at the next step.
+
+Safety (``core.safety``), relative to the *measured* state q_meas, every step::
+
+    q_cmd   = q_meas + clip(clip_box(a_t) - q_meas, +-v_max dt)
+    q_cmd,j = q_cmd,j-1 + clip(clip_box(a_t+j) - q_cmd,j-1, +-v_max dt)   (the remaining points)
+
+Limiting relative to the measured state (not the previous command) means a robot that
+is blocked or lagging is never commanded further than v_max dt from where it is, so no
+error accumulates that would jerk it when it is released.
+
+Target selection (:func:`select_target`)
+----------------------------------------
+Among the tracks of the target class that are CONFIRMED, or LOST for at most
+``max_lost_s`` seconds, the one with the most hits (ties: the most recently updated, then
+the lowest id).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+from fdl_robot.core.ensembling import ActionScheduler, ChunkedExecutor, TemporalEnsembler
+from fdl_robot.core.safety import JointLimits, SafetyLayer, SafetyResult
+from fdl_robot.policy.interface import ACTION_DIM, Policy, PolicyObservation
+
+__all__ = ["EXECUTION_MODES", "TRACK_CONFIRMED", "TRACK_LOST", "RunnerOutput", "PolicyRunner",
+           "make_policy", "select_target"]
+
+EXECUTION_MODES = ("ensemble", "chunk")
+#: Track.state values of fdl_robot_interfaces/msg/Track (TENTATIVE = 0).
+TRACK_CONFIRMED = 1
+TRACK_LOST = 2
+
+
+@dataclass(frozen=True)
+class RunnerOutput:
+    """One control step.
+
+    ``command`` (7,): the safety-filtered target for this step (reach it in dt);
+    ``trajectory`` (m, 7): ``command`` followed by the remaining planned points, every
+    point limited relative to the one before (row j is due at (j + 1) dt);
+    ``policy_target`` (7,): what the policy / ensemble asked for before safety;
+    ``safety``: what the safety layer did to ``command``; ``queried``: whether the policy
+    was run this step.
+    """
+
+    command: np.ndarray
+    trajectory: np.ndarray
+    policy_target: np.ndarray
+    safety: SafetyResult
+    queried: bool
+
+
+class PolicyRunner:
+    """Runs a :class:`~fdl_robot.policy.interface.Policy` at its dt through the safety layer."""
+
+    def __init__(self, policy: Policy, limits: JointLimits, execution: str = "ensemble",
+                 ensemble_m: float = 0.01):
+        if execution not in EXECUTION_MODES:
+            raise ValueError(f"chunk_execution must be one of {EXECUTION_MODES}, got '{execution}'")
+        if limits.n != ACTION_DIM:
+            raise ValueError(f"limits must cover {ACTION_DIM} joints (6 arm + gripper), "
+                             f"got {limits.n}")
+        self.policy = policy
+        self.safety = SafetyLayer(limits)
+        self.execution = execution
+        self.ensemble_m = float(ensemble_m)
+        self.dt_s = float(policy.dt_s)
+        self.k = int(policy.chunk_size)
+        self.scheduler: ActionScheduler = (
+            TemporalEnsembler(self.k, ensemble_m) if execution == "ensemble"
+            else ChunkedExecutor(self.k))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all chunks and the policy's episode state (new episode, after a hold)."""
+        self.policy.reset()
+        self.scheduler.reset()
+        self._last_s: float | None = None
+        self._chunk: np.ndarray | None = None     # newest chunk (k, 7)
+        self._chunk_step = 0                      # scheduler step at which it started
+
+    # --- one control step -------------------------------------------------------------
+
+    def step(self, obs: PolicyObservation, now_s: float) -> RunnerOutput:
+        """Choose this step's target from the chunks and filter it through the safety layer."""
+        if self._last_s is not None and not 0 <= now_s - self._last_s <= self.k * self.dt_s:
+            self.scheduler.reset()                # every prediction expired, or time went back
+            self._chunk = None
+        self._last_s = now_s
+        queried = self.scheduler.needs_chunk
+        chunk = None
+        if queried:
+            chunk = np.asarray(self.policy.predict_chunk(obs), dtype=np.float64)
+            if chunk.shape != (self.k, ACTION_DIM):
+                raise ValueError(f"policy returned a chunk of shape {chunk.shape}, "
+                                 f"expected ({self.k}, {ACTION_DIM})")
+        if chunk is not None and not np.all(np.isfinite(chunk)):
+            target, remaining = np.full(ACTION_DIM, np.nan), np.empty((0, ACTION_DIM))
+        else:
+            if chunk is not None:
+                self._chunk, self._chunk_step = chunk, self.scheduler.step
+            target = self.scheduler.update(chunk)
+            remaining = self._chunk[self.scheduler.step - self._chunk_step:]
+        q_meas = obs.joint_state
+        result = self.safety.filter(target, q_meas, self.dt_s)
+        rest = (self.safety.filter_trajectory(remaining, result.q_cmd_rad, self.dt_s)
+                if len(remaining) else np.empty((0, ACTION_DIM)))
+        return RunnerOutput(result.q_cmd_rad, np.vstack([result.q_cmd_rad[None], rest]),
+                            target, result, queried)
+
+
+# --- policy selection ---------------------------------------------------------------------
+
+def make_policy(name: str, *, dt_s: float, model_path: str = "", **kwargs: Any) -> Policy:
+    """The policy named by the ``policy`` parameter: 'scripted' (now) or 'act' (issue 6)."""
+    if name == "scripted":
+        from fdl_robot.policy.scripted import ScriptedPolicy
+
+        return ScriptedPolicy(dt_s=dt_s, **kwargs)
+    if name == "act":
+        raise NotImplementedError(
+            "policy 'act' is not available yet: the ACT model arrives with issue 6 and plugs in "
+            "here through fdl_robot.policy.interface.Policy; use policy:=scripted until then")
+    raise ValueError(f"unknown policy '{name}'; choose 'scripted' or 'act'")
+
+
+# --- target selection ---------------------------------------------------------------------
+
+def select_target(tracks: Iterable[Any], class_name: str, max_lost_s: float):
+    """The track to reach among ``tracks`` (duck-typed fdl_robot_interfaces/Track), or None.
+
+    Eligible: ``class_name`` matches and the track is CONFIRMED, or LOST with
+    ``time_since_update_s <= max_lost_s``. Chosen: the most ``hits``; ties go to the
+    smaller ``time_since_update_s``, then the smaller ``id``.
+    """
+    eligible = [t for t in tracks if t.class_name == class_name and (
+        t.state == TRACK_CONFIRMED
+        or (t.state == TRACK_LOST and t.time_since_update_s <= max_lost_s))]
+    if not eligible:
+        return None
+    return min(eligible, key=lambda t: (-t.hits, t.time_since_update_s, t.id))

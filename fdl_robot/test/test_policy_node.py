@@ -1,0 +1,235 @@
+"""policy_node with real rclpy pub/sub: commands, safety limits, watchdog holds, services.
+
+A probe node plays the robot (JointState, optionally echoing the commands back as a
+perfect position-controlled arm) and the tracker (TrackArray), and records the
+JointTrajectory commands.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+from fdl_robot_interfaces.msg import Track, TrackArray  # noqa: E402
+from fdl_robot_interfaces.srv import SetTargetClass  # noqa: E402
+from ros_harness import RosHarness  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from fdl_robot.core import kinematics as kin  # noqa: E402
+from fdl_robot.ros.conversions import stamp_to_ns  # noqa: E402
+from fdl_robot.ros.parameters import defaults  # noqa: E402
+from fdl_robot.ros.policy_node import PolicyNode  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+P = defaults("policy_node")
+NAMES = P["joint_names"]
+LOWER, UPPER = np.array(P["joint_lower_rad"]), np.array(P["joint_upper_rad"])
+VMAX = np.array(P["max_velocity_rad_s"])
+DT = 1.0 / P["control_rate_hz"]
+TIMEOUT_S = 0.3
+HOME7 = np.append(kin.HOME_QPOS_RAD, 0.0)
+CUBE = np.array([0.5, -0.1, 0.02])
+PREGRASP = CUBE + [0.0, 0.0, 0.10]
+
+
+class Cell:
+    """The probe's robot and tracker: publishes state and tracks, collects commands."""
+
+    def __init__(self, ros: RosHarness, params: dict | None = None):
+        self.ros = ros
+        self.node = ros.add(PolicyNode, {"input_timeout_s": TIMEOUT_S, **(params or {})})
+        self.js_pub = ros.publisher(JointState, "joint_states")
+        self.tracks_pub = ros.publisher(TrackArray, "tracks")
+        self.commands: list[JointTrajectory] = ros.collect(
+            JointTrajectory, "joint_trajectory_controller/joint_trajectory")
+        ros.wait_for_subscribers(self.js_pub)
+        ros.wait_for_subscribers(self.tracks_pub)
+        self.q = HOME7.copy()
+        self.tracks_stamps: list = []
+
+    def now(self):
+        return self.ros.probe.get_clock().now()
+
+    def publish_state(self, q=None, names=NAMES) -> None:
+        msg = JointState(name=list(names) + ["some_other_joint"])
+        msg.header.stamp = self.now().to_msg()
+        msg.position = [float(v) for v in (self.q if q is None else q)] + [0.0]
+        self.js_pub.publish(msg)
+
+    def publish_tracks(self, classes=("red_cube",), position=CUBE) -> None:
+        msg = TrackArray()
+        msg.header.frame_id = "base_link"
+        msg.header.stamp = self.now().to_msg()
+        for i, name in enumerate(classes):
+            t = Track(id=i + 1, state=Track.CONFIRMED, class_name=name, hits=10 + i, score=0.9)
+            t.position.x, t.position.y, t.position.z = (float(v) for v in position)
+            msg.tracks.append(t)
+        self.tracks_stamps.append(msg.header.stamp)
+        self.tracks_pub.publish(msg)
+
+    def run(self, seconds: float, state=True, tracks=True, classes=("red_cube",), echo=False):
+        """Play the cell for `seconds`: joint states at 100 Hz, tracks at 20 Hz."""
+        end = time.monotonic() + seconds
+        next_js = next_tr = time.monotonic()
+        while time.monotonic() < end:
+            now = time.monotonic()
+            if echo and self.commands and self.commands[-1].points:
+                self.q = np.array(self.commands[-1].points[0].positions)   # a perfect servo
+            if state and now >= next_js:
+                self.publish_state()
+                next_js = now + 0.01
+            if tracks and now >= next_tr:
+                self.publish_tracks(classes)
+                next_tr = now + 0.05
+            self.ros.executor.spin_once(timeout_sec=0.002)
+
+    def call(self, srv_type, name: str, request):
+        client = self.ros.probe.create_client(srv_type, f"{self.ros.namespace}/policy_node/{name}")
+        assert client.wait_for_service(timeout_sec=5.0)
+        future = client.call_async(request)
+        assert self.ros.spin_until(future.done, timeout_s=5.0)
+        return future.result()
+
+
+def is_hold(msg: JointTrajectory) -> bool:
+    return len(msg.points) == 1 and list(msg.points[0].velocities) == [0.0] * 7
+
+
+def tfs(point) -> float:
+    return point.time_from_start.sec + point.time_from_start.nanosec * 1e-9
+
+
+def test_commands_at_rate_within_limits_toward_the_target():
+    with RosHarness() as ros:
+        cell = Cell(ros)
+        cell.run(0.3)                       # let the inputs become fresh
+        cell.commands.clear()
+        t0 = time.monotonic()
+        cell.run(1.0)                       # robot standing still at home
+        rate = len(cell.commands) / (time.monotonic() - t0)
+        assert 0.5 * P["control_rate_hz"] <= rate <= 1.2 * P["control_rate_hz"], rate
+        tracks_ns = {stamp_to_ns(s) for s in cell.tracks_stamps}
+        for msg in cell.commands:
+            assert list(msg.joint_names) == NAMES and not is_hold(msg)
+            pts = np.array([p.positions for p in msg.points])
+            assert pts.shape[1] == 7 and len(pts) >= 1
+            assert np.all((pts >= LOWER - 1e-9) & (pts <= UPPER + 1e-9))
+            # velocity limited relative to the current state, and point to point
+            assert np.all(np.abs(pts[0] - HOME7) <= VMAX * DT + 1e-9)
+            assert np.all(np.abs(np.diff(pts, axis=0)) <= VMAX * DT + 1e-9)
+            # header.stamp is the source image stamp of the tracks; points due at now + (j+1) dt
+            assert stamp_to_ns(msg.header.stamp) in tracks_ns
+            times = np.array([tfs(p) for p in msg.points])
+            assert DT - 1e-9 <= times[0] <= DT + 0.2
+            np.testing.assert_allclose(np.diff(times), DT, atol=1e-6)
+
+        start = np.linalg.norm(kin.tcp_position(HOME7[:6]) - PREGRASP)
+        cell.run(2.0, echo=True)            # a perfect servo follows the commands
+        end = np.linalg.norm(kin.tcp_position(cell.q[:6]) - PREGRASP)
+        assert start > 0.3 and end < 0.05, (start, end)
+        assert cell.node.runner.policy.mode == "target"
+        assert cell.node.counters["holds"] == 0
+
+
+def test_no_tracks_then_stale_joint_states_hold_once_at_the_last_position():
+    with RosHarness() as ros:
+        cell = Cell(ros)
+        cell.run(0.5, tracks=False)         # perception silent: one hold, no motion
+        assert len(cell.commands) == 1 and is_hold(cell.commands[0])
+        np.testing.assert_allclose(cell.commands[0].points[0].positions, HOME7)
+
+        cell.run(0.4)                       # tracks arrive: commands resume
+        assert len(cell.commands) > 5 and not is_hold(cell.commands[-1])
+        last_state = cell.q.copy()
+        cell.q = HOME7 + 0.05               # published only if the state keeps coming
+        n = len(cell.commands)
+        cell.run(1.0, state=False)          # joint states stop
+        after = cell.commands[n:]
+        holds = [m for m in after if is_hold(m)]
+        assert len(holds) == 1 and is_hold(after[-1])       # one hold, then silence
+        np.testing.assert_allclose(holds[0].points[0].positions, last_state)
+        assert len(after) <= TIMEOUT_S / DT + 3             # commands only until the timeout
+        assert cell.node.holding
+
+        n = len(cell.commands)
+        cell.run(0.3)                       # joint states return: recover
+        assert len(cell.commands) - n > 5 and not cell.node.holding
+        assert cell.node.counters["holds"] == 2
+
+
+def test_invalid_joint_states_are_rejected_counted_and_never_move_the_arm():
+    with RosHarness() as ros:
+        cell = Cell(ros)
+        cell.run(0.3)
+        good = cell.q.copy()
+        n = len(cell.commands)
+        assert n > 3
+
+        bad = cell.q.copy()
+        bad[1] = np.nan
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            cell.publish_state(bad)
+            cell.publish_tracks()
+            ros.spin_for(0.02)
+        assert cell.node.counters["bad joint_states"] >= 5
+        after = cell.commands[n:]
+        first_hold = next(i for i, m in enumerate(after) if is_hold(m))
+        assert first_hold <= 3 and len(after) == first_hold + 1   # nothing after the hold
+        np.testing.assert_allclose(after[first_hold].points[0].positions, good)
+        for msg in cell.commands:                 # nothing ever contained the NaN
+            assert np.all(np.isfinite([p.positions for p in msg.points]))
+
+        cell.publish_state(names=NAMES[:-1])      # gripper missing
+        ros.spin_until(lambda: cell.node.counters["bad joint_states"] >= 6, 2.0)
+        ok = cell.node.counters["ok joint_states"]
+        old = JointState(name=NAMES, position=[float(v) for v in HOME7])
+        old.header.stamp.sec = 1                  # far older than the last accepted stamp
+        cell.js_pub.publish(old)
+        assert ros.spin_until(lambda: cell.node.counters["joint_states out of order"] == 1, 2.0)
+        assert cell.node.counters["ok joint_states"] == ok
+
+
+def test_unknown_class_means_no_target_until_set_target_class():
+    with RosHarness() as ros:
+        cell = Cell(ros)
+        cell.q = HOME7.copy()
+        cell.q[0] += 0.2                    # away from home, so "go home" is motion
+        cell.run(0.6, classes=("blue_cube",))
+        node = cell.node
+        assert node.counters["unknown target class"] == 1          # warned once, not per message
+        assert node.target is None and node.runner.policy.mode == "home"
+        tracks_ns = {stamp_to_ns(s) for s in cell.tracks_stamps}
+        last = cell.commands[-1]
+        assert stamp_to_ns(last.header.stamp) not in tracks_ns     # no target: stamped now
+        assert last.points[0].positions[0] < cell.q[0]             # heading home
+
+        res = cell.call(SetTargetClass, "set_target_class",
+                        SetTargetClass.Request(class_name="blue_cube"))
+        assert res.success and "blue_cube" in res.message
+        assert node.get_parameter("target_class").value == "blue_cube"
+        cell.run(0.3, classes=("blue_cube",))
+        assert node.target is not None and node.runner.policy.mode == "target"
+        tracks_ns = {stamp_to_ns(s) for s in cell.tracks_stamps}
+        assert stamp_to_ns(cell.commands[-1].header.stamp) in tracks_ns
+
+        res = cell.call(SetTargetClass, "set_target_class", SetTargetClass.Request(class_name=""))
+        assert not res.success
+        res = cell.call(Trigger, "reset", Trigger.Request())
+        assert res.success
+        n = len(cell.commands)
+        cell.run(0.2, classes=("blue_cube",))
+        assert len(cell.commands) > n                               # runs on after a reset
+
+
+def test_construction_errors_are_clear():
+    with RosHarness() as ros:
+        with pytest.raises(NotImplementedError, match="not available yet"):
+            ros.add(PolicyNode, {"policy": "act"})
+        with pytest.raises(ValueError, match="limits"):
+            ros.add(PolicyNode, {"max_velocity_rad_s": [1.0, 1.0]})
