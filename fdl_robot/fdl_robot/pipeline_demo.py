@@ -85,10 +85,12 @@ def _policy_stage(p_target_base) -> None:
         print("\npolicy stage: not available yet (scripted policy / ACT not installed)")
         return
     policy = ScriptedPolicy()
-    obs = PolicyObservation(qpos=np.array([0.0, -1.57, 1.57, -1.57, -1.57, 0.0]), gripper=np.array([0.0]),
-                            target_p_base=p_target_base, bin_p_base=np.array([0.55, 0.25, 0.0]), stamp_s=0.0)
+    from fdl_robot.core.kinematics import HOME_QPOS_RAD
+
+    obs = PolicyObservation(qpos_rad=np.asarray(HOME_QPOS_RAD), gripper=0.0, target_p_base_m=p_target_base,
+                            bin_p_base_m=np.array([0.55, 0.25, 0.0]), stamp_s=0.0)
     chunk = policy.predict_chunk(obs)
-    print(f"\nscripted policy: chunk of {chunk.shape[0]} joint targets (6 joints rad + gripper);"
+    print(f"\nscripted policy ({policy.mode}): chunk of {chunk.shape[0]} joint targets (6 joints rad + gripper);"
           f"\n  first {_fmt(chunk[0])}\n  last  {_fmt(chunk[-1])}")
 
 

@@ -54,17 +54,21 @@ def _record_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=320, help="image width for --images")
     p.add_argument("--height", type=int, default=240, help="image height for --images")
     p.add_argument("--keep-failures", action="store_true", help="also save episodes the expert failed")
+    p.add_argument("--no-align-yaw", action="store_true",
+                   help="grasp at the arm's natural yaw instead of the cube's (position-only demos)")
     return p
 
 
 def _record(args: argparse.Namespace) -> int:
     from fdl_robot.sim.dataset import record_demos
     from fdl_robot.sim.env import PickPlaceConfig
+    from fdl_robot.sim.expert import ExpertConfig
 
     cams = tuple(args.camera or ["scene_cam"]) if args.images else ()
     t0 = time.perf_counter()
     saved = record_demos(args.episodes, args.out, seed0=args.seed0, episode_steps=args.steps,
                          env_config=PickPlaceConfig(image_width=args.width, image_height=args.height),
+                         expert_config=ExpertConfig(align_yaw=not args.no_align_yaw),
                          camera_names=cams, record_depth=args.depth and bool(cams),
                          keep_failures=args.keep_failures)
     print(f"saved {len(saved)} episodes to {args.out} in {time.perf_counter() - t0:.1f} s")
@@ -88,6 +92,7 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--json", type=Path, default=None, help="write the per-seed results here")
+    p.add_argument("--no-align-yaw", action="store_true", help="grasp at the arm's natural yaw, ignoring the cube's")
     return p
 
 
@@ -96,11 +101,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
-    from fdl_robot.sim.expert import ScriptedExpert, run_expert_episode
+    from fdl_robot.sim.expert import ExpertConfig, ScriptedExpert, run_expert_episode
 
     env = PickPlaceEnv(PickPlaceConfig(image_width=args.width, image_height=args.height,
                                        max_episode_steps=args.max_steps))
-    expert = ScriptedExpert(env.model)
+    expert = ScriptedExpert(env.model, ExpertConfig(align_yaw=not args.no_align_yaw))
     results = []
     frames: list[tuple[np.ndarray, str]] = []
 
