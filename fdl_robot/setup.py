@@ -32,6 +32,7 @@ setup(
         "console_scripts": [
             "fdl-robot = fdl_robot.ros.runner:main",
             "fdl-robot-pipeline-demo = fdl_robot.pipeline_demo:main",
+            "fdl_sim = fdl_robot.sim.cli:main",
             "camera_node = fdl_robot.ros.camera_node:main",
             "detector_node = fdl_robot.ros.detector_node:main",
             "localizer_node = fdl_robot.ros.localizer_node:main",

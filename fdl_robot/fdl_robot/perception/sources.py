@@ -46,6 +46,7 @@ RealSense with pyrealsense2 2.59 (verified here, see ``test/test_sources.py``)
 """
 from __future__ import annotations
 
+import gc
 import math
 import os
 import queue
@@ -250,6 +251,7 @@ class RealSenseSource(_Source):
         self._ended = threading.Event()   # the playback reached the end of the file
         self._sensors: list = []
         self._pending: dict = {}
+        self._ctx = self._device = self._playback = None
         self._aligner = None
         self._composer = None
         self._to_compose: tuple = ()
@@ -369,6 +371,12 @@ class RealSenseSource(_Source):
                     and np.allclose(ext.translation, 0.0))
 
     def _stop(self) -> None:
+        """Stop the sensors and release the device and its threads."""
+        if self._playback is not None:
+            try:
+                self._playback.pause()
+            except RuntimeError:
+                pass
         for sensor in self._sensors:
             for call in (sensor.stop, sensor.close):
                 try:
@@ -376,6 +384,9 @@ class RealSenseSource(_Source):
                 except RuntimeError:
                     pass
         self._sensors = []
+        self._pending = {}
+        self._playback = self._device = self._ctx = None
+        gc.collect()   # librealsense joins its threads when the last reference goes
 
     # -- callbacks (librealsense threads) ------------------------------------------------
 
@@ -507,7 +518,6 @@ class RealSenseSource(_Source):
             except queue.Empty:
                 break
         self._stop()
-        self._pending = {}
 
 
 # --- OpenCV video and webcams -----------------------------------------------------------

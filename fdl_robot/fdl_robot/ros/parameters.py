@@ -80,10 +80,11 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
               "came from."),
         Param("objects_topic", OBJECTS_TOPIC, "Output Object3DArray topic (in target_frame)."),
         Param("target_frame", "base_link", "Frame of the published objects."),
-        Param("camera_xyz", [0.5, -0.75, 0.65], "Extrinsics T_base_cam, translation: optical "
-              "frame origin in target_frame, metres (hand-eye calibration)."),
-        Param("camera_quat_xyzw", [0.0, 0.0, 0.0, 1.0], "Extrinsics T_base_cam, rotation of the "
-              "optical frame in target_frame, quaternion (x, y, z, w)."),
+        Param("camera_xyz", [1.0, 0.05, 0.6], "Extrinsics T_base_cam, translation: optical "
+              "frame origin in target_frame, metres (hand-eye calibration; the default is the "
+              "simulated cell's calibrated camera)."),
+        Param("camera_quat_xyzw", [-0.655554, -0.655554, 0.265045, 0.265045], "Extrinsics "
+              "T_base_cam, rotation of the optical frame in target_frame, quaternion (x, y, z, w)."),
         Param("depth_scale_m", 0.001, "Metres per unit of a 16UC1 depth image."),
         Param("depth_window", 0.5, "Fraction of the box (around its centre) whose valid depth "
               "pixels give the median depth."),

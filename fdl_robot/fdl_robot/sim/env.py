@@ -50,7 +50,7 @@ stack is configured with is :attr:`T_base_cam_nominal`); the start posture.
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import mujoco
@@ -78,7 +78,7 @@ _LIGHT_AIM_POINT_M = np.array([0.45, 0.05, 0.0])
 _LIGHT_DISTANCE_M = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ObjectPose:
     """A rigid-body pose in base_link: position [m] and orientation quaternion (x, y, z, w)."""
 

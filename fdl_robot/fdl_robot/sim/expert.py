@@ -91,7 +91,7 @@ class ExpertConfig:
     align_yaw: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Segment:
     """One TCP motion: min-jerk from (p0, R0) to (p1, R1) over ``duration_s`` with a fixed gripper command."""
 

@@ -58,7 +58,7 @@ def rotation_exp(r: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(a) * Kx + (1.0 - np.cos(a)) * (Kx @ Kx)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class IkResult:
     """Joint solution ``q_rad`` (n,), whether it met the tolerances, and the final errors."""
 
