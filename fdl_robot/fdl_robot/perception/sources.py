@@ -62,8 +62,11 @@ from fdl_robot.core.camera import PinholeCamera
 __all__ = [
     "Frame", "FrameSource", "SourceError", "EndOfStream", "RealSenseSource", "VideoSource",
     "depth_to_mm", "guess_intrinsics", "capture_stamp_ns", "register_source", "make_source",
-    "available_sources",
+    "available_sources", "DEFAULT_HFOV_DEG",
 ]
+
+#: Assumed horizontal field of view of an uncalibrated camera, degrees (fx ~ image width).
+DEFAULT_HFOV_DEG = 53.13
 
 
 class SourceError(RuntimeError):
@@ -139,13 +142,12 @@ def depth_to_mm(raw: np.ndarray, units_m: float) -> np.ndarray:
     return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
-def guess_intrinsics(width: int, height: int, hfov_deg: float = 2 * math.degrees(math.atan(0.5))
-                     ) -> PinholeCamera:
+def guess_intrinsics(width: int, height: int, hfov_deg: float = DEFAULT_HFOV_DEG) -> PinholeCamera:
     """Intrinsics of an uncalibrated camera from an assumed horizontal field of view.
 
     fx = fy = (W / 2) / tan(hfov / 2) (square pixels), principal point at the image
     centre ((W - 1) / 2, (H - 1) / 2 in pixel-centre coordinates), no distortion.  The
-    default hfov = 2 atan(1/2) ~ 53.13 deg gives fx = W, a middle-of-the-road webcam.
+    default hfov 53.13 deg (2 atan(1/2)) gives fx ~ W, a middle-of-the-road webcam.
     Good enough to run the pipeline; 3-D positions are only as right as the guess.
     """
     if not 0 < hfov_deg < 180:
@@ -533,7 +535,7 @@ class VideoSource(_Source):
     """
 
     def __init__(self, uri: str = "0", width: int = 640, height: int = 480, fps: float = 15.0,
-                 loop: bool = True, hfov_deg: float = 2 * math.degrees(math.atan(0.5))):
+                 loop: bool = True, hfov_deg: float = DEFAULT_HFOV_DEG):
         import cv2
 
         self._cv2 = cv2
@@ -617,7 +619,7 @@ def _video_from_params(p: Mapping[str, Any]) -> VideoSource:
     return VideoSource(uri=p.get("video_uri", "0"), width=p.get("width", 640),
                        height=p.get("height", 480), fps=p.get("fps", 15.0),
                        loop=p.get("loop", True),
-                       hfov_deg=p.get("video_hfov_deg", 2 * math.degrees(math.atan(0.5))))
+                       hfov_deg=p.get("video_hfov_deg", DEFAULT_HFOV_DEG))
 
 
 _FACTORIES: dict[str, SourceFactory] = {

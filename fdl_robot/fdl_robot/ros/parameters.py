@@ -42,16 +42,21 @@ class Param:
 
 NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
     "camera_node": (
-        Param("source", "realsense", "Camera source: 'realsense' (device or .bag), 'video' "
-              "(OpenCV file or webcam, colour only) or 'sim' (MuJoCo cell)."),
-        Param("realsense_bag", "", "RealSense .bag file to play instead of a live device "
-              "('' = live device)."),
+        Param("source", "realsense", "Camera source: 'realsense' (device or recording), 'video' "
+              "(OpenCV file or webcam, colour only) or one added with sources.register_source."),
+        Param("realsense_bag", "", "RealSense recording to play instead of a live device: .db3 "
+              "(what librealsense 2.59 records) or ROS 1 .bag ('' = live device)."),
         Param("realsense_serial", "", "Serial number of the RealSense device ('' = first found)."),
+        Param("align_depth", True, "Register depth to colour with rs.align (skipped when the "
+              "streams already share size and intrinsics)."),
         Param("video_uri", "0", "OpenCV capture: a webcam index ('0') or a video file path."),
-        Param("loop", True, "Restart a file source (.bag or video) at its end."),
-        Param("width", 640, "Image width in pixels."),
-        Param("height", 480, "Image height in pixels."),
-        Param("fps", 15.0, "Frame rate in Hz."),
+        Param("video_hfov_deg", 53.13, "Assumed horizontal field of view of a video source "
+              "(uncalibrated): fx = fy = (W/2)/tan(hfov/2), principal point at the centre."),
+        Param("loop", True, "Restart a recording or video file at its end (else publish its "
+              "frames once and stop)."),
+        Param("width", 640, "Image width in pixels (live camera or webcam; files keep their size)."),
+        Param("height", 480, "Image height in pixels (live camera or webcam; files keep their size)."),
+        Param("fps", 15.0, "Frame rate in Hz of the camera and of publishing (files play at it)."),
         Param("frame_id", "camera_color_optical_frame", "Optical frame of the colour and "
               "aligned depth images (z forward, x right, y down)."),
         Param("color_topic", COLOR_TOPIC, "Colour image topic (rgb8)."),
