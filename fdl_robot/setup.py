@@ -38,6 +38,7 @@ setup(
             "localizer_node = fdl_robot.ros.localizer_node:main",
             "tracker_node = fdl_robot.ros.tracker_node:main",
             "policy_node = fdl_robot.ros.policy_node:main",
+            "sim_node = fdl_robot.ros.sim_node:main",
         ],
     },
 )

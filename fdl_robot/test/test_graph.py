@@ -121,5 +121,5 @@ def test_launch_file_starts_the_runner_graph_with_the_same_parameters(launch_fil
 
 def test_every_graph_node_has_a_console_script():
     setup_py = (PKG / "setup.py").read_text()
-    for name in {n for g in graphs.GRAPHS.values() for n in g} - {"sim_node"}:
+    for name in {n for g in graphs.GRAPHS.values() for n in g}:
         assert f'"{graphs.NODES[name].executable} = fdl_robot.ros.{name}:main"' in setup_py

@@ -4,17 +4,18 @@
 Module", z16) and a colour sensor ("RGB Camera", rgb8) whose streams carry the given
 intrinsics, registers the depth-to-colour extrinsics (identity: the synthetic depth is
 taken in the colour camera's frame), wraps the device in an ``rs.recorder`` and injects
-every frame as a ``rs.software_video_frame``.  The file is what a camera would have
-recorded: ``RealSenseSource(bag_path=...)``, the RealSense Viewer and realsense-ros play
-it, with the same intrinsics, depth scale (the depth sensor's read-only ``depth_units``
-option, also set on every depth frame) and frame timestamps.
+every frame as a ``rs.software_video_frame``.  The result is an ordinary librealsense
+recording: ``RealSenseSource(bag_path=...)`` plays it back through librealsense's
+playback device with the same intrinsics, depth scale (the depth sensor's read-only
+``depth_units`` option, also set on every depth frame), extrinsics and frame
+timestamps.
 
 Facts about pyrealsense2 2.59 this relies on (checked in ``test/test_sources.py``):
 
 * The recorder writes ROS 2 ``.db3`` (sqlite) files and refuses other extensions
-  ("Output file must have .db3 extension"); older releases wrote ROS 1 ``.bag`` files,
-  which 2.59 still plays.
-* Frames are recorded losslessly (colour and depth come back bit-exact).
+  ("Output file must have .db3 extension"); older releases wrote ROS 1 ``.bag`` files.
+* Frames are recorded losslessly (random colour noise and depth come back bit-exact,
+  although the recorder names its topics ``.../image/data/compressed``).
 * The recording is complete once the recorder and its sensors are released.
 * A recording's time line (what real-time playback follows) is the wall-clock time at
   which frames were written, not the frame timestamps, so frames are written at the

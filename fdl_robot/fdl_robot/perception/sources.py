@@ -25,17 +25,24 @@ describes both.
 
 RealSense with pyrealsense2 2.59 (verified here, see ``test/test_sources.py``)
 ---------------------------------------------------------------------------
-* Recordings: librealsense 2.59 writes ROS 2 ``.db3`` files and still plays the older
-  ROS 1 ``.bag`` files. :mod:`fdl_robot.perception.realsense_bag` writes synthetic ones.
+* Recordings: librealsense 2.59 records ROS 2 ``.db3`` files
+  (:mod:`fdl_robot.perception.realsense_bag` writes synthetic ones).  Older ROS 1
+  ``.bag`` recordings are deprecated; librealsense says it still plays them (no .bag
+  was at hand to check) and ``rs.context().convert_bag_to_db3(bag, db3)`` converts them.
 * Playback runs in non-real-time mode, so no frame is dropped and the reader sets the
-  pace (``camera_node`` reads at its ``fps``).  The playback device is paused while its
-  sensors start: started one after the other, the first sensor would otherwise play
-  the file to its end before the second one listens.
-* ``rs.pipeline`` is not used: its syncer drops the first frameset of every playback
-  (it emits the first depth and colour frames separately before it has seen both
-  streams).  The sensors stream into a small pairing step of our own (a depth and a
-  colour frame are a pair when their timestamps differ by at most half a colour frame
-  period) and each pair becomes a frameset for ``rs.align``.
+  pace (``camera_node`` reads at its ``fps``): a frame callback that waits holds the
+  playback back.  The playback is paused while its sensors start: started one after
+  the other, the first sensor would otherwise play the file to its end before the
+  second one listens.  Control calls (pause, resume) wait for the playback thread, so
+  no callback may wait for the reader while the reader makes one (see ``_put``).
+* ``rs.pipeline`` is not used for playback: however it was started (real-time or not,
+  paused, seeked back), its syncer lost the first frameset(s) of a file in most runs,
+  or let depth run ahead of colour, because it emits the first depth and colour frames
+  separately before it has seen both streams.  The sensors stream instead into a small
+  pairing step of our own (a depth and a colour frame are a pair when their timestamps
+  differ by at most half a colour frame period; the older of a mismatched pair is
+  dropped) and each pair becomes a frameset for ``rs.align``.  Live cameras go the
+  same way, so the tested code is the code that runs on a robot.
 * ``rs.align(rs.stream.color)`` needs the depth-to-colour extrinsics (a live device has
   them; a recording stores them).  It is skipped when depth and colour already share
   size and intrinsics and the extrinsics are the identity: aligning such streams would
@@ -49,9 +56,10 @@ from __future__ import annotations
 import gc
 import math
 import os
-import queue
 import threading
 import time
+from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
@@ -64,6 +72,9 @@ __all__ = [
     "depth_to_mm", "guess_intrinsics", "capture_stamp_ns", "register_source", "make_source",
     "available_sources", "DEFAULT_HFOV_DEG",
 ]
+
+#: Seconds a playback must have reported its end, with nothing left to read, to be over.
+_END_GRACE_S = 0.1
 
 #: Assumed horizontal field of view of an uncalibrated camera, degrees (fx ~ image width).
 DEFAULT_HFOV_DEG = 53.13
@@ -247,9 +258,11 @@ class RealSenseSource(_Source):
         self.dropped = 0                 # frames that found no partner or no room
         self.camera: PinholeCamera | None = None
         self._index = 0
-        self._pairs: queue.Queue = queue.Queue(maxsize=max(1, int(queue_size)))
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
+        self._queue_size = max(1, int(queue_size))
+        self._pairs: deque = deque()       # (colour, depth) pairs waiting for read()
+        self._cond = threading.Condition()  # guards _pairs, _pending, _closed, _controlling
+        self._closed = False
+        self._controlling = False          # the reader is inside a playback control call
         self._ended = threading.Event()   # the playback reached the end of the file
         self._sensors: list = []
         self._pending: dict = {}
@@ -297,20 +310,34 @@ class RealSenseSource(_Source):
             self._composer.start(self._composed)
         self._pending = {}
         self._ended.clear()
-        if playback is not None:
-            playback.pause()       # start every sensor before the file starts playing
+        self._ended_at: float | None = None
         by_sensor: dict = {}
         for profile in (depth_profile, color_profile):
             if profile is not None:
                 sensor = self._sensor_of(device, profile)
                 by_sensor.setdefault(id(sensor), (sensor, []))[1].append(profile)
-        self._sensors = []
-        for sensor, profiles in by_sensor.values():
-            sensor.open(profiles)
-            sensor.start(self._on_frame)
-            self._sensors.append(sensor)
-        if playback is not None:
-            playback.resume()
+        with self._control():
+            if playback is not None:
+                playback.pause()   # start every sensor before the file starts playing
+            self._sensors = []
+            for sensor, profiles in by_sensor.values():
+                sensor.open(profiles)
+                sensor.start(self._on_frame)
+                self._sensors.append(sensor)
+            if playback is not None:
+                playback.resume()
+
+    @contextmanager
+    def _control(self):
+        """Mark a stretch of librealsense control calls (see :meth:`_put`)."""
+        with self._cond:
+            self._controlling = True
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._controlling = False
 
     def _open_device(self):
         rs = self._rs
@@ -374,17 +401,18 @@ class RealSenseSource(_Source):
 
     def _stop(self) -> None:
         """Stop the sensors and release the device and its threads."""
-        if self._playback is not None:
-            try:
-                self._playback.pause()
-            except RuntimeError:
-                pass
-        for sensor in self._sensors:
-            for call in (sensor.stop, sensor.close):
+        with self._control():
+            if self._playback is not None:
                 try:
-                    call()
+                    self._playback.pause()
                 except RuntimeError:
                     pass
+            for sensor in self._sensors:
+                for call in (sensor.stop, sensor.close):
+                    try:
+                        call()
+                    except RuntimeError:
+                        pass
         self._sensors = []
         self._pending = {}
         self._playback = self._device = self._ctx = None
@@ -398,13 +426,13 @@ class RealSenseSource(_Source):
 
     def _on_frame(self, frame) -> None:
         """Pair depth and colour frames by timestamp; queue each pair for ``read``."""
-        if self._closed.is_set():
+        if self._closed:
             return
         frame.keep()                       # it outlives this callback
         rs = self._rs
         arrival_s = time.time()
         stream = frame.get_profile().stream_type()
-        with self._lock:
+        with self._cond:
             self._pending[stream] = (frame, arrival_s)
             color, depth = self._pending.get(rs.stream.color), self._pending.get(rs.stream.depth)
             if color is None or (self._depth_profile is not None and depth is None):
@@ -416,26 +444,29 @@ class RealSenseSource(_Source):
                     self.dropped += 1
                     return
             self._pending.clear()
-        self._put((color, depth))
+            self._put((color, depth))
 
     def _put(self, pair) -> None:
-        if self.live:                      # keep the newest frames: drop the oldest
-            while True:
-                try:
-                    self._pairs.put_nowait(pair)
-                    return
-                except queue.Full:
-                    try:
-                        self._pairs.get_nowait()
-                        self.dropped += 1
-                    except queue.Empty:
-                        pass
-        while not self._closed.is_set():   # a file waits for the reader: nothing is lost
-            try:
-                self._pairs.put(pair, timeout=0.05)
+        """Queue a pair (the caller holds ``_cond``).
+
+        Live: the newest pairs are kept, the oldest dropped.  A file: the callback waits
+        for room, which holds the non-real-time playback back, so nothing is lost.  It
+        never waits while the reader is inside a playback control call (pause, resume):
+        librealsense runs those on the thread that is waiting here, so they would
+        deadlock; the queue then briefly grows instead.
+        """
+        if self.live:
+            while len(self._pairs) >= self._queue_size:
+                self._pairs.popleft()
+                self.dropped += 1
+        else:
+            while (len(self._pairs) >= self._queue_size and not self._closed
+                   and not self._controlling):
+                self._cond.wait(0.05)
+            if self._closed:
                 return
-            except queue.Full:
-                continue
+        self._pairs.append(pair)
+        self._cond.notify_all()
 
     def _compose(self, _frame, source) -> None:
         source.frame_ready(source.allocate_composite_frame(list(self._to_compose)))
@@ -447,23 +478,25 @@ class RealSenseSource(_Source):
 
         Raises EndOfStream at the end of a recording that does not loop.
         """
-        if self._closed.is_set():
+        if self._closed:
             raise SourceError("the source is closed")
         deadline = time.monotonic() + (1.0 if timeout_s is None else max(0.0, timeout_s))
-        ended_since = None
         while True:
-            try:
-                pair = self._pairs.get(timeout=0.01)
-            except queue.Empty:
+            with self._cond:
+                if not self._pairs:
+                    self._cond.wait(0.005)
+                pair = self._pairs.popleft() if self._pairs else None
+                self._cond.notify_all()
+            if pair is None:
                 now = time.monotonic()
                 if self._ended.is_set():
-                    # The status can arrive just before the last pair is queued: wait a little.
-                    ended_since = now if ended_since is None else ended_since
-                    if now - ended_since > 0.1:
+                    # The status may come just before the last pair is queued: give it time.
+                    if self._ended_at is None:
+                        self._ended_at = now
+                    if now - self._ended_at > _END_GRACE_S:
                         if not self.loop:
                             raise EndOfStream(f"end of {self.bag_path}")
                         self._restart_playback()
-                        ended_since = None
                         continue
                 if now >= deadline:
                     return None
@@ -511,14 +544,12 @@ class RealSenseSource(_Source):
 
     def close(self) -> None:
         """Stop streaming and release the device (idempotent)."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        while True:                        # unblock a callback waiting for room
-            try:
-                self._pairs.get_nowait()
-            except queue.Empty:
-                break
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True            # callbacks waiting for room give up
+            self._pairs.clear()
+            self._cond.notify_all()
         self._stop()
 
 

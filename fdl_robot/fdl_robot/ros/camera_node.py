@@ -80,7 +80,7 @@ class CameraNode(FdlNode):
 
     def on_timer(self) -> None:
         """Read one frame and publish it (or count why not)."""
-        if self.finished:
+        if self.finished or not self.context.ok():    # done, or shutting down (Ctrl-C)
             return
         try:
             frame = self.source.read(timeout_s=self._period_s)
@@ -103,16 +103,24 @@ class CameraNode(FdlNode):
                                                self._last_stamp_ns)
         stamp, frame_id = ns_to_stamp(self._last_stamp_ns), self.params["frame_id"]
         try:
+            if frame.depth_mm is not None and frame.depth_mm.shape != frame.rgb.shape[:2]:
+                raise InvalidInput(f"depth {frame.depth_mm.shape} and colour {frame.rgb.shape[:2]} "
+                                   "differ in size: the source did not align them")
             color = rgb_to_image(frame.rgb, stamp, frame_id)
             depth = None if frame.depth_mm is None else depth_to_image(frame.depth_mm, stamp, frame_id)
             info = camera_to_camera_info(frame.camera, stamp, frame_id)
         except InvalidInput as exc:
             self.reject("bad frame", str(exc))
             return
-        self.color_pub.publish(color)
-        if depth is not None:
-            self.depth_pub.publish(depth)
-        self.info_pub.publish(info)
+        try:
+            self.color_pub.publish(color)
+            if depth is not None:
+                self.depth_pub.publish(depth)
+            self.info_pub.publish(info)
+        except Exception:  # noqa: BLE001 - the context went away mid-callback (Ctrl-C)
+            if self.context.ok():
+                raise
+            return
         self.counters["ok frames"] += 1
 
     def destroy_node(self):

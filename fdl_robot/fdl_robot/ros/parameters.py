@@ -63,6 +63,34 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("depth_topic", DEPTH_TOPIC, "Aligned depth topic (16UC1, millimetres, 0 = invalid)."),
         Param("camera_info_topic", CAMERA_INFO_TOPIC, "CameraInfo topic of the colour camera."),
     ),
+    "sim_node": (
+        Param("seed", 0, "Seed of the first episode; each ~/reset starts the next episode with "
+              "the next seed (seed + 1, seed + 2, ...)."),
+        Param("width", 640, "Image width in pixels of the simulated scene camera."),
+        Param("height", 480, "Image height in pixels of the simulated scene camera."),
+        Param("camera_rate_hz", 15.0, "Camera frame rate in Hz of simulated time (frames are "
+              "rendered at 50 Hz control steps, so intervals are multiples of 20 ms that "
+              "average to this rate)."),
+        Param("real_time_factor", 1.0, "Simulated seconds per wall-clock second (1.0 = real "
+              "time, 0 = as fast as possible); a machine too slow for it runs the sim slower."),
+        Param("shadows", True, "Render shadows (about half the rendering speed on a CPU)."),
+        Param("frame_id", "camera_color_optical_frame", "Optical frame of the colour and "
+              "aligned depth images (z forward, x right, y down)."),
+        Param("base_frame", "base_link", "Frame of the ground-truth poses (the robot base; "
+              "the simulator's world frame)."),
+        Param("color_topic", COLOR_TOPIC, "Colour image topic (rgb8)."),
+        Param("depth_topic", DEPTH_TOPIC, "Aligned depth topic (16UC1, millimetres, 0 = invalid)."),
+        Param("camera_info_topic", CAMERA_INFO_TOPIC, "CameraInfo topic of the colour camera."),
+        Param("joint_states_topic", JOINT_STATES_TOPIC, "Output JointState topic (6 arm joints "
+              "in rad + gripper_joint closure, 0 = open .. 1 = closed)."),
+        Param("trajectory_topic", TRAJECTORY_TOPIC, "Input JointTrajectory topic (the commands)."),
+        Param("ground_truth_topic", "sim/ground_truth", "Ground-truth object poses (MarkerArray "
+              "in base_frame, ns = object name), for evaluation only."),
+        Param("success_topic", "sim/success", "std_msgs/Bool: the red cube rests in the bin."),
+        Param("publish_clock", True, "Publish the simulated time on clock_topic (run the other "
+              "nodes with use_sim_time:=true)."),
+        Param("clock_topic", "/clock", "rosgraph_msgs/Clock topic of the simulated time."),
+    ),
     "detector_node": (
         Param("backend", "color", "Detector backend: 'ultralytics' (YOLO / RT-DETR .pt or "
               ".onnx), 'detr' (Hugging Face checkpoint directory) or 'color' (HSV colour blobs, "

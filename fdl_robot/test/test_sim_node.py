@@ -1,0 +1,223 @@
+"""sim_node with real rclpy pub/sub: camera topics, joint states, clock, commands, reset.
+
+The MuJoCo cell runs in the node's own thread at small image sizes (160x120) so the
+tests stay fast; the env itself is reached only through ``SimNode.run_in_sim``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("mujoco")
+from builtin_interfaces.msg import Duration  # noqa: E402
+from ros_harness import RosHarness  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
+from std_msgs.msg import Bool  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+
+from fdl_robot.ros.base import SENSOR_QOS  # noqa: E402
+from fdl_robot.ros.conversions import (image_to_depth_m, image_to_rgb, ns_to_stamp,  # noqa: E402
+                                       stamp_to_ns)
+from fdl_robot.ros.parameters import ARM_JOINTS, GRIPPER_JOINT  # noqa: E402
+from fdl_robot.ros.sim_node import (JOINT_NAMES, SimNode, command_target,  # noqa: E402
+                                    parse_trajectory)
+
+pytestmark = pytest.mark.ros
+
+SMALL = {"width": 160, "height": 120, "shadows": False}
+
+
+def trajectory(positions, times_s, stamp_ns: int = 0, names=JOINT_NAMES) -> JointTrajectory:
+    msg = JointTrajectory(joint_names=list(names))
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    for q, t in zip(positions, times_s):
+        sec, nanosec = divmod(round(t * 1e9), 1_000_000_000)
+        msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
+                                               time_from_start=Duration(sec=sec, nanosec=nanosec)))
+    return msg
+
+
+# --- pure command handling -------------------------------------------------------------------
+
+def test_parse_trajectory_reorders_joints_and_rejects_bad_messages():
+    names = [GRIPPER_JOINT] + ARM_JOINTS[::-1] + ["extra_joint"]
+    msg = trajectory([[0.5, 6, 5, 4, 3, 2, 1, 9], [1.0, 6, 5, 4, 3, 2, 1.5, 9]], [0.02, 0.04],
+                     stamp_ns=3_000_000_000, names=names)
+    cmd = parse_trajectory(msg, receipt_ns=7)
+    np.testing.assert_array_equal(cmd.positions[0], [1, 2, 3, 4, 5, 6, 0.5])
+    np.testing.assert_array_equal(cmd.due_ns, [3_020_000_000, 3_040_000_000])
+    # due times: first point due at or after now, else the last (hold the end)
+    assert command_target(cmd, 3_000_000_000)[6] == 0.5
+    assert command_target(cmd, 3_020_000_000)[6] == 0.5
+    assert command_target(cmd, 3_020_000_001)[6] == 1.0
+    assert command_target(cmd, 9_000_000_000)[6] == 1.0
+    # a zero stamp means "at receipt"
+    msg.header.stamp = ns_to_stamp(0)
+    np.testing.assert_array_equal(parse_trajectory(msg, 100).due_ns, [20_000_100, 40_000_100])
+
+    bad = {
+        "no points": trajectory([], []),
+        "missing gripper": trajectory([[0] * 6], [0.1], names=ARM_JOINTS),
+        "NaN": trajectory([[0, 0, math.nan, 0, 0, 0, 0]], [0.1]),
+        "inf": trajectory([[0, 0, 0, 0, 0, math.inf, 0]], [0.1]),
+        "short point": trajectory([[0, 0, 0]], [0.1]),
+        "time goes back": trajectory([[0] * 7, [0] * 7], [0.2, 0.1]),
+        "duplicate names": trajectory([[0] * 8], [0.1], names=JOINT_NAMES + [ARM_JOINTS[0]]),
+    }
+    accepted = []
+    for case, msg in bad.items():
+        try:
+            parse_trajectory(msg, 0)
+            accepted.append(case)
+        except ValueError:
+            pass
+    assert accepted == []
+
+
+# --- the node -------------------------------------------------------------------------------
+
+def _matching_frame(colors, depths, infos):
+    """Stamp (ns) present in all three inboxes and the three messages, or None."""
+    by_stamp = [{stamp_to_ns(m.header.stamp): m for m in box} for box in (colors, depths, infos)]
+    common = sorted(set(by_stamp[0]) & set(by_stamp[1]) & set(by_stamp[2]))
+    return (common[-1], *(b[common[-1]] for b in by_stamp)) if common else None
+
+
+def test_camera_topics_share_stamps_and_depth_is_millimetres():
+    with RosHarness() as ros:
+        node = ros.add(SimNode, {**SMALL, "real_time_factor": 2.0})
+        colors = ros.collect(Image, "camera/color/image_raw", qos=SENSOR_QOS)
+        depths = ros.collect(Image, "camera/aligned_depth_to_color/image_raw", qos=SENSOR_QOS)
+        infos = ros.collect(CameraInfo, "camera/color/camera_info")
+        truth = ros.collect(MarkerArray, "sim/ground_truth")
+        success = ros.collect(Bool, "sim/success")
+        assert ros.spin_until(lambda: _matching_frame(colors, depths, infos) and truth and success,
+                              timeout_s=15)
+        stamp_ns, color, depth, info = _matching_frame(colors, depths, infos)
+        assert stamp_ns > 0 and stamp_ns % 20_000_000 == 0        # a control-step time
+        for m in (color, depth, info):
+            assert m.header.frame_id == "camera_color_optical_frame"
+        assert (color.encoding, color.width, color.height) == ("rgb8", 160, 120)
+        assert (depth.encoding, depth.width, depth.height) == ("16UC1", 160, 120)
+        assert (info.width, info.height, info.distortion_model) == (160, 120, "plumb_bob")
+        assert image_to_rgb(color).std() > 5                        # a scene, not a blank
+        camera, T_base_cam, depth_env, seg = node.run_in_sim(
+            lambda env: (env.camera, env.T_base_cam, env.render_depth(), env.render_segmentation()))
+        np.testing.assert_allclose(np.reshape(info.k, (3, 3)), camera.K)
+        assert (camera.cx, camera.cy) == (79.5, 59.5)
+
+        # depth units: a table pixel near the centre, in mm, equals the env's render and the
+        # z-depth of the ray through it to the table plane z = 0 (the camera is fixed)
+        raw = np.frombuffer(bytes(depth.data), dtype="<u2").reshape(120, 160)
+        v, u = 60, 80
+        assert seg[v, u] == 0, "the centre pixel should see the table"
+        assert abs(int(raw[v, u]) - 1000 * float(depth_env[v, u])) <= 0.51
+        ray = camera.unproject(np.array([u, v], float), 1.0)       # optical frame, z = 1
+        d_plane_m = -T_base_cam.translation[2] / (T_base_cam.rotation @ ray)[2]
+        assert abs(int(raw[v, u]) - 1000 * d_plane_m) <= 0.51
+        assert 0.6 < d_plane_m < 1.2
+        depth_m = image_to_depth_m(depth)
+        assert np.nanmin(depth_m) > 0.1 and np.isfinite(depth_m).mean() > 0.95
+
+        names = [m.ns for m in truth[-1].markers]
+        assert names[0] == "red_cube" and names[-1] == "bin" and len(names) >= 3
+        cube = truth[-1].markers[0]
+        assert cube.header.frame_id == "base_link" and cube.pose.position.z == pytest.approx(0.02, abs=2e-3)
+        assert success[-1].data is False
+
+
+def test_joint_states_and_clock_advance_together():
+    with RosHarness() as ros:
+        ros.add(SimNode, {**SMALL, "camera_rate_hz": 5.0})
+        states = ros.collect(JointState, "joint_states")
+        clocks = ros.collect(Clock, "/clock")
+        assert ros.spin_until(lambda: len(states) >= 25 and len(clocks) >= 25, timeout_s=10)
+        msg = states[-1]
+        assert list(msg.name) == ARM_JOINTS + [GRIPPER_JOINT]
+        assert len(msg.position) == len(msg.velocity) == 7 and len(msg.effort) == 0
+        q = np.array(msg.position)
+        home = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
+        assert np.all(np.abs(q[:6] - home) < 0.06)                 # start posture +- 0.05 rad
+        assert 0.0 <= q[6] < 0.05                                   # gripper open
+        stamps = [stamp_to_ns(m.header.stamp) for m in states]
+        assert all(b > a for a, b in zip(stamps, stamps[1:]))
+        assert all(s % 20_000_000 == 0 for s in stamps)              # 50 Hz control steps
+        ticks = [stamp_to_ns(c.clock) for c in clocks]
+        assert all(b > a for a, b in zip(ticks, ticks[1:]))
+        assert set(stamps) & set(ticks)                             # one clock for both
+        # about real time by default: 25 steps = 0.5 s of sim time took >= 0.4 s of wall time
+        assert ticks[-1] - ticks[0] >= 0.4e9
+
+
+def test_trajectory_moves_the_arm_and_bad_commands_are_rejected():
+    with RosHarness() as ros:
+        node = ros.add(SimNode, {**SMALL, "camera_rate_hz": 5.0, "real_time_factor": 2.0})
+        states = ros.collect(JointState, "joint_states")
+        pub = ros.publisher(JointTrajectory, "joint_trajectory_controller/joint_trajectory")
+        ros.wait_for_subscribers(pub)
+        assert ros.spin_until(lambda: len(states) >= 5)
+        q0 = np.array(states[-1].position)
+        target = q0.copy()
+        target[0] += 0.15                                          # shoulder pan
+        target[5] -= 0.2                                           # wrist 3
+        target[6] = 0.0
+        # a ramp over 0.4 s, zero stamp = "from receipt"
+        pub.publish(trajectory([q0 + (target - q0) * s for s in (0.25, 0.5, 0.75, 1.0)],
+                               [0.1, 0.2, 0.3, 0.4]))
+        assert ros.spin_until(lambda: np.all(np.abs(np.array(states[-1].position)[:6] - target[:6])
+                                             < 0.01), timeout_s=10)
+        assert node.counters["ok trajectories"] == 1
+
+        # bad commands are counted and the arm holds its last valid target
+        nan_target = target.copy()
+        nan_target[1] = math.nan
+        pub.publish(trajectory([nan_target], [0.1]))
+        pub.publish(trajectory([], []))
+        pub.publish(trajectory([target[:6]], [0.1], names=ARM_JOINTS))
+        assert ros.spin_until(lambda: node.counters["bad trajectory"] == 3, timeout_s=5)
+        n = len(states)
+        ros.spin_until(lambda: len(states) >= n + 15, timeout_s=5)  # 0.3 s of sim time
+        later = np.array([m.position for m in states[n:]])
+        assert np.all(np.isfinite(later)) and len(later) >= 10
+        assert np.all(np.abs(later[:, :6] - target[:6]) < 0.01)
+
+        # the gripper closes on command (normalised closure, 0 open .. 1 closed)
+        closed = target.copy()
+        closed[6] = 1.0
+        pub.publish(trajectory([closed], [0.05]))
+        assert ros.spin_until(lambda: states[-1].position[6] > 0.9, timeout_s=10)
+
+
+def test_reset_starts_the_next_seed_and_the_clock_keeps_going():
+    with RosHarness() as ros:
+        node = ros.add(SimNode, {**SMALL, "seed": 7, "camera_rate_hz": 10.0,
+                                 "real_time_factor": 0.0})
+        truth = ros.collect(MarkerArray, "sim/ground_truth")
+        clocks = ros.collect(Clock, "/clock")
+        client = ros.probe.create_client(Trigger, f"{ros.namespace}/sim_node/reset")
+        assert client.wait_for_service(timeout_sec=5)
+        assert ros.spin_until(lambda: truth, timeout_s=10)
+        cube0 = truth[-1].markers[0].pose.position
+        future = client.call_async(Trigger.Request())
+        assert ros.spin_until(future.done, timeout_s=10)
+        assert future.result().success and future.result().message == "episode 1, seed 8"
+        assert (node.episode, node.seed) == (1, 8)
+        n = len(truth)
+        assert ros.spin_until(lambda: len(truth) > n + 1, timeout_s=10)
+        cube1 = truth[-1].markers[0].pose.position
+        assert (cube0.x, cube0.y) != pytest.approx((cube1.x, cube1.y))   # another episode
+        ticks = [stamp_to_ns(c.clock) for c in clocks]
+        assert all(b > a for a, b in zip(ticks, ticks[1:]))             # never backwards
+        assert node.real_time_factor > 1.0                              # as fast as possible
+
+
+def test_bad_parameters_fail_at_start_up():
+    with RosHarness() as ros:
+        with pytest.raises(ValueError, match="camera_rate_hz"):
+            ros.add(SimNode, {**SMALL, "camera_rate_hz": 0.0})
