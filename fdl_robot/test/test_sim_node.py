@@ -128,7 +128,8 @@ def test_camera_topics_share_stamps_and_depth_is_millimetres():
         names = [m.ns for m in truth[-1].markers]
         assert names[0] == "red_cube" and names[-1] == "bin" and len(names) >= 3
         cube = truth[-1].markers[0]
-        assert cube.header.frame_id == "base_link" and cube.pose.position.z == pytest.approx(0.02, abs=2e-3)
+        assert cube.header.frame_id == "base_link"
+        assert cube.pose.position.z == pytest.approx(0.02, abs=2e-3)         # resting on the table
         assert success[-1].data is False
 
 
@@ -221,3 +222,16 @@ def test_bad_parameters_fail_at_start_up():
     with RosHarness() as ros:
         with pytest.raises(ValueError, match="camera_rate_hz"):
             ros.add(SimNode, {**SMALL, "camera_rate_hz": 0.0})
+
+
+@pytest.mark.slow
+def test_expert_picks_and_places_through_ros_topics(tmp_path, capsys):
+    """The acceptance demo on one seed: expert -> JointTrajectory topic -> sim_node."""
+    from fdl_robot.ros import sim_expert_demo
+
+    strip = tmp_path / "strip.png"
+    code = sim_expert_demo.main(["--episodes", "1", "--seed0", "3", "--width", "160",
+                                 "--height", "120", "--no-shadows", "--real-time-factor", "2",
+                                 "--strip", str(strip)])
+    assert "1/1 = 100.0 %" in capsys.readouterr().out
+    assert code == 0 and strip.stat().st_size > 1000

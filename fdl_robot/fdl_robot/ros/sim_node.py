@@ -109,6 +109,7 @@ MAX_LAG_S = 0.25                             # wall-clock lag after which pacing
 GROUND_TRUTH_LIFETIME_S = 1.0
 _MARKER_SIZE_M = {"bin": (0.18, 0.18, 0.005)}            # bin: its floor; cubes: 4 cm
 _MARKER_RGBA = {"red_cube": (1.0, 0.0, 0.0, 1.0), "bin": (0.1, 0.3, 1.0, 0.6)}
+_GREY = (0.6, 0.6, 0.6, 1.0)                             # distractors
 
 
 # --- commands (pure functions) ------------------------------------------------------------
@@ -383,7 +384,7 @@ class SimNode(FdlNode):
             (m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z,
              m.pose.orientation.w) = pose.quat_xyzw.tolist()
             m.scale.x, m.scale.y, m.scale.z = _MARKER_SIZE_M.get(name, (0.04, 0.04, 0.04))
-            m.color.r, m.color.g, m.color.b, m.color.a = _MARKER_RGBA.get(name, (0.6, 0.6, 0.6, 1.0))
+            m.color.r, m.color.g, m.color.b, m.color.a = _MARKER_RGBA.get(name, _GREY)
             m.lifetime.sec = int(GROUND_TRUTH_LIFETIME_S)
             markers.append(m)
         return MarkerArray(markers=markers)
