@@ -109,14 +109,16 @@ def test_launch_file_starts_the_runner_graph_with_the_same_parameters(launch_fil
         assert n["package"] == "fdl_robot" and n["namespace"] == "arm1"
         assert n["executable"] == graphs.NODES[n["name"]].executable
         assert n["parameters"][0] == str(config)
-        assert n["parameters"][1] == graphs.node_overrides(n["name"], "video", "/models/x.pt")
+        assert n["parameters"][1] == graphs.node_overrides(n["name"], graph, "video", "/models/x.pt")
 
     from fdl_robot.ros.runner import ros_args
     for n in launched:   # the runner hands each node the same file and the same overrides
-        overrides = graphs.node_overrides(n["name"], "video", "/models/x.pt")
+        overrides = graphs.node_overrides(n["name"], graph, "video", "/models/x.pt")
         cli = ros_args(config, overrides)
         assert cli[:3] == ["--ros-args", "--params-file", str(config)]
-        assert dict(a.split(":=") for a in cli[4::2]) == overrides
+        as_text = {k: str(v).lower() if isinstance(v, bool) else v for k, v in overrides.items()}
+        assert dict(a.split(":=") for a in cli[4::2]) == as_text
+        assert ("use_sim_time" in overrides) == (graph == "sim" and n["name"] != "sim_node")
 
 
 def test_every_graph_node_has_a_console_script():

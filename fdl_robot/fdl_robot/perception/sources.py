@@ -658,7 +658,7 @@ _FACTORIES: dict[str, SourceFactory] = {
     "video": _video_from_params,
 }
 
-_NOT_YET = {"sim": "the 'sim' source is not available in camera_node yet; use sim_node, or "
+_NOT_YET = {"sim": "the simulator publishes its own camera: run sim_node (fdl-robot run --graph sim), or "
                    "register one with fdl_robot.perception.sources.register_source('sim', factory)"}
 
 

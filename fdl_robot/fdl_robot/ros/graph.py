@@ -47,13 +47,20 @@ def default_config() -> Path:
         raise FileNotFoundError(f"config/fdl_robot.yaml not found ({exc})") from exc
 
 
-def node_overrides(name: str, camera_source: str = "", model_path: str = "") -> dict[str, str]:
-    """Per-node parameter overrides from the launch arguments ('' = keep the YAML's)."""
+def node_overrides(name: str, graph: str, camera_source: str = "", model_path: str = "") -> dict:
+    """Per-node parameter overrides from the launch arguments ('' = keep the YAML's).
+
+    In the ``sim`` graph every node but sim_node runs on the simulator's /clock
+    (``use_sim_time``), so stamps, watchdogs and trajectory timing share one clock.
+    """
+    overrides: dict = {}
     if name == "camera_node" and camera_source:
-        return {"source": camera_source}
+        overrides["source"] = camera_source
     if name == "detector_node" and model_path:
-        return {"model_path": model_path}
-    return {}
+        overrides["model_path"] = model_path
+    if graph == "sim" and name != "sim_node":
+        overrides["use_sim_time"] = True
+    return overrides
 
 
 def graph_nodes(graph: str) -> list[str]:

@@ -32,7 +32,7 @@ def generate(graph: str):
         return [
             Node(package="fdl_robot", executable=graphs.NODES[name].executable, name=name,
                  namespace=value["namespace"], output="screen",
-                 parameters=[config, graphs.node_overrides(name, value["camera_source"],
+                 parameters=[config, graphs.node_overrides(name, graph, value["camera_source"],
                                                            value["model_path"])])
             for name in graphs.graph_nodes(graph)
         ]

@@ -23,7 +23,8 @@ def ros_args(config: str | Path, overrides: dict[str, str]) -> list[str]:
     """The node-local command line a launch file would give: params file, then -p k:=v."""
     args = ["--ros-args", "--params-file", str(config)]
     for key, value in overrides.items():
-        args += ["-p", f"{key}:={value}"]
+        text = str(value).lower() if isinstance(value, bool) else value
+        args += ["-p", f"{key}:={text}"]
     return args
 
 
@@ -40,7 +41,7 @@ def build_nodes(graph: str, config: str | Path | None = None, namespace: str = "
             if only is not None and name not in only:
                 continue
             cls = graphs.node_class(name)
-            args = ros_args(config, graphs.node_overrides(name, camera_source, model_path))
+            args = ros_args(config, graphs.node_overrides(name, graph, camera_source, model_path))
             nodes.append(cls(context=context, cli_args=args, namespace=namespace or None))
     except BaseException:
         for node in nodes:
