@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fdl_robot.core.camera import PinholeCamera, boxes_depth
+from fdl_robot.core.camera import PinholeCamera, lift_boxes
 from fdl_robot.core.geometry import Transform
 
 
@@ -55,16 +55,12 @@ def lift_detections(boxes_xyxy: np.ndarray, depth_m: np.ndarray, camera: Pinhole
                     T_base_cam: Transform, config: LiftingConfig = LiftingConfig()) -> Objects3D:
     """Lift XYXY boxes (pixels) with an aligned depth image (HxW metres) to ``base_link``."""
     boxes = np.asarray(boxes_xyxy, dtype=float).reshape(-1, 4)
-    if camera.width is not None and depth_m.shape != (camera.height, camera.width):
-        raise ValueError(f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]} but camera_info "
-                         f"is {camera.width}x{camera.height}: is depth aligned to colour?")
-    z = boxes_depth(depth_m, boxes, config.depth_window, depth_scale=1.0)
+    p_surf, z = lift_boxes(camera, depth_m, boxes, config.depth_window, depth_scale=1.0)
     ok = np.isfinite(z) & (z >= config.min_depth_m) & (z <= config.max_depth_m)
     idx = np.flatnonzero(ok)
-    boxes, z = boxes[idx], z[idx]
+    boxes, z, p_surf = boxes[idx], z[idx], p_surf[idx]
 
     uv = (boxes[:, :2] + boxes[:, 2:]) / 2
-    p_surf = camera.unproject(uv, z)
     ray = p_surf / np.linalg.norm(p_surf, axis=1, keepdims=True)
     p_cam = p_surf + config.center_offset_m * ray
 

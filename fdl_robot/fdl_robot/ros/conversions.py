@@ -16,13 +16,13 @@ Conventions
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
 
 from fdl_robot.core.camera import PinholeCamera
+from fdl_robot.perception.detector import Detections
 
 
 class InvalidInput(ValueError):
@@ -167,19 +167,6 @@ def camera_to_camera_info(camera: PinholeCamera, stamp: Time, frame_id: str) -> 
 
 
 # --- detections -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Detections:
-    """Detections of one image as arrays: boxes Nx4 XYXY pixels, scores N, class_ids N."""
-
-    boxes_xyxy: np.ndarray
-    scores: np.ndarray
-    class_ids: np.ndarray
-    class_names: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
 
 def detections_from_msg(msg) -> Detections:
     """fdl_robot_interfaces/Detection2DArray -> Detections (rejects NaN or inverted boxes)."""

@@ -18,6 +18,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from fdl_robot.core import kinematics
+
 __all__ = [
     "SCENE_XML_PATH",
     "ARM_JOINT_NAMES",
@@ -87,21 +89,12 @@ BASE_BODY = "base_link"
 #: Root body of the robot: the robot (segmentation label 1) is this body's subtree.
 ROBOT_ROOT_BODY = "base_link"
 
-#: UR5e standard DH parameters (d_i, a_i, alpha_i), metres and radians.  The MJCF
-#: chain is built from them, so FK(q) of the model equals the DH product
-#: T = prod_i Rz(q_i) Tz(d_i) Tx(a_i) Rx(alpha_i)  (checked in the tests).
-UR5E_DH: tuple[tuple[float, float, float], ...] = (
-    (0.1625, 0.0, np.pi / 2),
-    (0.0, -0.425, 0.0),
-    (0.0, -0.3922, 0.0),
-    (0.1333, 0.0, np.pi / 2),
-    (0.0997, 0.0, -np.pi / 2),
-    (0.0996, 0.0, 0.0),
-)
-
-#: Home configuration: elbow up, tool pointing straight down, TCP at about
-#: (0.49, 0.13, 0.35) m in base_link, above the workspace.
-HOME_QPOS_RAD = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
+#: The UR5e DH table and home posture are defined once, in the MuJoCo-free core
+#: (fdl_robot.core.kinematics); the MJCF chain is built from the same table, so FK(q) of
+#: the model equals T = prod_i Rz(q_i) Tz(d_i) Tx(a_i) Rx(alpha_i) (checked in the tests).
+#: Home: elbow up, tool pointing straight down, TCP at about (0.49, 0.13, 0.35) m.
+UR5E_DH = kinematics.UR5E_DH
+HOME_QPOS_RAD = kinematics.HOME_QPOS_RAD
 
 
 def load_model(xml_path: str | Path = SCENE_XML_PATH) -> mujoco.MjModel:
@@ -110,17 +103,5 @@ def load_model(xml_path: str | Path = SCENE_XML_PATH) -> mujoco.MjModel:
 
 
 def ur5e_dh_forward_kinematics(q_rad: np.ndarray) -> np.ndarray:
-    """``T_base_tool0`` (4x4) of the UR5e DH chain: prod_i Rz(q_i) Tz(d_i) Tx(a_i) Rx(alpha_i).
-
-    A reference for the MJCF chain, independent of MuJoCo.
-    """
-    T = np.eye(4)
-    for q, (d, a, alpha) in zip(np.asarray(q_rad, dtype=np.float64), UR5E_DH):
-        cq, sq, ca, sa = np.cos(q), np.sin(q), np.cos(alpha), np.sin(alpha)
-        T = T @ np.array([
-            [cq, -sq * ca, sq * sa, a * cq],
-            [sq, cq * ca, -cq * sa, a * sq],
-            [0.0, sa, ca, d],
-            [0.0, 0.0, 0.0, 1.0],
-        ])
-    return T
+    """``T_base_tool0`` (4x4) of the UR5e DH chain: a MuJoCo-free reference for the MJCF."""
+    return kinematics.forward_kinematics(q_rad, tcp_offset_m=0.0)
