@@ -32,7 +32,10 @@ setup(
         "console_scripts": [
             "fdl-robot = fdl_robot.ros.runner:main",
             "fdl-robot-pipeline-demo = fdl_robot.pipeline_demo:main",
+            "fdl-robot-bag = fdl_robot.bags.cli:main",
             "fdl_sim = fdl_robot.sim.cli:main",
+            "fdl-robot-train-detector = fdl_robot.perception.train_detector:main",
+            "fdl-robot-eval-detector = fdl_robot.perception.evaluate_detector:main",
             "camera_node = fdl_robot.ros.camera_node:main",
             "detector_node = fdl_robot.ros.detector_node:main",
             "localizer_node = fdl_robot.ros.localizer_node:main",

@@ -1,0 +1,151 @@
+"""``fdl-robot-bag``: record, play and inspect rosbag2 bags without rosbag2.
+
+    fdl-robot-bag record -o run1 /camera/color/image_raw /joint_states   # Ctrl-C stops
+    fdl-robot-bag record -o run1 --all --duration 10
+    fdl-robot-bag play run1 --rate 0.5 --clock
+    fdl-robot-bag play run1 --fast --topics /camera/color/image_raw
+    fdl-robot-bag info run1
+
+Bags are rosbag2 directories (metadata.yaml + one .mcap or .db3 file) that ``ros2 bag``
+reads on a real install; see :mod:`fdl_robot.bags`. ROS arguments (``--ros-args ...``)
+after the options go to the recorder's or player's node.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from datetime import datetime
+
+__all__ = ["main"]
+
+
+def _record(args, ros_args) -> int:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    from fdl_robot.bags.recorder import BagRecorder
+
+    out = args.output or datetime.now().strftime("rosbag2_%Y_%m_%d-%H_%M_%S")
+    rclpy.init(args=ros_args)
+    node = rclpy.create_node("fdl_bag_recorder", parameter_overrides=[
+        rclpy.parameter.Parameter("use_sim_time", value=args.use_sim_time)])
+    recorder = BagRecorder(node, out, args.topics or None, all_topics=args.all,
+                           storage=args.storage, version=args.version,
+                           compress=not args.no_compress)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    end = time.monotonic() + args.duration if args.duration else None
+    try:
+        while rclpy.ok() and (end is None or time.monotonic() < end):
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        recorder.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    total = sum(recorder.counts.values())
+    print(f"wrote {total} messages on {len(recorder.recording)} topics to {out}")
+    for topic, reason in recorder.skipped.items():
+        print(f"  not recorded: {topic}: {reason}", file=sys.stderr)
+    return 0
+
+
+def _play(args, ros_args) -> int:
+    import rclpy
+
+    from fdl_robot.bags.player import BagPlayer
+
+    remap = {}
+    for item in args.remap:
+        src, sep, dst = item.partition(":=")
+        if not sep:
+            raise SystemExit(f"--remap expects FROM:=TO, got {item!r}")
+        remap[src] = dst
+    rclpy.init(args=ros_args)
+    node = rclpy.create_node("fdl_bag_player")
+    player = BagPlayer(node, args.bag, topics=args.topics or None, remap=remap,
+                       publish_clock=args.clock is not None,
+                       clock_period_s=1.0 / args.clock if args.clock else 0.025)
+    spinner = threading.Thread(target=_spin, args=(node,), daemon=True)  # discovery, services
+    spinner.start()
+    try:
+        time.sleep(args.delay)
+        stats = player.play(rate=0.0 if args.fast else args.rate, loop=args.loop)
+        print(f"published {stats.messages} messages: {stats.bag_span_s:.2f} s of recording in "
+              f"{stats.wall_s:.2f} s (max lateness {stats.max_lateness_s * 1000:.1f} ms)")
+    except KeyboardInterrupt:
+        player.stop()
+    finally:
+        player.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def _spin(node) -> None:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        rclpy.spin(node)
+    except (ExternalShutdownException, Exception):  # noqa: BLE001 - ends with the context
+        pass
+
+
+def _info(args, _ros_args) -> int:
+    from fdl_robot.bags.reader import format_summary, summarize
+
+    print(format_summary(summarize(args.bag)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fdl-robot-bag", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rec = sub.add_parser("record", help="record topics into a new bag")
+    rec.add_argument("topics", nargs="*", help="topics to record")
+    rec.add_argument("-a", "--all", action="store_true", help="record every topic (not /rosout, "
+                     "/parameter_events, hidden topics)")
+    rec.add_argument("-o", "--output", default="", help="bag directory to create "
+                     "(default: rosbag2_<date>-<time>)")
+    rec.add_argument("-s", "--storage", default="mcap", choices=["mcap", "sqlite3"])
+    rec.add_argument("--version", type=int, default=8, choices=[8, 9],
+                     help="rosbag2 metadata version (8: readable by Humble..Kilted; 9: Kilted+)")
+    rec.add_argument("--no-compress", action="store_true", help="no zstd chunk compression (mcap)")
+    rec.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
+    rec.add_argument("--use-sim-time", action="store_true", help="stamp with /clock time")
+    rec.set_defaults(run=_record)
+
+    play = sub.add_parser("play", help="publish a bag's messages")
+    play.add_argument("bag")
+    play.add_argument("-r", "--rate", type=float, default=1.0, help="playback speed factor")
+    play.add_argument("--fast", action="store_true", help="as fast as possible")
+    play.add_argument("--clock", type=float, nargs="?", const=40.0, default=None, metavar="HZ",
+                      help="publish /clock with the bag time (between messages at HZ, default 40)")
+    play.add_argument("--topics", nargs="+", default=[], help="play only these topics")
+    play.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO")
+    play.add_argument("-l", "--loop", action="store_true")
+    play.add_argument("-d", "--delay", type=float, default=0.5,
+                      help="seconds to wait before playing (discovery)")
+    play.set_defaults(run=_play)
+
+    info = sub.add_parser("info", help="summarise a bag")
+    info.add_argument("bag")
+    info.set_defaults(run=_info)
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ros_args = None
+    if "--ros-args" in argv:
+        i = argv.index("--ros-args")
+        argv, ros_args = argv[:i], ["fdl-robot-bag"] + argv[i:]
+    args = parser.parse_args(argv)
+    return args.run(args, ros_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

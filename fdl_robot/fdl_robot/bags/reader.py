@@ -1,0 +1,106 @@
+"""Read rosbag2 bags into rclpy messages, and summarise them (``fdl-robot-bag info``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rosbags.rosbag2 import Reader
+
+__all__ = ["read_messages", "BagSummary", "TopicSummary", "summarize", "format_summary"]
+
+
+def read_messages(path: str | Path, topics: list[str] | None = None):
+    """Yield ``(topic, receipt time ns, rclpy message)`` in recorded order.
+
+    Messages are deserialized by rclpy (``rclpy.serialization.deserialize_message``) into
+    the classes a node would receive, so evaluation code needs no second message model.
+    """
+    from rclpy.serialization import deserialize_message
+
+    from fdl_robot.bags.recorder import message_class
+
+    with Reader(Path(path)) as reader:
+        conns = [c for c in reader.connections if topics is None or c.topic in topics]
+        classes = {c.id: message_class(c.msgtype) for c in conns}
+        for conn, t_ns, data in reader.messages(conns):
+            yield conn.topic, t_ns, deserialize_message(bytes(data), classes[conn.id])
+
+
+@dataclass(frozen=True)
+class TopicSummary:
+    name: str
+    msgtype: str
+    count: int
+    serialization_format: str
+    offered_qos: list
+
+
+@dataclass(frozen=True)
+class BagSummary:
+    path: Path
+    files: list[tuple[str, int]]      # (file name, size in bytes)
+    storage: str
+    version: int | None
+    ros_distro: str | None
+    start_ns: int
+    end_ns: int
+    message_count: int
+    compression: str
+    topics: list[TopicSummary]
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_ns - self.start_ns) * 1e-9
+
+
+def summarize(path: str | Path) -> BagSummary:
+    """What ``ros2 bag info`` shows, from the bag's metadata and storage index."""
+    import yaml
+
+    path = Path(path)
+    meta = {}
+    if (path / "metadata.yaml").is_file():
+        meta = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    with Reader(path) as reader:
+        topics = [TopicSummary(name, info.msgtype or "?", info.msgcount,
+                               info.connections[0].ext.serialization_format,
+                               [q for c in info.connections for q in c.ext.offered_qos_profiles])
+                  for name, info in sorted(reader.topics.items())]
+        start, end, count = reader.start_time, reader.end_time, reader.message_count
+        compression = "/".join(x for x in (reader.compression_format, reader.compression_mode) if x)
+        distro = reader.ros_distro
+    names = meta.get("relative_file_paths") or [p.name for p in path.iterdir() if p.suffix in (".mcap", ".db3")] \
+        if path.is_dir() else [path.name]
+    base = path if path.is_dir() else path.parent
+    files = [(n, (base / n).stat().st_size if (base / n).exists() else 0) for n in names]
+    if start > end:                                    # an empty bag
+        start = end = 0
+    return BagSummary(path, files, meta.get("storage_identifier", path.suffix.lstrip(".")),
+                      meta.get("version"), distro, start, end, count, compression or "none", topics)
+
+
+def _time(ns: int) -> str:
+    stamp = datetime.fromtimestamp(ns * 1e-9, tz=timezone.utc)
+    return f"{stamp:%b %d %Y %H:%M:%S.%f}"[:-3] + f" UTC ({ns * 1e-9:.9f})"
+
+
+def format_summary(s: BagSummary) -> str:
+    size = sum(n for _, n in s.files)
+    lines = [
+        f"Files:             {', '.join(n for n, _ in s.files)}",
+        f"Bag size:          {size / 2**20:.1f} MiB",
+        f"Storage id:        {s.storage}" + (f" (rosbag2 metadata version {s.version})" if s.version else ""),
+        f"ROS distro:        {s.ros_distro or '-'}",
+        f"Duration:          {s.duration_s:.3f}s",
+        f"Start:             {_time(s.start_ns)}",
+        f"End:               {_time(s.end_ns)}",
+        f"Messages:          {s.message_count}",
+        f"Compression:       {s.compression}",
+        "Topic information:",
+    ]
+    for t in s.topics:
+        qos = sorted({f"{q.reliability.name.lower()}/{q.durability.name.lower()}" for q in t.offered_qos})
+        lines.append(f"  Topic: {t.name} | Type: {t.msgtype} | Count: {t.count} | "
+                     f"Serialization Format: {t.serialization_format} | QoS: {', '.join(qos) or '-'}")
+    return "\n".join(lines)
