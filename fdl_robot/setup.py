@@ -36,6 +36,7 @@ setup(
             "fdl_sim = fdl_robot.sim.cli:main",
             "fdl-robot-train-detector = fdl_robot.perception.train_detector:main",
             "fdl-robot-eval-detector = fdl_robot.perception.evaluate_detector:main",
+            "fdl-robot-closed-loop = fdl_robot.ros.closed_loop:main",
             "camera_node = fdl_robot.ros.camera_node:main",
             "detector_node = fdl_robot.ros.detector_node:main",
             "localizer_node = fdl_robot.ros.localizer_node:main",

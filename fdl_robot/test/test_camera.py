@@ -24,11 +24,16 @@ def test_seed_29_2_2_unproject():
 
 
 def test_seed_29_2_2_lift_box():
-    """Box [200, 150, 300, 250] on a 500 mm realsense depth image -> the same point."""
+    """Box [200, 150, 300, 250] on a 500 mm realsense depth image -> the seed's point.
+
+    The seed treats the box centre (250, 200) as the pixel coordinate; boxes are in edge
+    coordinates, so the pixel-centre coordinate is (249.5, 199.5): half a pixel, 0.4 mm here.
+    """
     depth_mm = np.full((480, 640), 500, dtype=np.uint16)
     p_cam, depth_m = lift_boxes(SEED_CAM, depth_mm, [[200, 150, 300, 250]])
     np.testing.assert_allclose(depth_m, [0.5])
-    np.testing.assert_allclose(p_cam, [[-35 / 600, -20 / 600, 0.5]], atol=1e-15)
+    np.testing.assert_allclose(p_cam, [[(249.5 - 320) * 0.5 / 600, (199.5 - 240) * 0.5 / 600, 0.5]], atol=1e-15)
+    np.testing.assert_allclose(p_cam, [[-35 / 600, -20 / 600, 0.5]], atol=0.5 * 0.5 / 600 + 1e-12)
 
 
 # ---------------------------------------------------------------- construction
@@ -257,7 +262,7 @@ def test_boxes_depth_and_lift_boxes():
     cam = PinholeCamera(100.0, 100.0, 60.0, 50.0, 120, 100)
     p_cam, depth_m = lift_boxes(cam, depth, boxes)
     np.testing.assert_allclose(depth_m, d)
-    np.testing.assert_allclose(p_cam[0], [(55 - 60) * 0.8 / 100, (40 - 50) * 0.8 / 100, 0.8])
+    np.testing.assert_allclose(p_cam[0], [(54.5 - 60) * 0.8 / 100, (39.5 - 50) * 0.8 / 100, 0.8])  # edge -> centre coordinates
     assert np.all(np.isnan(p_cam[1]))
     with pytest.raises(ValueError):
         lift_boxes(SEED_CAM, depth, boxes)  # 100x120 depth for a 640x480 camera

@@ -283,6 +283,11 @@ def lift_boxes(camera: PinholeCamera, depth_image: ArrayLike, boxes_xyxy: ArrayL
                depth_scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Lift 2-D boxes to 3-D: the box centre back-projected at the box's robust depth.
 
+    Boxes are in image-edge coordinates, the convention of detectors and COCO (pixel
+    ``(i, j)`` covers ``[i, i + 1) x [j, j + 1)``), while the pinhole model puts pixel
+    centres at integer ``uv`` (OpenCV, ROS CameraInfo). So the centre of box
+    ``(x1, y1, x2, y2)`` is the point ``uv = ((x1 + x2) / 2 - 0.5, (y1 + y2) / 2 - 0.5)``.
+
     Returns ``(p_cam, depth_m)``: (N, 3) points in the camera optical frame (metres)
     and (N,) depths; rows without a valid depth are NaN.  The point lies on the
     visible surface of the object.  The depth image must be registered (aligned) to
@@ -294,5 +299,5 @@ def lift_boxes(camera: PinholeCamera, depth_image: ArrayLike, boxes_xyxy: ArrayL
                          f"{(camera.height, camera.width)}: is the depth aligned to this camera?")
     boxes = np.asarray(boxes_xyxy, dtype=np.float64)
     depth_m = boxes_depth(depth, boxes, window, depth_scale)
-    uv_centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    uv_centre = (boxes[:, :2] + boxes[:, 2:]) / 2 - 0.5
     return camera.unproject(uv_centre, depth_m), depth_m

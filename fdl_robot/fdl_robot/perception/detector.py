@@ -8,12 +8,18 @@ Backends
 --------
 ``ultralytics``  YOLO or RT-DETR weights (``.pt``) or their ONNX export (``.onnx``),
                  through the ultralytics predictor (letterbox, NMS inside).
+``onnx``         An ultralytics YOLO ONNX export run by ONNX Runtime: letterbox with
+                 OpenCV, decoding and class-aware NMS with :mod:`fdl_robot.core`
+                 (:func:`~fdl_robot.core.decoding.yolov8_postprocess`); no torch needed.
 ``color``        HSV colour blobs (:mod:`fdl_robot.perception.color_detector`): no
                  weights; the baseline and the stand-in before a network is trained.
 ``detr``         A Hugging Face ``DetrForObjectDetection`` checkpoint directory,
                  post-processed by :func:`fdl_robot.core.decoding.detr_postprocess`.
-Heavy libraries (torch, ultralytics, transformers) are imported only when a backend is
-built, so this module imports fast and without them.
+Heavy libraries (torch, ultralytics, onnxruntime, transformers) are imported only when a
+backend is built, so this module imports fast and without them.
+
+Boxes are XYXY in image-edge coordinates of the input image (pixel ``(i, j)`` covers
+``[i, i + 1) x [j, j + 1)``), as ultralytics and COCO define them.
 """
 from __future__ import annotations
 
@@ -54,6 +60,17 @@ class Detections:
                           tuple(self.class_names[i] for i in idx))
 
 
+def default_model_dir() -> Path:
+    """Directory of the shipped detector (``fdl_robot/models/detector``)."""
+    return Path(__file__).resolve().parent.parent / "models" / "detector"
+
+
+def default_model_path() -> str:
+    """The shipped detector weights (``best.pt``), or '' when none are shipped."""
+    path = default_model_dir() / "best.pt"
+    return str(path) if path.is_file() else ""
+
+
 class Detector(Protocol):
     """What every backend provides."""
 
@@ -90,6 +107,75 @@ class UltralyticsDetector:
         ids = boxes.cls.cpu().numpy().astype(int)
         return Detections(boxes.xyxy.cpu().numpy().astype(float), boxes.conf.cpu().numpy().astype(float),
                           ids, tuple(self.class_names[i] for i in ids))
+
+
+def letterbox(rgb: np.ndarray, size: int, pad_value: int = 114) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio, pad to ``size`` x ``size`` (ultralytics' LetterBox).
+
+    Returns ``(image, r, (pad_x, pad_y))``: a point ``x`` of the original image (edge
+    coordinates) is at ``x r + pad`` in the letterboxed one, so a box maps back as
+    ``(box - pad) / r``.
+    """
+    import cv2
+
+    h, w = rgb.shape[:2]
+    r = min(size / h, size / w)
+    new_w, new_h = int(round(w * r)), int(round(h * r))
+    dw, dh = (size - new_w) / 2, (size - new_h) / 2
+    img = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_w, new_h) != (w, h) else rgb
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    return img, r, (float(left), float(top))
+
+
+class OnnxDetector:
+    """YOLO (v8/11) exported to ONNX by ultralytics, run with ONNX Runtime on the CPU.
+
+    Pre-processing: letterbox to the model's square input, RGB, /255, NCHW float32.
+    Output (1, 4 + K, N): candidates (cx, cy, w, h) in input pixels and K class scores,
+    decoded by :func:`fdl_robot.core.decoding.yolov8_postprocess` (best class, score
+    threshold, class-aware NMS from :mod:`fdl_robot.core.boxes`), then mapped back to
+    the image with ``(box - pad) / r`` and clipped.
+    """
+
+    def __init__(self, model_path: str | Path, score_threshold: float = 0.25, iou_threshold: float = 0.5,
+                 max_detections: int = 50, threads: int = 0):
+        import ast
+
+        import onnxruntime as ort
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.size = int(inp.shape[2]) if isinstance(inp.shape[2], int) else 640
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "names" not in meta:
+            raise ValueError(f"{path} has no 'names' metadata: export it with ultralytics (model.export(format='onnx'))")
+        names = ast.literal_eval(meta["names"])
+        self.class_names = tuple(names[i] for i in sorted(names))
+        self.score_threshold, self.iou_threshold = float(score_threshold), float(iou_threshold)
+        self.max_detections = int(max_detections)
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        from fdl_robot.core.boxes import clip_boxes
+        from fdl_robot.core.decoding import yolov8_postprocess
+
+        _check_rgb(rgb)
+        img, r, (px, py) = letterbox(rgb, self.size)
+        x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        out = self.session.run(None, {self.input_name: x})[0]
+        boxes, scores, ids = yolov8_postprocess(out, self.score_threshold, self.iou_threshold, self.max_detections)
+        boxes = (np.asarray(boxes, float).reshape(-1, 4) - [px, py, px, py]) / r
+        h, w = rgb.shape[:2]
+        boxes = clip_boxes(boxes, w, h)
+        ids = np.asarray(ids, dtype=int)
+        return Detections(boxes, np.asarray(scores, float), ids, tuple(self.class_names[i] for i in ids))
 
 
 class DetrDetector:
@@ -137,10 +223,12 @@ def make_detector(backend: str, model_path: str | Path, *, image_size: int = 320
     if backend == "ultralytics":
         return UltralyticsDetector(model_path, image_size, score_threshold, iou_threshold,
                                    max_detections, device)
+    if backend == "onnx":
+        return OnnxDetector(model_path, score_threshold, iou_threshold, max_detections)
     if backend == "detr":
         return DetrDetector(model_path, score_threshold, device, image_size)
     if backend == "color":
         from fdl_robot.perception.color_detector import ColorDetector
 
         return ColorDetector()
-    raise ValueError(f"unknown detector backend '{backend}'; use 'ultralytics', 'detr' or 'color'")
+    raise ValueError(f"unknown detector backend '{backend}'; use 'ultralytics', 'onnx', 'detr' or 'color'")

@@ -60,7 +60,7 @@ def lift_detections(boxes_xyxy: np.ndarray, depth_m: np.ndarray, camera: Pinhole
     idx = np.flatnonzero(ok)
     boxes, z, p_surf = boxes[idx], z[idx], p_surf[idx]
 
-    uv = (boxes[:, :2] + boxes[:, 2:]) / 2
+    uv = (boxes[:, :2] + boxes[:, 2:]) / 2 - 0.5       # pixel-centre convention, see lift_boxes
     ray = p_surf / np.linalg.norm(p_surf, axis=1, keepdims=True)
     p_cam = p_surf + config.center_offset_m * ray
 

@@ -29,7 +29,12 @@ class Cube:
 
 def render_cubes(camera: PinholeCamera, T_base_cam: Transform, cubes: list[Cube],
                  table_depth_m: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (rgb HxWx3 uint8, depth HxW uint16 mm, boxes Nx4 XYXY pixels of the cubes)."""
+    """Return (rgb HxWx3 uint8, depth HxW uint16 mm, boxes Nx4 XYXY pixels of the cubes).
+
+    Boxes are in image-edge coordinates like a detector's (projected corners + 0.5; see
+    :func:`fdl_robot.core.camera.lift_boxes`); pixels whose centre lies in the square are
+    painted.
+    """
     h, w = camera.height, camera.width
     rgb = np.full((h, w, 3), 110, np.uint8)
     depth_mm = np.full((h, w), round(table_depth_m * 1000), np.uint16)
@@ -41,7 +46,7 @@ def render_cubes(camera: PinholeCamera, T_base_cam: Transform, cubes: list[Cube]
         z_front = z - half
         corners = np.array([[x - half, y - half, z_front], [x + half, y + half, z_front]])
         (u1, v1), (u2, v2) = camera.project(corners)
-        boxes.append([u1, v1, u2, v2])
+        boxes.append([u1 + 0.5, v1 + 0.5, u2 + 0.5, v2 + 0.5])
         cols = slice(max(int(np.ceil(u1)), 0), min(int(np.floor(u2)) + 1, w))
         rows = slice(max(int(np.ceil(v1)), 0), min(int(np.floor(v2)) + 1, h))
         rgb[rows, cols] = COLORS_RGB[cube.name]

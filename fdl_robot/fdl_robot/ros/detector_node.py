@@ -13,18 +13,10 @@ import rclpy
 from fdl_robot_interfaces.msg import Detection2DArray
 from sensor_msgs.msg import Image
 
-from fdl_robot.perception.detector import Detector, make_detector
+from fdl_robot.perception.detector import Detector, default_model_path, make_detector
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, detections_to_msg, image_to_rgb,
                                        rgb_to_image)
-
-
-def default_model_path() -> str:
-    """The shipped detector weights (issue 5 trains them); '' when none are shipped."""
-    from importlib.resources import files
-
-    path = files("fdl_robot") / "models" / "detector" / "best.pt"
-    return str(path) if path.is_file() else ""
 
 
 class DetectorNode(FdlNode):

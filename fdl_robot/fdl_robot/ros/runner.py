@@ -30,8 +30,12 @@ def ros_args(config: str | Path, overrides: dict[str, str]) -> list[str]:
 
 def build_nodes(graph: str, config: str | Path | None = None, namespace: str = "",
                 camera_source: str = "", model_path: str = "", context=None,
-                only: list[str] | None = None) -> list:
-    """Instantiate the nodes of ``graph`` (or the subset ``only``) in this process."""
+                only: list[str] | None = None, extra_overrides: dict[str, dict] | None = None) -> list:
+    """Instantiate the nodes of ``graph`` (or the subset ``only``) in this process.
+
+    ``extra_overrides`` ({node name: {parameter: value}}) go after the launch overrides,
+    like ``-p`` arguments on a ``ros2 run`` command line.
+    """
     config = Path(config) if config else graphs.default_config()
     if not config.is_file():
         raise FileNotFoundError(f"parameters file not found: {config}")
@@ -41,7 +45,9 @@ def build_nodes(graph: str, config: str | Path | None = None, namespace: str = "
             if only is not None and name not in only:
                 continue
             cls = graphs.node_class(name)
-            args = ros_args(config, graphs.node_overrides(name, graph, camera_source, model_path))
+            overrides = graphs.node_overrides(name, graph, camera_source, model_path)
+            overrides.update((extra_overrides or {}).get(name, {}))
+            args = ros_args(config, overrides)
             nodes.append(cls(context=context, cli_args=args, namespace=namespace or None))
     except BaseException:
         for node in nodes:

@@ -1,0 +1,79 @@
+"""The auto-labelled detection dataset: boxes from geometry agree with what is rendered."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fdl_robot.sim.detection_dataset import (CLASS_NAMES, episode_frames, label_objects, object_class,
+                                             write_yolo_dataset)
+from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
+from fdl_robot.sim.expert import ScriptedExpert
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = PickPlaceEnv(PickPlaceConfig(image_width=640, image_height=480))
+    yield e
+    e.close()
+
+
+def test_classes():
+    assert CLASS_NAMES == ("red_cube", "cube", "bin")
+    assert [object_class(n) for n in ("red_cube", "distractor_0", "distractor_2", "bin")] == [0, 1, 1, 2]
+    with pytest.raises(KeyError):
+        object_class("marker")
+
+
+def test_visible_boxes_enclose_the_rendered_pixels(env):
+    """For a fully visible object the geometric box and the segmentation's box agree to 1 px."""
+    n = 0
+    for seed in (31, 32, 33):
+        env.reset(seed)
+        seg = env.render_segmentation()
+        labels = label_objects(env, seg)
+        names = {lb.name for lb in labels}
+        assert "red_cube" in names and "bin" in names          # start of an episode: all in view
+        for lb in labels:
+            rows, cols = np.nonzero(seg == env.segmentation_labels[lb.name])
+            seen = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], float)
+            if lb.visibility >= 0.97:
+                assert np.abs(lb.box_xyxy - seen).max() <= 1.0, (lb.name, lb.box_xyxy, seen)
+                n += 1
+            else:        # clipped to what can be seen
+                assert np.all(lb.box_xyxy[:2] >= seen[:2] - 1e-9) and np.all(lb.box_xyxy[2:] <= seen[2:] + 1e-9)
+            assert 0.0 < lb.depth_m < 2.0
+            np.testing.assert_allclose(lb.p_base_m, env.object_pose(lb.name).position_m)
+    assert n >= 6
+
+
+def test_hidden_object_gets_no_label(env):
+    env.reset(34)
+    env.set_object_pose("distractor_0", [3.0, 3.0, -1.0])      # under the floor, out of view
+    labels = label_objects(env, env.render_segmentation())
+    assert "distractor_0" not in {lb.name for lb in labels}
+
+
+def test_frames_are_deterministic_and_cover_the_episode(env):
+    expert = ScriptedExpert(env.model)
+    a = list(episode_frames(env, expert, 40, 3))
+    b = list(episode_frames(env, expert, 40, 3))
+    assert [f.step for f in a] == [f.step for f in b] and len(set(f.step for f in a)) == 3
+    for fa, fb in zip(a, b):
+        np.testing.assert_array_equal(fa.rgb, fb.rgb)
+        assert [lb.name for lb in fa.labels] == [lb.name for lb in fb.labels]
+
+
+def test_yolo_files(tmp_path):
+    yaml_path = write_yolo_dataset(tmp_path, n_train_episodes=1, n_val_episodes=1, frames_per_episode=2,
+                                   image_width=320, image_height=240, progress=False)
+    text = yaml_path.read_text()
+    assert "train: images/train" in text and "2: bin" in text
+    for split in ("train", "val"):
+        images = sorted((tmp_path / "images" / split).glob("*.jpg"))
+        assert len(images) == 2
+        for img in images:
+            lines = (tmp_path / "labels" / split / (img.stem + ".txt")).read_text().split("\n")[:-1]
+            assert lines
+            values = np.array([[float(x) for x in line.split()] for line in lines])
+            assert values.shape[1] == 5 and set(values[:, 0].astype(int)) <= {0, 1, 2}
+            assert np.all((values[:, 1:] > 0) & (values[:, 1:] <= 1))
