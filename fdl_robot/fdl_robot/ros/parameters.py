@@ -150,7 +150,10 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("policy", "scripted", "Policy: 'scripted' (reach above the target) or 'act'."),
         Param("model_path", "", "ACT checkpoint ('' = the shipped model)."),
         Param("target_class", "red_cube", "Class the policy picks (service ~/set_target_class)."),
-        Param("bin_position", [0.55, 0.25, 0.0], "Bin position in base_link, metres."),
+        Param("bin_position", [0.55, 0.25, 0.0], "Bin position in base_link, metres, until a "
+              "track of bin_class is seen (and again after ~/reset)."),
+        Param("bin_class", "bin", "Class of the tracked bin: the position of its most-hit CONFIRMED "
+              "track replaces bin_position ('' = always use bin_position)."),
         Param("control_rate_hz", 50.0, "Rate of JointTrajectory commands."),
         Param("chunk_execution", "ensemble", "'ensemble' (temporal ensembling every step) or "
               "'chunk' (execute each chunk open loop)."),

@@ -19,7 +19,9 @@ from several publishers must be merged upstream (every message must carry all jo
 ``tracks`` (fdl_robot_interfaces/TrackArray, base_link): the target is the CONFIRMED (or
 LOST for at most ``target_max_lost_s``) track of ``target_class`` with the most hits. An
 empty array or no track of the class means *no target* (the scripted policy goes home);
-a class never seen among the tracks is warned about once.
+a class never seen among the tracks is warned about once. The bin is where the most-hit
+CONFIRMED track of ``bin_class`` is (the last one seen, if it is lost), else the configured
+``bin_position``; ``~/reset`` forgets it.
 
 Output
 ------
@@ -116,7 +118,8 @@ class PolicyNode(FdlNode):
                              f"control_rate_hz is {p['control_rate_hz']:g}")
         self.runner = PolicyRunner(policy, limits, p["chunk_execution"], p["ensemble_m"])
         self.watchdog = Watchdog(p["input_timeout_s"])
-        self.bin_p_base_m = np.asarray(p["bin_position"], dtype=np.float64)
+        self.bin_default_m = np.asarray(p["bin_position"], dtype=np.float64)
+        self.bin_p_base_m = self.bin_default_m.copy()
         self.target_class: str = p["target_class"]
 
         self.q: np.ndarray | None = None          # last valid joint state (7,)
@@ -174,6 +177,11 @@ class PolicyNode(FdlNode):
         self.seen_classes.update(t.class_name for t in msg.tracks)
         self.target = select_target(msg.tracks, self.target_class, self.params["target_max_lost_s"])
         self.target_stamp = msg.header.stamp
+        if bin_class := self.params["bin_class"]:
+            bin_track = select_target(msg.tracks, bin_class, max_lost_s=0.0)
+            if bin_track is not None:
+                self.bin_p_base_m = np.array([bin_track.position.x, bin_track.position.y,
+                                              bin_track.position.z])
         if (self.target is None and msg.tracks and self.target_class not in self.seen_classes
                 and self.target_class not in self._warned_classes):
             self._warned_classes.add(self.target_class)
@@ -283,6 +291,7 @@ class PolicyNode(FdlNode):
 
     def on_reset(self, _request, response):
         self.runner.reset()
+        self.bin_p_base_m = self.bin_default_m.copy()
         self.watchdog.reset()
         self.holding = False
         response.success, response.message = True, "policy reset"
