@@ -47,7 +47,7 @@ class ColorDetector:
             for x, y, w, hh, area in stats[1:]:
                 fill = area / float(w * hh)
                 if area >= self.min_area_px and fill >= self.score_threshold:
-                    boxes.append([x - 0.5, y - 0.5, x + w - 0.5, y + hh - 0.5])  # pixel edges
+                    boxes.append([x, y, x + w, y + hh])   # image-edge coords, as lift_boxes
                     scores.append(fill)
                     ids.append(class_id)
         ids = np.asarray(ids, dtype=int)
