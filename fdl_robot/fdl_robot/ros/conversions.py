@@ -100,10 +100,11 @@ def image_to_depth_m(msg: Image, depth_scale_m: float = 0.001) -> np.ndarray:
 
 
 def rgb_to_image(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
-    """HxWx3 uint8 RGB -> sensor_msgs/Image rgb8."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise InvalidInput(f"expected HxWx3 RGB, got shape {rgb.shape}")
+    """HxWx3 uint8 RGB -> sensor_msgs/Image rgb8 (other dtypes are refused, not cast)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InvalidInput(f"expected HxWx3 uint8 RGB, got shape {rgb.shape} {rgb.dtype}")
+    rgb = np.ascontiguousarray(rgb)
     msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0,
                 step=rgb.shape[1] * 3)
     msg.header.stamp, msg.header.frame_id = stamp, frame_id
@@ -116,9 +117,10 @@ def depth_to_image(depth: np.ndarray, stamp: Time, frame_id: str) -> Image:
     depth = np.ascontiguousarray(depth)
     if depth.ndim != 2:
         raise InvalidInput(f"expected an HxW depth image, got shape {depth.shape}")
-    if depth.dtype == np.uint16:
+    kind = (depth.dtype.kind, depth.dtype.itemsize)      # either byte order
+    if kind == ("u", 2):
         encoding = "16UC1"
-    elif depth.dtype == np.float32:
+    elif kind == ("f", 4):
         encoding = "32FC1"
     else:
         raise InvalidInput(f"depth must be uint16 (mm) or float32 (m), got {depth.dtype}")
@@ -153,15 +155,17 @@ def camera_info_to_camera(msg: CameraInfo) -> PinholeCamera:
 
 
 def camera_to_camera_info(camera: PinholeCamera, stamp: Time, frame_id: str) -> CameraInfo:
-    """PinholeCamera -> sensor_msgs/CameraInfo (R = I, P = [K | 0])."""
+    """PinholeCamera -> sensor_msgs/CameraInfo (R = I, P = [K | 0]; plumb_bob, or
+    rational_polynomial for 8 distortion coefficients)."""
+    dist = getattr(camera, "dist", None)
     msg = CameraInfo(width=int(camera.width), height=int(camera.height),
-                     distortion_model="plumb_bob")
+                     distortion_model="rational_polynomial" if dist is not None and len(dist) == 8
+                     else "plumb_bob")
     msg.header.stamp, msg.header.frame_id = stamp, frame_id
     K = camera.K
     msg.k = K.reshape(-1).tolist()
     msg.r = np.eye(3).reshape(-1).tolist()
     msg.p = np.hstack([K, np.zeros((3, 1))]).reshape(-1).tolist()
-    dist = getattr(camera, "dist", None)
     msg.d = (np.zeros(5) if dist is None else np.asarray(dist, float)).tolist()
     return msg
 
