@@ -270,3 +270,32 @@ def test_sqlite3_storage_and_summary(tmp_path):
     assert s.storage == "sqlite3" and s.message_count == 1
     [(topic, t, msg)] = list(read_messages(tmp_path / "db"))
     assert (topic, t, msg.frame_id) == ("/x", 42, "a")
+
+
+def test_command_line_records_what_it_plays(tmp_path):
+    """fdl-robot-bag record and play as separate processes, as a user runs them."""
+    import os
+    import subprocess
+
+    exe = Path(__import__("sys").executable).parent / "fdl-robot-bag"
+    if not exe.exists():
+        pytest.skip("fdl-robot-bag is not installed (pip install -e fdl_robot)")
+    write_timing_bag(tmp_path / "source")
+    topic = f"/cli_{os.getpid()}/timing"
+    recorder = subprocess.Popen([str(exe), "record", "-o", str(tmp_path / "copy"), topic,
+                                 "--duration", "20"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        play = subprocess.run([str(exe), "play", str(tmp_path / "source"), "--fast", "--delay", "0.3",
+                               "--remap", f"/timing:={topic}", "--wait-for-subscribers", "5"],
+                              capture_output=True, text=True, timeout=30)
+        assert play.returncode == 0, play.stderr
+        assert "published 13 messages" in play.stdout
+        time.sleep(0.3)
+        recorder.send_signal(__import__("signal").SIGINT)          # Ctrl-C ends a recording
+        out, _ = recorder.communicate(timeout=30)
+    finally:
+        recorder.kill()
+    assert recorder.returncode == 0, out
+    copied = [m.frame_id for _t, _s, m in read_messages(tmp_path / "copy")]
+    assert copied == [str(k) for k in range(13)]
+    assert cli.main(["info", str(tmp_path / "copy")]) == 0

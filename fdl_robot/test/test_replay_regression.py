@@ -119,3 +119,18 @@ def test_replays_are_deterministic(replay):
     for a, b in ((result.detections, again.detections), (result.objects, again.objects),
                  (result.tracks, again.tracks)):
         assert len(b) == 40 and a[:40] == b
+
+
+def test_idf1_by_hand():
+    """One object over 4 frames: ids A, A, B, B -> IDTP 2 of 4 + 4 -> IDF1 0.5."""
+    from fdl_robot.bags.replay import idf1
+
+    p = [[0.0, 0.0, 0.0]]
+    same = [(["g"], p, [1], p)] * 4
+    assert idf1(same, 0.05) == 1.0
+    switch = [(["g"], p, [1], p)] * 2 + [(["g"], p, [2], p)] * 2
+    assert idf1(switch, 0.05) == pytest.approx(0.5)
+    far = [(["g"], p, [1], [[1.0, 0.0, 0.0]])] * 4                # never within the gate
+    assert idf1(far, 0.05) == 0.0
+    extra = [(["g"], p, [1, 7], p + [[5.0, 0.0, 0.0]])] * 4      # a false track all along
+    assert idf1(extra, 0.05) == pytest.approx(2 * 4 / (4 + 8))

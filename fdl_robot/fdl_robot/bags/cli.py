@@ -28,9 +28,11 @@ def _record(args, ros_args) -> int:
     from fdl_robot.bags.recorder import BagRecorder
 
     out = args.output or datetime.now().strftime("rosbag2_%Y_%m_%d-%H_%M_%S")
+    from rclpy.parameter import Parameter
+
     rclpy.init(args=ros_args)
     node = rclpy.create_node("fdl_bag_recorder", parameter_overrides=[
-        rclpy.parameter.Parameter("use_sim_time", value=args.use_sim_time)])
+        Parameter("use_sim_time", value=args.use_sim_time)])
     recorder = BagRecorder(node, out, args.topics or None, all_topics=args.all,
                            storage=args.storage, version=args.version,
                            compress=not args.no_compress)
@@ -55,6 +57,7 @@ def _record(args, ros_args) -> int:
 
 def _play(args, ros_args) -> int:
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
 
     from fdl_robot.bags.player import BagPlayer
 
@@ -69,9 +72,17 @@ def _play(args, ros_args) -> int:
     player = BagPlayer(node, args.bag, topics=args.topics or None, remap=remap,
                        publish_clock=args.clock is not None,
                        clock_period_s=1.0 / args.clock if args.clock else 0.025)
-    spinner = threading.Thread(target=_spin, args=(node,), daemon=True)  # discovery, services
+    executor = SingleThreadedExecutor()          # discovery, parameter services
+    executor.add_node(node)
+    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
     spinner.start()
     try:
+        if args.wait_for_subscribers:
+            try:
+                player.wait_for_subscribers(list(player.publishers), lambda: time.sleep(0.01),
+                                            timeout_s=args.wait_for_subscribers)
+            except TimeoutError as exc:
+                print(f"playing anyway: {exc}", file=sys.stderr)
         time.sleep(args.delay)
         stats = player.play(rate=0.0 if args.fast else args.rate, loop=args.loop)
         print(f"published {stats.messages} messages: {stats.bag_span_s:.2f} s of recording in "
@@ -79,19 +90,20 @@ def _play(args, ros_args) -> int:
     except KeyboardInterrupt:
         player.stop()
     finally:
+        executor.shutdown()
+        spinner.join(timeout=5.0)
         player.close()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
 
 
-def _spin(node) -> None:
-    import rclpy
+def _spin(executor) -> None:
     from rclpy.executors import ExternalShutdownException
 
     try:
-        rclpy.spin(node)
-    except (ExternalShutdownException, Exception):  # noqa: BLE001 - ends with the context
+        executor.spin()
+    except ExternalShutdownException:
         pass
 
 
@@ -132,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     play.add_argument("-l", "--loop", action="store_true")
     play.add_argument("-d", "--delay", type=float, default=0.5,
                       help="seconds to wait before playing (discovery)")
+    play.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="TIMEOUT_S",
+                      help="first wait (at most this long) until every played topic has a subscriber")
     play.set_defaults(run=_play)
 
     info = sub.add_parser("info", help="summarise a bag")

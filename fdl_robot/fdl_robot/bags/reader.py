@@ -67,17 +67,33 @@ def summarize(path: str | Path) -> BagSummary:
                                info.connections[0].ext.serialization_format,
                                [q for c in info.connections for q in c.ext.offered_qos_profiles])
                   for name, info in sorted(reader.topics.items())]
-        start, end, count = reader.start_time, reader.end_time, reader.message_count
+        start, end, count = reader.start_time, reader.end_time - 1, reader.message_count  # end: exclusive
         compression = "/".join(x for x in (reader.compression_format, reader.compression_mode) if x)
+        chunks = _mcap_chunk_compression(reader)
+        if chunks:
+            compression = (compression + ", " if compression else "") + f"mcap chunks: {chunks}"
         distro = reader.ros_distro
-    names = meta.get("relative_file_paths") or [p.name for p in path.iterdir() if p.suffix in (".mcap", ".db3")] \
-        if path.is_dir() else [path.name]
+    if path.is_dir():
+        names = meta.get("relative_file_paths") or [p.name for p in path.iterdir()
+                                                    if p.suffix in (".mcap", ".db3")]
+    else:
+        names = [path.name]
     base = path if path.is_dir() else path.parent
     files = [(n, (base / n).stat().st_size if (base / n).exists() else 0) for n in names]
     if start > end:                                    # an empty bag
         start = end = 0
     return BagSummary(path, files, meta.get("storage_identifier", path.suffix.lstrip(".")),
                       meta.get("version"), distro, start, end, count, compression or "none", topics)
+
+
+def _mcap_chunk_compression(reader) -> str:
+    """Chunk compression of mcap storage ('' when none or not mcap; rosbags internals)."""
+    try:
+        storages = getattr(reader.storage, "storages", None) or [reader.storage]
+        found = {c.compression for st in storages for c in getattr(st, "chunks", [])}
+    except Exception:  # noqa: BLE001 - a summary must not fail on a reader detail
+        return ""
+    return "/".join(sorted(c for c in found if c))
 
 
 def _time(ns: int) -> str:
