@@ -7,6 +7,8 @@
 * :mod:`~fdl_robot.bags.player` -- :class:`BagPlayer`, recorded timing (rate factor or as
   fast as possible, or message by message) with optional ``/clock``;
 * :mod:`~fdl_robot.bags.reader` -- bags as rclpy messages; summaries;
+* :mod:`~fdl_robot.bags.replay` -- a recorded camera stream frame by frame through detector,
+  localizer and tracker, scored against the ground truth in the bag (regression tests);
 * :mod:`~fdl_robot.bags.cli` -- ``fdl-robot-bag record | play | info``.
 
 The bags are standard rosbag2 directories that ``ros2 bag info/play`` reads on a real
