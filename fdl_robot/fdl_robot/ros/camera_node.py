@@ -33,6 +33,7 @@ about (throttled) and the node carries on.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import rclpy
@@ -98,6 +99,9 @@ class CameraNode(FdlNode):
         note = getattr(self.source, "intrinsics_note", "")
         if note and not self.counters["ok frames"]:
             self.get_logger().warning(note)
+        if self.source.live and not math.isfinite(frame.stamp_s):   # would raise in the stamp
+            self.reject("bad frame", f"non-finite capture time {frame.stamp_s}")
+            return
         self._last_stamp_ns = capture_stamp_ns(frame.stamp_s, self.source.live,
                                                self.get_clock().now().nanoseconds, time.time(),
                                                self._last_stamp_ns)

@@ -293,6 +293,7 @@ class PolicyNode(FdlNode):
         self.runner.reset()
         self.bin_p_base_m = self.bin_default_m.copy()
         self.watchdog.reset()
+        self.q_stamp_ns = None      # accept a new time base (a restarted sim or bag)
         self.holding = False
         response.success, response.message = True, "policy reset"
         return response
