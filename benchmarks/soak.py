@@ -139,6 +139,7 @@ def run(args) -> dict:
         top = []
         if args.tracemalloc and snapshot_start is not None:
             diff = tracemalloc.take_snapshot().compare_to(snapshot_start, "lineno")
+            diff.sort(key=lambda d: -d.size_diff)                       # growth first
             top = [{"site": str(d.traceback[0]), "size_diff_kb": d.size_diff / 1e3,
                     "count_diff": d.count_diff} for d in diff[:10]]
         if source is not None:
