@@ -116,14 +116,16 @@ class Graph:
     """The perception + policy nodes in one process (the runner) or one process each."""
 
     def __init__(self, mode: str, config: Path, namespace: str, log_dir: Path,
-                 nodes: list[str] | None = None, executor: str = "runner"):
+                 nodes: list[str] | None = None, executor: str = "runner", sensor_depth: int = 0):
         """``executor``: 'runner' runs the project's own entry points (``fdl-robot run``,
         ``python -m fdl_robot.ros.<node>``: MultiThreadedExecutor); 'single' / 'multi' run
         the same nodes through ``benchmarks/_graph_process.py`` with that executor."""
         if mode not in ("one-process", "multi-process"):
             raise ValueError(f"mode must be one-process or multi-process, got {mode}")
         self.mode, self.config, self.namespace = mode, Path(config), namespace
-        self.executor = executor
+        self.executor, self.sensor_depth = executor, int(sensor_depth)
+        if self.sensor_depth and executor == "runner":
+            raise ValueError("--sensor-depth needs --executor single or multi")
         self.nodes = list(nodes or PERCEPTION_NODES)
         self.log_dir = Path(log_dir)
         self.procs: list[tuple[str, subprocess.Popen]] = []
@@ -132,7 +134,8 @@ class Graph:
         py = sys.executable
         if self.executor != "runner":
             helper = [py, str(Path(__file__).resolve().parent / "_graph_process.py"), "--executor",
-                      self.executor, "--config", str(self.config), "--namespace", self.namespace]
+                      self.executor, "--config", str(self.config), "--namespace", self.namespace,
+                      "--sensor-depth", str(self.sensor_depth)]
             if self.mode == "one-process":
                 return [("graph", helper)]
             return [(name, helper + ["--only", name]) for name in self.nodes]

@@ -6,6 +6,10 @@
 ``runner.build_nodes`` builds the nodes (same YAML, same overrides as ``fdl-robot run``);
 only the executor differs: ``multi`` is what ``runner.spin_nodes`` uses
 (MultiThreadedExecutor, 4 threads), ``single`` a SingleThreadedExecutor.
+
+``--sensor-depth N`` (an experiment, not a configuration the nodes offer) replaces the
+history depth of ``fdl_robot.ros.base.SENSOR_QOS`` (best effort, keep last 5) before the
+node modules are imported, e.g. 1 = a detector that always takes the newest frame.
 """
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ import argparse
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
-from fdl_robot.ros.runner import build_nodes
 
 
 def main() -> None:
@@ -24,7 +27,18 @@ def main() -> None:
     ap.add_argument("--config", required=True)
     ap.add_argument("--namespace", default="")
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--sensor-depth", type=int, default=0)
     args = ap.parse_args()
+    if args.sensor_depth > 0:
+        from rclpy.qos import QoSProfile, qos_profile_sensor_data
+
+        import fdl_robot.ros.base as base
+
+        base.SENSOR_QOS = QoSProfile(history=qos_profile_sensor_data.history, depth=args.sensor_depth,
+                                     reliability=qos_profile_sensor_data.reliability,
+                                     durability=qos_profile_sensor_data.durability)
+    from fdl_robot.ros.runner import build_nodes
+
     rclpy.init()
     nodes = build_nodes(args.graph, args.config, args.namespace, only=args.only)
     executor = SingleThreadedExecutor() if args.executor == "single" else MultiThreadedExecutor(4)

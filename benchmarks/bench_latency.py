@@ -189,7 +189,8 @@ def measure_compute(frames, config: Path, n_frames: int, rate_hz: float = 15.0) 
 # --- one run: a mode and a camera rate ------------------------------------------------------------
 
 def run_graph(mode: str, rate_hz: float, frames, config: Path, duration_s: float, warmup_s: float,
-              log_dir: Path, graph_executor: str = "runner", target_class: str = "red_cube",
+              log_dir: Path, graph_executor: str = "runner", sensor_depth: int = 0,
+              target_class: str = "red_cube",
               startup_timeout_s: float = 120.0) -> dict:
     import rclpy
     from fdl_robot_interfaces.msg import Detection2DArray, Object3DArray, TrackArray
@@ -238,7 +239,8 @@ def run_graph(mode: str, rate_hz: float, frames, config: Path, duration_s: float
     node.create_subscription(JointTrajectory, "joint_trajectory_controller/joint_trajectory",
                              on_command, reliable)
 
-    graph = Graph(mode, config, ns, log_dir, executor=graph_executor).start()
+    graph = Graph(mode, config, ns, log_dir, executor=graph_executor,
+                  sensor_depth=sensor_depth).start()
     try:
         def spin(seconds, until=None):
             end = time.monotonic() + seconds
@@ -416,7 +418,7 @@ def markdown(report: dict) -> str:
              f"{cfg['image_size']}, policy {cfg['policy']}, frames {cfg['width']}x{cfg['height']}, "
              f"{report['machine']['cpus']} CPUs, Fast DDS profile "
              f"{Path(cfg['dds_profile']).name if cfg['dds_profile'] else 'default'}, executor "
-             f"{cfg['executor']}", ""]
+             f"{cfg['executor']}, sensor QoS depth {cfg['sensor_depth']}", ""]
     lines += ["| mode | camera | frames | e2e p50 | p95 | p99 | max | lost: det / obj / trk / cmd (of frames with a target) | "
               "transport share | targets (p50<=50, p99<=80, no drops at 15 Hz) |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -538,6 +540,9 @@ def main(argv=None) -> int:
     ap.add_argument("--executor", choices=["runner", "single", "multi"], default="runner",
                     help="runner: the project's entry points (MultiThreadedExecutor); single/multi: "
                          "the same nodes spun by benchmarks/_graph_process.py with that executor")
+    ap.add_argument("--sensor-depth", type=int, default=0,
+                    help="experiment: history depth of the nodes' sensor QoS (default 5; 1 = always "
+                         "the newest frame); needs --executor single or multi")
     ap.add_argument("--dds-profile", default=str(Path(__file__).resolve().parent / "fastdds_large_shm.xml"),
                     help="Fast DDS XML profile for every process ('' = Fast DDS defaults, which lose "
                          "best-effort messages > 512 KB between processes)")
@@ -560,7 +565,7 @@ def main(argv=None) -> int:
                          "width": args.width, "height": args.height, "frames": len(frames),
                          "duration_s": args.duration, "rates_hz": args.rates, "modes": args.modes,
                          "graph_config": str(config), "dds_profile": args.dds_profile,
-                         "executor": args.executor},
+                         "executor": args.executor, "sensor_depth": args.sensor_depth or 5},
               "machine": {**machine_info(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "")},
               "seed_budget_ms": SEED_BUDGET_MS}
     print(f"compute: calling the node callbacks on {args.compute_frames} frames ...", file=sys.stderr)
@@ -570,7 +575,8 @@ def main(argv=None) -> int:
         for rate in args.rates:
             print(f"run: {mode}, camera {rate:g} Hz, {args.duration:g} s ...", file=sys.stderr)
             run = run_graph(mode, rate, frames, config, args.duration, args.warmup,
-                            args.out.parent / "logs", graph_executor=args.executor)
+                            args.out.parent / "logs", graph_executor=args.executor,
+                            sensor_depth=args.sensor_depth)
             run["breakdown"] = breakdown(run, report["compute"])
             e = run["latency_ms"]["command"]
             no_drops = (run["lost_at_stage"]["detections"] == 0 and run["lost_at_stage"]["objects"] == 0
