@@ -154,8 +154,9 @@ class Graph:
             log.close()
         return self
 
-    def pids(self) -> list[int]:
-        return [p.pid for _, p in self.procs]
+    def pids(self) -> dict[str, int]:
+        """Process name ('graph' or the node's name) -> pid."""
+        return {name: p.pid for name, p in self.procs}
 
     def check_alive(self) -> None:
         dead = [(n, p.returncode) for n, p in self.procs if p.poll() is not None]

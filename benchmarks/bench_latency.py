@@ -312,15 +312,15 @@ def _own_cpu_s() -> float:
     return t.user + t.system
 
 
-def _cpu_times(pids) -> dict:
+def _cpu_times(pids: dict[str, int]) -> dict:
+    """CPU seconds (user + system) of each graph process, by name."""
     import psutil
 
     out = {}
-    for pid in pids:
+    for name, pid in pids.items():
         try:
-            p = psutil.Process(pid)
-            t = p.cpu_times()
-            out[f"{' '.join(p.cmdline()[2:3])}[{pid}]"] = t.user + t.system
+            t = psutil.Process(pid).cpu_times()
+            out[name] = t.user + t.system
         except psutil.Error:
             pass
     return out
@@ -440,6 +440,16 @@ def markdown(report: dict) -> str:
                   f"{r['mode']} {r['rate_hz']:g} Hz: graph {sum(r['graph_cpu_percent'].values()):.0f}, "
                   f"frame source + probe {r['bench_process_cpu_percent']:.0f}, other processes "
                   f"{r['other_processes_cpu_percent']:.0f}" for r in report["runs"])]
+    per_node = [r for r in report["runs"] if r["mode"] == "multi-process"]
+    if per_node:
+        lines += ["", "CPU time of each node process in the graph (includes deserialisation and the "
+                  "executor; policy_node per 50 Hz control tick, the others per camera frame):"]
+        for r in per_node:
+            cpu = r["graph_cpu_percent"]
+            parts = [f"{n} {cpu[n] * 10 / (50.0 if n == 'policy_node' else r['rate_hz']):.1f} ms"
+                     for n in ("detector_node", "localizer_node", "tracker_node", "policy_node")
+                     if n in cpu]
+            lines.append(f"- {r['rate_hz']:g} Hz: " + ", ".join(parts))
     lines += ["", "Per stage, ms since the image stamp (DDS publish time of the stage's output); "
               "increment = this stage's output minus the previous one's; compute = the node's "
               "callback called directly (offline, same frames):", ""]
