@@ -1,0 +1,276 @@
+"""Closed-loop evaluation of ACT in the simulator: ``fdl-robot-eval-act``.
+
+    fdl-robot-eval-act --episodes 100 --seed0 5000 --json outputs/act/eval.json
+
+Every episode: ``PickPlaceEnv.reset(seed)``, then at each 50 Hz control step a
+:class:`~fdl_robot.policy.interface.PolicyObservation` is built from the simulator's
+joint state and the object inputs below, :class:`~fdl_robot.policy.runner.PolicyRunner`
+(the policy_node's defaults: its joint limits and ``max_velocity_rad_s``, clamped
+relative to the measured state) turns it into this step's command, and the command is
+applied for one step. An episode ends after ``--max-steps`` steps, when the cube falls
+off the table, or once the task has been solved for ``--settle-s`` seconds in a row.
+Success = ``env.success()`` at the end (cube at rest inside the bin, not touching the
+gripper). "time" = the simulated time at which that final success began.
+
+Object inputs (rows):
+
+* ``gt``: ground-truth cube centre and bin position.
+* ``noisy``: what perception would report: ``sim.dataset.PerceptionNoiseModel`` (the
+  ``objects_noisy`` model: extrinsic error of the episode's camera jitter, 2 mm bias,
+  per-frame noise (1.5, 1.5, 4) mm in the optical frame, 15 Hz zero-order hold, 3 %
+  dropouts) with dropouts replaced by the last valid value (as a tracker coasts), plus
+  ``--latency-s`` (default 80 ms) of delay and an extra per-episode bin-centre bias
+  N(0, ``--bin-bias-m``^2) in x and y (a tracked bin detection's centre).
+* ``occluded``: ``noisy`` and, while the gripper is closed (closure > 0.3), the target
+  input frozen at its last value before closing (the cube hidden by the fingers).
+
+Each row is run with ``ensemble`` (query every step, temporal ensembling) and/or ``chunk``
+(execute each chunk open loop) execution. Output: a markdown table (success with 95 %
+Wilson interval, mean time to success, failed seeds) and a JSON file with every episode.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+__all__ = ["EpisodeOutcome", "ObjectInputs", "run_episode", "evaluate", "main", "INPUT_MODES"]
+
+INPUT_MODES = ("gt", "noisy", "occluded")
+#: Gripper closure above which the 'occluded' inputs freeze the target.
+_CLOSED = 0.3
+
+
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    seed: int
+    success: bool
+    time_to_success_s: float | None
+    steps: int
+    cube_dropped: bool
+    hold_steps: int
+    mean_predict_ms: float
+
+
+class ObjectInputs:
+    """The target and bin positions the policy is fed in one episode (see the module docstring)."""
+
+    def __init__(self, mode: str, env: Any, seed: int, latency_s: float = 0.08, bin_bias_m: float = 0.007):
+        if mode not in INPUT_MODES:
+            raise ValueError(f"inputs must be one of {INPUT_MODES}, got '{mode}'")
+        from fdl_robot.sim.dataset import PerceptionNoise, PerceptionNoiseModel
+
+        self.mode = mode
+        self.latency_s = float(latency_s)
+        self.perceiver = None if mode == "gt" else PerceptionNoiseModel(PerceptionNoise(), env, seed)
+        self.bin_bias = np.zeros(3)
+        if mode != "gt":
+            self.bin_bias[:2] = np.random.default_rng([seed, 0xB1A5]).normal(0.0, bin_bias_m, 2)
+        self.last_valid: dict[str, np.ndarray] = {}
+        self.history: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
+        self.frozen: np.ndarray | None = None
+
+    def __call__(self, obs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(target (3,), bin (3,)) in base_link for this step's observation."""
+        objects = obs["objects"]
+        true = {"red_cube": objects["red_cube"].position_m, "bin": objects["bin"].position_m}
+        if self.perceiver is None:
+            return true["red_cube"].copy(), true["bin"].copy()
+        t = float(obs["time_s"])
+        seen = self.perceiver(true, t)
+        for name, p in seen.items():
+            if np.all(np.isfinite(p)):
+                self.last_valid[name] = p
+            elif name not in self.last_valid:      # no detection yet: the first one is late
+                self.last_valid[name] = true[name] + np.nan_to_num(p)
+        self.history.append((t, self.last_valid["red_cube"], self.last_valid["bin"] + self.bin_bias))
+        while len(self.history) > 1 and self.history[1][0] <= t - self.latency_s + 1e-9:
+            self.history.popleft()
+        _, target, bin_p = self.history[0]
+        if self.mode == "occluded":
+            if obs["gripper"] > _CLOSED:
+                if self.frozen is None:
+                    self.frozen = target.copy()
+                target = self.frozen
+            else:
+                self.frozen = None
+        return target.copy(), bin_p.copy()
+
+
+def run_episode(env: Any, runner: Any, seed: int, inputs: str = "gt", max_steps: int = 600,
+                settle_s: float = 1.0, latency_s: float = 0.08, bin_bias_m: float = 0.007,
+                on_step: Any = None) -> EpisodeOutcome:
+    """One closed-loop episode of ``runner`` (a PolicyRunner) in ``env`` (see the module docstring)."""
+    from fdl_robot.policy.interface import PolicyObservation
+
+    obs = env.reset(seed)
+    runner.reset()
+    feed = ObjectInputs(inputs, env, seed, latency_s, bin_bias_m)
+    policy = runner.policy
+    success_since: float | None = None
+    dropped = False
+    holds, predict_s, n_pred = 0, 0.0, 0
+    steps = 0
+    for steps in range(1, max_steps + 1):
+        t = float(obs["time_s"])
+        target, bin_p = feed(obs)
+        pobs = PolicyObservation(obs["qpos"], obs["gripper"], target, bin_p, t)
+        t0 = time.perf_counter()
+        out = runner.step(pobs, t)
+        if out.queried:
+            predict_s += time.perf_counter() - t0
+            n_pred += 1
+            holds += getattr(policy, "mode", "") == "hold"
+        if on_step is not None:
+            on_step(obs, out)
+        obs, _, terminated, _, info = env.step(out.command)
+        if info["success"]:
+            success_since = obs["time_s"] if success_since is None else success_since
+        else:
+            success_since = None
+        if terminated:
+            dropped = bool(info["cube_dropped"])
+            break
+        if success_since is not None and settle_s > 0 and obs["time_s"] - success_since >= settle_s - 1e-9:
+            break
+    success = bool(env.success())
+    return EpisodeOutcome(seed, success, success_since if success else None, steps, dropped, holds,
+                          1000.0 * predict_s / max(n_pred, 1))
+
+
+def _summary(outcomes: list[EpisodeOutcome]) -> dict[str, Any]:
+    from fdl_robot.sim.cli import wilson_interval
+
+    n, k = len(outcomes), sum(o.success for o in outcomes)
+    lo, hi = wilson_interval(k, n)
+    times = [o.time_to_success_s for o in outcomes if o.success]
+    return {"episodes": n, "successes": k, "success_rate": k / n if n else 0.0,
+            "wilson95": [lo, hi], "mean_time_to_success_s": float(np.mean(times)) if times else None,
+            "failed_seeds": [o.seed for o in outcomes if not o.success],
+            "mean_predict_ms": float(np.mean([o.mean_predict_ms for o in outcomes]))}
+
+
+def evaluate(model_path: str = "", episodes: int = 100, seed0: int = 5000,
+             inputs: Sequence[str] = ("gt", "noisy"), executions: Sequence[str] = ("ensemble", "chunk"),
+             max_steps: int = 600, settle_s: float = 1.0, ensemble_m: float = 0.01,
+             latency_s: float = 0.08, bin_bias_m: float = 0.007, progress: bool = True,
+             strip: Path | None = None) -> dict[str, Any]:
+    """Run every (inputs, execution) row over seeds seed0 .. seed0 + episodes - 1."""
+    from tqdm import tqdm
+
+    from fdl_robot.core.safety import JointLimits
+    from fdl_robot.policy.runner import PolicyRunner, make_policy
+    from fdl_robot.ros.parameters import defaults
+    from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
+
+    p = defaults("policy_node")
+    limits = JointLimits(p["joint_lower_rad"], p["joint_upper_rad"], p["max_velocity_rad_s"])
+    policy = make_policy("act", dt_s=0.02, model_path=model_path)
+    env = PickPlaceEnv(PickPlaceConfig(image_width=320, image_height=240, max_episode_steps=0))
+    if abs(env.control_dt_s - policy.dt_s) > 1e-9:
+        raise ValueError(f"policy dt {policy.dt_s} != simulator control dt {env.control_dt_s}")
+    rows = []
+    frames: list[tuple[np.ndarray, str]] = []
+    for mode in inputs:
+        for execution in executions:
+            runner = PolicyRunner(policy, limits, execution, ensemble_m)
+            outcomes: list[EpisodeOutcome] = []
+            bar = tqdm(range(seed0, seed0 + episodes), desc=f"{mode}/{execution}", unit="ep",
+                       disable=not progress)
+            t0 = time.perf_counter()
+            for seed in bar:
+                capture = None
+                if strip is not None and not rows and not outcomes:
+                    def capture(obs, out, _f=frames):
+                        step = round(obs["time_s"] / env.control_dt_s)
+                        if step % 10 == 0:
+                            _f.append((env.render_rgb(), f"{obs['time_s']:.1f}s g={obs['gripper']:.2f}"))
+                outcomes.append(run_episode(env, runner, seed, mode, max_steps, settle_s, latency_s,
+                                            bin_bias_m, on_step=capture))
+                bar.set_postfix(success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}")
+            rows.append({"inputs": mode, "execution": execution, **_summary(outcomes),
+                         "wall_s": round(time.perf_counter() - t0, 1),
+                         "episodes_detail": [asdict(o) for o in outcomes]})
+    env.close()
+    if strip is not None and frames:
+        _write_strip(frames, strip)
+    return {"model": model_path or "shipped", "seeds": [seed0, seed0 + episodes - 1],
+            "chunk_size": policy.chunk_size, "dt_s": policy.dt_s, "ensemble_m": ensemble_m,
+            "max_steps": max_steps, "settle_s": settle_s, "latency_s": latency_s, "bin_bias_m": bin_bias_m,
+            "max_velocity_rad_s": list(p["max_velocity_rad_s"]), "rows": rows}
+
+
+def _write_strip(frames: list[tuple[np.ndarray, str]], path: Path, n: int = 8) -> None:
+    import cv2
+
+    idx = np.linspace(0, len(frames) - 1, n).round().astype(int)
+    tiles = []
+    for i in idx:
+        img = cv2.cvtColor(frames[i][0], cv2.COLOR_RGB2BGR)
+        cv2.putText(img, frames[i][1], (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(img)
+    rows = [np.hstack(tiles[j:j + 4]) for j in range(0, len(tiles), 4)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.vstack(rows))
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    lines = ["| object inputs | execution | success | 95 % Wilson CI | mean time to success | failed seeds |",
+             "|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lo, hi = r["wilson95"]
+        t = f"{r['mean_time_to_success_s']:.2f} s" if r["mean_time_to_success_s"] is not None else "-"
+        failed = ", ".join(map(str, r["failed_seeds"][:10])) + (" ..." if len(r["failed_seeds"]) > 10 else "")
+        lines.append(f"| {r['inputs']} | {r['execution']} | {r['successes']}/{r['episodes']} = "
+                     f"{100 * r['success_rate']:.1f} % | {100 * lo:.1f}-{100 * hi:.1f} % | {t} | {failed or '-'} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="fdl-robot-eval-act", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="", help="checkpoint ('' = the shipped weights)")
+    ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--seed0", type=int, default=5000, help="first seed (never used in training)")
+    ap.add_argument("--inputs", nargs="+", default=["gt", "noisy"], choices=INPUT_MODES)
+    ap.add_argument("--execution", nargs="+", default=["ensemble", "chunk"], choices=("ensemble", "chunk"))
+    ap.add_argument("--max-steps", type=int, default=600, help="episode limit, 50 Hz steps")
+    ap.add_argument("--settle-s", type=float, default=1.0,
+                    help="end an episode once solved for this long (0 = always run max-steps)")
+    ap.add_argument("--ensemble-m", type=float, default=0.01)
+    ap.add_argument("--latency-s", type=float, default=0.08, help="object input delay of the noisy rows")
+    ap.add_argument("--bin-bias-m", type=float, default=0.007, help="extra bin-centre bias std of the noisy rows")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--strip", type=Path, default=None, help="PNG strip of the first episode")
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args(argv)
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    t0 = time.perf_counter()
+    result = evaluate(a.model, a.episodes, a.seed0, a.inputs, a.execution, a.max_steps, a.settle_s,
+                      a.ensemble_m, a.latency_s, a.bin_bias_m, progress=not a.quiet, strip=a.strip)
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    result["torch_threads"] = torch.get_num_threads()
+    print(markdown_table(result))
+    print(f"mean predict_chunk (incl. runner step): "
+          f"{np.mean([r['mean_predict_ms'] for r in result['rows']]):.2f} ms; wall {result['wall_s']:.0f} s")
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

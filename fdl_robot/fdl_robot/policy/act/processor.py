@@ -1,0 +1,267 @@
+"""Inputs and outputs of ACT: feature assembly, normalisation, demonstrations, augmentation.
+
+numpy only (no torch), so the policy's data path can be tested and reused without it.
+
+Observation vector (20,), float64, in ``OBS_FEATURES`` order, computed from the raw inputs
+(joint state, target centre, bin position; ``PolicyObservation``) by :func:`features`::
+
+    proprio  [q_1 .. q_6]   arm joint positions, rad (ARM_JOINTS order)    qpos_rad
+             g              gripper closure, 0 open .. 1 closed            gripper
+             p_tcp (3)      tool centre point, base_link, m: FK(q) (core.kinematics, TCP 0.135 m)
+    target   p_t (3)        target (red cube) centre, base_link, m        target_p_base_m
+             p_t - p_tcp (3)
+    bin      p_b,xy (2)     bin centre on the table, base_link, m          bin_p_base_m[:2]
+             p_b,xy - p_tcp,xy (2)
+
+base_link is REP-103 (x forward, y left, z up) on the table top. The TCP position and the
+differences are functions of the raw inputs (forward kinematics), given to the network so
+that it can servo on "where the cube is relative to the gripper" instead of learning the
+arm's kinematics from a few hundred cube positions. The bin's z is not an input: the bin
+stands on the table (z = 0 in every demonstration), and a perceived z (rim, floor or
+centre of the detection) would only be an out-of-distribution input.
+
+Action vector (7,): [q_1 .. q_6 (rad), gripper command 0 open .. 1 closed], absolute.
+
+Normalisation (``Normalizer``): x_n = (x - mean) / max(std, std_floor) per feature, mean
+and std over every step of the training episodes; stored in the checkpoint with the
+weights so that a checkpoint is self-contained.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fdl_robot.core import kinematics
+from fdl_robot.policy.act.config import AugmentConfig
+from fdl_robot.policy.interface import PolicyObservation
+
+__all__ = ["OBS_FEATURES", "ACTION_FEATURES", "TOKEN_GROUPS", "OBS_DIM", "features", "Normalizer", "observation_vector",
+           "Episode", "DemoArrays", "load_episodes", "forward_fill", "augment_objects"]
+
+OBS_FEATURES = ("q1", "q2", "q3", "q4", "q5", "q6", "gripper", "tcp_x", "tcp_y", "tcp_z",
+                "target_x", "target_y", "target_z", "target_dx", "target_dy", "target_dz",
+                "bin_x", "bin_y", "bin_dx", "bin_dy")
+ACTION_FEATURES = ("q1", "q2", "q3", "q4", "q5", "q6", "gripper")
+#: Token groups of the policy encoder: name -> slice of the observation vector.
+TOKEN_GROUPS = (("proprio", slice(0, 10)), ("target", slice(10, 16)), ("bin", slice(16, 20)))
+OBS_DIM = len(OBS_FEATURES)
+
+
+def features(qpos7: np.ndarray, target: np.ndarray, bin_xy: np.ndarray,
+             tcp: np.ndarray | None = None) -> np.ndarray:
+    """Observation vectors (B, 20) from joint states (B, 7), targets (B, 3), bin x, y (B, 2).
+
+    ``tcp`` (B, 3) may be given when already known (it is FK(qpos7[:, :6])).
+    """
+    qpos7, target, bin_xy = (np.atleast_2d(np.asarray(x, np.float64)) for x in (qpos7, target, bin_xy))
+    if tcp is None:
+        tcp = kinematics.tcp_position(qpos7[:, :6])
+    return np.concatenate([qpos7, tcp, target, target - tcp, bin_xy, bin_xy - tcp[:, :2]], axis=1)
+
+
+def observation_vector(obs: PolicyObservation) -> np.ndarray:
+    """PolicyObservation -> (20,) (see the module docstring). Requires a target."""
+    if obs.target_p_base_m is None:
+        raise ValueError("the ACT observation needs a target position")
+    return features(obs.joint_state, obs.target_p_base_m, obs.bin_p_base_m[:2])[0]
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Per-feature affine normalisation x_n = (x - mean) / std of observations and actions."""
+
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    action_mean: np.ndarray
+    action_std: np.ndarray
+
+    def __post_init__(self):
+        for name in ("obs_mean", "obs_std", "action_mean", "action_std"):
+            arr = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"normalizer {name} is not finite")
+            object.__setattr__(self, name, arr)
+        if np.any(self.obs_std <= 0) or np.any(self.action_std <= 0):
+            raise ValueError("normalizer std must be positive")
+
+    @classmethod
+    def fit(cls, obs: np.ndarray, actions: np.ndarray, std_floor: float = 1e-3) -> "Normalizer":
+        """Mean and std (floored at ``std_floor``) over the rows of obs (N, 20) and actions (N, 7)."""
+        obs, actions = np.asarray(obs, np.float64), np.asarray(actions, np.float64)
+        return cls(obs.mean(0), np.maximum(obs.std(0), std_floor),
+                   actions.mean(0), np.maximum(actions.std(0), std_floor))
+
+    def normalize_obs(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float64) - self.obs_mean) / self.obs_std
+
+    def normalize_action(self, a: np.ndarray) -> np.ndarray:
+        return (np.asarray(a, np.float64) - self.action_mean) / self.action_std
+
+    def unnormalize_action(self, a_n: np.ndarray) -> np.ndarray:
+        return np.asarray(a_n, np.float64) * self.action_std + self.action_mean
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {k: getattr(self, k).tolist() for k in ("obs_mean", "obs_std", "action_mean", "action_std")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Normalizer":
+        return cls(**{k: np.asarray(d[k], np.float64) for k in ("obs_mean", "obs_std", "action_mean",
+                                                                 "action_std")})
+
+
+# --- demonstrations ---------------------------------------------------------------------------
+
+def forward_fill(x: np.ndarray) -> np.ndarray:
+    """Replace NaN rows of (T, n) by the last valid row (leading NaN rows: the first valid row).
+
+    What a tracker that keeps its last estimate does on a dropped detection; raises if no
+    row is valid.
+    """
+    x = np.asarray(x, np.float64)
+    valid = np.all(np.isfinite(x), axis=1)
+    if not valid.any():
+        raise ValueError("no valid row to fill from")
+    idx = np.where(valid, np.arange(len(x)), -1)
+    idx = np.maximum.accumulate(idx)
+    idx[idx < 0] = np.flatnonzero(valid)[0]
+    return x[idx]
+
+
+@dataclass
+class Episode:
+    """One demonstration as the trainer needs it (all (T, .) float64, base_link, SI units)."""
+
+    seed: int
+    qpos: np.ndarray          # (T, 7) joints + gripper closure
+    action: np.ndarray        # (T, 7)
+    target: np.ndarray        # (T, 3) true cube centre
+    bin: np.ndarray           # (T, 3) true bin position
+    target_noisy: np.ndarray  # (T, 3) recorded perception stream, NaN forward-filled
+    bin_noisy: np.ndarray     # (T, 3)
+    grasp_step: int           # first step with a gripper close command (T if none)
+
+    @property
+    def length(self) -> int:
+        return len(self.action)
+
+
+def load_episodes(data_dir: str, target: str = "red_cube", bin_name: str = "bin") -> list[Episode]:
+    """Read every ``episode_*.hdf5`` of ``data_dir`` (``sim.dataset`` layout), sorted by index."""
+    import h5py
+
+    paths = sorted(glob.glob(os.path.join(data_dir, "episode_*.hdf5")),
+                   key=lambda p: int(os.path.basename(p)[len("episode_"):-len(".hdf5")]))
+    if not paths:
+        raise FileNotFoundError(f"no episode_*.hdf5 in {data_dir}")
+    episodes = []
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            if not bool(f.attrs.get("success", True)):
+                continue
+            action = f["action"][()]
+            closes = np.flatnonzero(action[:, 6] > 0.5)
+            obs = f["observations"]
+            episodes.append(Episode(
+                seed=int(f.attrs["seed"]), qpos=obs["qpos"][()], action=action,
+                target=obs["objects"][target][()], bin=obs["objects"][bin_name][()],
+                target_noisy=forward_fill(obs["objects_noisy"][target][()]),
+                bin_noisy=forward_fill(obs["objects_noisy"][bin_name][()]),
+                grasp_step=int(closes[0]) if closes.size else len(action)))
+    return episodes
+
+
+@dataclass
+class DemoArrays:
+    """Episodes concatenated into flat arrays (N = total steps), for vectorised batches.
+
+    Per global step g: its episode's first and last global step (``ep_start``,
+    ``ep_end``) and first close command (``grasp``; ep_end + 1 if none).
+    """
+
+    qpos: np.ndarray
+    action: np.ndarray
+    target: np.ndarray
+    bin: np.ndarray
+    target_noisy: np.ndarray
+    bin_noisy: np.ndarray
+    ep_start: np.ndarray
+    ep_end: np.ndarray
+    grasp: np.ndarray
+    seeds: tuple[int, ...]
+    tcp: np.ndarray | None = None   # (N, 3) FK of qpos, filled on construction
+
+    def __post_init__(self):
+        if self.tcp is None:
+            self.tcp = kinematics.tcp_position(self.qpos[:, :6])
+
+    @classmethod
+    def from_episodes(cls, episodes: list[Episode]) -> "DemoArrays":
+        if not episodes:
+            raise ValueError("no episodes")
+        starts = np.cumsum([0] + [e.length for e in episodes[:-1]])
+        rep = lambda v: np.concatenate([np.full(e.length, x) for e, x in zip(episodes, v)])  # noqa: E731
+        cat = lambda name: np.concatenate([getattr(e, name) for e in episodes])  # noqa: E731
+        return cls(cat("qpos"), cat("action"), cat("target"), cat("bin"), cat("target_noisy"),
+                   cat("bin_noisy"), rep(starts), rep(starts + [e.length - 1 for e in episodes]),
+                   rep(starts + [e.grasp_step for e in episodes]), tuple(e.seed for e in episodes))
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+    def clean_obs(self, g: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Observation vectors with ground-truth objects at global steps g: (B, 20)."""
+        return features(self.qpos[g], self.target[g], self.bin[g, :2], self.tcp[g])
+
+    def chunks(self, g: np.ndarray, k: int) -> np.ndarray:
+        """Actions g .. g + k - 1 of each sample's episode, padded with its last action: (B, k, 7).
+
+        The padding is the correct label: demonstrations end holding still.
+        """
+        idx = np.minimum(np.asarray(g)[:, None] + np.arange(k)[None], self.ep_end[g][:, None])
+        return self.action[idx]
+
+    def observations(self, g: np.ndarray, rng: np.random.Generator | None,
+                     cfg: AugmentConfig) -> np.ndarray:
+        """Observation vectors (B, 20) at global steps g, objects perturbed (``rng`` None: clean)."""
+        if rng is None:
+            return self.clean_obs(g)
+        target, bin_xy = augment_objects(self, g, rng, cfg)
+        return features(self.qpos[g], target, bin_xy, self.tcp[g])
+
+
+def augment_objects(data: DemoArrays, g: np.ndarray, rng: np.random.Generator,
+                    cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Perceived (target (B, 3), bin x, y (B, 2)) at global steps g (B,); never NaN.
+
+    See :class:`~fdl_robot.policy.act.config.AugmentConfig` for the model.
+    """
+    g = np.asarray(g)
+    B = len(g)
+    start, grasp = data.ep_start[g], data.grasp[g]
+    u = rng.random(B)
+    clean = u < cfg.p_clean
+    recorded = (u >= cfg.p_clean) & (u < cfg.p_clean + cfg.p_recorded)
+
+    # synthetic: delay, freeze after the grasp, bias, noise
+    src = np.maximum(g - rng.integers(0, cfg.max_delay_steps + 1, B), start)
+    freeze = (rng.random(B) < cfg.p_freeze) & (g > grasp)
+    if freeze.any():
+        lo, hi = grasp[freeze], g[freeze]
+        src[freeze] = lo + (rng.random(freeze.sum()) * (hi - lo + 1)).astype(int)
+    target = (data.target[src] + rng.normal(0.0, 1.0, (B, 3)) * np.asarray(cfg.target_bias_std_m)
+              + rng.normal(0.0, cfg.target_noise_std_m, (B, 3)))
+    bin_xy = (data.bin[g, :2] + rng.normal(0.0, cfg.bin_bias_std_m, (B, 2))
+              + rng.normal(0.0, cfg.bin_noise_std_m, (B, 2)))
+
+    # the recorded perception stream (2 mm bias, 15 Hz hold, noise, dropouts filled)
+    rec = np.maximum(g - rng.integers(0, 4, B), start)
+    target[recorded] = data.target_noisy[rec[recorded]]
+    bin_xy[recorded] = (data.bin_noisy[g[recorded], :2]
+                        + rng.normal(0.0, cfg.recorded_bin_bias_std_m, (recorded.sum(), 2)))
+    target[clean] = data.target[g[clean]]
+    bin_xy[clean] = data.bin[g[clean], :2]
+    return target, bin_xy

@@ -1,0 +1,176 @@
+"""Record ACT training demos with the expert executing through the policy's safety layer.
+
+    python -m fdl_robot.policy.act.record --episodes 1000 --seed0 0 --out outputs/act/demos
+
+Why not plain ``fdl_sim record``: the ROS ``policy_node`` limits every command to
+``q_meas +- v_max dt`` around the *measured* joint state (``core.safety``; default
+``max_velocity_rad_s`` [1.5, 1.5, 1.5, 2, 2, 2, 5]). The simulated arm's position servos lag
+their targets by up to ~0.1 rad at the expert's speed, so that clamp binds and the arm
+moves slower than in unclamped demonstrations (measured: the default expert sent through
+the clamp succeeds in 12/30 episodes, its timing being open loop). A policy trained on
+unclamped demos then sees the arm lag its own plan, which shifts when it closes the gripper.
+Here the expert runs slower (``--joint-speed``, ``--tcp-speed``) and every command goes
+through the same :class:`~fdl_robot.core.safety.SafetyLayer` with the policy_node's limits;
+the recorded action is that *executed* command, so the demos only contain commands the
+deployed runner will pass unchanged.
+
+DART-style perturbations (Laskey et al. 2017): in a fraction ``--perturb-frac`` of the
+episodes, an Ornstein-Uhlenbeck offset (std ``--perturb-std`` rad per arm joint, time
+constant ``--perturb-tau`` s) is added to the executed arm command during the free-space
+phases without the cube in hand (approach, retreat; it decays within ~0.3 s
+elsewhere: shaking a held cube makes it slip out of the clamped grip, see below), while the
+label stays the expert's clamped command: the data show how to return to the plan from
+states the unperturbed expert never visits.
+
+Grip force: the policy_node's gripper limit (5 /s, i.e. 0.1 per step relative to the
+*measured* closure) caps the squeeze command at about measured + 0.1 while the fingers rest
+on the cube (closure ~0.53), so the simulated grip is ~6 N instead of ~30 N with a
+command of 1. Demos still succeed, but shaking a held cube makes it slip.
+
+Output: the ``sim.dataset`` layout (``episode_<i>.hdf5`` + ``dataset_info.json``) with the
+recorder's settings in each file's ``recorder`` attribute; only successful episodes are
+kept (the next seed is tried).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+__all__ = ["RecorderConfig", "record", "main"]
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    joint_speed_rad_s: float = 1.0
+    tcp_speed_m_s: float = 0.35
+    episode_steps: int = 550
+    perturb_frac: float = 0.5
+    perturb_std_rad: float = 0.015
+    perturb_tau_s: float = 0.3
+    #: Expert phases during which the offset is driven; elsewhere (descend, close, lower,
+    #: release, ...) it decays with time constant 0.1 s so grasps and releases stay clean.
+    perturb_phases: tuple[str, ...] = ("approach", "retreat")
+
+
+class _ClampedEnv:
+    """``env`` whose ``step`` sends the action through the safety layer (+ perturbation).
+
+    Logs the clamped, unperturbed command of every step in ``executed`` (the label).
+    """
+
+    def __init__(self, env: Any, safety: Any, cfg: RecorderConfig, rng: np.random.Generator, expert: Any):
+        self._env, self._safety, self._cfg, self._rng, self._expert = env, safety, cfg, rng, expert
+        self.executed: list[np.ndarray] = []
+        self._offset = np.zeros(6)
+        self._perturb = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    def reset(self, seed: int | None = None) -> dict[str, Any]:
+        self.executed = []
+        self._offset[:] = 0.0
+        self._perturb = bool(self._rng.random() < self._cfg.perturb_frac)
+        self._last_obs = self._env.reset(seed)
+        return self._last_obs
+
+    def step(self, action: np.ndarray):
+        obs = self._last_obs
+        q_meas = np.append(obs["qpos"], obs["gripper"])
+        dt = self._env.control_dt_s
+        cmd = self._safety.filter(np.asarray(action, np.float64), q_meas, dt).q_cmd_rad
+        self.executed.append(cmd.copy())
+        run = cmd.copy()
+        if self._perturb:
+            if self._expert.phase in self._cfg.perturb_phases:
+                a = np.exp(-dt / self._cfg.perturb_tau_s)         # OU: stationary std = perturb_std
+                self._offset = a * self._offset + np.sqrt(1 - a * a) * self._rng.normal(
+                    0.0, self._cfg.perturb_std_rad, 6)
+            else:
+                self._offset *= np.exp(-dt / 0.1)
+            run[:6] += self._offset
+        out = self._env.step(run)
+        self._last_obs = out[0]
+        return out
+
+
+def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderConfig = RecorderConfig(),
+           progress: bool = True) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from fdl_robot.core.safety import JointLimits, SafetyLayer
+    from fdl_robot.ros.parameters import defaults
+    from fdl_robot.sim.dataset import PerceptionNoise, record_episode
+    from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
+    from fdl_robot.sim.expert import ExpertConfig, ScriptedExpert
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    p = defaults("policy_node")
+    safety = SafetyLayer(JointLimits(p["joint_lower_rad"], p["joint_upper_rad"], p["max_velocity_rad_s"]))
+    base_env = PickPlaceEnv(PickPlaceConfig(image_width=64, image_height=48, max_episode_steps=0))
+    expert = ScriptedExpert(base_env.model, ExpertConfig(align_yaw=False, max_joint_speed_rad_s=cfg.joint_speed_rad_s,
+                                                         max_speed_m_s=cfg.tcp_speed_m_s))
+    env = _ClampedEnv(base_env, safety, cfg, np.random.default_rng([seed0, 0xDA27]), expert)
+    saved, failures, seed = [], 0, seed0
+    t0 = time.perf_counter()
+    bar = tqdm(total=n_episodes, desc="recording (clamped expert)", unit="ep", disable=not progress)
+    while len(saved) < n_episodes:
+        if seed - seed0 > 2 * n_episodes + 10:
+            raise RuntimeError(f"only {len(saved)} successful episodes in {seed - seed0} seeds")
+        ep = record_episode(env, expert, seed, cfg.episode_steps, PerceptionNoise())
+        perturbed = env._perturb
+        seed += 1
+        if not ep.attrs["success"]:
+            failures += 1
+            bar.set_postfix(failed=failures)
+            continue
+        ep.action = env.executed                                    # label = executed command
+        ep.attrs["recorder"] = json.dumps({**asdict(cfg), "perturbed": perturbed,
+                                           "max_velocity_rad_s": list(p["max_velocity_rad_s"])})
+        name = f"episode_{len(saved)}.hdf5"
+        ep.save(out / name)
+        saved.append({"file": name, "seed": ep.seed, "perturbed": perturbed,
+                      "expert_done_step": ep.attrs["expert_done_step"], "retries": ep.attrs["retries"]})
+        bar.update(1)
+    bar.close()
+    base_env.close()
+    info = {"episodes": saved, "n_saved": len(saved), "seeds": [seed0, seed - 1], "failures": failures,
+            "recorder": asdict(cfg), "max_velocity_rad_s": list(p["max_velocity_rad_s"]),
+            "wall_s": round(time.perf_counter() - t0, 1)}
+    (out / "dataset_info.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    d = RecorderConfig()
+    ap = argparse.ArgumentParser(prog="python -m fdl_robot.policy.act.record", description=__doc__.splitlines()[0])
+    ap.add_argument("--episodes", type=int, default=1000)
+    ap.add_argument("--seed0", type=int, default=0)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=d.episode_steps, help="control steps per episode (50 Hz)")
+    ap.add_argument("--joint-speed", type=float, default=d.joint_speed_rad_s, help="expert joint speed limit, rad/s")
+    ap.add_argument("--tcp-speed", type=float, default=d.tcp_speed_m_s, help="expert peak TCP speed, m/s")
+    ap.add_argument("--perturb-frac", type=float, default=d.perturb_frac)
+    ap.add_argument("--perturb-std", type=float, default=d.perturb_std_rad)
+    ap.add_argument("--perturb-tau", type=float, default=d.perturb_tau_s)
+    a = ap.parse_args(argv)
+    cfg = RecorderConfig(a.joint_speed, a.tcp_speed, a.steps, a.perturb_frac, a.perturb_std, a.perturb_tau)
+
+    info = record(a.episodes, a.out, a.seed0, cfg)
+    print(f"saved {info['n_saved']} episodes (seeds {info['seeds'][0]}..{info['seeds'][1]}, "
+          f"{info['failures']} expert failures skipped) to {a.out} in {info['wall_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
