@@ -65,9 +65,9 @@ def default_model_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "models" / "detector"
 
 
-def default_model_path() -> str:
-    """The shipped detector weights (``best.pt``), or '' when none are shipped."""
-    path = default_model_dir() / "best.pt"
+def default_model_path(backend: str = "ultralytics") -> str:
+    """The shipped model of a backend (``best.pt``; ``best.onnx`` for 'onnx'), or '' if none."""
+    path = default_model_dir() / ("best.onnx" if backend == "onnx" else "best.pt")
     return str(path) if path.is_file() else ""
 
 
@@ -105,8 +105,9 @@ class UltralyticsDetector:
         result = self.model.predict(rgb[..., ::-1], **self.kwargs)[0]   # ultralytics wants BGR
         boxes = result.boxes
         ids = boxes.cls.cpu().numpy().astype(int)
+        names = tuple(self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in ids)
         return Detections(boxes.xyxy.cpu().numpy().astype(float), boxes.conf.cpu().numpy().astype(float),
-                          ids, tuple(self.class_names[i] for i in ids))
+                          ids, names)
 
 
 def letterbox(rgb: np.ndarray, size: int, pad_value: int = 114) -> tuple[np.ndarray, float, tuple[float, float]]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -234,8 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=Path("outputs/detector_eval.json"))
     p.add_argument("--plot", type=Path, default=None, help="CDF plot (default: next to --json)")
     args = p.parse_args(argv)
+    os.environ.setdefault("MUJOCO_GL", "egl")        # headless rendering of the sim
 
-    weights = args.weights or default_model_path()
+    weights = args.weights or default_model_path(args.backend)
     # mAP needs the low-score tail of the detections: evaluate at a low threshold for 2D
     detector = make_detector(args.backend, weights, image_size=args.imgsz, score_threshold=0.001,
                              max_detections=100)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=default_model_dir(), help="where best.pt/best.onnx go")
     p.add_argument("--skip-eval", action="store_true", help="do not run the held-out evaluation")
     args = p.parse_args(argv)
+    os.environ.setdefault("MUJOCO_GL", "egl")        # headless rendering of the sim
 
     yaml_path = args.dataset / "dataset.yaml"
     if not yaml_path.exists():

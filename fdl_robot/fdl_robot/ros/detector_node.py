@@ -24,7 +24,7 @@ class DetectorNode(FdlNode):
         super().__init__("detector_node", **kwargs)
         p = self.params
         if detector is None:
-            model_path = p["model_path"] or default_model_path()
+            model_path = p["model_path"] or default_model_path(p["backend"])
             if not model_path and p["backend"] != "color":
                 raise RuntimeError("detector_node: no model_path given and no shipped weights "
                                    "found in fdl_robot/models/detector/")
