@@ -40,8 +40,12 @@ THRESHOLDS: dict[str, dict[str, float] | None] = {
               "red_cube_recall_min": 0.85, "cube_recall_min": 0.98, "error_3d_median_max_m": 0.004,
               "error_3d_p90_max_m": 0.006, "error_3d_max_max_m": 0.025, "mota_min": 0.86,
               "idf1_min": 0.89, "id_switches_max": 2},
-    # The trained YOLO: measure once best.pt ships and fill in (see the module docstring).
-    "ultralytics": None,
+    # The shipped YOLO11n (best.pt), measured: P 0.998, R 1.000 (1 FP red_cube), 3D median
+    # 3.6 mm, p90 4.8 mm, max 27.4 mm (452 cubes), MOTA 0.945, IDF1 0.947, 1 ID switch.
+    "ultralytics": {"precision_min": 0.98, "recall_min": 0.98, "red_cube_precision_min": 0.95,
+                    "red_cube_recall_min": 0.97, "cube_recall_min": 0.98, "error_3d_median_max_m": 0.005,
+                    "error_3d_p90_max_m": 0.007, "error_3d_max_max_m": 0.04, "mota_min": 0.90,
+                    "idf1_min": 0.90, "id_switches_max": 2},
 }
 BACKENDS = ["color"] + (["ultralytics"] if default_backend() == "ultralytics" else [])
 
