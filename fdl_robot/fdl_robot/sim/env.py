@@ -142,6 +142,21 @@ def _rot_z(yaw_rad: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
+def _load_torchvision_ops_before_egl() -> None:
+    """Load torchvision's compiled ops, if installed, before the first OpenGL context.
+
+    Loading them (ultralytics does, for NMS) after MuJoCo made an EGL context crashes the
+    process with a segmentation fault (Mesa EGL + the CUDA build of torch/torchvision,
+    seen with mujoco 4.0, torch 2.15, torchvision 0.29); the other order works. Detector
+    and simulator share a process in the one-process ROS graph, so the simulator loads
+    them first. Costs about a second once; nothing when torchvision is not installed.
+    """
+    try:
+        import torchvision.ops  # noqa: F401
+    except ImportError:
+        pass
+
+
 class PickPlaceEnv:
     """Pick the red cube and place it in the bin; see the module docstring for the spaces.
 
@@ -468,6 +483,7 @@ class PickPlaceEnv:
     def _renderer(self, width: int, height: int) -> mujoco.Renderer:
         key = (width, height)
         if key not in self._renderers:
+            _load_torchvision_ops_before_egl()
             r = mujoco.Renderer(self.model, height=height, width=width)
             r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
             r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.config.shadows
