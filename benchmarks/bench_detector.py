@@ -76,9 +76,10 @@ def main() -> int:
     p.add_argument("--json", type=Path, default=Path("outputs/bench_detector.json"))
     args = p.parse_args()
 
+    frames = sim_frames(10)          # render before torch is imported (EGL + torch import order)
+
     import torch
 
-    frames = sim_frames(10)
     shipped = default_model_dir()
     work = Path("outputs/bench_detector")
     work.mkdir(parents=True, exist_ok=True)

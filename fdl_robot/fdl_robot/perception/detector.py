@@ -151,6 +151,9 @@ class OnnxDetector:
             raise FileNotFoundError(f"ONNX model not found: {path}")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads)
+        # no busy-waiting between ops: on a 2-core robot computer that shares its cores
+        # with the other nodes, spinning threads steal time from them (and from us)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name

@@ -92,10 +92,11 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("clock_topic", "/clock", "rosgraph_msgs/Clock topic of the simulated time."),
     ),
     "detector_node": (
-        Param("backend", "color", "Detector backend: 'ultralytics' (YOLO / RT-DETR .pt or "
-              ".onnx), 'detr' (Hugging Face checkpoint directory) or 'color' (HSV colour blobs, "
-              "no weights; the default until trained weights ship)."),
-        Param("model_path", "", "Weights file or checkpoint directory ('' = the shipped model)."),
+        Param("backend", "ultralytics", "Detector backend: 'ultralytics' (YOLO / RT-DETR .pt), "
+              "'onnx' (a YOLO ONNX export on ONNX Runtime, decoded by fdl_robot.core), 'detr' "
+              "(Hugging Face checkpoint directory) or 'color' (HSV colour blobs, no weights)."),
+        Param("model_path", "", "Weights file or checkpoint directory ('' = the shipped model: "
+              "models/detector/best.pt, best.onnx for 'onnx')."),
         Param("image_size", 320, "Inference size in pixels (longest side)."),
         Param("score_threshold", 0.25, "Minimum detection confidence."),
         Param("iou_threshold", 0.5, "NMS IoU threshold (YOLO backends)."),
