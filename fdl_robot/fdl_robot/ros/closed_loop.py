@@ -255,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed0", type=int, default=5000, help="seeds seed0 .. seed0 + N - 1 (never trained on)")
     p.add_argument("--config", default=None, help="parameters YAML (default: config/fdl_robot.yaml)")
     p.add_argument("--policy", default="act", help="policy_node policy ('act' or 'scripted')")
+    p.add_argument("--policy-model", default="", help="policy_node model_path ('' = the shipped ACT weights)")
     p.add_argument("--execution", default="", help="policy_node chunk_execution ('' = the YAML's)")
     p.add_argument("--backend", default="", help="detector_node backend ('' = the YAML's)")
     p.add_argument("--width", type=int, default=0, help="sim camera width ('0' = the YAML's)")
@@ -269,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     overrides: dict[str, dict] = {"policy_node": {"policy": args.policy}, "sim_node": {}, "detector_node": {}}
+    if args.policy_model:
+        overrides["policy_node"]["model_path"] = args.policy_model
     if args.execution:
         overrides["policy_node"]["chunk_execution"] = args.execution
     if args.backend:
