@@ -229,7 +229,7 @@ def test_unknown_class_means_no_target_until_set_target_class():
 
 def test_construction_errors_are_clear():
     with RosHarness() as ros:
-        with pytest.raises(NotImplementedError, match="not available yet"):
-            ros.add(PolicyNode, {"policy": "act"})
+        with pytest.raises(FileNotFoundError, match="ACT checkpoint not found"):
+            ros.add(PolicyNode, {"policy": "act", "model_path": "/nonexistent/act.pt"})
         with pytest.raises(ValueError, match="limits"):
             ros.add(PolicyNode, {"max_velocity_rad_s": [1.0, 1.0]})

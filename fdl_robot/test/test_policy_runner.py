@@ -45,9 +45,9 @@ def test_scripted_policy_implements_the_interface():
     assert chunk.shape == (policy.chunk_size, 7) and np.all(np.isfinite(chunk))
 
 
-def test_make_policy_explains_act_and_rejects_unknown_names():
-    with pytest.raises(NotImplementedError, match="not available yet"):
-        make_policy("act", dt_s=DT)
+def test_make_policy_explains_a_missing_act_checkpoint_and_rejects_unknown_names():
+    with pytest.raises(FileNotFoundError, match="ACT checkpoint not found"):
+        make_policy("act", dt_s=DT, model_path="/nonexistent/act.pt")
     with pytest.raises(ValueError, match="unknown policy"):
         make_policy("random", dt_s=DT)
 
