@@ -137,15 +137,24 @@ class PolicyRunner:
 # --- policy selection ---------------------------------------------------------------------
 
 def make_policy(name: str, *, dt_s: float, model_path: str = "", **kwargs: Any) -> Policy:
-    """The policy named by the ``policy`` parameter: 'scripted' (now) or 'act' (issue 6)."""
+    """The policy named by the ``policy`` parameter: 'scripted' or 'act'.
+
+    'act' loads :class:`fdl_robot.policy.act.policy.ACTPolicy` from ``model_path`` ('' =
+    the shipped weights; torch is imported only here); its control period is fixed by
+    training, so ``dt_s`` must equal it (ValueError otherwise).
+    """
     if name == "scripted":
         from fdl_robot.policy.scripted import ScriptedPolicy
 
         return ScriptedPolicy(dt_s=dt_s, **kwargs)
     if name == "act":
-        raise NotImplementedError(
-            "policy 'act' is not available yet: the ACT model arrives with issue 6 and plugs in "
-            "here through fdl_robot.policy.interface.Policy; use policy:=scripted until then")
+        from fdl_robot.policy.act.policy import ACTPolicy
+
+        policy = ACTPolicy.load(model_path, **kwargs)
+        if abs(policy.dt_s - dt_s) > 1e-9:
+            raise ValueError(f"the ACT model was trained at dt = {policy.dt_s} s "
+                             f"({1 / policy.dt_s:g} Hz), not {dt_s} s")
+        return policy
     raise ValueError(f"unknown policy '{name}'; choose 'scripted' or 'act'")
 
 
