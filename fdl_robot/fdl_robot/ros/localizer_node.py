@@ -23,6 +23,10 @@ from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera, dete
 from fdl_robot.ros.sync import StampSynchronizer
 
 
+#: A stamp older than the newest one by more than this is a time jump, not a late frame.
+TIME_JUMP_NS = 1_000_000_000
+
+
 class LocalizerNode(FdlNode):
     def __init__(self, **kwargs):
         super().__init__("localizer_node", **kwargs)
@@ -55,6 +59,13 @@ class LocalizerNode(FdlNode):
 
     def localize(self, det_msg: Detection2DArray, depth_msg: Image) -> None:
         stamp_ns = stamp_to_ns(det_msg.header.stamp)
+        if stamp_ns < self.last_stamp_ns - TIME_JUMP_NS:
+            # a jump back in time, not a late frame: a bag looping, a restarted simulator or
+            # one earlier stamp from the future; start a new time base instead of refusing
+            # every frame from now on
+            self.reject("time jumped back", f"{(self.last_stamp_ns - stamp_ns) * 1e-9:.3f} s: "
+                        "restarting from this stamp")
+            self.last_stamp_ns = -1
         if stamp_ns <= self.last_stamp_ns:
             self.reject("out-of-order stamp", f"{stamp_ns} after {self.last_stamp_ns} ns")
             return
