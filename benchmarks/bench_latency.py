@@ -516,13 +516,16 @@ def plot(report: dict, path: Path) -> None:
         for x, style, label in ((TARGET_P50_MS, "--", "target p50"), (TARGET_P99_MS, ":", "target p99"),
                                 (57.0, "-.", "seed budget 57 ms")):
             ax.axvline(x, color="k", ls=style, lw=0.8, label=label)
-        ax.set_title(f"{run['mode']}, camera {run['rate_hz']:g} Hz, {run['frames_published']} frames")
+        ax.set_title(f"{run['mode']}, camera {run['rate_hz']:g} Hz, {run['frames_published']} frames "
+                     f"(other processes used {run['other_processes_cpu_percent']:.0f} % of one core)",
+                     fontsize=9)
         ax.set_xlabel("ms since the source image stamp (stage output published)")
         ax.set_ylabel("frames")
         ax.legend(fontsize=7, loc="upper right")
     cfg = report["config"]
-    fig.suptitle(f"fdl_robot graph latency: {cfg['backend']} backend, policy {cfg['policy']}, "
-                 f"{report['machine']['cpus']} CPUs")
+    fig.suptitle(f"fdl_robot graph latency: {cfg['backend']} backend, policy {cfg['policy']}, executor "
+                 f"{cfg['executor']}, sensor QoS depth {cfg['sensor_depth']}, "
+                 f"{report['machine']['cpus']} CPUs", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -536,7 +539,7 @@ def main(argv=None) -> int:
                     choices=["one-process", "multi-process"])
     ap.add_argument("--duration", type=float, default=30.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring")
-    ap.add_argument("--backend", default="color", help="detector backend: color, ultralytics, detr")
+    ap.add_argument("--backend", default="color", help="detector backend: color, ultralytics, onnx, detr")
     ap.add_argument("--model", default="", help="detector weights ('' = the shipped ones)")
     ap.add_argument("--image-size", type=int, default=320, help="detector inference size, px")
     ap.add_argument("--policy", default="scripted", help="policy_node policy: scripted or act")
@@ -564,8 +567,9 @@ def main(argv=None) -> int:
     else:
         os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     model = args.model
-    if args.backend == "ultralytics" and not model:
-        shipped = REPO / "fdl_robot" / "fdl_robot" / "models" / "detector" / "best.pt"
+    if args.backend in ("ultralytics", "onnx") and not model:
+        shipped = REPO / "fdl_robot" / "fdl_robot" / "models" / "detector" / (
+            "best.onnx" if args.backend == "onnx" else "best.pt")
         model = str(shipped) if shipped.is_file() else ""
     frames = load_frames(args.width, args.height, args.seed)
     config = write_config(args.out.with_suffix(".yaml"), frames, args.backend, model,
