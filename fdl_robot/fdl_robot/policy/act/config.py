@@ -54,6 +54,8 @@ class ACTConfig:
     action_dim: int = 7
     chunk_size: int = 50
     dt_s: float = 0.02
+    #: Predict joint targets relative to the observed joints (``processor.chunk_to_model``).
+    relative_actions: bool = True
     # --- model
     d_model: int = 128
     n_heads: int = 8

@@ -161,7 +161,7 @@ def _summary(outcomes: list[EpisodeOutcome]) -> dict[str, Any]:
 
 def evaluate(model_path: str = "", episodes: int = 100, seed0: int = 5000,
              inputs: Sequence[str] = ("gt", "noisy"), executions: Sequence[str] = ("ensemble", "chunk"),
-             max_steps: int = 600, settle_s: float = 1.0, ensemble_m: float = 0.01,
+             max_steps: int = 700, settle_s: float = 1.0, ensemble_m: float = 0.01,
              latency_s: float = 0.08, bin_bias_m: float = 0.007, progress: bool = True,
              strip: Path | None = None) -> dict[str, Any]:
     """Run every (inputs, execution) row over seeds seed0 .. seed0 + episodes - 1."""
@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed0", type=int, default=5000, help="first seed (never used in training)")
     ap.add_argument("--inputs", nargs="+", default=["gt", "noisy"], choices=INPUT_MODES)
     ap.add_argument("--execution", nargs="+", default=["ensemble", "chunk"], choices=("ensemble", "chunk"))
-    ap.add_argument("--max-steps", type=int, default=600, help="episode limit, 50 Hz steps")
+    ap.add_argument("--max-steps", type=int, default=700, help="episode limit, 50 Hz steps (14 s)")
     ap.add_argument("--settle-s", type=float, default=1.0,
                     help="end an episode once solved for this long (0 = always run max-steps)")
     ap.add_argument("--ensemble-m", type=float, default=0.01)

@@ -1,8 +1,9 @@
 """The ACT network (Zhao et al. 2023) for state inputs: CVAE encoder, transformer encoder, decoder.
 
 Everything here works in *normalised* coordinates (``processor.Normalizer``): an
-observation o (B, 20) and an action chunk a (B, k, 7), both zero mean and unit std per
-feature over the training set. Frames and units of the raw features: ``processor``.
+observation o (B, 20) and an action chunk a (B, k, 7) in model coordinates
+(``processor.chunk_to_model``: joints relative to the observed q_t), both zero mean and
+unit std per feature over the training set. Frames and units of the raw features: ``processor``.
 
 Notation: B batch, k chunk size, d = ``d_model``, L = ``latent_dim``.
 

@@ -3,9 +3,10 @@
     policy = ACTPolicy.load()                 # the shipped weights (models/act/act.pt)
     chunk = policy.predict_chunk(obs)         # (k, 7) absolute targets, row 0 = next step
 
-Per call: observation vector (``processor.observation_vector``: qpos, gripper, target
-centre and bin x, y in base_link) -> normalise -> ACT with z = 0 (prior mean) ->
-unnormalise -> gripper clipped to [0, 1]. Joint limits and speeds are left to the
+Per call: observation vector (``processor.observation_vector``: qpos, gripper, TCP by
+forward kinematics, target centre and bin x, y in base_link) -> normalise -> ACT with
+z = 0 (prior mean) -> unnormalise -> back to absolute targets (``chunk_from_model``: + q_t
+for the joints) -> gripper clipped to [0, 1]. Joint limits and speeds are left to the
 safety layer of :class:`~fdl_robot.policy.runner.PolicyRunner`.
 
 Missing data never moves the robot and NaN never reaches the model:
@@ -37,7 +38,7 @@ import torch
 
 from fdl_robot.policy.act.config import ACTConfig
 from fdl_robot.policy.act.model import ACTModel
-from fdl_robot.policy.act.processor import Normalizer, observation_vector
+from fdl_robot.policy.act.processor import Normalizer, chunk_from_model, observation_vector
 from fdl_robot.policy.interface import ACTION_DIM, PolicyObservation
 
 __all__ = ["CHECKPOINT_FORMAT", "SHIPPED_MODEL_PATH", "ACTPolicy", "save_checkpoint",
@@ -140,6 +141,7 @@ class ACTPolicy:
         with torch.inference_mode():
             a_n, _, _ = self.model(torch.as_tensor(x, dtype=torch.float32))
         self.last_inference_s = time.perf_counter() - t0
-        chunk = self.normalizer.unnormalize_action(a_n.numpy().astype(np.float64))
+        chunk = chunk_from_model(self.normalizer.unnormalize_action(a_n.numpy().astype(np.float64)),
+                                 np.asarray(obs_vectors, np.float64)[:, :7], self.config.relative_actions)
         chunk[..., ACTION_DIM - 1] = np.clip(chunk[..., ACTION_DIM - 1], 0.0, 1.0)
         return chunk

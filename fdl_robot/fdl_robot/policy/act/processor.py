@@ -20,11 +20,18 @@ arm's kinematics from a few hundred cube positions. The bin's z is not an input:
 stands on the table (z = 0 in every demonstration), and a perceived z (rim, floor or
 centre of the detection) would only be an out-of-distribution input.
 
-Action vector (7,): [q_1 .. q_6 (rad), gripper command 0 open .. 1 closed], absolute.
+Action vector (7,): [q_1 .. q_6 (rad), gripper command 0 open .. 1 closed], absolute: what
+the policy returns and the demonstrations record. The network itself predicts the chunk
+in *model coordinates* (``chunk_to_model`` / ``chunk_from_model``): with
+``relative_actions`` the joint rows relative to the joint positions observed at the
+chunk's start, a_i - [q_t, 0] (i = 0 .. k-1, every row relative to the same q_t, so
+nothing is integrated along the chunk; the gripper stays absolute). Reaching a cube 1 cm
+away is then a small, nearly linear function of (p_t - p_tcp) instead of a 1 %-precise
+regression of absolute angles, and the output is still absolute after adding q_t back.
 
 Normalisation (``Normalizer``): x_n = (x - mean) / max(std, std_floor) per feature, mean
-and std over every step of the training episodes; stored in the checkpoint with the
-weights so that a checkpoint is self-contained.
+and std over the training set (for actions per chunk row and joint, shape (k, 7)); stored
+in the checkpoint with the weights so that a checkpoint is self-contained.
 """
 from __future__ import annotations
 
@@ -39,7 +46,7 @@ from fdl_robot.core import kinematics
 from fdl_robot.policy.act.config import AugmentConfig
 from fdl_robot.policy.interface import PolicyObservation
 
-__all__ = ["OBS_FEATURES", "ACTION_FEATURES", "TOKEN_GROUPS", "OBS_DIM", "features", "Normalizer", "observation_vector",
+__all__ = ["OBS_FEATURES", "ACTION_FEATURES", "TOKEN_GROUPS", "OBS_DIM", "features", "chunk_to_model", "chunk_from_model", "Normalizer", "observation_vector",
            "Episode", "DemoArrays", "load_episodes", "forward_fill", "augment_objects"]
 
 OBS_FEATURES = ("q1", "q2", "q3", "q4", "q5", "q6", "gripper", "tcp_x", "tcp_y", "tcp_z",
@@ -63,6 +70,22 @@ def features(qpos7: np.ndarray, target: np.ndarray, bin_xy: np.ndarray,
     return np.concatenate([qpos7, tcp, target, target - tcp, bin_xy, bin_xy - tcp[:, :2]], axis=1)
 
 
+def chunk_to_model(chunks: np.ndarray, qpos7: np.ndarray, relative: bool) -> np.ndarray:
+    """Absolute chunks (B, k, 7) -> model coordinates: joints minus q_t (B, 7) if ``relative``."""
+    out = np.array(chunks, dtype=np.float64)
+    if relative:
+        out[..., :6] -= np.asarray(qpos7, np.float64)[:, None, :6]
+    return out
+
+
+def chunk_from_model(chunks: np.ndarray, qpos7: np.ndarray, relative: bool) -> np.ndarray:
+    """Inverse of :func:`chunk_to_model`."""
+    out = np.array(chunks, dtype=np.float64)
+    if relative:
+        out[..., :6] += np.asarray(qpos7, np.float64)[:, None, :6]
+    return out
+
+
 def observation_vector(obs: PolicyObservation) -> np.ndarray:
     """PolicyObservation -> (20,) (see the module docstring). Requires a target."""
     if obs.target_p_base_m is None:
@@ -81,7 +104,7 @@ class Normalizer:
 
     def __post_init__(self):
         for name in ("obs_mean", "obs_std", "action_mean", "action_std"):
-            arr = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
+            arr = np.asarray(getattr(self, name), dtype=np.float64)
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"normalizer {name} is not finite")
             object.__setattr__(self, name, arr)
@@ -90,7 +113,10 @@ class Normalizer:
 
     @classmethod
     def fit(cls, obs: np.ndarray, actions: np.ndarray, std_floor: float = 1e-3) -> "Normalizer":
-        """Mean and std (floored at ``std_floor``) over the rows of obs (N, 20) and actions (N, 7)."""
+        """Mean and std (floored at ``std_floor``) over axis 0 of obs (N, 20) and actions (M, ...).
+
+        Actions (M, 7) give per-joint statistics, chunks (M, k, 7) per row and joint.
+        """
         obs, actions = np.asarray(obs, np.float64), np.asarray(actions, np.float64)
         return cls(obs.mean(0), np.maximum(obs.std(0), std_floor),
                    actions.mean(0), np.maximum(actions.std(0), std_floor))

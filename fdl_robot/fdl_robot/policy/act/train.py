@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from fdl_robot.policy.act.config import ACTConfig, AugmentConfig
-from fdl_robot.policy.act.processor import DemoArrays, Normalizer, load_episodes
+from fdl_robot.policy.act.processor import DemoArrays, Normalizer, chunk_to_model, load_episodes
 
 __all__ = ["train", "main", "split_episodes"]
 
@@ -96,12 +96,16 @@ def train(cfg: ACTConfig, data_dir: str | Path, out_dir: str | Path, progress: b
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
+    def model_chunks(data: DemoArrays, g: np.ndarray) -> np.ndarray:
+        return chunk_to_model(data.chunks(g, cfg.chunk_size), data.qpos[g], cfg.relative_actions)
+
     t_load = time.perf_counter()
     episodes = load_episodes(str(data_dir))[:max_episodes]
     train_idx, val_idx = split_episodes(len(episodes), cfg.val_fraction, cfg.seed)
     tr = DemoArrays.from_episodes([episodes[i] for i in train_idx])
     va = DemoArrays.from_episodes([episodes[i] for i in val_idx]) if len(val_idx) else tr
-    norm = Normalizer.fit(tr.clean_obs(), tr.action, cfg.std_floor)
+    g_stats = np.random.default_rng(cfg.seed + 2).choice(len(tr), min(len(tr), 50_000), replace=False)
+    norm = Normalizer.fit(tr.clean_obs(), model_chunks(tr, g_stats), cfg.std_floor)
     load_s = time.perf_counter() - t_load
 
     # fixed validation set: every 3rd step, one draw of the augmentation and ground truth
@@ -111,7 +115,7 @@ def train(cfg: ACTConfig, data_dir: str | Path, out_dir: str | Path, progress: b
         "val_l1": torch.as_tensor(norm.normalize_obs(va.observations(g_val, val_rng, cfg.augment)), dtype=torch.float32),
         "val_l1_clean": torch.as_tensor(norm.normalize_obs(va.clean_obs(g_val)), dtype=torch.float32),
     }
-    val_act = torch.as_tensor(norm.normalize_action(va.chunks(g_val, cfg.chunk_size)), dtype=torch.float32)
+    val_act = torch.as_tensor(norm.normalize_action(model_chunks(va, g_val)), dtype=torch.float32)
 
     model = ACTModel(cfg)
     n_params = sum(p.numel() for p in model.parameters())
@@ -148,7 +152,7 @@ def train(cfg: ACTConfig, data_dir: str | Path, out_dir: str | Path, progress: b
             group["lr"] = lr_at(step, cfg)
         g = rng.integers(0, len(tr), cfg.batch_size)
         obs = torch.as_tensor(norm.normalize_obs(tr.observations(g, rng, cfg.augment)), dtype=torch.float32)
-        act = torch.as_tensor(norm.normalize_action(tr.chunks(g, cfg.chunk_size)), dtype=torch.float32)
+        act = torch.as_tensor(norm.normalize_action(model_chunks(tr, g)), dtype=torch.float32)
         a_hat, mu, logvar = model(obs, act)
         losses = act_loss(a_hat, act, mu, logvar, cfg.kl_weight)
         opt.zero_grad(set_to_none=True)
@@ -229,6 +233,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int, default=d.val_every)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-augment", action="store_true", help="ground-truth object inputs only")
+    p.add_argument("--absolute-actions", action="store_true",
+                   help="predict absolute joint targets (default: relative to the observed joints)")
     p.add_argument("--p-freeze", type=float, default=d.augment.p_freeze)
     p.add_argument("--max-episodes", type=int, default=None, help="use only the first N episodes")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and validate) after this wall time")
@@ -242,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     aug = AugmentConfig(p_freeze=a.p_freeze)
     if a.no_augment:
         aug = replace(aug, p_clean=1.0, p_recorded=0.0)
-    cfg = ACTConfig(chunk_size=a.chunk_size, d_model=a.d_model, n_heads=a.heads, dim_feedforward=a.ff,
+    cfg = ACTConfig(chunk_size=a.chunk_size, relative_actions=not a.absolute_actions,
+                    d_model=a.d_model, n_heads=a.heads, dim_feedforward=a.ff,
                     n_encoder_layers=a.enc_layers, n_decoder_layers=a.dec_layers,
                     n_vae_encoder_layers=a.vae_layers, latent_dim=a.latent_dim, kl_weight=a.kl_weight,
                     dropout=a.dropout, lr=a.lr, batch_size=a.batch_size, steps=a.steps,
