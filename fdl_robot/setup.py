@@ -34,6 +34,8 @@ setup(
             "fdl-robot-pipeline-demo = fdl_robot.pipeline_demo:main",
             "fdl-robot-bag = fdl_robot.bags.cli:main",
             "fdl_sim = fdl_robot.sim.cli:main",
+            "fdl-robot-train-act = fdl_robot.policy.act.train:main",
+            "fdl-robot-eval-act = fdl_robot.policy.act.evaluate:main",
             "fdl-robot-train-detector = fdl_robot.perception.train_detector:main",
             "fdl-robot-eval-detector = fdl_robot.perception.evaluate_detector:main",
             "fdl-robot-closed-loop = fdl_robot.ros.closed_loop:main",
