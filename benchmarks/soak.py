@@ -41,10 +41,15 @@ STAGE_TOPICS = {"detections": "detections", "objects": "objects", "tracks": "tra
                 "commands": "joint_trajectory_controller/joint_trajectory"}
 
 
-def _slope_mb_per_min(t_s, values_mb) -> float | None:
+def _slope_mb_per_min(t_s, values_mb) -> tuple[float | None, float | None]:
+    """Least-squares slope (MB/min) and its standard error."""
     if len(t_s) < 3:
-        return None
-    return float(np.polyfit(np.asarray(t_s) / 60.0, np.asarray(values_mb), 1)[0])
+        return None, None
+    t, v = np.asarray(t_s) / 60.0, np.asarray(values_mb, dtype=float)
+    slope, intercept = np.polyfit(t, v, 1)
+    resid = v - (slope * t + intercept)
+    stderr = resid.std(ddof=2) / np.sqrt(((t - t.mean()) ** 2).sum()) if len(t) > 3 else None
+    return float(slope), None if stderr is None else float(stderr)
 
 
 def run(args) -> dict:
@@ -159,8 +164,10 @@ def run(args) -> dict:
     for key in ("rss_mb", "heap_mb"):
         vals = [s[key] for s in after if s[key] is not None]
         if vals:
+            slope, stderr = _slope_mb_per_min(t[:len(vals)], vals)
             summary[key] = {"first": samples[0][key], "after_warmup": vals[0], "last": vals[-1],
-                            "max": max(vals), "slope_mb_per_min": _slope_mb_per_min(t[:len(vals)], vals)}
+                            "max": max(vals), "slope_mb_per_min": slope,
+                            "slope_stderr_mb_per_min": stderr}
     for key in ("allocated_blocks", "gc_objects", "threads", "fds"):
         summary[key] = {"after_warmup": after[0][key], "last": after[-1][key]} if after else {}
     elapsed = samples[-1]["t_s"] - samples[0]["t_s"] if len(samples) > 1 else 0.0
@@ -194,7 +201,8 @@ def markdown(report: dict) -> str:
             v = s[key]
             lines.append(f"| {name} | {v['first']:.2f} MB | {v['after_warmup']:.2f} MB | "
                          f"{v['last']:.2f} MB | {v['max']:.2f} MB | "
-                         f"{v['slope_mb_per_min']:+.3f} MB/min |" if v["slope_mb_per_min"] is not None
+                         f"{v['slope_mb_per_min']:+.3f} +- {v['slope_stderr_mb_per_min'] or 0:.3f} MB/min |"
+                         if v["slope_mb_per_min"] is not None
                          else f"| {name} | {v['first']:.2f} | {v['after_warmup']:.2f} | {v['last']:.2f} | "
                          f"{v['max']:.2f} | - |")
     rates = ", ".join(f"{k} {v:.1f} Hz" for k, v in report["output_rates_hz"].items() if v is not None)
