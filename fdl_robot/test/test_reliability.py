@@ -196,6 +196,62 @@ def test_detector_node_survives_malformed_images_and_bursts_then_recovers():
         assert names == ["blue_cube", "red_cube"]
 
 
+class _FlakyBackend:
+    """A detector backend that fails on every other image (as cv2/torch/onnxruntime can)."""
+
+    class_names = ("red_cube",)
+
+    def __init__(self):
+        from fdl_robot.perception.color_detector import ColorDetector
+
+        self.inner, self.calls = ColorDetector(), 0
+
+    def detect(self, rgb):
+        self.calls += 1
+        if self.calls % 2 == 0:
+            raise RuntimeError("backend failure")
+        return self.inner.detect(rgb)
+
+
+def test_detector_node_survives_a_failing_backend():
+    """A backend exception is counted and the node goes on (it used to escape the callback
+    and end the process, with the one-process runner the whole graph). Real case: the ONNX
+    backend's letterbox resize raises cv2.error on a 1x4000 image."""
+    from fdl_robot.ros.detector_node import DetectorNode
+
+    with RosHarness() as ros:
+        node = ros.add(DetectorNode, {"backend": "color"}, detector=_FlakyBackend())
+        pub = ros.publisher(Image, "camera/color/image_raw")
+        out = Inbox(ros, Detection2DArray, "detections")
+        ros.wait_for_subscribers(pub)
+        for k in range(1, 7):
+            pub.publish(color_msg(k * 1_000_000))
+            assert ros.spin_until(lambda: out.n + node.counters["detector error"] == k)
+        assert out.n == 3 and node.counters["detector error"] == 3
+
+
+def test_onnx_detector_node_survives_degenerate_image_shapes():
+    pytest.importorskip("onnxruntime")
+    from fdl_robot.perception.detector import default_model_path
+    from fdl_robot.ros.detector_node import DetectorNode
+
+    if not default_model_path("onnx"):
+        pytest.skip("no shipped ONNX detector")
+    with RosHarness() as ros:
+        node = ros.add(DetectorNode, {"backend": "onnx"})
+        pub = ros.publisher(Image, "camera/color/image_raw")
+        out = Inbox(ros, Detection2DArray, "detections")
+        ros.wait_for_subscribers(pub)
+        for k, (w, h) in enumerate([(4000, 1), (1, 4000), (1, 1)], start=1):
+            pub.publish(raw_image(k, width=w, height=h))
+            assert ros.spin_until(lambda: out.n + sum(
+                v for c, v in node.counters.items() if c != "ok images") >= k, timeout_s=10)
+        pub.publish(color_msg(10_000_000_000))                      # and it still detects
+        assert ros.spin_until(lambda: out.n and stamp_to_ns(out.last.header.stamp) == 10_000_000_000,
+                              timeout_s=10)
+        assert "red_cube" in {d.class_name for d in out.last.detections}
+
+
 # --- localizer_node -------------------------------------------------------------------------
 
 class LocalizerRig:

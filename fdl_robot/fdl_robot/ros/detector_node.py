@@ -44,7 +44,11 @@ class DetectorNode(FdlNode):
         except InvalidInput as exc:
             self.reject("bad image", str(exc))
             return
-        det = self.detector.detect(rgb)
+        try:
+            det = self.detector.detect(rgb)
+        except Exception as exc:  # noqa: BLE001 - cv2/torch/onnxruntime errors must not kill the node
+            self.reject("detector error", f"{type(exc).__name__}: {exc}")
+            return
         self.counters["ok images"] += 1
         self.pub.publish(detections_to_msg(det, msg.header, msg.width, msg.height))
         if self.debug_pub is not None:
