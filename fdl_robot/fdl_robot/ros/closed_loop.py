@@ -42,7 +42,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
@@ -190,7 +190,7 @@ def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict], max_s
     sim = by_name["sim_node"]
     monitor = EpisodeMonitor(context=context)
     monitor.sim_now_ns = lambda: sim.now_ns
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    executor = SingleThreadedExecutor(context=context)      # see ros.runner.spin_nodes
     for node in nodes + [monitor]:
         executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)

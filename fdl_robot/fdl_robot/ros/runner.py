@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
 from fdl_robot.ros import graph as graphs
 
@@ -56,9 +56,16 @@ def build_nodes(graph: str, config: str | Path | None = None, namespace: str = "
     return nodes
 
 
-def spin_nodes(nodes, context=None, num_threads: int = 4) -> None:
-    """Spin nodes together until Ctrl-C or shutdown, then destroy them cleanly."""
-    executor = MultiThreadedExecutor(num_threads=num_threads, context=context)
+def spin_nodes(nodes, context=None, num_threads: int = 1) -> None:
+    """Spin nodes together until Ctrl-C or shutdown, then destroy them cleanly.
+
+    One thread by default: rclpy's MultiThreadedExecutor costs about twice the CPU per
+    callback and, with the detector in the graph, cut its throughput to ~10 frames/s on two
+    cores (``benchmarks/bench_executors.py``, ``bench_latency.py --executor``); the nodes'
+    callbacks are short and the GIL serialises them anyway. sim_node steps in its own thread.
+    """
+    executor = (SingleThreadedExecutor(context=context) if num_threads <= 1
+                else MultiThreadedExecutor(num_threads=num_threads, context=context))
     for node in nodes:
         executor.add_node(node)
     try:
