@@ -37,6 +37,11 @@ class AugmentConfig:
     bin_noise_std_m: float = 0.002
     #: Extra bin bias added to the recorded stream (its own bias is only 2 mm).
     recorded_bin_bias_std_m: float = 0.006
+    #: Velocity input: with this probability over a long window (half of them exactly
+    #: max_window_steps = k, as with chunked execution, which queries the policy every k
+    #: steps; the other half U{2..k}), else over one step (temporal ensembling).
+    p_long_window: float = 0.3
+    max_window_steps: int = 25
 
 
 @dataclass(frozen=True)
@@ -44,27 +49,28 @@ class ACTConfig:
     """Model, input and training hyper-parameters.
 
     Inputs (``processor.OBS_FEATURES``): qpos (6, rad), gripper (0..1), TCP position by
-    forward kinematics (3), target position and target - TCP (3 + 3, m, base_link), bin
-    position x, y and bin - TCP in x, y (2 + 2, m, base_link) -> ``obs_dim`` = 20.
+    forward kinematics (3), joint-state velocity (7) and its window (1), target position and
+    target - TCP (3 + 3, m, base_link), bin position x, y and bin - TCP in x, y (2 + 2, m,
+    base_link) -> ``obs_dim`` = 28.
     Output: ``chunk_size`` rows of ``action_dim`` = 7 absolute joint targets.
     """
 
     # --- interface
-    obs_dim: int = 20
+    obs_dim: int = 28
     action_dim: int = 7
-    chunk_size: int = 50
+    chunk_size: int = 25
     dt_s: float = 0.02
     #: Predict joint targets relative to the observed joints (``processor.chunk_to_model``).
     relative_actions: bool = True
     # --- model
-    d_model: int = 128
-    n_heads: int = 8
-    dim_feedforward: int = 512
+    d_model: int = 64
+    n_heads: int = 4
+    dim_feedforward: int = 256
     n_encoder_layers: int = 4
     n_decoder_layers: int = 1
-    n_vae_encoder_layers: int = 4
+    n_vae_encoder_layers: int = 2
     latent_dim: int = 32
-    dropout: float = 0.1
+    dropout: float = 0.05
     # --- loss and optimisation
     kl_weight: float = 10.0
     lr: float = 3e-4
@@ -73,9 +79,9 @@ class ACTConfig:
     weight_decay: float = 1e-4
     grad_clip_norm: float = 1.0
     batch_size: int = 64
-    steps: int = 20000
+    steps: int = 16000
     val_fraction: float = 0.1
-    val_every: int = 500
+    val_every: int = 1000
     seed: int = 0
     #: Lower bound on a normalisation std (a constant feature would divide by zero).
     std_floor: float = 1e-3

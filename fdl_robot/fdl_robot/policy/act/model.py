@@ -1,7 +1,7 @@
 """The ACT network (Zhao et al. 2023) for state inputs: CVAE encoder, transformer encoder, decoder.
 
 Everything here works in *normalised* coordinates (``processor.Normalizer``): an
-observation o (B, 20) and an action chunk a (B, k, 7) in model coordinates
+observation o (B, 28) and an action chunk a (B, k, 7) in model coordinates
 (``processor.chunk_to_model``: joints relative to the observed q_t), both zero mean and
 unit std per feature over the training set. Frames and units of the raw features: ``processor``.
 
@@ -22,7 +22,7 @@ Policy  pi_theta(a | o, z)
 Encoder tokens (B, 4, d), each a linear projection of one input group
 (``processor.TOKEN_GROUPS``) plus a learned token embedding::
 
-    [ W_z z,  W_p [q (6), g, p_tcp (3)],  W_t [p_t, p_t - p_tcp],  W_b [p_b,xy, p_b,xy - p_tcp,xy] ]
+    [ W_z z,  W_p [q (6), g, p_tcp (3), v (7), w],  W_t [p_t, p_t - p_tcp],  W_b [p_b,xy, p_b,xy - p_tcp,xy] ]
 
 through ``n_encoder_layers`` transformer encoder layers (pre-norm self-attention + MLP)
 -> memory M (B, 4, d). The decoder has k learned queries Q (k, d), one per future step;
@@ -117,7 +117,7 @@ class ACTModel(nn.Module):
     # --- parts -----------------------------------------------------------------------
 
     def encode_posterior(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-        """q_phi(z | o, a): obs (B, 20), actions (B, k, 7) -> mu, logvar (B, L)."""
+        """q_phi(z | o, a): obs (B, 28), actions (B, k, 7) -> mu, logvar (B, L)."""
         if self.vae is None:
             raise RuntimeError("this model was built without its CVAE encoder (inference only)")
         B = obs.shape[0]
@@ -128,7 +128,7 @@ class ACTModel(nn.Module):
         return mu, logvar
 
     def decode(self, obs: Tensor, z: Tensor) -> Tensor:
-        """pi_theta: obs (B, 20), z (B, L) -> normalised chunk (B, k, 7)."""
+        """pi_theta: obs (B, 28), z (B, L) -> normalised chunk (B, k, 7)."""
         tokens = [self.latent_proj(z)] + [self.group_proj[name](obs[:, s]) for name, s in TOKEN_GROUPS]
         memory = self.encoder(torch.stack(tokens, dim=1) + self.token_embed)
         queries = self.queries.expand(obs.shape[0], -1, -1)

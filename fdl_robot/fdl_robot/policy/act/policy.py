@@ -4,9 +4,21 @@
     chunk = policy.predict_chunk(obs)         # (k, 7) absolute targets, row 0 = next step
 
 Per call: observation vector (``processor.observation_vector``: qpos, gripper, TCP by
-forward kinematics, target centre and bin x, y in base_link) -> normalise -> ACT with
-z = 0 (prior mean) -> unnormalise -> back to absolute targets (``chunk_from_model``: + q_t
-for the joints) -> gripper clipped to [0, 1]. Joint limits and speeds are left to the
+forward kinematics, joint-state velocity, target centre and bin x, y in base_link) ->
+normalise -> ACT with z = 0 (prior mean) -> unnormalise -> back to absolute targets
+(``chunk_from_model``: + q_t for the joints) -> gripper clipped to [0, 1].
+
+Velocity: the finite difference of the joint states of this and the previous call,
+v = (x_t - x_prev) / (t - t_prev) over the window w = t - t_prev (stamps ``stamp_s``).
+With temporal ensembling the policy is called every control step (w = dt); with chunked
+execution every k steps (w = k dt; training covers windows up to ``max_window_steps``).
+After ``reset()``, or when the previous call is older than ``max_window_steps`` dt (or the
+clock went back), the arm is taken to be at rest: v = 0, w = dt. (Episodes start at rest,
+and the policy_node resets the policy after a watchdog hold.) A call with the same stamp
+and joint state as the previous one (the same measurement again) reuses its velocity.
+Every call updates the previous state, also the hold calls without a target. Give
+``stamp_s`` = the time the joint state was measured (its header stamp), so that the
+finite difference is taken over measurement times. Joint limits and speeds are left to the
 safety layer of :class:`~fdl_robot.policy.runner.PolicyRunner`.
 
 Missing data never moves the robot and NaN never reaches the model:
@@ -108,7 +120,20 @@ class ACTPolicy:
     def reset(self) -> None:
         self._last_target: np.ndarray | None = None
         self._last_target_s: float | None = None
+        self._prev: tuple[float, np.ndarray, np.ndarray, float] | None = None
         self.mode = "hold"
+
+    def velocity(self, obs: PolicyObservation) -> tuple[np.ndarray, float]:
+        """(joint-state velocity (7,), window s) from the previous call (module docstring)."""
+        x, t = obs.joint_state, obs.stamp_s
+        max_window = self.config.augment.max_window_steps * self.dt_s + 1e-6
+        if self._prev is not None:
+            t_prev, x_prev, v_prev, w_prev = self._prev
+            if abs(t - t_prev) <= 1e-9 and np.array_equal(x, x_prev):
+                return v_prev, w_prev                  # the same measurement again
+            if 0.0 < t - t_prev <= max_window:
+                return (x - x_prev) / (t - t_prev), t - t_prev
+        return np.zeros(ACTION_DIM), self.dt_s
 
     def hold_chunk(self, obs: PolicyObservation) -> np.ndarray:
         """The current joint state repeated k times: (k, 7)."""
@@ -116,6 +141,8 @@ class ACTPolicy:
 
     def predict_chunk(self, obs: PolicyObservation) -> np.ndarray:
         """(k, 7) absolute targets [6 joints rad, gripper 0..1]; a hold chunk without a target."""
+        velocity, window = self.velocity(obs)
+        self._prev = (obs.stamp_s, obs.joint_state, velocity, window)
         mode = "act"
         if obs.has_target:
             self._last_target, self._last_target_s = obs.target_p_base_m.copy(), obs.stamp_s
@@ -127,7 +154,7 @@ class ACTPolicy:
         else:
             self.mode = "hold"
             return self.hold_chunk(obs)
-        chunk = self.predict_vectors(observation_vector(obs)[None])[0]
+        chunk = self.predict_vectors(observation_vector(obs, velocity, window)[None])[0]
         if not np.all(np.isfinite(chunk)):
             self.mode = "invalid"
             return self.hold_chunk(obs)
@@ -135,7 +162,7 @@ class ACTPolicy:
         return chunk
 
     def predict_vectors(self, obs_vectors: np.ndarray) -> np.ndarray:
-        """Batch inference on observation vectors (B, 20) -> chunks (B, k, 7), float64."""
+        """Batch inference on observation vectors (B, 28) -> chunks (B, k, 7), float64."""
         x = self.normalizer.normalize_obs(obs_vectors)
         t0 = time.perf_counter()
         with torch.inference_mode():

@@ -2,12 +2,15 @@
 
 numpy only (no torch), so the policy's data path can be tested and reused without it.
 
-Observation vector (20,), float64, in ``OBS_FEATURES`` order, computed from the raw inputs
+Observation vector (28,), float64, in ``OBS_FEATURES`` order, computed from the raw inputs
 (joint state, target centre, bin position; ``PolicyObservation``) by :func:`features`::
 
     proprio  [q_1 .. q_6]   arm joint positions, rad (ARM_JOINTS order)    qpos_rad
              g              gripper closure, 0 open .. 1 closed            gripper
              p_tcp (3)      tool centre point, base_link, m: FK(q) (core.kinematics, TCP 0.135 m)
+             v (7)          joint-state velocity, rad/s (gripper 1/s): finite difference
+                            (x_t - x_{t-w}) / w of the joint states of two observations
+             w              that window, s (0.02 when the policy is queried every step)
     target   p_t (3)        target (red cube) centre, base_link, m        target_p_base_m
              p_t - p_tcp (3)
     bin      p_b,xy (2)     bin centre on the table, base_link, m          bin_p_base_m[:2]
@@ -16,7 +19,11 @@ Observation vector (20,), float64, in ``OBS_FEATURES`` order, computed from the 
 base_link is REP-103 (x forward, y left, z up) on the table top. The TCP position and the
 differences are functions of the raw inputs (forward kinematics), given to the network so
 that it can servo on "where the cube is relative to the gripper" instead of learning the
-arm's kinematics from a few hundred cube positions. The bin's z is not an input: the bin
+arm's kinematics from a few hundred cube positions. The velocity tells a moving arm from a
+resting one at the same place: without it, every state along a carry looks like the
+start of the motion and the policy creeps (measured: stalls after the lift, releases early).
+The policy computes it from the observations it is given (``ACTPolicy``: every step with
+ensembling; every k steps with chunked execution, hence the window input). The bin's z is not an input: the bin
 stands on the table (z = 0 in every demonstration), and a perceived z (rim, floor or
 centre of the detection) would only be an out-of-distribution input.
 
@@ -50,24 +57,29 @@ __all__ = ["OBS_FEATURES", "ACTION_FEATURES", "TOKEN_GROUPS", "OBS_DIM", "featur
            "Episode", "DemoArrays", "load_episodes", "forward_fill", "augment_objects"]
 
 OBS_FEATURES = ("q1", "q2", "q3", "q4", "q5", "q6", "gripper", "tcp_x", "tcp_y", "tcp_z",
+                "v1", "v2", "v3", "v4", "v5", "v6", "v_gripper", "velocity_window_s",
                 "target_x", "target_y", "target_z", "target_dx", "target_dy", "target_dz",
                 "bin_x", "bin_y", "bin_dx", "bin_dy")
 ACTION_FEATURES = ("q1", "q2", "q3", "q4", "q5", "q6", "gripper")
 #: Token groups of the policy encoder: name -> slice of the observation vector.
-TOKEN_GROUPS = (("proprio", slice(0, 10)), ("target", slice(10, 16)), ("bin", slice(16, 20)))
+TOKEN_GROUPS = (("proprio", slice(0, 18)), ("target", slice(18, 24)), ("bin", slice(24, 28)))
 OBS_DIM = len(OBS_FEATURES)
 
 
-def features(qpos7: np.ndarray, target: np.ndarray, bin_xy: np.ndarray,
-             tcp: np.ndarray | None = None) -> np.ndarray:
-    """Observation vectors (B, 20) from joint states (B, 7), targets (B, 3), bin x, y (B, 2).
+def features(qpos7: np.ndarray, velocity7: np.ndarray, window_s: np.ndarray, target: np.ndarray,
+             bin_xy: np.ndarray, tcp: np.ndarray | None = None) -> np.ndarray:
+    """Observation vectors (B, 28) from joint states (B, 7), their velocities (B, 7) over
+    windows (B,) s, targets (B, 3) and bin x, y (B, 2).
 
     ``tcp`` (B, 3) may be given when already known (it is FK(qpos7[:, :6])).
     """
-    qpos7, target, bin_xy = (np.atleast_2d(np.asarray(x, np.float64)) for x in (qpos7, target, bin_xy))
+    qpos7, velocity7, target, bin_xy = (np.atleast_2d(np.asarray(x, np.float64))
+                                        for x in (qpos7, velocity7, target, bin_xy))
+    window = np.asarray(window_s, np.float64).reshape(-1, 1) * np.ones((len(qpos7), 1))
     if tcp is None:
         tcp = kinematics.tcp_position(qpos7[:, :6])
-    return np.concatenate([qpos7, tcp, target, target - tcp, bin_xy, bin_xy - tcp[:, :2]], axis=1)
+    return np.concatenate([qpos7, tcp, velocity7, window, target, target - tcp, bin_xy,
+                           bin_xy - tcp[:, :2]], axis=1)
 
 
 def chunk_to_model(chunks: np.ndarray, qpos7: np.ndarray, relative: bool) -> np.ndarray:
@@ -86,11 +98,11 @@ def chunk_from_model(chunks: np.ndarray, qpos7: np.ndarray, relative: bool) -> n
     return out
 
 
-def observation_vector(obs: PolicyObservation) -> np.ndarray:
-    """PolicyObservation -> (20,) (see the module docstring). Requires a target."""
+def observation_vector(obs: PolicyObservation, velocity7: np.ndarray, window_s: float) -> np.ndarray:
+    """PolicyObservation + joint-state velocity over a window -> (28,). Requires a target."""
     if obs.target_p_base_m is None:
         raise ValueError("the ACT observation needs a target position")
-    return features(obs.joint_state, obs.target_p_base_m, obs.bin_p_base_m[:2])[0]
+    return features(obs.joint_state, velocity7, window_s, obs.target_p_base_m, obs.bin_p_base_m[:2])[0]
 
 
 @dataclass(frozen=True)
@@ -219,6 +231,7 @@ class DemoArrays:
     grasp: np.ndarray
     seeds: tuple[int, ...]
     tcp: np.ndarray | None = None   # (N, 3) FK of qpos, filled on construction
+    dt_s: float = 0.02
 
     def __post_init__(self):
         if self.tcp is None:
@@ -238,9 +251,24 @@ class DemoArrays:
     def __len__(self) -> int:
         return len(self.action)
 
+    def velocity(self, g: np.ndarray, n: np.ndarray | int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(x_g - x_{g-n}) / (n dt) of the joint states and the window n dt, per sample.
+
+        The window is cut at the episode start; at the first step (no earlier state) the
+        velocity is 0 over a window of dt (episodes start at rest).
+        """
+        g = np.asarray(g)
+        src = np.maximum(g - np.asarray(n), self.ep_start[g])
+        steps = g - src
+        window = np.maximum(steps, 1) * self.dt_s
+        return (self.qpos[g] - self.qpos[src]) / window[:, None], window
+
     def clean_obs(self, g: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """Observation vectors with ground-truth objects at global steps g: (B, 20)."""
-        return features(self.qpos[g], self.target[g], self.bin[g, :2], self.tcp[g])
+        """Observation vectors with ground-truth objects at global steps g, velocity over one
+        step: (B, 28)."""
+        g = np.arange(len(self))[g]
+        v, w = self.velocity(g, 1)
+        return features(self.qpos[g], v, w, self.target[g], self.bin[g, :2], self.tcp[g])
 
     def chunks(self, g: np.ndarray, k: int) -> np.ndarray:
         """Actions g .. g + k - 1 of each sample's episode, padded with its last action: (B, k, 7).
@@ -252,11 +280,17 @@ class DemoArrays:
 
     def observations(self, g: np.ndarray, rng: np.random.Generator | None,
                      cfg: AugmentConfig) -> np.ndarray:
-        """Observation vectors (B, 20) at global steps g, objects perturbed (``rng`` None: clean)."""
+        """Observation vectors (B, 28) at global steps g, objects perturbed and velocity windows
+        drawn as in ``cfg`` (``rng`` None: clean, one-step velocity)."""
         if rng is None:
             return self.clean_obs(g)
+        g = np.asarray(g)
+        B, k = len(g), cfg.max_window_steps
+        long_n = np.where(rng.random(B) < 0.5, k, rng.integers(2, k + 1, B))
+        n = np.where(rng.random(B) < cfg.p_long_window, long_n, 1)
+        v, w = self.velocity(g, n)
         target, bin_xy = augment_objects(self, g, rng, cfg)
-        return features(self.qpos[g], target, bin_xy, self.tcp[g])
+        return features(self.qpos[g], v, w, target, bin_xy, self.tcp[g])
 
 
 def augment_objects(data: DemoArrays, g: np.ndarray, rng: np.random.Generator,
