@@ -42,7 +42,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
@@ -190,7 +190,9 @@ def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict], max_s
     sim = by_name["sim_node"]
     monitor = EpisodeMonitor(context=context)
     monitor.sim_now_ns = lambda: sim.now_ns
-    executor = SingleThreadedExecutor(context=context)      # see ros.runner.spin_nodes
+    # several threads, so policy_node's 50 Hz tick is not queued behind a detector inference
+    # (torch releases the GIL); fdl-robot run uses one thread (see ros.runner.spin_nodes)
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
     for node in nodes + [monitor]:
         executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -258,9 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--policy-model", default="", help="policy_node model_path ('' = the shipped ACT weights)")
     p.add_argument("--execution", default="", help="policy_node chunk_execution ('' = the YAML's)")
     p.add_argument("--backend", default="", help="detector_node backend ('' = the YAML's)")
-    p.add_argument("--width", type=int, default=0, help="sim camera width ('0' = the YAML's)")
-    p.add_argument("--height", type=int, default=0)
-    p.add_argument("--real-time-factor", type=float, default=None, help="sim_node real_time_factor")
+    p.add_argument("--width", type=int, default=320, help="sim camera width (0 = the YAML's; the detector "
+                   "runs at 320 px either way)")
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--real-time-factor", type=float, default=0.3,
+                   help="sim_node real_time_factor. 0.3 by default: two CPU cores cannot render, detect, "
+                        "track and run ACT at 50 Hz in real time, and every node runs on the sim's /clock, "
+                        "so a slower sim loses no control tick (at 1.0 about half the ticks are skipped)")
     p.add_argument("--max-sim-s", type=float, default=20.0, help="episode time limit, simulated seconds")
     p.add_argument("--video", type=Path, default=None, help="MP4 of the annotated camera view")
     p.add_argument("--strip", type=Path, default=None, help="image strip of the first episode")
