@@ -556,7 +556,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sensor-depth", type=int, default=0,
                     help="experiment: history depth of the nodes' sensor QoS (default 5; 1 = always "
                          "the newest frame); needs --executor single or multi")
-    ap.add_argument("--dds-profile", default=str(Path(__file__).resolve().parent / "fastdds_large_shm.xml"),
+    ap.add_argument("--dds-profile", default=str(REPO / "fdl_robot" / "fdl_robot" / "ros" / "fastdds_profile.xml"),
                     help="Fast DDS XML profile for every process ('' = Fast DDS defaults, which lose "
                          "best-effort messages > 512 KB between processes)")
     ap.add_argument("--keep-raw", action="store_true", help="keep per-frame latencies in the JSON")
@@ -564,8 +564,8 @@ def main(argv=None) -> int:
 
     if args.dds_profile:
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(args.dds_profile).resolve())
-    else:
-        os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    else:                                   # set but empty: fdl_robot.ros.dds leaves it alone
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = ""
     model = args.model
     if args.backend in ("ultralytics", "onnx") and not model:
         shipped = REPO / "fdl_robot" / "fdl_robot" / "models" / "detector" / (

@@ -11,10 +11,5 @@ bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
-if [[ ! -f "$ROOT/fdl_robot/fdl_robot/models/act/act.pt" ]]; then
-    # Until trained ACT weights ship (issue 6), run the perception pipeline demo instead.
-    echo "No ACT weights in fdl_robot/fdl_robot/models/act/ yet: running the perception pipeline demo."
-    exec "$ROOT/.venv/bin/fdl-robot-pipeline-demo"
-fi
 exec "$ROOT/.venv/bin/fdl-robot-closed-loop" --episodes "${EPISODES:-3}" --seed0 "${SEED0:-5000}" \
     --video outputs/demo.mp4 --strip outputs/demo_strip.png --json outputs/demo.json "$@"

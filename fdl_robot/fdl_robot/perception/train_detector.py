@@ -2,9 +2,12 @@
 
     fdl-robot-train-detector                       # dataset + training + ONNX + metrics
     fdl-robot-train-detector --hours 0.75 --imgsz 320 --model yolo11n.yaml
+    fdl-robot-train-detector --model fdl_robot/fdl_robot/models/detector/best.pt --hours 0.8
+                                                   # fine-tune the shipped weights
 
 No pretrained weights exist on these machines, so the network starts from random
-initialisation (``pretrained=False``) and learns from the simulator alone. ultralytics
+initialisation (``pretrained=False``) and learns from the simulator alone; with a ``.pt``
+as ``--model`` training continues from those weights (our own earlier run) instead. ultralytics
 runs the training loop (mosaic, HSV/scale/flip augmentation, cosine-free linear LR
 decay fitted to the time budget by ``time=``); the dataset comes from
 :mod:`fdl_robot.sim.detection_dataset`. The best checkpoint (by ultralytics' fitness,
@@ -72,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--train-episodes", type=int, default=250, help="episodes rendered for training")
     p.add_argument("--val-episodes", type=int, default=60, help="episodes rendered for validation")
     p.add_argument("--frames-per-episode", type=int, default=4)
-    p.add_argument("--model", default="yolo11n.yaml", help="ultralytics model yaml (trained from scratch)")
+    p.add_argument("--model", default="yolo11n.yaml",
+                   help="ultralytics model yaml (trained from scratch) or a .pt of ours to fine-tune")
     p.add_argument("--imgsz", type=int, default=320, help="training and export size, pixels")
     p.add_argument("--hours", type=float, default=0.75, help="training time budget (ultralytics time=)")
     p.add_argument("--batch", type=int, default=16)

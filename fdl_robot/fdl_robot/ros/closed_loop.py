@@ -42,7 +42,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
@@ -175,14 +175,29 @@ def write_strip(frames: list[np.ndarray], path: Path, n: int = 8, cols: int = 4)
     cv2.imwrite(str(path), np.vstack([np.hstack(tiles[j:j + cols]) for j in range(0, len(tiles), cols)]))
 
 
+#: sim_node settings of the closed loop, unless overridden: 320x240 (the detector runs at 320 px
+#: either way) and a real-time factor of 0.3, because two CPU cores cannot render, detect,
+#: track and run ACT at 50 Hz in real time; every node runs on the sim's /clock, so a slower
+#: sim loses no control tick (at 1.0 about half the ticks are skipped).
+SIM_DEFAULTS = {"width": 320, "height": 240, "real_time_factor": 0.3}
+#: policy_node settings of the closed loop, unless overridden: the shipped ACT policy.
+POLICY_DEFAULTS = {"policy": "act"}
+
+
 def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict], max_sim_s: float = 20.0,
                     hold_s: float = 0.5, record_episodes: int = 0, config: str | None = None,
-                    progress=print) -> tuple[list[EpisodeResult], list[list[np.ndarray]], float]:
+                    progress=print, num_threads: int = 1
+                    ) -> tuple[list[EpisodeResult], list[list[np.ndarray]], float]:
     """Run the sim graph for ``episodes`` episodes; results, annotated frames, real-time factor."""
     from fdl_robot.ros.runner import build_nodes
 
     overrides = {k: dict(v) for k, v in overrides.items()}
-    overrides.setdefault("sim_node", {})["seed"] = seed0
+    sim_overrides = overrides.setdefault("sim_node", {})
+    for key, value in SIM_DEFAULTS.items():
+        sim_overrides.setdefault(key, value)
+    sim_overrides["seed"] = seed0
+    for key, value in POLICY_DEFAULTS.items():
+        overrides.setdefault("policy_node", {}).setdefault(key, value)
     context = rclpy.Context()
     rclpy.init(context=context)
     nodes = build_nodes("sim", config, context=context, extra_overrides=overrides)
@@ -190,9 +205,11 @@ def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict], max_s
     sim = by_name["sim_node"]
     monitor = EpisodeMonitor(context=context)
     monitor.sim_now_ns = lambda: sim.now_ns
-    # several threads, so policy_node's 50 Hz tick is not queued behind a detector inference
-    # (torch releases the GIL); fdl-robot run uses one thread (see ros.runner.spin_nodes)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    # one thread by default (see ros.runner.spin_nodes): rclpy's multi-threaded executor costs
+    # twice the CPU per callback, and its threads contend for the GIL with sim_node's stepping
+    # thread, which then falls further behind its real-time factor
+    executor = (SingleThreadedExecutor(context=context) if num_threads <= 1
+                else MultiThreadedExecutor(num_threads=num_threads, context=context))
     for node in nodes + [monitor]:
         executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -256,17 +273,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed0", type=int, default=5000, help="seeds seed0 .. seed0 + N - 1 (never trained on)")
     p.add_argument("--config", default=None, help="parameters YAML (default: config/fdl_robot.yaml)")
-    p.add_argument("--policy", default="act", help="policy_node policy ('act' or 'scripted')")
+    p.add_argument("--policy", default=POLICY_DEFAULTS["policy"], help="policy_node policy ('act' or 'scripted')")
     p.add_argument("--policy-model", default="", help="policy_node model_path ('' = the shipped ACT weights)")
     p.add_argument("--execution", default="", help="policy_node chunk_execution ('' = the YAML's)")
     p.add_argument("--backend", default="", help="detector_node backend ('' = the YAML's)")
-    p.add_argument("--width", type=int, default=320, help="sim camera width (0 = the YAML's; the detector "
-                   "runs at 320 px either way)")
-    p.add_argument("--height", type=int, default=240)
-    p.add_argument("--real-time-factor", type=float, default=0.3,
+    p.add_argument("--width", type=int, default=SIM_DEFAULTS["width"],
+                   help="sim camera width (the detector runs at 320 px either way)")
+    p.add_argument("--height", type=int, default=SIM_DEFAULTS["height"])
+    p.add_argument("--real-time-factor", type=float, default=SIM_DEFAULTS["real_time_factor"],
                    help="sim_node real_time_factor. 0.3 by default: two CPU cores cannot render, detect, "
                         "track and run ACT at 50 Hz in real time, and every node runs on the sim's /clock, "
                         "so a slower sim loses no control tick (at 1.0 about half the ticks are skipped)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="executor threads (1 = SingleThreadedExecutor; >1 = MultiThreadedExecutor)")
     p.add_argument("--max-sim-s", type=float, default=20.0, help="episode time limit, simulated seconds")
     p.add_argument("--video", type=Path, default=None, help="MP4 of the annotated camera view")
     p.add_argument("--strip", type=Path, default=None, help="image strip of the first episode")
@@ -282,10 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["policy_node"]["chunk_execution"] = args.execution
     if args.backend:
         overrides["detector_node"]["backend"] = args.backend
-    if args.width and args.height:
-        overrides["sim_node"].update(width=args.width, height=args.height)
-    if args.real_time_factor is not None:
-        overrides["sim_node"]["real_time_factor"] = args.real_time_factor
+    overrides["sim_node"].update(width=args.width, height=args.height, real_time_factor=args.real_time_factor)
     record = args.record_episodes if args.record_episodes is not None else (
         args.episodes if args.video else (1 if args.strip else 0))
     print(f"closed loop through the ROS graph: {args.episodes} episodes, seeds {args.seed0}.."
@@ -293,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     results, videos, rtf = run_closed_loop(args.episodes, args.seed0, overrides, args.max_sim_s,
                                            record_episodes=record, config=args.config,
-                                           progress=lambda s: print(s, flush=True))
+                                           progress=lambda s: print(s, flush=True), num_threads=args.threads)
     wall = time.monotonic() - t0
     if videos and args.video:
         frames = [f for v in videos for f in v]

@@ -1,6 +1,3 @@
-# Work in progress (issue 6): not collected by pytest until trained ACT weights ship in
-# fdl_robot/fdl_robot/models/act/; then this file becomes test_act.py again (three of its
-# tests need the shipped weights).
 """ACT: model shapes and loss, normaliser, checkpoints, the Policy behaviour, augmentation, closed loop."""
 from __future__ import annotations
 
@@ -36,7 +33,8 @@ BIN = np.array([0.45, 0.35, 0.0])
 
 def tiny_normalizer() -> Normalizer:
     rng = np.random.default_rng(0)
-    obs = features(HOME7 + rng.normal(0, 0.3, (200, 7)), CUBE + rng.normal(0, 0.05, (200, 3)),
+    obs = features(HOME7 + rng.normal(0, 0.3, (200, 7)), rng.normal(0, 0.5, (200, 7)),
+                   rng.uniform(0.02, 0.5, 200), CUBE + rng.normal(0, 0.05, (200, 3)),
                    BIN[:2] + rng.normal(0, 0.03, (200, 2)))
     act = HOME7 + rng.normal(0, 0.3, (200, 7))
     return Normalizer.fit(obs, act)
@@ -55,7 +53,7 @@ def obs(q7=HOME7, target=CUBE, t=0.0, bin_p=BIN):
 
 def test_shapes_in_training_and_inference():
     model = ACTModel(TINY)
-    o, a = torch.randn(5, 20), torch.randn(5, TINY.chunk_size, 7)
+    o, a = torch.randn(5, 28), torch.randn(5, TINY.chunk_size, 7)
     a_hat, mu, logvar = model(o, a)
     assert a_hat.shape == (5, 10, 7) and mu.shape == logvar.shape == (5, 8)
     a_hat, mu, logvar = model.eval()(o)
@@ -84,7 +82,7 @@ def test_a_tiny_model_overfits_a_tiny_batch():
     torch.manual_seed(0)
     cfg = replace(TINY, kl_weight=1.0)
     model = ACTModel(cfg)
-    o = torch.randn(16, 20)
+    o = torch.randn(16, 28)
     a = torch.cumsum(torch.randn(16, 1, 7).expand(16, 10, 7) * 0.1, dim=1) + torch.randn(16, 1, 7)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
@@ -146,14 +144,36 @@ def test_load_rejects_other_files(tmp_path):
 # --- the Policy -------------------------------------------------------------------------------
 
 def test_observation_vector_layout():
-    v = observation_vector(obs(HOME7, CUBE, bin_p=(0.4, 0.3, 0.07)))
+    vel = np.arange(7.0)
+    v = observation_vector(obs(HOME7, CUBE, bin_p=(0.4, 0.3, 0.07)), vel, 0.5)
     tcp = kin.forward_kinematics(HOME7[:6])[:3, 3]
     np.testing.assert_allclose(tcp, [0.492, 0.133, 0.353], atol=1e-3)     # home (core.kinematics)
-    assert v.shape == (len(OBS_FEATURES),) == (20,)
-    np.testing.assert_allclose(v, np.concatenate([HOME7, tcp, CUBE, CUBE - tcp, [0.4, 0.3],
+    assert v.shape == (len(OBS_FEATURES),) == (28,)
+    np.testing.assert_allclose(v, np.concatenate([HOME7, tcp, vel, [0.5], CUBE, CUBE - tcp, [0.4, 0.3],
                                                   [0.4, 0.3] - tcp[:2]]), atol=1e-12)   # bin z not used
     with pytest.raises(ValueError, match="target"):
-        observation_vector(obs(target=None))
+        observation_vector(obs(target=None), vel, 0.02)
+
+
+def test_policy_velocity_from_consecutive_observations():
+    policy = tiny_policy()
+    v, w = policy.velocity(obs(HOME7, t=1.0))
+    assert w == 0.02 and np.all(v == 0)                                   # fresh: at rest
+    policy.predict_chunk(obs(HOME7, t=1.0))
+    q = HOME7 + 0.01
+    v, w = policy.velocity(obs(q, t=1.02))
+    assert w == pytest.approx(0.02) and np.allclose(v, 0.5)
+    policy.predict_chunk(obs(q, None, t=1.02))                             # a hold call counts too
+    v, w = policy.velocity(obs(q + 0.1, t=1.52))                           # chunked execution: k dt
+    assert w == pytest.approx(0.5) and np.allclose(v, 0.2)
+    policy.predict_chunk(obs(q, t=1.02))                                   # the same measurement again
+    v, w = policy.velocity(obs(q, t=1.02))
+    assert w == pytest.approx(0.02) and np.allclose(v, 0.5)
+    v, w = policy.velocity(obs(q + 0.1, t=1.6))                            # too old: at rest
+    assert w == 0.02 and np.all(v == 0)
+    policy.reset()
+    v, w = policy.velocity(obs(q, t=1.04))
+    assert w == 0.02 and np.all(v == 0)
 
 
 def test_policy_implements_the_interface_and_holds_without_target():
@@ -221,6 +241,17 @@ def test_forward_fill_replaces_nan_rows_by_the_last_valid_one():
         forward_fill(np.full((2, 3), np.nan))
 
 
+def test_demo_arrays_velocity_stays_within_the_episode():
+    eps = [synthetic_episode(T=30), synthetic_episode(T=40, seed=1)]
+    data = DemoArrays.from_episodes(eps)
+    v, w = data.velocity(np.array([0, 5, 30, 33]), np.array([1, 3, 5, 2]))
+    np.testing.assert_allclose(w, [0.02, 0.06, 0.02, 0.04])               # cut at episode starts
+    np.testing.assert_allclose(v[0], 0)
+    np.testing.assert_allclose(v[1], (eps[0].qpos[5] - eps[0].qpos[2]) / 0.06)
+    np.testing.assert_allclose(v[2], 0)
+    np.testing.assert_allclose(v[3], (eps[1].qpos[3] - eps[1].qpos[1]) / 0.04)
+
+
 def test_demo_arrays_chunks_pad_within_each_episode():
     eps = [synthetic_episode(T=30), synthetic_episode(T=40, seed=1)]
     data = DemoArrays.from_episodes(eps)
@@ -238,7 +269,7 @@ def test_augmentation_is_finite_and_follows_its_model():
     o = data.observations(g, rng, AugmentConfig())
     assert np.all(np.isfinite(o))
     np.testing.assert_array_equal(o[:, :10], data.clean_obs(g)[:, :10])   # proprioception untouched
-    clean = data.observations(g, rng, AugmentConfig(p_clean=1.0))
+    clean = data.observations(g, rng, AugmentConfig(p_clean=1.0, p_long_window=0.0))
     np.testing.assert_array_equal(clean, data.clean_obs(g))
     # frozen target, no delay, bias or noise: after the grasp the input is a position of the
     # cube between the grasp and now, never a future one
@@ -246,12 +277,12 @@ def test_augmentation_is_finite_and_follows_its_model():
                            target_bias_std_m=(0.0, 0.0, 0.0), target_noise_std_m=0.0)
     o = data.observations(g, rng, frozen)
     after = g > 20
-    z_in, z_true = o[after, 12], data.target[g[after], 2]
+    z_in, z_true = o[after, 20], data.target[g[after], 2]
     assert np.all(z_in <= z_true + 1e-12) and np.any(z_in < z_true - 1e-3)
-    np.testing.assert_array_equal(o[~after, 10:13], data.target[g[~after]])
+    np.testing.assert_array_equal(o[~after, 18:21], data.target[g[~after]])
     # bias + noise have the configured spread
     noisy = AugmentConfig(p_clean=0.0, p_recorded=0.0, max_delay_steps=0, p_freeze=0.0)
-    err = data.observations(g, rng, noisy)[:, 10:13] - data.target[g]
+    err = data.observations(g, rng, noisy)[:, 18:21] - data.target[g]
     expected = np.sqrt(np.asarray(noisy.target_bias_std_m) ** 2 + noisy.target_noise_std_m ** 2)
     np.testing.assert_allclose(err.std(0), expected, rtol=0.1)
 

@@ -1,5 +1,3 @@
-# Work in progress (issue 6): becomes test_closed_loop.py once ACT weights ship (it runs one
-# episode of fdl-robot-closed-loop with the shipped detector and ACT and asserts success).
 """The whole loop from pixels through the ROS graph, with the shipped detector and ACT weights.
 
 One episode of ``fdl-robot-closed-loop`` (what ``scripts/demo.sh`` runs): sim_node's camera
