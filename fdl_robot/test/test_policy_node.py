@@ -42,7 +42,7 @@ class Cell:
 
     def __init__(self, ros: RosHarness, params: dict | None = None):
         self.ros = ros
-        self.node = ros.add(PolicyNode, {"input_timeout_s": TIMEOUT_S, **(params or {})})
+        self.node = ros.add(PolicyNode, {"input_timeout_s": TIMEOUT_S, "policy": "scripted", **(params or {})})
         self.js_pub = ros.publisher(JointState, "joint_states")
         self.tracks_pub = ros.publisher(TrackArray, "tracks")
         self.commands: list[JointTrajectory] = ros.collect(

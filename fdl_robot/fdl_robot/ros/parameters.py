@@ -148,7 +148,8 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("publish_tentative", False, "Also publish tentative tracks."),
     ),
     "policy_node": (
-        Param("policy", "scripted", "Policy: 'scripted' (reach above the target) or 'act'."),
+        Param("policy", "act", "Policy: 'act' (the shipped ACT model, or model_path) or 'scripted' (reach "
+              "above the target, a test stand-in)."),
         Param("model_path", "", "ACT checkpoint ('' = the shipped model)."),
         Param("target_class", "red_cube", "Class the policy picks (service ~/set_target_class)."),
         Param("bin_position", [0.55, 0.25, 0.0], "Bin position in base_link, metres, until a "
