@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Latency of the whole graph, per stage and end to end, at camera rates of 15 and 30 Hz.
 
-    .venv/bin/python benchmarks/bench_latency.py                    # colour backend, both modes
-    .venv/bin/python benchmarks/bench_latency.py --backend ultralytics --image-size 320 \
-        --model fdl_robot/fdl_robot/models/detector/best.pt --policy scripted
+    .venv/bin/python benchmarks/bench_latency.py       # shipped YOLO and ACT, both modes, 15 and 30 Hz
+    .venv/bin/python benchmarks/bench_latency.py --modes one-process --rates 15 --policy scripted
+    .venv/bin/python benchmarks/bench_latency.py --backend color   # no neural detector
 
 What runs
 ---------
@@ -539,10 +539,11 @@ def main(argv=None) -> int:
                     choices=["one-process", "multi-process"])
     ap.add_argument("--duration", type=float, default=30.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring")
-    ap.add_argument("--backend", default="color", help="detector backend: color, ultralytics, onnx, detr")
+    ap.add_argument("--backend", default="ultralytics",
+                    help="detector backend: ultralytics (the shipped YOLO), onnx, detr, color")
     ap.add_argument("--model", default="", help="detector weights ('' = the shipped ones)")
     ap.add_argument("--image-size", type=int, default=320, help="detector inference size, px")
-    ap.add_argument("--policy", default="scripted", help="policy_node policy: scripted or act")
+    ap.add_argument("--policy", default="act", help="policy_node policy: act (the shipped model) or scripted")
     ap.add_argument("--policy-model", default="", help="ACT checkpoint ('' = the shipped one)")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
