@@ -34,6 +34,7 @@ __all__ = ["main", "train"]
 
 def train(data_yaml: Path, out_dir: Path, *, model: str = "yolo11n.yaml", imgsz: int = 320,
           hours: float = 0.75, epochs: int = 100, batch: int = 16, workers: int = 2, seed: int = 0,
+          lr0: float = 0.01, warmup_epochs: float = 3.0,
           run_dir: Path = Path("outputs/detector_runs"), name: str = "yolo") -> dict:
     """Train from scratch; copy best.pt to ``out_dir``; return the training summary."""
     from ultralytics import YOLO
@@ -43,7 +44,7 @@ def train(data_yaml: Path, out_dir: Path, *, model: str = "yolo11n.yaml", imgsz:
     yolo.train(data=str(data_yaml), imgsz=imgsz, epochs=epochs, time=hours, batch=batch, device="cpu",
                workers=workers, pretrained=False, amp=False, seed=seed, deterministic=True,
                project=str(run_dir.resolve()), name=name, exist_ok=True, cache="ram", plots=True,
-               patience=1000, verbose=True)
+               patience=1000, verbose=True, lr0=lr0, warmup_epochs=warmup_epochs)
     wall_s = time.time() - t0
     save_dir = Path(yolo.trainer.save_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -54,6 +55,7 @@ def train(data_yaml: Path, out_dir: Path, *, model: str = "yolo11n.yaml", imgsz:
     results_csv = (save_dir / "results.csv").read_text() if (save_dir / "results.csv").exists() else ""
     epochs_done = max(0, len(results_csv.strip().splitlines()) - 1)
     return {"model": model, "imgsz": imgsz, "hours_budget": hours, "epochs_run": epochs_done, "batch": batch,
+            "lr0": lr0, "warmup_epochs": warmup_epochs,
             "seed": seed, "wall_time_s": round(wall_s, 1), "run_dir": str(save_dir),
             "torch_threads": __import__("torch").get_num_threads()}
 
@@ -80,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--imgsz", type=int, default=320, help="training and export size, pixels")
     p.add_argument("--hours", type=float, default=0.75, help="training time budget (ultralytics time=)")
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr0", type=float, default=0.01, help="initial learning rate (ultralytics lr0)")
+    p.add_argument("--warmup-epochs", type=float, default=3.0, help="ultralytics warmup_epochs")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=default_model_dir(), help="where best.pt/best.onnx go")
     p.add_argument("--skip-eval", action="store_true", help="do not run the held-out evaluation")
@@ -94,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_yolo_dataset(args.dataset, args.train_episodes, args.val_episodes, args.frames_per_episode)
         print(f"dataset rendered in {time.time() - t0:.0f} s: {yaml_path}")
     summary = train(yaml_path, args.out, model=args.model, imgsz=args.imgsz, hours=args.hours,
-                    batch=args.batch, workers=args.workers)
+                    batch=args.batch, workers=args.workers, lr0=args.lr0, warmup_epochs=args.warmup_epochs)
     summary["command"] = "fdl-robot-train-detector " + " ".join(argv if argv is not None else sys.argv[1:])
     summary["dataset"] = json.loads((args.dataset / "info.json").read_text())
     onnx_path = export_onnx(args.out / "best.pt", args.imgsz)
