@@ -21,6 +21,19 @@ from datetime import datetime
 __all__ = ["main"]
 
 
+def _drain(executor, quiet_s: float = 0.2, limit_s: float = 2.0) -> None:
+    """Take what is still queued: spin until nothing arrives for ``quiet_s`` (at most ``limit_s``)."""
+    end, quiet_until = time.monotonic() + limit_s, time.monotonic() + quiet_s
+    try:
+        while time.monotonic() < min(end, quiet_until):
+            before = time.monotonic()
+            executor.spin_once(timeout_sec=0.02)
+            if time.monotonic() - before < 0.015:       # a callback ran (no timeout): keep going
+                quiet_until = time.monotonic() + quiet_s
+    except Exception:  # noqa: BLE001 - the context may be shut down already (external shutdown)
+        pass
+
+
 def _record(args, ros_args) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -30,7 +43,11 @@ def _record(args, ros_args) -> int:
     out = args.output or datetime.now().strftime("rosbag2_%Y_%m_%d-%H_%M_%S")
     from rclpy.parameter import Parameter
 
-    rclpy.init(args=ros_args)
+    from rclpy.signals import SignalHandlerOptions
+
+    # Ctrl-C raises KeyboardInterrupt here instead of shutting the context down at once, so the
+    # messages already delivered to the subscriptions are still taken and written (drain below)
+    rclpy.init(args=ros_args, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("fdl_bag_recorder", parameter_overrides=[
         Parameter("use_sim_time", value=args.use_sim_time)])
     recorder = BagRecorder(node, out, args.topics or None, all_topics=args.all,
@@ -45,6 +62,7 @@ def _record(args, ros_args) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        _drain(executor)
         recorder.close()
         node.destroy_node()
         rclpy.try_shutdown()

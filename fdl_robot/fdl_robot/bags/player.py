@@ -232,9 +232,21 @@ class BagPlayer:
         """Make a running :meth:`play` return after the message it is waiting for."""
         self._stop.set()
 
-    def close(self) -> None:
+    def close(self, ack_timeout_s: float = 2.0) -> None:
+        """Stop, wait until reliable subscribers acknowledged what was published, release.
+
+        Without the wait, a player that exits right after a fast burst destroys its writers
+        while the last samples are still in their history, and a recorder in another
+        process loses them (seen in CI: 2 of 13).
+        """
+        from rclpy.duration import Duration
+
         self.stop()
         for pub in self.publishers.values():
+            try:
+                pub.wait_for_all_acked(Duration(seconds=ack_timeout_s))
+            except Exception:  # noqa: BLE001 - best effort: a context already shut down
+                pass
             self.node.destroy_publisher(pub)
         if self.clock_pub is not None:
             self.node.destroy_publisher(self.clock_pub)
