@@ -42,7 +42,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
@@ -180,8 +179,6 @@ def write_strip(frames: list[np.ndarray], path: Path, n: int = 8, cols: int = 4)
 #: track and run ACT at 50 Hz in real time; every node runs on the sim's /clock, so a slower
 #: sim loses no control tick (at 1.0 about half the ticks are skipped).
 SIM_DEFAULTS = {"width": 320, "height": 240, "real_time_factor": 0.3}
-#: policy_node settings of the closed loop, unless overridden: the shipped ACT policy.
-POLICY_DEFAULTS = {"policy": "act"}
 
 
 def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict], max_sim_s: float = 20.0,
@@ -189,15 +186,13 @@ def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict], max_s
                     progress=print, num_threads: int = 1
                     ) -> tuple[list[EpisodeResult], list[list[np.ndarray]], float]:
     """Run the sim graph for ``episodes`` episodes; results, annotated frames, real-time factor."""
-    from fdl_robot.ros.runner import build_nodes
+    from fdl_robot.ros.runner import build_nodes, make_executor
 
     overrides = {k: dict(v) for k, v in overrides.items()}
     sim_overrides = overrides.setdefault("sim_node", {})
     for key, value in SIM_DEFAULTS.items():
         sim_overrides.setdefault(key, value)
     sim_overrides["seed"] = seed0
-    for key, value in POLICY_DEFAULTS.items():
-        overrides.setdefault("policy_node", {}).setdefault(key, value)
     context = rclpy.Context()
     rclpy.init(context=context)
     nodes = build_nodes("sim", config, context=context, extra_overrides=overrides)
@@ -208,8 +203,7 @@ def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict], max_s
     # one thread by default (see ros.runner.spin_nodes): rclpy's multi-threaded executor costs
     # twice the CPU per callback, and its threads contend for the GIL with sim_node's stepping
     # thread, which then falls further behind its real-time factor
-    executor = (SingleThreadedExecutor(context=context) if num_threads <= 1
-                else MultiThreadedExecutor(num_threads=num_threads, context=context))
+    executor = make_executor(num_threads, context)
     for node in nodes + [monitor]:
         executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -273,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed0", type=int, default=5000, help="seeds seed0 .. seed0 + N - 1 (never trained on)")
     p.add_argument("--config", default=None, help="parameters YAML (default: config/fdl_robot.yaml)")
-    p.add_argument("--policy", default=POLICY_DEFAULTS["policy"], help="policy_node policy ('act' or 'scripted')")
+    p.add_argument("--policy", default="", help="policy_node policy, 'act' or 'scripted' ('' = the YAML's)")
     p.add_argument("--policy-model", default="", help="policy_node model_path ('' = the shipped ACT weights)")
     p.add_argument("--execution", default="", help="policy_node chunk_execution ('' = the YAML's)")
     p.add_argument("--backend", default="", help="detector_node backend ('' = the YAML's)")
@@ -281,9 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="sim camera width (the detector runs at 320 px either way)")
     p.add_argument("--height", type=int, default=SIM_DEFAULTS["height"])
     p.add_argument("--real-time-factor", type=float, default=SIM_DEFAULTS["real_time_factor"],
-                   help="sim_node real_time_factor. 0.3 by default: two CPU cores cannot render, detect, "
-                        "track and run ACT at 50 Hz in real time, and every node runs on the sim's /clock, "
-                        "so a slower sim loses no control tick (at 1.0 about half the ticks are skipped)")
+                   help="sim_node real_time_factor (why 0.3: see SIM_DEFAULTS in closed_loop.py)")
     p.add_argument("--threads", type=int, default=1,
                    help="executor threads (1 = SingleThreadedExecutor; >1 = MultiThreadedExecutor)")
     p.add_argument("--max-sim-s", type=float, default=20.0, help="episode time limit, simulated seconds")
@@ -294,7 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     args = p.parse_args(argv)
 
-    overrides: dict[str, dict] = {"policy_node": {"policy": args.policy}, "sim_node": {}, "detector_node": {}}
+    overrides: dict[str, dict] = {"policy_node": {}, "sim_node": {}, "detector_node": {}}
+    if args.policy:
+        overrides["policy_node"]["policy"] = args.policy
     if args.policy_model:
         overrides["policy_node"]["model_path"] = args.policy_model
     if args.execution:
@@ -305,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = args.record_episodes if args.record_episodes is not None else (
         args.episodes if args.video else (1 if args.strip else 0))
     print(f"closed loop through the ROS graph: {args.episodes} episodes, seeds {args.seed0}.."
-          f"{args.seed0 + args.episodes - 1}, policy {args.policy}", flush=True)
+          f"{args.seed0 + args.episodes - 1}, policy {args.policy or 'from the YAML'}", flush=True)
     t0 = time.monotonic()
     results, videos, rtf = run_closed_loop(args.episodes, args.seed0, overrides, args.max_sim_s,
                                            record_episodes=record, config=args.config,

@@ -56,6 +56,14 @@ def build_nodes(graph: str, config: str | Path | None = None, namespace: str = "
     return nodes
 
 
+def make_executor(num_threads: int = 1, context=None):
+    """A SingleThreadedExecutor for 1 thread (the default everywhere, see spin_nodes), else a
+    MultiThreadedExecutor with ``num_threads``."""
+    if num_threads <= 1:
+        return SingleThreadedExecutor(context=context)
+    return MultiThreadedExecutor(num_threads=num_threads, context=context)
+
+
 def spin_nodes(nodes, context=None, num_threads: int = 1) -> None:
     """Spin nodes together until Ctrl-C or shutdown, then destroy them cleanly.
 
@@ -64,8 +72,7 @@ def spin_nodes(nodes, context=None, num_threads: int = 1) -> None:
     cores (``benchmarks/bench_executors.py``, ``bench_latency.py --executor``); the nodes'
     callbacks are short and the GIL serialises them anyway. sim_node steps in its own thread.
     """
-    executor = (SingleThreadedExecutor(context=context) if num_threads <= 1
-                else MultiThreadedExecutor(num_threads=num_threads, context=context))
+    executor = make_executor(num_threads, context)
     for node in nodes:
         executor.add_node(node)
     try:
