@@ -11,7 +11,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from fdl_robot.core import kinematics as kin  # noqa: E402
-from fdl_robot.core.safety import JointLimits  # noqa: E402
 from fdl_robot.policy.act.config import ACTConfig, AugmentConfig  # noqa: E402
 from fdl_robot.policy.act.model import ACTModel, act_loss, kl_divergence  # noqa: E402
 from fdl_robot.policy.act.policy import (SHIPPED_MODEL_PATH, ACTPolicy, load_checkpoint,  # noqa: E402
@@ -19,13 +18,13 @@ from fdl_robot.policy.act.policy import (SHIPPED_MODEL_PATH, ACTPolicy, load_che
 from fdl_robot.policy.act.processor import (OBS_FEATURES, DemoArrays, Episode, Normalizer,  # noqa: E402
                                             features, forward_fill, observation_vector)
 from fdl_robot.policy.interface import Policy, PolicyObservation  # noqa: E402
-from fdl_robot.policy.runner import PolicyRunner, make_policy  # noqa: E402
+from fdl_robot.policy.runner import PolicyRunner, limits_from_params, make_policy  # noqa: E402
 from fdl_robot.ros.parameters import defaults  # noqa: E402
 
 TINY = ACTConfig(d_model=32, n_heads=4, dim_feedforward=64, n_encoder_layers=2, n_vae_encoder_layers=1,
                  latent_dim=8, chunk_size=10, dropout=0.0)
 P = defaults("policy_node")
-LIMITS = JointLimits(P["joint_lower_rad"], P["joint_upper_rad"], P["max_velocity_rad_s"])
+LIMITS = limits_from_params(P)
 HOME7 = np.append(kin.HOME_QPOS_RAD, 0.0)
 CUBE = np.array([0.5, -0.1, 0.02])
 BIN = np.array([0.45, 0.35, 0.0])
@@ -131,6 +130,25 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, inference_only)
     loaded = ACTPolicy.load(path)
     for o in (obs(), obs(HOME7 + 0.1, CUBE + 0.03)):
         np.testing.assert_array_equal(loaded.predict_chunk(o), policy.predict_chunk(o))
+
+
+def test_policy_threads_apply_to_the_forward_pass_only(monkeypatch):
+    """threads=1 runs the model with one torch thread and restores the process's setting."""
+    seen = []
+    policy = tiny_policy(threads=1)
+    forward = policy.model.forward
+    monkeypatch.setattr(policy.model, "forward", lambda *a, **k: (seen.append(torch.get_num_threads()),
+                                                                forward(*a, **k))[1])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        reference = tiny_policy(threads=0).predict_chunk(obs())
+        np.testing.assert_allclose(policy.predict_chunk(obs()), reference, atol=1e-5)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads"):
+        tiny_policy(threads=-1)
 
 
 def test_load_rejects_other_files(tmp_path):

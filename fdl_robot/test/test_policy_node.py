@@ -30,6 +30,7 @@ P = defaults("policy_node")
 NAMES = P["joint_names"]
 LOWER, UPPER = np.array(P["joint_lower_rad"]), np.array(P["joint_upper_rad"])
 VMAX = np.array(P["max_velocity_rad_s"])
+EMAX = np.array(P["max_tracking_error_rad"])
 DT = 1.0 / P["control_rate_hz"]
 TIMEOUT_S = 0.3
 HOME7 = np.append(kin.HOME_QPOS_RAD, 0.0)
@@ -116,14 +117,19 @@ def test_commands_at_rate_within_limits_toward_the_target():
         rate = len(cell.commands) / (time.monotonic() - t0)
         assert 0.5 * P["control_rate_hz"] <= rate <= 1.2 * P["control_rate_hz"], rate
         tracks_ns = {stamp_to_ns(s) for s in cell.tracks_stamps}
+        previous = None
         for msg in cell.commands:
             assert list(msg.joint_names) == NAMES and not is_hold(msg)
             pts = np.array([p.positions for p in msg.points])
             assert pts.shape[1] == 7 and len(pts) >= 1
             assert np.all((pts >= LOWER - 1e-9) & (pts <= UPPER + 1e-9))
-            # velocity limited relative to the current state, and point to point
-            assert np.all(np.abs(pts[0] - HOME7) <= VMAX * DT + 1e-9)
+            # rate limited command to command and point to point; never further than
+            # e_max from the (motionless) robot
+            if previous is not None:
+                assert np.all(np.abs(pts[0] - previous) <= VMAX * DT + 1e-9)
             assert np.all(np.abs(np.diff(pts, axis=0)) <= VMAX * DT + 1e-9)
+            assert np.all(np.abs(pts[0] - HOME7) <= EMAX + 1e-9)
+            previous = pts[0]
             # header.stamp is the source image stamp of the tracks; points due at now + (j+1) dt
             assert stamp_to_ns(msg.header.stamp) in tracks_ns
             times = np.array([tfs(p) for p in msg.points])

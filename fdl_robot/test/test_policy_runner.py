@@ -9,13 +9,13 @@ import pytest
 from fdl_robot.core import kinematics as kin
 from fdl_robot.core.safety import JointLimits
 from fdl_robot.policy.interface import Policy, PolicyObservation
-from fdl_robot.policy.runner import (TRACK_CONFIRMED, TRACK_LOST, PolicyRunner, make_policy,
-                                     select_target)
+from fdl_robot.policy.runner import (TRACK_CONFIRMED, TRACK_LOST, PolicyRunner,
+                                     limits_from_params, make_policy, select_target)
 from fdl_robot.policy.scripted import ScriptedPolicy, joint_space_chunk
 from fdl_robot.ros.parameters import defaults
 
 P = defaults("policy_node")
-LIMITS = JointLimits(P["joint_lower_rad"], P["joint_upper_rad"], P["max_velocity_rad_s"])
+LIMITS = limits_from_params(P)
 DT = 0.02
 HOME7 = np.append(kin.HOME_QPOS_RAD, 0.0)
 BIN = (0.55, 0.25, 0.0)
@@ -168,7 +168,7 @@ def test_runner_rejects_bad_configuration_and_bad_chunks():
     with pytest.raises(ValueError, match="chunk_execution"):
         PolicyRunner(_Constant(), LIMITS, "stream")
     with pytest.raises(ValueError, match="7 joints"):
-        PolicyRunner(_Constant(), JointLimits([0], [1], [1]))
+        PolicyRunner(_Constant(), JointLimits([0], [1], [1], [1]))
     policy = _Constant()
     policy.predict_chunk = lambda o: np.zeros((4, 6))
     with pytest.raises(ValueError, match="shape"):

@@ -516,6 +516,7 @@ class PolicyRig:
         self.q = HOME7.copy()
         self.dt = 1.0 / POLICY["control_rate_hz"]
         self.vmax = np.array(POLICY["max_velocity_rad_s"])
+        self.emax = np.array(POLICY["max_tracking_error_rad"])
         self.lower, self.upper = np.array(POLICY["joint_lower_rad"]), np.array(POLICY["joint_upper_rad"])
 
     def now_msg(self):
@@ -554,12 +555,13 @@ class PolicyRig:
         return list(self.commands.recent)[-n:] if n > 0 else []
 
     def assert_safe(self, msgs, q_meas) -> None:
-        """Finite, within the position box, within v_max dt of the measured state."""
+        """Finite, within the position box, within e_max of the measured state."""
         for m in msgs:
             pts = np.array([p.positions for p in m.points], dtype=float)
             assert pts.shape[1] == 7 and np.all(np.isfinite(pts))
             assert np.all((pts >= self.lower - 1e-9) & (pts <= self.upper + 1e-9))
-            assert np.all(np.abs(pts[0] - q_meas) <= self.vmax * self.dt + 1e-9)
+            assert np.all(np.abs(pts[0] - q_meas) <= self.emax + 1e-9)
+            assert np.all(np.abs(np.diff(pts, axis=0)) <= self.vmax * self.dt + 1e-9)
 
 
 def is_hold(msg: JointTrajectory) -> bool:

@@ -1,4 +1,5 @@
-"""core.safety: position box, velocity limit, non-finite hold, trajectories, watchdog."""
+"""core.safety: position box, rate limit, tracking-error bound, non-finite hold, trajectories,
+watchdog."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,23 +9,27 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from fdl_robot.core.safety import (JointLimits, SafetyLayer, Watchdog, clip_to_limits,
-                                   limit_trajectory, limit_velocity)
+                                   limit_tracking_error, limit_trajectory, limit_velocity)
 
 LIMITS = JointLimits(lower_rad=[-1.0, -2.0, 0.0], upper_rad=[1.0, 2.0, 1.0],
-                     max_velocity_rad_s=[1.0, 2.0, 5.0])
+                     max_velocity_rad_s=[1.0, 2.0, 5.0], max_tracking_error_rad=[0.1, 0.2, 0.5])
 DT = 0.02
 finite = st.floats(-10, 10, allow_nan=False)
 
 
 def test_limits_validate_their_input():
     with pytest.raises(ValueError, match="one entry per joint"):
-        JointLimits([0, 0], [1, 1, 1], [1, 1, 1])
+        JointLimits([0, 0], [1, 1, 1], [1, 1, 1], [1, 1, 1])
+    with pytest.raises(ValueError, match="one entry per joint"):
+        JointLimits([0, 0], [1, 1], [1, 1], [1])
     with pytest.raises(ValueError, match="lower limit above"):
-        JointLimits([0, 2], [1, 1], [1, 1])
-    with pytest.raises(ValueError, match="positive"):
-        JointLimits([0, 0], [1, 1], [1, 0])
+        JointLimits([0, 2], [1, 1], [1, 1], [1, 1])
+    with pytest.raises(ValueError, match="velocities must be positive"):
+        JointLimits([0, 0], [1, 1], [1, 0], [1, 1])
+    with pytest.raises(ValueError, match="tracking errors must be positive"):
+        JointLimits([0, 0], [1, 1], [1, 1], [1, -1])
     with pytest.raises(ValueError, match="finite"):
-        JointLimits([0, -np.inf], [1, 1], [1, 1])
+        JointLimits([0, -np.inf], [1, 1], [1, 1], [1, 1])
 
 
 def test_clip_to_limits_is_the_box():
@@ -55,11 +60,12 @@ def test_safety_filter_stages_and_flags():
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_target_is_a_hold_at_the_previous_position(bad):
-    q_prev = np.array([0.3, -0.2, 0.1])
-    r = SafetyLayer(LIMITS).filter([0.0, bad, 0.0], q_prev, DT)
-    assert r.rejected and r.modified
-    np.testing.assert_array_equal(r.q_cmd_rad, q_prev)
+def test_non_finite_target_is_a_hold_at_the_measured_position(bad):
+    q_meas = np.array([0.3, -0.2, 0.1])
+    for q_cmd_prev in (None, q_meas + 0.05):
+        r = SafetyLayer(LIMITS).filter([0.0, bad, 0.0], q_meas, DT, q_cmd_prev)
+        assert r.rejected and r.modified
+        np.testing.assert_array_equal(r.q_cmd_rad, q_meas)
 
 
 def test_filter_refuses_a_non_finite_previous_position_and_wrong_sizes():
@@ -68,6 +74,36 @@ def test_filter_refuses_a_non_finite_previous_position_and_wrong_sizes():
         layer.filter([0, 0, 0], [0, np.nan, 0], DT)
     with pytest.raises(ValueError, match="expected 3 joints"):
         layer.filter([0, 0], [0, 0, 0], DT)
+    with pytest.raises(ValueError, match="previous command 2"):
+        layer.filter([0, 0, 0], [0, 0, 0], DT, [0, 0])
+
+
+def test_rate_limit_is_relative_to_the_previous_command():
+    """A servo lagging its command by 0.05 rad still gets commands v_max dt apart."""
+    layer = SafetyLayer(LIMITS)
+    q_meas = np.zeros(3)
+    q_cmd_prev = np.array([0.05, 0.0, 0.0])
+    r = layer.filter([1.0, 0.0, 0.0], q_meas, DT, q_cmd_prev)
+    np.testing.assert_allclose(r.q_cmd_rad, [0.07, 0.0, 0.0])     # 0.05 + 1 rad/s * 0.02 s
+    assert r.velocity_limited.tolist() == [True, False, False] and not r.tracking_limited.any()
+    # without a previous command (first step, after a hold) the reference is q_meas
+    np.testing.assert_allclose(layer.filter([1.0, 0.0, 0.0], q_meas, DT).q_cmd_rad, [0.02, 0, 0])
+    # a non-finite previous command is ignored the same way
+    np.testing.assert_allclose(layer.filter([1.0, 0.0, 0.0], q_meas, DT, [np.nan, 0, 0]).q_cmd_rad,
+                               [0.02, 0, 0])
+
+
+def test_a_blocked_joint_is_never_commanded_further_than_e_max_from_where_it_is():
+    layer = SafetyLayer(LIMITS)
+    q_meas = np.zeros(3)                                          # the joints do not move
+    q_cmd = None
+    for _ in range(100):
+        r = layer.filter([1.0, 2.0, 1.0], q_meas, DT, q_cmd)
+        q_cmd = r.q_cmd_rad
+    np.testing.assert_allclose(q_cmd, LIMITS.max_tracking_error_rad)
+    assert r.tracking_limited.all() and r.modified
+    np.testing.assert_allclose(limit_tracking_error([1.0, -1.0, 0.1], q_meas, [0.1, 0.2, 0.5]),
+                               [0.1, -0.2, 0.1])
 
 
 def test_previous_position_outside_the_box_moves_back_at_bounded_speed():
@@ -77,21 +113,29 @@ def test_previous_position_outside_the_box_moves_back_at_bounded_speed():
 
 @settings(max_examples=200, deadline=None)
 @given(target=arrays(np.float64, 3, elements=finite), prev=arrays(np.float64, 3, elements=finite),
-       dt=st.floats(1e-3, 0.1))
-def test_filter_properties(target, prev, dt):
-    """|q_cmd - q_prev| <= v_max dt; inside the box when q_prev is; a no-op when allowed."""
+       meas_offset=arrays(np.float64, 3, elements=st.floats(-0.3, 0.3)), dt=st.floats(1e-3, 0.1))
+def test_filter_properties(target, prev, meas_offset, dt):
+    """|q_cmd - q_cmd_prev| <= v_max dt while the tracking bound does not bind;
+    |q_cmd - q_meas| <= e_max; inside the box when q_cmd_prev and q_meas are; a no-op when
+    the target is allowed."""
     layer = SafetyLayer(LIMITS)
     prev_in = clip_to_limits(prev, LIMITS)
-    q = layer.filter(target, prev_in, dt).q_cmd_rad
-    assert np.all(np.abs(q - prev_in) <= LIMITS.max_velocity_rad_s * dt + 1e-12)
+    meas_in = clip_to_limits(prev_in + meas_offset, LIMITS)
+    r = layer.filter(target, meas_in, dt, prev_in)
+    q = r.q_cmd_rad
+    bound = ~r.tracking_limited
+    assert np.all(np.abs(q - prev_in)[bound] <= (LIMITS.max_velocity_rad_s * dt + 1e-12)[bound])
+    assert np.all(np.abs(q - meas_in) <= LIMITS.max_tracking_error_rad + 1e-12)
     assert LIMITS.contains(q)
-    q_out = layer.filter(target, prev, dt).q_cmd_rad
-    assert np.all(np.abs(q_out - prev) <= LIMITS.max_velocity_rad_s * dt + 1e-12)
+    q_out = layer.filter(target, prev, dt).q_cmd_rad            # no previous command: from q_meas
+    assert np.all(np.abs(q_out - prev) <= np.minimum(LIMITS.max_velocity_rad_s * dt,
+                                                     LIMITS.max_tracking_error_rad) + 1e-12)
     # a target already in the box and within reach passes unchanged
     reachable = prev_in + np.clip(target, -1, 1) * 0.5 * LIMITS.max_velocity_rad_s * dt
     reachable = clip_to_limits(reachable, LIMITS)
     r = layer.filter(reachable, prev_in, dt)
     np.testing.assert_allclose(r.q_cmd_rad, reachable)
+    assert not r.modified
 
 
 @settings(max_examples=100, deadline=None)

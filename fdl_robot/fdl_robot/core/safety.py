@@ -1,29 +1,39 @@
 """The safety layer between a policy and the robot: limits, non-finite rejection, watchdog.
 
-Pure numpy, no ROS, no clocks: every function is given the times it needs.
+Pure numpy, no ROS, no clocks: every function is given the times and states it needs.
 
 Joint commands are absolute joint targets q (n,) in radians (a gripper entry is a
 closure fraction, 0 open .. 1 closed, limited the same way). One control step of
-length dt maps a policy's target to a command in three stages, in this order:
+length dt maps a policy's target to a command in four stages, in this order:
 
 1. Non-finite rejection. A target with any NaN/inf entry is not partially trusted:
-   the whole command becomes a *hold* at the previous position, q_cmd = q_prev.
+   the whole command becomes a *hold* at the measured position, q_cmd = q_meas.
 2. Position limits (a box in joint space)::
 
        q_clip = min(max(q_target, q_lower), q_upper)            (elementwise)
 
-3. Velocity limits. A joint may move at most v_max dt per step from the previous
-   position q_prev (the measured state, or the previous point of a trajectory)::
+3. Rate limit (as ros2_control's joint limiters do). A joint's command may move at most
+   v_max dt per step from the reference q_ref: the previous *command* q_cmd_prev when
+   there is one, else the measured position q_meas (first step, after a hold)::
 
-       q_cmd = q_prev + clip(q_clip - q_prev, -v_max dt, +v_max dt)
+       q_rate = q_ref + clip(q_clip - q_ref, -v_max dt, +v_max dt)
 
-   so |q_cmd - q_prev| / dt <= v_max for every joint. Joints are limited
-   independently (the direction of motion in joint space may bend; each joint's speed
-   is what the hardware limits).
+   so consecutive commands differ by at most v_max dt. Limiting relative to the
+   measured state instead holds back a position servo that lags its target (a normal
+   tracking error: ~0.1 rad for our simulated arm at 1 rad/s) to less than v_max.
+4. Tracking-error bound. The command stays within e_max of the measured position::
 
-If q_prev lies inside [q_lower, q_upper], so does q_cmd (it lies between q_prev and
-q_clip). If q_prev is outside (a measured state past a configured limit), q_cmd moves
-back toward the range at most v_max dt per step instead of jumping into it.
+       q_cmd = q_meas + clip(q_rate - q_meas, -e_max, +e_max)
+
+   so a blocked or stalled joint is never commanded further than e_max from where it
+   is, and no error accumulates that would jerk it when it is released.
+
+Joints are limited independently (the direction of motion in joint space may bend;
+each joint's speed is what the hardware limits). If q_ref and q_meas lie inside
+[q_lower, q_upper], so does q_cmd (stage 3 stays between q_ref and q_clip, stage 4
+between q_meas and that). If q_meas is outside (a measured state past a configured
+limit) and there is no previous command, q_cmd moves back toward the range at most
+v_max dt per step instead of jumping into it.
 
 A :class:`Watchdog` decides whether inputs are fresh: an input last received at time
 t_last is fresh at time t_now when |t_now - t_last| <= timeout_s (both on the same
@@ -36,36 +46,44 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["JointLimits", "SafetyResult", "SafetyLayer", "clip_to_limits",
-           "limit_velocity", "limit_trajectory", "WatchdogStatus", "Watchdog"]
+           "limit_velocity", "limit_tracking_error", "limit_trajectory", "WatchdogStatus",
+           "Watchdog"]
 
 
 # --- limits ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class JointLimits:
-    """Per-joint position box [lower_rad, upper_rad] and speed bound max_velocity_rad_s (n,)."""
+    """Per-joint limits (n,): position box [lower_rad, upper_rad], speed bound
+    max_velocity_rad_s and the largest allowed |q_cmd - q_meas|, max_tracking_error_rad."""
 
     lower_rad: np.ndarray
     upper_rad: np.ndarray
     max_velocity_rad_s: np.ndarray
+    max_tracking_error_rad: np.ndarray
 
     def __post_init__(self):
         lower = np.asarray(self.lower_rad, dtype=np.float64).reshape(-1)
         upper = np.asarray(self.upper_rad, dtype=np.float64).reshape(-1)
         vmax = np.asarray(self.max_velocity_rad_s, dtype=np.float64).reshape(-1)
-        if not lower.shape == upper.shape == vmax.shape:
+        emax = np.asarray(self.max_tracking_error_rad, dtype=np.float64).reshape(-1)
+        if not lower.shape == upper.shape == vmax.shape == emax.shape:
             raise ValueError(f"limits must have one entry per joint; got lower {lower.shape}, "
-                             f"upper {upper.shape}, max velocity {vmax.shape}")
-        if not all(np.all(np.isfinite(x)) for x in (lower, upper, vmax)):
+                             f"upper {upper.shape}, max velocity {vmax.shape}, "
+                             f"max tracking error {emax.shape}")
+        if not all(np.all(np.isfinite(x)) for x in (lower, upper, vmax, emax)):
             raise ValueError("joint limits must be finite")
         if np.any(lower > upper):
             raise ValueError("lower limit above upper limit for joints "
                              f"{np.flatnonzero(lower > upper).tolist()}")
         if np.any(vmax <= 0):
             raise ValueError("max velocities must be positive")
+        if np.any(emax <= 0):
+            raise ValueError("max tracking errors must be positive")
         object.__setattr__(self, "lower_rad", lower)
         object.__setattr__(self, "upper_rad", upper)
         object.__setattr__(self, "max_velocity_rad_s", vmax)
+        object.__setattr__(self, "max_tracking_error_rad", emax)
 
     @property
     def n(self) -> int:
@@ -90,6 +108,14 @@ def limit_velocity(q_target_rad: np.ndarray, q_prev_rad: np.ndarray,
     q_prev = np.asarray(q_prev_rad, dtype=np.float64)
     step = np.asarray(max_velocity_rad_s, dtype=np.float64) * dt_s
     return q_prev + np.clip(np.asarray(q_target_rad, dtype=np.float64) - q_prev, -step, step)
+
+
+def limit_tracking_error(q_cmd_rad: np.ndarray, q_meas_rad: np.ndarray,
+                         max_tracking_error_rad: np.ndarray) -> np.ndarray:
+    """q = q_meas + clip(q_cmd - q_meas, -e_max, e_max), over (..., n)."""
+    q_meas = np.asarray(q_meas_rad, dtype=np.float64)
+    e_max = np.asarray(max_tracking_error_rad, dtype=np.float64)
+    return q_meas + np.clip(np.asarray(q_cmd_rad, dtype=np.float64) - q_meas, -e_max, e_max)
 
 
 def limit_trajectory(q_targets_rad: np.ndarray, q_start_rad: np.ndarray, limits: JointLimits,
@@ -123,46 +149,63 @@ def limit_trajectory(q_targets_rad: np.ndarray, q_start_rad: np.ndarray, limits:
 class SafetyResult:
     """One filtered command and what the filter did to it.
 
-    ``rejected``: the target was non-finite and ``q_cmd`` is the hold q_prev;
-    ``position_clipped`` / ``velocity_limited``: joints (bool mask, n) changed by stage 2/3.
+    ``rejected``: the target was non-finite and ``q_cmd`` is the hold q_meas;
+    ``position_clipped`` / ``velocity_limited`` / ``tracking_limited``: joints (bool
+    mask, n) changed by stage 2 / 3 / 4.
     """
 
     q_cmd_rad: np.ndarray
     rejected: bool
     position_clipped: np.ndarray
     velocity_limited: np.ndarray
+    tracking_limited: np.ndarray
 
     @property
     def modified(self) -> bool:
-        return self.rejected or bool(self.position_clipped.any() or self.velocity_limited.any())
+        return self.rejected or bool(self.position_clipped.any() or self.velocity_limited.any()
+                                     or self.tracking_limited.any())
 
 
 class SafetyLayer:
-    """The three stages of the module docstring for one joint vector per control step."""
+    """The four stages of the module docstring for one joint vector per control step.
+
+    Stateless: the caller passes the previous command (or None) every step.
+    """
 
     def __init__(self, limits: JointLimits):
         self.limits = limits
 
-    def filter(self, q_target_rad: np.ndarray, q_prev_rad: np.ndarray, dt_s: float) -> SafetyResult:
-        """Map a policy target to a command at most v_max dt away from q_prev.
+    def filter(self, q_target_rad: np.ndarray, q_meas_rad: np.ndarray, dt_s: float,
+               q_cmd_prev_rad: np.ndarray | None = None) -> SafetyResult:
+        """Map a policy target to a command (stages 1-4 of the module docstring).
 
-        ``q_prev_rad`` must be finite (it is what the robot holds on rejection);
-        a non-finite q_prev raises ValueError.
+        ``q_meas_rad``, the measured position, must be finite (it is what the robot holds
+        on rejection; ValueError otherwise). ``q_cmd_prev_rad`` is the command sent at the
+        previous step, or None after a hold or at the start: the rate limit then applies
+        relative to q_meas. A non-finite previous command counts as None.
         """
-        q_prev = np.asarray(q_prev_rad, dtype=np.float64).reshape(-1)
+        q_meas = np.asarray(q_meas_rad, dtype=np.float64).reshape(-1)
         target = np.asarray(q_target_rad, dtype=np.float64).reshape(-1)
         n = self.limits.n
-        if q_prev.size != n or target.size != n:
+        if q_meas.size != n or target.size != n:
             raise ValueError(f"expected {n} joints, got target {target.size}, "
-                             f"previous {q_prev.size}")
-        if not np.all(np.isfinite(q_prev)):
-            raise ValueError("previous position is not finite: cannot hold")
+                             f"measured {q_meas.size}")
+        if not np.all(np.isfinite(q_meas)):
+            raise ValueError("measured position is not finite: cannot hold")
+        q_ref = q_meas
+        if q_cmd_prev_rad is not None:
+            prev = np.asarray(q_cmd_prev_rad, dtype=np.float64).reshape(-1)
+            if prev.size != n:
+                raise ValueError(f"expected {n} joints, got previous command {prev.size}")
+            if np.all(np.isfinite(prev)):
+                q_ref = prev
         none = np.zeros(n, dtype=bool)
         if not np.all(np.isfinite(target)):
-            return SafetyResult(q_prev.copy(), True, none, none)
+            return SafetyResult(q_meas.copy(), True, none, none, none)
         q_clip = clip_to_limits(target, self.limits)
-        q_cmd = limit_velocity(q_clip, q_prev, self.limits.max_velocity_rad_s, dt_s)
-        return SafetyResult(q_cmd, False, q_clip != target, q_cmd != q_clip)
+        q_rate = limit_velocity(q_clip, q_ref, self.limits.max_velocity_rad_s, dt_s)
+        q_cmd = limit_tracking_error(q_rate, q_meas, self.limits.max_tracking_error_rad)
+        return SafetyResult(q_cmd, False, q_clip != target, q_rate != q_clip, q_cmd != q_rate)
 
     def filter_trajectory(self, q_targets_rad: np.ndarray, q_prev_rad: np.ndarray,
                           dt_s: float) -> np.ndarray:

@@ -34,17 +34,21 @@ __all__ = ["main", "train"]
 
 def train(data_yaml: Path, out_dir: Path, *, model: str = "yolo11n.yaml", imgsz: int = 320,
           hours: float = 0.75, epochs: int = 100, batch: int = 16, workers: int = 2, seed: int = 0,
-          lr0: float = 0.01, warmup_epochs: float = 3.0,
+          lr0: float = 0.01, warmup_epochs: float = 3.0, optimizer: str = "auto",
           run_dir: Path = Path("outputs/detector_runs"), name: str = "yolo") -> dict:
-    """Train from scratch; copy best.pt to ``out_dir``; return the training summary."""
+    """Train from scratch (a yaml) or fine-tune (a .pt); copy best.pt to ``out_dir``; return a summary."""
     from ultralytics import YOLO
 
     t0 = time.time()
+    # ultralytics builds the network from the architecture and loads a .pt's weights only
+    # when pretrained is not False (with pretrained=False a .pt silently trains from scratch).
+    fine_tune = str(model).endswith(".pt")
     yolo = YOLO(model, task="detect")
     yolo.train(data=str(data_yaml), imgsz=imgsz, epochs=epochs, time=hours, batch=batch, device="cpu",
-               workers=workers, pretrained=False, amp=False, seed=seed, deterministic=True,
+               workers=workers, pretrained=fine_tune, amp=False, seed=seed, deterministic=True,
                project=str(run_dir.resolve()), name=name, exist_ok=True, cache="ram", plots=True,
-               patience=1000, verbose=True, lr0=lr0, warmup_epochs=warmup_epochs)
+               patience=1000, verbose=True, lr0=lr0, warmup_epochs=warmup_epochs,
+               optimizer=optimizer)
     wall_s = time.time() - t0
     save_dir = Path(yolo.trainer.save_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -55,7 +59,7 @@ def train(data_yaml: Path, out_dir: Path, *, model: str = "yolo11n.yaml", imgsz:
     results_csv = (save_dir / "results.csv").read_text() if (save_dir / "results.csv").exists() else ""
     epochs_done = max(0, len(results_csv.strip().splitlines()) - 1)
     return {"model": model, "imgsz": imgsz, "hours_budget": hours, "epochs_run": epochs_done, "batch": batch,
-            "lr0": lr0, "warmup_epochs": warmup_epochs,
+            "lr0": lr0, "warmup_epochs": warmup_epochs, "optimizer": optimizer, "fine_tune": fine_tune,
             "seed": seed, "wall_time_s": round(wall_s, 1), "run_dir": str(save_dir),
             "torch_threads": __import__("torch").get_num_threads()}
 
@@ -82,7 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--imgsz", type=int, default=320, help="training and export size, pixels")
     p.add_argument("--hours", type=float, default=0.75, help="training time budget (ultralytics time=)")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr0", type=float, default=0.01, help="initial learning rate (ultralytics lr0)")
+    p.add_argument("--optimizer", default="auto",
+                   help="ultralytics optimizer; 'auto' picks AdamW or SGD itself and IGNORES --lr0 "
+                        "(give e.g. AdamW for a low-LR fine-tune; keep a warmup: a fresh AdamW state "
+                        "at full LR wrecks trained weights in the first epoch)")
+    p.add_argument("--lr0", type=float, default=0.01,
+                   help="initial learning rate (ultralytics lr0; used only with an explicit --optimizer)")
     p.add_argument("--warmup-epochs", type=float, default=3.0, help="ultralytics warmup_epochs")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=default_model_dir(), help="where best.pt/best.onnx go")
@@ -98,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_yolo_dataset(args.dataset, args.train_episodes, args.val_episodes, args.frames_per_episode)
         print(f"dataset rendered in {time.time() - t0:.0f} s: {yaml_path}")
     summary = train(yaml_path, args.out, model=args.model, imgsz=args.imgsz, hours=args.hours,
-                    batch=args.batch, workers=args.workers, lr0=args.lr0, warmup_epochs=args.warmup_epochs)
+                    batch=args.batch, workers=args.workers, lr0=args.lr0, warmup_epochs=args.warmup_epochs,
+                    optimizer=args.optimizer)
     summary["command"] = "fdl-robot-train-detector " + " ".join(argv if argv is not None else sys.argv[1:])
     summary["dataset"] = json.loads((args.dataset / "info.json").read_text())
     onnx_path = export_onnx(args.out / "best.pt", args.imgsz)

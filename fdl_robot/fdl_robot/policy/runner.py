@@ -21,14 +21,15 @@ faster). A gap longer than one chunk (k dt), or time going backwards, restarts f
 fresh chunk. A chunk with NaN/inf is not executed: that step is a hold, and the policy
 is asked again at the next step.
 
-Safety (``core.safety``), relative to the *measured* state q_meas, every step::
+Safety (``core.safety``), every step: rate-limited relative to the previous command
+q_cmd,prev (q_meas after a reset), then kept within e_max of the measured state q_meas::
 
-    q_cmd   = q_meas + clip(clip_box(a_t) - q_meas, +-v_max dt)
+    q_cmd   = q_meas + clip(q_cmd,prev + clip(clip_box(a_t) - q_cmd,prev, +-v_max dt) - q_meas,
+                            +-e_max)
     q_cmd,j = q_cmd,j-1 + clip(clip_box(a_t+j) - q_cmd,j-1, +-v_max dt)   (the remaining points)
 
-Limiting relative to the measured state (not the previous command) means a robot that
-is blocked or lagging is never commanded further than v_max dt from where it is, so no
-error accumulates that would jerk it when it is released.
+A servo that lags its target follows the plan at full speed; a robot that is blocked is
+never commanded further than e_max from where it is, so it does not jerk when released.
 
 Target selection (:func:`select_target`)
 ----------------------------------------
@@ -39,7 +40,7 @@ the lowest id).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -48,7 +49,7 @@ from fdl_robot.core.safety import JointLimits, SafetyLayer, SafetyResult
 from fdl_robot.policy.interface import ACTION_DIM, Policy, PolicyObservation
 
 __all__ = ["EXECUTION_MODES", "TRACK_CONFIRMED", "TRACK_LOST", "RunnerOutput", "PolicyRunner",
-           "make_policy", "select_target"]
+           "limits_from_params", "make_policy", "select_target"]
 
 EXECUTION_MODES = ("ensemble", "chunk")
 #: Track.state values of fdl_robot_interfaces/msg/Track (TENTATIVE = 0).
@@ -103,6 +104,7 @@ class PolicyRunner:
         self._last_s: float | None = None
         self._chunk: np.ndarray | None = None     # newest chunk (k, 7)
         self._chunk_step = 0                      # scheduler step at which it started
+        self._last_cmd: np.ndarray | None = None  # command of the previous step (7,)
 
     # --- one control step -------------------------------------------------------------
 
@@ -111,6 +113,7 @@ class PolicyRunner:
         if self._last_s is not None and not 0 <= now_s - self._last_s <= self.k * self.dt_s:
             self.scheduler.reset()                # every prediction expired, or time went back
             self._chunk = None
+            self._last_cmd = None                 # rate-limit from the measured state again
         self._last_s = now_s
         queried = self.scheduler.needs_chunk
         chunk = None
@@ -127,21 +130,30 @@ class PolicyRunner:
             target = self.scheduler.update(chunk)
             remaining = self._chunk[self.scheduler.step - self._chunk_step:]
         q_meas = obs.joint_state
-        result = self.safety.filter(target, q_meas, self.dt_s)
+        result = self.safety.filter(target, q_meas, self.dt_s, self._last_cmd)
+        self._last_cmd = result.q_cmd_rad
         rest = (self.safety.filter_trajectory(remaining, result.q_cmd_rad, self.dt_s)
                 if len(remaining) else np.empty((0, ACTION_DIM)))
         return RunnerOutput(result.q_cmd_rad, np.vstack([result.q_cmd_rad[None], rest]),
                             target, result, queried)
 
 
+def limits_from_params(p: Mapping[str, Any]) -> JointLimits:
+    """The :class:`JointLimits` of a policy_node parameter dict (``ros.parameters``)."""
+    return JointLimits(p["joint_lower_rad"], p["joint_upper_rad"], p["max_velocity_rad_s"],
+                       p["max_tracking_error_rad"])
+
+
 # --- policy selection ---------------------------------------------------------------------
 
-def make_policy(name: str, *, dt_s: float, model_path: str = "", **kwargs: Any) -> Policy:
+def make_policy(name: str, *, dt_s: float, model_path: str = "", threads: int = 0,
+                **kwargs: Any) -> Policy:
     """The policy named by the ``policy`` parameter: 'scripted' or 'act'.
 
     'act' loads :class:`fdl_robot.policy.act.policy.ACTPolicy` from ``model_path`` ('' =
-    the shipped weights; torch is imported only here); its control period is fixed by
-    training, so ``dt_s`` must equal it (ValueError otherwise).
+    the shipped weights; torch is imported only here) with ``threads`` torch threads per
+    forward pass (0 = torch's setting); its control period is fixed by training, so
+    ``dt_s`` must equal it (ValueError otherwise).
     """
     if name == "scripted":
         from fdl_robot.policy.scripted import ScriptedPolicy
@@ -150,7 +162,7 @@ def make_policy(name: str, *, dt_s: float, model_path: str = "", **kwargs: Any) 
     if name == "act":
         from fdl_robot.policy.act.policy import ACTPolicy
 
-        policy = ACTPolicy.load(model_path, **kwargs)
+        policy = ACTPolicy.load(model_path, threads=threads, **kwargs)
         if abs(policy.dt_s - dt_s) > 1e-9:
             raise ValueError(f"the ACT model was trained at dt = {policy.dt_s} s "
                              f"({1 / policy.dt_s:g} Hz), not {dt_s} s")

@@ -151,6 +151,8 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("policy", "act", "Policy: 'act' (the shipped ACT model, or model_path) or 'scripted' (reach "
               "above the target, a test stand-in)."),
         Param("model_path", "", "ACT checkpoint ('' = the shipped model)."),
+        Param("policy_threads", 1, "torch threads for each ACT forward pass (0 = torch's "
+              "default, one per core); the process's setting is restored after each pass."),
         Param("target_class", "red_cube", "Class the policy picks (service ~/set_target_class)."),
         Param("bin_position", [0.55, 0.25, 0.0], "Bin position in base_link, metres, until a "
               "track of bin_class is seen (and again after ~/reset)."),
@@ -166,7 +168,11 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("joint_upper_rad", [6.28, 6.28, 3.14, 6.28, 6.28, 6.28, 1.0],
               "Upper position limits (gripper: 1 = closed)."),
         Param("max_velocity_rad_s", [1.5, 1.5, 1.5, 2.0, 2.0, 2.0, 5.0],
-              "Velocity limit per joint; commands are clamped to it."),
+              "Velocity limit per joint: consecutive commands differ by at most this times "
+              "the control period."),
+        Param("max_tracking_error_rad", [0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.5],
+              "Largest distance of a command from the measured joint position, per joint "
+              "(gripper: closure fraction)."),
         Param("input_timeout_s", 0.5, "Joint states or tracks older than this are stale: the "
               "watchdog commands a hold at the current position."),
         Param("require_tracks", True, "Hold while the tracks topic is stale too (perception "

@@ -62,9 +62,9 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from fdl_robot.core.safety import JointLimits, Watchdog
+from fdl_robot.core.safety import Watchdog
 from fdl_robot.policy.interface import PolicyObservation
-from fdl_robot.policy.runner import PolicyRunner, make_policy, select_target
+from fdl_robot.policy.runner import PolicyRunner, limits_from_params, make_policy, select_target
 from fdl_robot.ros import parameters
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
 from fdl_robot.ros.conversions import InvalidInput, ns_to_stamp, stamp_to_ns
@@ -102,8 +102,7 @@ class PolicyNode(FdlNode):
             raise ValueError("joint_names must list 6 arm joints and the gripper, "
                              f"got {self.joint_names}")
         try:
-            limits = JointLimits(p["joint_lower_rad"], p["joint_upper_rad"],
-                                 p["max_velocity_rad_s"])
+            limits = limits_from_params(p)
         except ValueError as exc:
             raise ValueError(f"policy_node joint limits: {exc}") from exc
         if limits.n != len(self.joint_names):
@@ -112,7 +111,8 @@ class PolicyNode(FdlNode):
         if not p["control_rate_hz"] > 0:
             raise ValueError(f"control_rate_hz must be positive, got {p['control_rate_hz']}")
         self.dt_s = 1.0 / p["control_rate_hz"]
-        policy = make_policy(p["policy"], dt_s=self.dt_s, model_path=p["model_path"])
+        policy = make_policy(p["policy"], dt_s=self.dt_s, model_path=p["model_path"],
+                             threads=p["policy_threads"])
         if abs(policy.dt_s - self.dt_s) > 1e-9:
             raise ValueError(f"policy '{p['policy']}' runs at {1 / policy.dt_s:g} Hz but "
                              f"control_rate_hz is {p['control_rate_hz']:g}")

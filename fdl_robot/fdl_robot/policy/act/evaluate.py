@@ -5,8 +5,8 @@
 Every episode: ``PickPlaceEnv.reset(seed)``, then at each 50 Hz control step a
 :class:`~fdl_robot.policy.interface.PolicyObservation` is built from the simulator's
 joint state and the object inputs below, :class:`~fdl_robot.policy.runner.PolicyRunner`
-(the policy_node's defaults: its joint limits and ``max_velocity_rad_s``, clamped
-relative to the measured state) turns it into this step's command, and the command is
+(the policy_node's defaults: its joint limits, rate limit and tracking-error bound,
+``core.safety``) turns it into this step's command, and the command is
 applied for one step. An episode ends after ``--max-steps`` steps, when the cube falls
 off the table, or once the task has been solved for ``--settle-s`` seconds in a row.
 Success = ``env.success()`` at the end (cube at rest inside the bin, not touching the
@@ -167,13 +167,12 @@ def evaluate(model_path: str = "", episodes: int = 100, seed0: int = 5000,
     """Run every (inputs, execution) row over seeds seed0 .. seed0 + episodes - 1."""
     from tqdm import tqdm
 
-    from fdl_robot.core.safety import JointLimits
-    from fdl_robot.policy.runner import PolicyRunner, make_policy
+    from fdl_robot.policy.runner import PolicyRunner, limits_from_params, make_policy
     from fdl_robot.ros.parameters import defaults
     from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
 
     p = defaults("policy_node")
-    limits = JointLimits(p["joint_lower_rad"], p["joint_upper_rad"], p["max_velocity_rad_s"])
+    limits = limits_from_params(p)
     policy = make_policy("act", dt_s=0.02, model_path=model_path)
     env = PickPlaceEnv(PickPlaceConfig(image_width=320, image_height=240, max_episode_steps=0))
     if abs(env.control_dt_s - policy.dt_s) > 1e-9:

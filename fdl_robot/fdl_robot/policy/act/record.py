@@ -2,30 +2,32 @@
 
     python -m fdl_robot.policy.act.record --episodes 1000 --seed0 0 --out outputs/act/demos
 
-Why not plain ``fdl_sim record``: the ROS ``policy_node`` limits every command to
-``q_meas +- v_max dt`` around the *measured* joint state (``core.safety``; default
-``max_velocity_rad_s`` [1.5, 1.5, 1.5, 2, 2, 2, 5]). The simulated arm's position servos lag
-their targets by up to ~0.1 rad at the expert's speed, so that clamp binds and the arm
-moves slower than in unclamped demonstrations (measured: the default expert sent through
-the clamp succeeds in 12/30 episodes, its timing being open loop). A policy trained on
-unclamped demos then sees the arm lag its own plan, which shifts when it closes the gripper.
-Here the expert runs slower (``--joint-speed``, ``--tcp-speed``) and every command goes
-through the same :class:`~fdl_robot.core.safety.SafetyLayer` with the policy_node's limits;
-the recorded action is that *executed* command, so the demos only contain commands the
-deployed runner will pass unchanged.
+Why not plain ``fdl_sim record``: the ROS ``policy_node`` sends every command through
+``core.safety`` (rate limit ``max_velocity_rad_s`` [1.5, 1.5, 1.5, 2, 2, 2, 5] per second
+between consecutive commands, and at most ``max_tracking_error_rad`` from the measured
+joints). Here the expert runs slower than its defaults (``--joint-speed``, ``--tcp-speed``)
+and every command goes through the same :class:`~fdl_robot.core.safety.SafetyLayer` with
+the policy_node's limits, given the previous executed command exactly as
+:class:`~fdl_robot.policy.runner.PolicyRunner` does; the recorded action is that *executed*
+command, so the demos only contain commands the deployed runner passes unchanged.
+
+History: the first shipped model was recorded when the velocity limit applied relative to
+the *measured* joints. The simulated servos lag their targets by ~0.1 rad at the expert's
+speed, so that clamp bound, the arm under-reached, and the demonstrator itself solved only
+91/100 of the evaluation seeds 5000-5099 (100/100 with the current rule).
 
 DART-style perturbations (Laskey et al. 2017): in a fraction ``--perturb-frac`` of the
 episodes, an Ornstein-Uhlenbeck offset (std ``--perturb-std`` rad per arm joint, time
 constant ``--perturb-tau`` s) is added to the executed arm command during the free-space
 phases without the cube in hand (approach, retreat; it decays within ~0.3 s
-elsewhere: shaking a held cube makes it slip out of the clamped grip, see below), while the
-label stays the expert's clamped command: the data show how to return to the plan from
+elsewhere: shaking a held cube made it slip out of the weak grip of the earlier rule, see
+below), while the label stays the expert's safety-filtered command: the data show how to return to the plan from
 states the unperturbed expert never visits.
 
-Grip force: the policy_node's gripper limit (5 /s, i.e. 0.1 per step relative to the
-*measured* closure) caps the squeeze command at about measured + 0.1 while the fingers rest
-on the cube (closure ~0.53), so the simulated grip is ~6 N instead of ~30 N with a
-command of 1. Demos still succeed, but shaking a held cube makes it slip.
+Grip force: the gripper command is rate-limited from the previous command and may lead
+the measured closure by up to 0.5, so a command of 1 squeezes the cube while the fingers rest
+on it (closure ~0.53). Under the earlier rule (0.1 from the measured closure) the grip was
+~6 N instead of ~30 N, and a shaken cube slipped.
 
 Output: the ``sim.dataset`` layout (``episode_<i>.hdf5`` + ``dataset_info.json``) with the
 recorder's settings in each file's ``recorder`` attribute; only successful episodes are
@@ -87,7 +89,8 @@ class _ClampedEnv:
         obs = self._last_obs
         q_meas = np.append(obs["qpos"], obs["gripper"])
         dt = self._env.control_dt_s
-        cmd = self._safety.filter(np.asarray(action, np.float64), q_meas, dt).q_cmd_rad
+        q_prev = self.executed[-1] if self.executed else None       # as PolicyRunner does
+        cmd = self._safety.filter(np.asarray(action, np.float64), q_meas, dt, q_prev).q_cmd_rad
         self.executed.append(cmd.copy())
         run = cmd.copy()
         if self._perturb:
@@ -107,7 +110,8 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
            progress: bool = True) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from fdl_robot.core.safety import JointLimits, SafetyLayer
+    from fdl_robot.core.safety import SafetyLayer
+    from fdl_robot.policy.runner import limits_from_params
     from fdl_robot.ros.parameters import defaults
     from fdl_robot.sim.dataset import PerceptionNoise, record_episode
     from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
@@ -116,7 +120,7 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     p = defaults("policy_node")
-    safety = SafetyLayer(JointLimits(p["joint_lower_rad"], p["joint_upper_rad"], p["max_velocity_rad_s"]))
+    safety = SafetyLayer(limits_from_params(p))
     base_env = PickPlaceEnv(PickPlaceConfig(image_width=64, image_height=48, max_episode_steps=0))
     expert = ScriptedExpert(base_env.model, ExpertConfig(align_yaw=False, max_joint_speed_rad_s=cfg.joint_speed_rad_s,
                                                          max_speed_m_s=cfg.tcp_speed_m_s))
@@ -136,7 +140,8 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
             continue
         ep.action = env.executed                                    # label = executed command
         ep.attrs["recorder"] = json.dumps({**asdict(cfg), "perturbed": perturbed,
-                                           "max_velocity_rad_s": list(p["max_velocity_rad_s"])})
+                                           "max_velocity_rad_s": list(p["max_velocity_rad_s"]),
+                                           "max_tracking_error_rad": list(p["max_tracking_error_rad"])})
         name = f"episode_{len(saved)}.hdf5"
         ep.save(out / name)
         saved.append({"file": name, "seed": ep.seed, "perturbed": perturbed,
@@ -146,6 +151,7 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
     base_env.close()
     info = {"episodes": saved, "n_saved": len(saved), "seeds": [seed0, seed - 1], "failures": failures,
             "recorder": asdict(cfg), "max_velocity_rad_s": list(p["max_velocity_rad_s"]),
+            "max_tracking_error_rad": list(p["max_tracking_error_rad"]),
             "wall_s": round(time.perf_counter() - t0, 1)}
     (out / "dataset_info.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
