@@ -16,7 +16,7 @@ What runs
   generated parameters YAML plus the benchmark's overrides (backend, model, image size,
   policy; extrinsics = the cell's calibrated camera), started as a separate process exactly
   as the README runs it (``python -m fdl_robot.ros.runner run --graph perception``:
-  one process, one MultiThreadedExecutor, so the GIL serialises the nodes), and/or as one
+  one process, one SingleThreadedExecutor: the nodes' callbacks run in turn), and/or as one
   process per node (``--modes multi-process``, what ``ros2 launch`` does).
 
 What is measured (from outside the graph)
@@ -552,7 +552,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT_DIR / "latency.json")
     ap.add_argument("--png", type=Path, default=None, help="histogram PNG (default: --out with .png)")
     ap.add_argument("--executor", choices=["runner", "single", "multi"], default="runner",
-                    help="runner: the project's entry points (MultiThreadedExecutor); single/multi: "
+                    help="runner: the project's entry points (SingleThreadedExecutor); single/multi: "
                          "the same nodes spun by benchmarks/_graph_process.py with that executor")
     ap.add_argument("--sensor-depth", type=int, default=0,
                     help="experiment: history depth of the nodes' sensor QoS (default 5; 1 = always "
@@ -560,6 +560,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dds-profile", default=str(REPO / "fdl_robot" / "fdl_robot" / "ros" / "fastdds_profile.xml"),
                     help="Fast DDS XML profile for every process ('' = Fast DDS defaults, which lose "
                          "best-effort messages > 512 KB between processes)")
+    ap.add_argument("--policy-threads", type=int, default=None,
+                    help="policy_node policy_threads (default: the YAML's, 1; 0 = torch's default, "
+                         "one thread per core: the comparison in the README)")
     ap.add_argument("--keep-raw", action="store_true", help="keep per-frame latencies in the JSON")
     args = ap.parse_args(argv)
 
@@ -574,9 +577,12 @@ def main(argv=None) -> int:
         model = str(shipped) if shipped.is_file() else ""
     frames = load_frames(args.width, args.height, args.seed)
     config = write_config(args.out.with_suffix(".yaml"), frames, args.backend, model,
-                          args.image_size, args.policy, args.policy_model)
+                          args.image_size, args.policy, args.policy_model,
+                          extra=({"policy_node": {"policy_threads": args.policy_threads}}
+                                 if args.policy_threads is not None else None))
     report = {"config": {"backend": args.backend, "model": model, "image_size": args.image_size,
                          "policy": args.policy, "policy_model": args.policy_model,
+                         "policy_threads": args.policy_threads,
                          "width": args.width, "height": args.height, "frames": len(frames),
                          "duration_s": args.duration, "rates_hz": args.rates, "modes": args.modes,
                          "graph_config": str(config), "dds_profile": args.dds_profile,
