@@ -173,7 +173,10 @@ def test_no_tracks_then_stale_joint_states_hold_once_at_the_last_position():
 def test_invalid_joint_states_are_rejected_counted_and_never_move_the_arm():
     with RosHarness() as ros:
         cell = Cell(ros)
-        cell.run(0.3)
+        for _ in range(10):                 # a loaded machine may take longer to start
+            cell.run(0.3)
+            if len(cell.commands) > 3:
+                break
         good = cell.q.copy()
         n = len(cell.commands)
         assert n > 3

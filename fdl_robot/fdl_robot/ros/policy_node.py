@@ -5,7 +5,8 @@
 Every 1 / control_rate_hz seconds the node builds a
 :class:`~fdl_robot.policy.interface.PolicyObservation` from the latest joint state and
 the target track, runs :class:`~fdl_robot.policy.runner.PolicyRunner` (policy, chunked
-or temporally ensembled execution, joint position and velocity limits) and publishes a
+or temporally ensembled execution; joint position limits, a rate limit between consecutive
+commands and a bound on the distance from the measured joints) and publishes a
 ``trajectory_msgs/JointTrajectory`` for ros2_control's JointTrajectoryController.
 
 Inputs
