@@ -93,6 +93,16 @@ def test_rate_limit_is_relative_to_the_previous_command():
                                [0.02, 0, 0])
 
 
+def test_a_previous_command_far_from_the_robot_is_not_a_reference():
+    """After a reset or teleport the rate limit restarts from the measured position."""
+    layer = SafetyLayer(LIMITS)
+    q_meas = np.zeros(3)
+    far = np.array([0.5, 0.0, 0.0])                               # 0.5 > e_max = 0.1 (joint 0)
+    r = layer.filter(far, q_meas, DT, far)
+    np.testing.assert_allclose(r.q_cmd_rad, [0.02, 0.0, 0.0])     # v_max dt from q_meas
+    assert not r.tracking_limited.any()
+
+
 def test_a_blocked_joint_is_never_commanded_further_than_e_max_from_where_it_is():
     layer = SafetyLayer(LIMITS)
     q_meas = np.zeros(3)                                          # the joints do not move
@@ -115,7 +125,8 @@ def test_previous_position_outside_the_box_moves_back_at_bounded_speed():
 @given(target=arrays(np.float64, 3, elements=finite), prev=arrays(np.float64, 3, elements=finite),
        meas_offset=arrays(np.float64, 3, elements=st.floats(-0.3, 0.3)), dt=st.floats(1e-3, 0.1))
 def test_filter_properties(target, prev, meas_offset, dt):
-    """|q_cmd - q_cmd_prev| <= v_max dt while the tracking bound does not bind;
+    """|q_cmd - q_ref| <= v_max dt while the tracking bound does not bind (q_ref = q_cmd_prev
+    when it is within e_max of q_meas, else q_meas);
     |q_cmd - q_meas| <= e_max; inside the box when q_cmd_prev and q_meas are; a no-op when
     the target is allowed."""
     layer = SafetyLayer(LIMITS)
@@ -124,7 +135,8 @@ def test_filter_properties(target, prev, meas_offset, dt):
     r = layer.filter(target, meas_in, dt, prev_in)
     q = r.q_cmd_rad
     bound = ~r.tracking_limited
-    assert np.all(np.abs(q - prev_in)[bound] <= (LIMITS.max_velocity_rad_s * dt + 1e-12)[bound])
+    ref = prev_in if np.all(np.abs(prev_in - meas_in) <= LIMITS.max_tracking_error_rad) else meas_in
+    assert np.all(np.abs(q - ref)[bound] <= (LIMITS.max_velocity_rad_s * dt + 1e-12)[bound])
     assert np.all(np.abs(q - meas_in) <= LIMITS.max_tracking_error_rad + 1e-12)
     assert LIMITS.contains(q)
     q_out = layer.filter(target, prev, dt).q_cmd_rad            # no previous command: from q_meas

@@ -14,7 +14,9 @@ length dt maps a policy's target to a command in four stages, in this order:
 
 3. Rate limit (as ros2_control's joint limiters do). A joint's command may move at most
    v_max dt per step from the reference q_ref: the previous *command* q_cmd_prev when
-   there is one, else the measured position q_meas (first step, after a hold)::
+   there is one and it lies within e_max of q_meas in every joint, else the measured
+   position q_meas (first step, after a hold, or when the robot was moved away from its
+   last command: reset, teleported in a simulator, pushed)::
 
        q_rate = q_ref + clip(q_clip - q_ref, -v_max dt, +v_max dt)
 
@@ -182,7 +184,8 @@ class SafetyLayer:
         ``q_meas_rad``, the measured position, must be finite (it is what the robot holds
         on rejection; ValueError otherwise). ``q_cmd_prev_rad`` is the command sent at the
         previous step, or None after a hold or at the start: the rate limit then applies
-        relative to q_meas. A non-finite previous command counts as None.
+        relative to q_meas. A non-finite previous command, or one further than e_max from
+        q_meas in any joint, counts as None.
         """
         q_meas = np.asarray(q_meas_rad, dtype=np.float64).reshape(-1)
         target = np.asarray(q_target_rad, dtype=np.float64).reshape(-1)
@@ -197,8 +200,8 @@ class SafetyLayer:
             prev = np.asarray(q_cmd_prev_rad, dtype=np.float64).reshape(-1)
             if prev.size != n:
                 raise ValueError(f"expected {n} joints, got previous command {prev.size}")
-            if np.all(np.isfinite(prev)):
-                q_ref = prev
+            if np.all(np.abs(prev - q_meas) <= self.limits.max_tracking_error_rad):
+                q_ref = prev                                  # (False for NaN/inf too)
         none = np.zeros(n, dtype=bool)
         if not np.all(np.isfinite(target)):
             return SafetyResult(q_meas.copy(), True, none, none, none)
