@@ -189,3 +189,33 @@ def test_ultralytics_backend_loads_rtdetr_weights(tmp_path):
     assert 0 < len(out) <= 7 and set(out.class_names) <= {"red_cube", "cube", "bin"}
     assert np.all(out.boxes_xyxy[:, 2:] >= out.boxes_xyxy[:, :2])
     assert np.all((out.boxes_xyxy >= 0) & (out.boxes_xyxy <= [320, 240, 320, 240]))
+
+
+@pytest.mark.parametrize("model, fine_tune", [("yolo11n.yaml", False), ("ours/best.pt", True)])
+def test_training_loads_a_pt_to_fine_tune_and_passes_the_optimizer(tmp_path, monkeypatch, model, fine_tune):
+    """ultralytics ignores a .pt's weights when pretrained=False (session 3's "fine-tune"
+    trained from scratch): the trainer must ask for them, and only for a .pt."""
+    import sys
+    import types
+
+    from fdl_robot.perception import train_detector
+
+    calls = {}
+
+    class FakeYOLO:
+        def __init__(self, model, task):
+            calls["model"] = model
+
+        def train(self, **kwargs):
+            calls.update(kwargs)
+            save_dir = tmp_path / "run"
+            (save_dir / "weights").mkdir(parents=True)
+            (save_dir / "weights" / "best.pt").write_bytes(b"weights")
+            self.trainer = types.SimpleNamespace(save_dir=save_dir)
+
+    monkeypatch.setitem(sys.modules, "ultralytics", types.SimpleNamespace(YOLO=FakeYOLO))
+    summary = train_detector.train(tmp_path / "data.yaml", tmp_path / "out", model=model, hours=0.01,
+                                   optimizer="AdamW", lr0=5e-4, run_dir=tmp_path / "runs")
+    assert calls["pretrained"] is fine_tune and summary["fine_tune"] is fine_tune
+    assert calls["optimizer"] == "AdamW" and calls["lr0"] == 5e-4
+    assert (tmp_path / "out" / "best.pt").read_bytes() == b"weights"
