@@ -21,15 +21,16 @@ from datetime import datetime
 __all__ = ["main"]
 
 
-def _drain(executor, quiet_s: float = 0.2, limit_s: float = 2.0) -> None:
-    """Take what is still queued: spin until nothing arrives for ``quiet_s`` (at most ``limit_s``)."""
+def _drain(executor, recorder, quiet_s: float = 0.2, limit_s: float = 2.0) -> None:
+    """Take what is still queued: spin until the recorder has written nothing new for
+    ``quiet_s`` (at most ``limit_s``)."""
     end, quiet_until = time.monotonic() + limit_s, time.monotonic() + quiet_s
+    written = sum(recorder.counts.values())
     try:
         while time.monotonic() < min(end, quiet_until):
-            before = time.monotonic()
             executor.spin_once(timeout_sec=0.02)
-            if time.monotonic() - before < 0.015:       # a callback ran (no timeout): keep going
-                quiet_until = time.monotonic() + quiet_s
+            if (now_written := sum(recorder.counts.values())) != written:
+                written, quiet_until = now_written, time.monotonic() + quiet_s
     except Exception:  # noqa: BLE001 - the context may be shut down already (external shutdown)
         pass
 
@@ -37,13 +38,12 @@ def _drain(executor, quiet_s: float = 0.2, limit_s: float = 2.0) -> None:
 def _record(args, ros_args) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.signals import SignalHandlerOptions
 
     from fdl_robot.bags.recorder import BagRecorder
 
     out = args.output or datetime.now().strftime("rosbag2_%Y_%m_%d-%H_%M_%S")
-    from rclpy.parameter import Parameter
-
-    from rclpy.signals import SignalHandlerOptions
 
     # Ctrl-C raises KeyboardInterrupt here instead of shutting the context down at once, so the
     # messages already delivered to the subscriptions are still taken and written (drain below)
@@ -62,7 +62,7 @@ def _record(args, ros_args) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        _drain(executor)
+        _drain(executor, recorder)
         recorder.close()
         node.destroy_node()
         rclpy.try_shutdown()

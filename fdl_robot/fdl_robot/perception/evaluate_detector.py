@@ -242,19 +242,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from fdl_robot.sim.detection_dataset import VAL_SEED0
 
+    seed0 = VAL_SEED0 if args.seed0 is None else args.seed0
     weights = args.weights or default_model_path(args.backend)
     # mAP needs the low-score tail of the detections: evaluate at a low threshold for 2D
     detector = make_detector(args.backend, weights, image_size=args.imgsz, score_threshold=0.001,
                              max_detections=100)
     result = run_evaluation(detector, n_episodes=args.episodes, score_threshold=args.score_threshold,
-                            seed0=args.seed0)
+                            seed0=seed0)
     # 3D uses the detections an operating detector would publish (score >= threshold)
     rows = result["objects"]
     kept_preds = [{k: np.asarray(v)[np.asarray(pr["scores"]) >= args.score_threshold] for k, v in pr.items()}
                   for pr in result["predictions"]]
     summary = {
         "backend": args.backend, "weights": str(weights), "imgsz": args.imgsz, "episodes": args.episodes,
-        "seed0": VAL_SEED0 if args.seed0 is None else args.seed0,
+        "seed0": seed0,
         "frames": len(result["predictions"]),
         "2d": summarise_2d(result["predictions"], result["ground_truths"], result["class_names"]),
         "2d_at_threshold": summarise_2d(kept_preds, result["ground_truths"], result["class_names"]),

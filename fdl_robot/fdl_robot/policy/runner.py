@@ -22,7 +22,8 @@ fresh chunk. A chunk with NaN/inf is not executed: that step is a hold, and the 
 is asked again at the next step.
 
 Safety (``core.safety``), every step: rate-limited relative to the previous command
-q_cmd,prev (q_meas after a reset), then kept within e_max of the measured state q_meas::
+q_cmd,prev (q_meas after a reset, a gap, or when q_cmd,prev is further than e_max from the
+robot), then kept within e_max of the measured state q_meas::
 
     q_cmd   = q_meas + clip(q_cmd,prev + clip(clip_box(a_t) - q_cmd,prev, +-v_max dt) - q_meas,
                             +-e_max)

@@ -21,8 +21,8 @@ episodes, an Ornstein-Uhlenbeck offset (std ``--perturb-std`` rad per arm joint,
 constant ``--perturb-tau`` s) is added to the executed arm command during the free-space
 phases without the cube in hand (approach, retreat; it decays within ~0.3 s
 elsewhere: shaking a held cube made it slip out of the weak grip of the earlier rule, see
-below), while the label stays the expert's safety-filtered command: the data show how to return to the plan from
-states the unperturbed expert never visits.
+below), while the label stays the expert's safety-filtered command: the data show how to
+return to the plan from states the unperturbed expert never visits.
 
 Grip force: the gripper command is rate-limited from the previous command and may lead
 the measured closure by up to 0.5, so a command of 1 squeezes the cube while the fingers rest
@@ -121,6 +121,7 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
     out.mkdir(parents=True, exist_ok=True)
     p = defaults("policy_node")
     safety = SafetyLayer(limits_from_params(p))
+    limits_meta = {k: list(p[k]) for k in ("max_velocity_rad_s", "max_tracking_error_rad")}
     base_env = PickPlaceEnv(PickPlaceConfig(image_width=64, image_height=48, max_episode_steps=0))
     expert = ScriptedExpert(base_env.model, ExpertConfig(align_yaw=False, max_joint_speed_rad_s=cfg.joint_speed_rad_s,
                                                          max_speed_m_s=cfg.tcp_speed_m_s))
@@ -139,9 +140,7 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
             bar.set_postfix(failed=failures)
             continue
         ep.action = env.executed                                    # label = executed command
-        ep.attrs["recorder"] = json.dumps({**asdict(cfg), "perturbed": perturbed,
-                                           "max_velocity_rad_s": list(p["max_velocity_rad_s"]),
-                                           "max_tracking_error_rad": list(p["max_tracking_error_rad"])})
+        ep.attrs["recorder"] = json.dumps({**asdict(cfg), "perturbed": perturbed, **limits_meta})
         name = f"episode_{len(saved)}.hdf5"
         ep.save(out / name)
         saved.append({"file": name, "seed": ep.seed, "perturbed": perturbed,
@@ -150,9 +149,7 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
     bar.close()
     base_env.close()
     info = {"episodes": saved, "n_saved": len(saved), "seeds": [seed0, seed - 1], "failures": failures,
-            "recorder": asdict(cfg), "max_velocity_rad_s": list(p["max_velocity_rad_s"]),
-            "max_tracking_error_rad": list(p["max_tracking_error_rad"]),
-            "wall_s": round(time.perf_counter() - t0, 1)}
+            "recorder": asdict(cfg), **limits_meta, "wall_s": round(time.perf_counter() - t0, 1)}
     (out / "dataset_info.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
 
