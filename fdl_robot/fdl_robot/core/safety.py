@@ -47,12 +47,45 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["JointLimits", "SafetyResult", "SafetyLayer", "clip_to_limits",
+from fdl_robot.core.kinematics import UR5E_LIMITS_RAD
+from fdl_robot.core.robot import GRIPPER_RANGE, JOINT_NAMES
+
+__all__ = ["SafetyConfig", "JointLimits", "SafetyResult", "SafetyLayer", "clip_to_limits",
            "limit_velocity", "limit_tracking_error", "limit_trajectory", "WatchdogStatus",
            "Watchdog"]
 
 
 # --- limits ---------------------------------------------------------------------------
+
+def _floats(*values) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Limits of the 7 joints of ``core.robot.JOINT_NAMES``.
+
+    Position box: the UR5e's joint range (``core.kinematics.UR5E_LIMITS_RAD``) and the
+    gripper's closure range (0 = open .. 1 = closed). ``max_velocity_rad_s``: consecutive
+    commands differ by at most this times dt (gripper: closure fraction per second);
+    ``max_tracking_error_rad``: largest |q_cmd - q_meas|. The defaults are policy_node's.
+    """
+
+    joint_lower_rad: tuple[float, ...] = _floats(*UR5E_LIMITS_RAD[:, 0], GRIPPER_RANGE[0])
+    joint_upper_rad: tuple[float, ...] = _floats(*UR5E_LIMITS_RAD[:, 1], GRIPPER_RANGE[1])
+    max_velocity_rad_s: tuple[float, ...] = (1.5, 1.5, 1.5, 2.0, 2.0, 2.0, 5.0)
+    max_tracking_error_rad: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.5)
+
+    def __post_init__(self):
+        self.limits()                                   # validates the four vectors
+        if len(self.joint_lower_rad) != len(JOINT_NAMES):
+            raise ValueError(f"limits must have {len(JOINT_NAMES)} entries ({', '.join(JOINT_NAMES)}), "
+                             f"got {len(self.joint_lower_rad)}")
+
+    def limits(self) -> "JointLimits":
+        return JointLimits(self.joint_lower_rad, self.joint_upper_rad, self.max_velocity_rad_s,
+                           self.max_tracking_error_rad)
+
 
 @dataclass(frozen=True)
 class JointLimits:

@@ -14,7 +14,11 @@ Backends
 ``color``        HSV colour blobs (:mod:`fdl_robot.perception.color_detector`): no
                  weights; the baseline and the stand-in before a network is trained.
 ``detr``         A Hugging Face ``DetrForObjectDetection`` checkpoint directory,
-                 post-processed by :func:`fdl_robot.core.decoding.detr_postprocess`.
+                 post-processed by :func:`fdl_robot.core.decoding.detr_postprocess`
+                 (no DETR weights ship yet: give ``model_path``).
+
+:class:`DetectorConfig` holds every setting and its default (detector_node's parameters
+are read from it); ``make_detector`` builds the backend it names.
 Heavy libraries (torch, ultralytics, onnxruntime, transformers) are imported only when a
 backend is built, so this module imports fast and without them.
 
@@ -28,6 +32,40 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+
+BACKENDS = ("ultralytics", "onnx", "detr", "color")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """What a detector is built from; the defaults are detector_node's.
+
+    ``model_path`` '' means the shipped weights of the backend (:func:`default_model_path`).
+    ``score_threshold`` is the minimum confidence, ``iou_threshold`` the NMS overlap of the
+    YOLO backends, ``image_size`` the inference size in pixels (longest side).
+    """
+
+    backend: str = "ultralytics"
+    model_path: str = ""
+    image_size: int = 320
+    score_threshold: float = 0.25
+    iou_threshold: float = 0.5
+    max_detections: int = 50
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown detector backend '{self.backend}'; use one of {list(BACKENDS)}")
+        if self.image_size <= 0 or self.max_detections <= 0:
+            raise ValueError(f"image_size and max_detections must be positive, got "
+                             f"{self.image_size} and {self.max_detections}")
+        for name in ("score_threshold", "iou_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+_DEFAULT = DetectorConfig()
 
 
 @dataclass(frozen=True)
@@ -67,8 +105,9 @@ def default_model_dir() -> Path:
 
 def default_model_path(backend: str = "ultralytics") -> str:
     """The shipped model of a backend (``best.pt``; ``best.onnx`` for 'onnx'), or '' if none."""
-    path = default_model_dir() / ("best.onnx" if backend == "onnx" else "best.pt")
-    return str(path) if path.is_file() else ""
+    name = {"ultralytics": "best.pt", "onnx": "best.onnx"}.get(backend)
+    path = default_model_dir() / name if name else None
+    return str(path) if path is not None and path.is_file() else ""
 
 
 class Detector(Protocol):
@@ -87,8 +126,10 @@ def _check_rgb(rgb: np.ndarray) -> None:
 class UltralyticsDetector:
     """YOLO / RT-DETR through ultralytics (``.pt`` weights or an ``.onnx`` export)."""
 
-    def __init__(self, model_path: str | Path, image_size: int = 320, score_threshold: float = 0.25,
-                 iou_threshold: float = 0.5, max_detections: int = 50, device: str = "cpu"):
+    def __init__(self, model_path: str | Path, image_size: int = _DEFAULT.image_size,
+                 score_threshold: float = _DEFAULT.score_threshold,
+                 iou_threshold: float = _DEFAULT.iou_threshold,
+                 max_detections: int = _DEFAULT.max_detections, device: str = _DEFAULT.device):
         from ultralytics import RTDETR, YOLO
 
         path = Path(model_path)
@@ -140,8 +181,9 @@ class OnnxDetector:
     the image with ``(box - pad) / r`` and clipped.
     """
 
-    def __init__(self, model_path: str | Path, score_threshold: float = 0.25, iou_threshold: float = 0.5,
-                 max_detections: int = 50, threads: int = 0):
+    def __init__(self, model_path: str | Path, score_threshold: float = _DEFAULT.score_threshold,
+                 iou_threshold: float = _DEFAULT.iou_threshold,
+                 max_detections: int = _DEFAULT.max_detections, threads: int = 0):
         import ast
 
         import onnxruntime as ort
@@ -160,7 +202,8 @@ class OnnxDetector:
         self.size = int(inp.shape[2]) if isinstance(inp.shape[2], int) else 640
         meta = self.session.get_modelmeta().custom_metadata_map
         if "names" not in meta:
-            raise ValueError(f"{path} has no 'names' metadata: export it with ultralytics (model.export(format='onnx'))")
+            raise ValueError(f"{path} has no 'names' metadata: export it with ultralytics "
+                             "(model.export(format='onnx'))")
         names = ast.literal_eval(meta["names"])
         self.class_names = tuple(names[i] for i in sorted(names))
         self.score_threshold, self.iou_threshold = float(score_threshold), float(iou_threshold)
@@ -185,8 +228,8 @@ class OnnxDetector:
 class DetrDetector:
     """Hugging Face DETR from a local checkpoint directory; core.decoding post-processing."""
 
-    def __init__(self, model_path: str | Path, score_threshold: float = 0.5, device: str = "cpu",
-                 image_size: int = 320):
+    def __init__(self, model_path: str | Path, score_threshold: float = _DEFAULT.score_threshold,
+                 device: str = _DEFAULT.device, image_size: int = _DEFAULT.image_size):
         import torch
         from transformers import DetrForObjectDetection
 
@@ -220,19 +263,28 @@ class DetrDetector:
                           tuple(self.class_names[i] for i in ids))
 
 
-def make_detector(backend: str, model_path: str | Path, *, image_size: int = 320,
-                  score_threshold: float = 0.25, iou_threshold: float = 0.5,
-                  max_detections: int = 50, device: str = "cpu") -> Detector:
-    """Build a backend by name (the detector_node's ``backend`` parameter)."""
-    if backend == "ultralytics":
-        return UltralyticsDetector(model_path, image_size, score_threshold, iou_threshold,
-                                   max_detections, device)
-    if backend == "onnx":
-        return OnnxDetector(model_path, score_threshold, iou_threshold, max_detections)
-    if backend == "detr":
-        return DetrDetector(model_path, score_threshold, device, image_size)
-    if backend == "color":
+def make_detector(backend: str | DetectorConfig = _DEFAULT.backend, model_path: str | Path = "",
+                  **settings) -> Detector:
+    """Build the backend a :class:`DetectorConfig` names.
+
+    ``make_detector(config)``, or ``make_detector(backend, model_path, **settings)`` with
+    ``settings`` any other fields of DetectorConfig. An empty ``model_path`` resolves to
+    the backend's shipped weights; FileNotFoundError if there are none.
+    """
+    config = backend if isinstance(backend, DetectorConfig) else DetectorConfig(
+        backend=backend, model_path=str(model_path), **settings)
+    if config.backend == "color":
         from fdl_robot.perception.color_detector import ColorDetector
 
         return ColorDetector()
-    raise ValueError(f"unknown detector backend '{backend}'; use 'ultralytics', 'onnx', 'detr' or 'color'")
+    path = config.model_path or default_model_path(config.backend)
+    if not path:
+        raise FileNotFoundError(f"detector backend '{config.backend}': no model_path given and no "
+                                f"shipped weights in {default_model_dir()}")
+    if config.backend == "ultralytics":
+        return UltralyticsDetector(path, config.image_size, config.score_threshold,
+                                   config.iou_threshold, config.max_detections, config.device)
+    if config.backend == "onnx":
+        return OnnxDetector(path, config.score_threshold, config.iou_threshold,
+                            config.max_detections)
+    return DetrDetector(path, config.score_threshold, config.device, config.image_size)

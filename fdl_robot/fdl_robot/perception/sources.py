@@ -66,11 +66,12 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 import numpy as np
 
 from fdl_robot.core.camera import PinholeCamera
+from fdl_robot.core.config import from_mapping
 
 __all__ = [
     "Frame", "FrameSource", "SourceError", "EndOfStream", "RealSenseSource", "VideoSource",
     "depth_to_mm", "guess_intrinsics", "capture_stamp_ns", "register_source", "make_source",
-    "available_sources", "DEFAULT_HFOV_DEG",
+    "available_sources", "DEFAULT_HFOV_DEG", "CameraConfig",
 ]
 
 #: Seconds a playback must have reported its end, with nothing left to read, to be over.
@@ -86,6 +87,31 @@ class SourceError(RuntimeError):
 
 class EndOfStream(Exception):
     """A file source that does not loop has delivered its last frame."""
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """The settings of the built-in sources; the defaults are camera_node's.
+
+    ``source`` names the factory (:func:`make_source`); ``realsense_*`` and ``align_depth``
+    configure :class:`RealSenseSource`, ``video_*`` :class:`VideoSource`; ``width`` x
+    ``height`` pixels at ``fps`` Hz is the mode asked of a live camera (files keep theirs);
+    ``loop`` restarts a file at its end.
+    """
+
+    source: str = "realsense"
+    realsense_bag: str = ""
+    realsense_serial: str = ""
+    align_depth: bool = True
+    video_uri: str = "0"
+    video_hfov_deg: float = DEFAULT_HFOV_DEG
+    loop: bool = True
+    width: int = 640
+    height: int = 480
+    fps: float = 15.0
+
+
+_CAMERA = CameraConfig()
 
 
 @dataclass(frozen=True)
@@ -248,8 +274,9 @@ class RealSenseSource(_Source):
     requested mode is not offered, FileNotFoundError when ``bag_path`` does not exist.
     """
 
-    def __init__(self, serial: str = "", bag_path: str = "", width: int = 640, height: int = 480,
-                 fps: float = 15.0, loop: bool = True, align: bool = True, queue_size: int = 2):
+    def __init__(self, serial: str = _CAMERA.realsense_serial, bag_path: str = _CAMERA.realsense_bag,
+                 width: int = _CAMERA.width, height: int = _CAMERA.height, fps: float = _CAMERA.fps,
+                 loop: bool = _CAMERA.loop, align: bool = _CAMERA.align_depth, queue_size: int = 2):
         self._rs = _rs()
         self.serial, self.bag_path = str(serial), str(bag_path)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
@@ -565,8 +592,9 @@ class VideoSource(_Source):
     field of view ``hfov_deg``) and the source says so in ``intrinsics_note``.
     """
 
-    def __init__(self, uri: str = "0", width: int = 640, height: int = 480, fps: float = 15.0,
-                 loop: bool = True, hfov_deg: float = DEFAULT_HFOV_DEG):
+    def __init__(self, uri: str = _CAMERA.video_uri, width: int = _CAMERA.width,
+                 height: int = _CAMERA.height, fps: float = _CAMERA.fps, loop: bool = _CAMERA.loop,
+                 hfov_deg: float = _CAMERA.video_hfov_deg):
         import cv2
 
         self._cv2 = cv2
@@ -640,17 +668,15 @@ SourceFactory = Callable[[Mapping[str, Any]], FrameSource]
 
 
 def _realsense_from_params(p: Mapping[str, Any]) -> RealSenseSource:
-    return RealSenseSource(serial=p.get("realsense_serial", ""), bag_path=p.get("realsense_bag", ""),
-                           width=p.get("width", 640), height=p.get("height", 480),
-                           fps=p.get("fps", 15.0), loop=p.get("loop", True),
-                           align=p.get("align_depth", True))
+    c = from_mapping(CameraConfig, p)
+    return RealSenseSource(serial=c.realsense_serial, bag_path=c.realsense_bag, width=c.width,
+                           height=c.height, fps=c.fps, loop=c.loop, align=c.align_depth)
 
 
 def _video_from_params(p: Mapping[str, Any]) -> VideoSource:
-    return VideoSource(uri=p.get("video_uri", "0"), width=p.get("width", 640),
-                       height=p.get("height", 480), fps=p.get("fps", 15.0),
-                       loop=p.get("loop", True),
-                       hfov_deg=p.get("video_hfov_deg", DEFAULT_HFOV_DEG))
+    c = from_mapping(CameraConfig, p)
+    return VideoSource(uri=c.video_uri, width=c.width, height=c.height, fps=c.fps, loop=c.loop,
+                       hfov_deg=c.video_hfov_deg)
 
 
 _FACTORIES: dict[str, SourceFactory] = {
@@ -678,7 +704,7 @@ def available_sources() -> list[str]:
 
 def make_source(params: Mapping[str, Any]) -> FrameSource:
     """Build the source named by ``params['source']`` from the camera_node parameters."""
-    name = str(params.get("source", "realsense"))
+    name = str(params.get("source", _CAMERA.source))
     if name not in _FACTORIES:
         raise SourceError(_NOT_YET.get(name, f"unknown camera source {name!r}; "
                                              f"available: {available_sources()}"))
