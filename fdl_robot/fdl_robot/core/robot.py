@@ -11,9 +11,11 @@ The kinematic model of the arm (DH table, limits, home posture) is
 """
 from __future__ import annotations
 
-__all__ = ["ARM_JOINT_NAMES", "GRIPPER_JOINT_NAME", "JOINT_NAMES", "N_ARM_JOINTS",
+__all__ = ["BASE_FRAME", "ARM_JOINT_NAMES", "GRIPPER_JOINT_NAME", "JOINT_NAMES", "N_ARM_JOINTS",
            "GRIPPER_RANGE", "CONTROL_DT_S", "CONTROL_RATE_HZ"]
 
+#: The robot's base frame (REP-105): objects, tracks and targets are expressed in it.
+BASE_FRAME = "base_link"
 #: The six arm joints in chain order (UR naming).
 ARM_JOINT_NAMES: tuple[str, ...] = ("shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint",
                                     "wrist_1_joint", "wrist_2_joint", "wrist_3_joint")
