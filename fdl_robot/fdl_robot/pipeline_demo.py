@@ -1,15 +1,16 @@
-"""One synthetic RGB-D scene through the perception pipeline, stage by stage.
+"""One synthetic RGB-D scene through the perception pipeline, stage by stage (no simulator).
 
     fdl-robot-pipeline-demo [--frames 5] [--out outputs/pipeline_demo.png]
 
 A red and a blue 4 cm cube lie on a table seen by a camera 0.6 m above it. For each of a
 few frames (the red cube slides along +x at 3 cm/s, stamps at 15 Hz) the demo renders the
-RGB-D frame, detects the cubes (colour-blob backend: no trained network ships yet), lifts
-each box with the aligned depth to the camera optical frame and on to base_link, and feeds
-the tracker; then the scripted policy turns joint state + the tracked cube into a chunk of
-joint targets through the safety layer. It prints every stage and the error against the
-ground truth, and saves the annotated image. It is library code only: the ROS graph runs
-the same calls inside nodes.
+RGB-D frame, detects the cubes (the colour-blob backend: these flat renders are not what the
+shipped YOLO was trained on), lifts each box with the aligned depth to the camera optical
+frame and on to base_link, and feeds the tracker; then the scripted policy turns the joint
+state and the tracked cube into a chunk of joint targets. It prints every stage and the
+error against the ground truth, and saves the annotated image. It is library code only:
+the ROS graph runs the same calls inside nodes, and ``fdl-robot-closed-loop`` runs the whole
+pick-and-place (MuJoCo cell, YOLO, ACT) through it.
 """
 from __future__ import annotations
 
@@ -78,17 +79,14 @@ def run(frames: int = 5, out: Path | None = None) -> dict:
 
 
 def _policy_stage(p_target_base) -> None:
-    try:
-        from fdl_robot.policy.interface import PolicyObservation
-        from fdl_robot.policy.scripted import ScriptedPolicy
-    except ImportError:
-        print("\npolicy stage: not available yet (scripted policy / ACT not installed)")
-        return
-    policy = ScriptedPolicy()
     from fdl_robot.core.kinematics import HOME_QPOS_RAD
+    from fdl_robot.policy.inputs import PolicyInputsConfig
+    from fdl_robot.policy.interface import PolicyObservation
+    from fdl_robot.policy.scripted import ScriptedPolicy
 
+    policy = ScriptedPolicy()
     obs = PolicyObservation(qpos_rad=np.asarray(HOME_QPOS_RAD), gripper=0.0, target_p_base_m=p_target_base,
-                            bin_p_base_m=np.array([0.55, 0.25, 0.0]), stamp_s=0.0)
+                            bin_p_base_m=np.array(PolicyInputsConfig().bin_position), stamp_s=0.0)
     chunk = policy.predict_chunk(obs)
     print(f"\nscripted policy ({policy.mode}): chunk of {chunk.shape[0]} joint targets (6 joints rad + gripper);"
           f"\n  first {_fmt(chunk[0])}\n  last  {_fmt(chunk[-1])}")
@@ -100,8 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/pipeline_demo.png"))
     args = parser.parse_args(argv)
     run(args.frames, args.out)
-    print("\nNot there yet: trained YOLO/DETR weights (issue 5), the MuJoCo cell (issue 4),\n"
-          "the ACT policy and the closed-loop pick-and-place through the ROS graph (issue 6).")
+    print("\nThe whole pick-and-place from pixels (MuJoCo cell, YOLO, ACT, through the ROS graph): "
+          "fdl-robot-closed-loop")
 
 
 if __name__ == "__main__":

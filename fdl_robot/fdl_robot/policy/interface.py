@@ -1,12 +1,12 @@
-"""The policy interface: what every policy (scripted now, ACT later) sees and returns.
+"""The policy interface: what every policy (ACT, the scripted stand-in) sees and returns.
 
 Observation (the perception stack's output, seed §29.3.3), all in ``base_link``
 (REP-103, metres) and radians::
 
-    qpos_rad         (6,)  arm joint positions, ARM_JOINTS order
+    qpos_rad         (6,)  arm joint positions, core.robot.ARM_JOINT_NAMES order
     gripper          ()    gripper closure, 0 = open .. 1 = closed
     target_p_base_m  (3,)  tracked target position, or None when no target is known
-    bin_p_base_m     (3,)  bin position (configured)
+    bin_p_base_m     (3,)  bin position (tracked, else configured)
     stamp_s          ()    time of the observation, seconds
 
 Action: a chunk of k future *absolute* joint targets, one every ``dt_s`` seconds::
@@ -17,9 +17,9 @@ row i is the position to reach at t + (i + 1) dt_s, where t is the time of the c
 step at which the chunk was predicted (row 0 is commanded at that step, to be reached one
 period later).
 
-Absolute targets, like the original ACT (Zhao et al. 2023) and unlike the joint deltas of
-seed §29.3 (DESIGN.md errata 7): an absolute target does not integrate errors over a
-chunk, and the safety layer can limit it directly.
+Absolute targets, like the original ACT (Zhao et al. 2023) and unlike the joint deltas in
+§29.3 of the seed text (the README's "Seed errata"): an absolute target does not integrate
+errors over a chunk, and the safety layer can limit it directly.
 """
 from __future__ import annotations
 
@@ -28,10 +28,12 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from fdl_robot.core.robot import JOINT_NAMES, N_ARM_JOINTS
+
 __all__ = ["ACTION_DIM", "PolicyObservation", "Policy"]
 
 #: 6 arm joints + gripper.
-ACTION_DIM = 7
+ACTION_DIM = len(JOINT_NAMES)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class PolicyObservation:
                 raise ValueError(f"{name} is not finite: {arr}")
             return arr
 
-        object.__setattr__(self, "qpos_rad", vec("qpos_rad", self.qpos_rad, 6))
+        object.__setattr__(self, "qpos_rad", vec("qpos_rad", self.qpos_rad, N_ARM_JOINTS))
         object.__setattr__(self, "bin_p_base_m", vec("bin_p_base_m", self.bin_p_base_m, 3))
         if self.target_p_base_m is not None:
             object.__setattr__(self, "target_p_base_m",

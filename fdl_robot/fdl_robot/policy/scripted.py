@@ -1,8 +1,8 @@
-"""ScriptedPolicy: reach above the target, or go home. The stand-in until ACT (issue 6).
+"""ScriptedPolicy: reach above the target, or go home. A test stand-in for ACT.
 
 Not the pick-and-place expert (``sim/expert.py`` is); a minimal policy behind the
-:class:`~fdl_robot.policy.interface.Policy` interface that moves the arm sensibly so
-the ROS graph can be run and tested end to end.
+:class:`~fdl_robot.policy.interface.Policy` interface that moves the arm sensibly without
+weights, so nodes and the ROS graph can be tested end to end (``policy: scripted``).
 
 Goal (7,) = [q_goal (6, rad), gripper]:
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from fdl_robot.core import kinematics
+from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.policy.interface import ACTION_DIM, PolicyObservation
 
 __all__ = ["ScriptedPolicy", "joint_space_chunk"]
@@ -52,7 +53,7 @@ def joint_space_chunk(q_start: np.ndarray, q_goal: np.ndarray, velocity: np.ndar
 class ScriptedPolicy:
     """Reach to a pre-grasp pose above the target, gripper open; home without a target."""
 
-    def __init__(self, chunk_size: int = 20, dt_s: float = 0.02,
+    def __init__(self, chunk_size: int = 20, dt_s: float = CONTROL_DT_S,
                  velocity: np.ndarray = DEFAULT_VELOCITY, pregrasp_height_m: float = 0.10,
                  home_qpos_rad: np.ndarray = kinematics.HOME_QPOS_RAD,
                  tcp_offset_m: float = kinematics.TCP_OFFSET_M,

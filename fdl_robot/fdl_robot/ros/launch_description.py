@@ -15,7 +15,7 @@ from fdl_robot.ros import graph as graphs
 LAUNCH_ARGUMENTS = {
     "config": "parameters YAML (default: the package's config/fdl_robot.yaml)",
     "namespace": "namespace of every node",
-    "camera_source": "override camera_node source: realsense | video | sim",
+    "camera_source": "override camera_node source: realsense | video (or a registered one)",
     "model_path": "override detector_node model_path",
 }
 
