@@ -65,6 +65,36 @@ def random_detr(path: Path) -> Path:
     return path
 
 
+def model_for(backend: str, size: int, shipped: Path, work: Path) -> Path | str:
+    """The weights a backend is timed with at ``size`` px (exported to ONNX when needed)."""
+    if backend == "ultralytics":
+        return shipped / "best.pt"
+    if backend == "onnx":
+        if size == 320:                                    # the shipped export is 320 px
+            return shipped / "best.onnx"
+        path = work / f"best_{size}.onnx"
+        if not path.exists():
+            from ultralytics import YOLO
+
+            shutil.copy(shipped / "best.pt", work / "best_export.pt")
+            shutil.move(YOLO(str(work / "best_export.pt")).export(format="onnx", imgsz=size), path)
+        return path
+    if backend == "detr":
+        return random_detr(work / "detr_r18_random")
+    return ""
+
+
+def speedups(rows: list[dict], sizes: list[int]) -> dict[str, float]:
+    """Median ms of PyTorch over ONNX Runtime per input size, where both were measured."""
+    ratios = {}
+    for size in sizes:
+        pt = next((r for r in rows if r["backend"] == "ultralytics" and r["size"] == size), None)
+        ox = next((r for r in rows if r["backend"] == "onnx" and r["size"] == size), None)
+        if pt and ox:
+            ratios[str(size)] = round(pt["median_ms"] / ox["median_ms"], 2)
+    return ratios
+
+
 def main() -> int:
     from fdl_robot.perception.detector import default_model_dir, make_detector
 
@@ -90,22 +120,7 @@ def main() -> int:
         for backend in args.backends:
             if backend == "color" and size != args.sizes[0]:
                 continue                                   # the colour detector has no input size
-            if backend == "ultralytics":
-                path = shipped / "best.pt"
-            elif backend == "onnx":
-                path = shipped / "best.onnx"
-                if size != 320:                            # the shipped export is 320; export this size
-                    path = work / f"best_{size}.onnx"
-                    if not path.exists():
-                        from ultralytics import YOLO
-
-                        shutil.copy(shipped / "best.pt", work / "best_export.pt")
-                        exported = YOLO(str(work / "best_export.pt")).export(format="onnx", imgsz=size)
-                        shutil.move(exported, path)
-            elif backend == "detr":
-                path = random_detr(work / "detr_r18_random")
-            else:
-                path = ""
+            path = model_for(backend, size, shipped, work)
             det = make_detector(backend, path, image_size=size, score_threshold=0.25)
             t = time_detector(det, frames, args.frames, args.warmup) * 1e3
             rows.append({"backend": backend, "size": size if backend != "color" else None,
@@ -113,12 +128,7 @@ def main() -> int:
                          "fps": round(1e3 / float(np.median(t)), 1)})
             print(rows[-1], flush=True)
 
-    ratios = {}
-    for size in args.sizes:
-        pt = next((r for r in rows if r["backend"] == "ultralytics" and r["size"] == size), None)
-        ox = next((r for r in rows if r["backend"] == "onnx" and r["size"] == size), None)
-        if pt and ox:
-            ratios[str(size)] = round(pt["median_ms"] / ox["median_ms"], 2)
+    ratios = speedups(rows, args.sizes)
     print("\n| backend | input px | median ms/frame | p95 ms | frames/s |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['backend']} | {r['size'] or '-'} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['fps']:.1f} |")

@@ -86,7 +86,7 @@ def run(args) -> dict:
 
     qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     for (name, topic), msg_type in zip(STAGE_TOPICS.items(),
-                                        (Detection2DArray, Object3DArray, TrackArray, JointTrajectory)):
+                                        (Detection2DArray, Object3DArray, TrackArray, JointTrajectory), strict=True):
         probe.create_subscription(msg_type, topic, counter(name), qos)
     source = (FrameSource(probe, frames, args.rate, max_records=100) if args.source == "frames"
               else None)

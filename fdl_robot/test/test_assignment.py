@@ -25,7 +25,7 @@ NAN = math.nan
 
 
 def pairs(rows, cols):
-    return sorted(zip(rows.tolist(), cols.tolist()))
+    return sorted(zip(rows.tolist(), cols.tolist(), strict=True))
 
 
 # --------------------------------------------------------------------------- seed
@@ -66,7 +66,7 @@ def test_gating_before_solving_keeps_more_pairs_than_gating_after():
     # The documented example: raw optimum {(0,0),(1,1)} loses (1,1) to the gate.
     c = np.array([[1.0, 4.0], [4.0, 6.0]])
     r, cc = linear_sum_assignment(c)
-    post = [(i, j) for i, j in zip(r, cc) if c[i, j] <= 5.0]
+    post = [(i, j) for i, j in zip(r, cc, strict=True) if c[i, j] <= 5.0]
     assert post == [(0, 0)]
     rows, cols = hungarian(c, max_cost=5.0)
     assert pairs(rows, cols) == [(0, 1), (1, 0)]

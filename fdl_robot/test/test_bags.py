@@ -184,7 +184,7 @@ def test_mcap_embeds_schemas_that_decode_our_messages(recorded):
         assert "offered_qos_profiles" in channels[f"{ns}/objects"].metadata
         decoded = [m for _s, c, _m, m in reader.iter_decoded_messages(topics=[f"{ns}/objects"])]
     assert len(decoded) == len(sent)
-    for d, (msg, _) in zip(decoded, sent):
+    for d, (msg, _) in zip(decoded, sent, strict=True):
         assert stamp_to_ns(msg.header.stamp) == d.header.stamp.sec * 10**9 + d.header.stamp.nanosec
         assert [o.class_name for o in d.objects] == ["red_cube", "cube"]
         np.testing.assert_allclose([d.objects[0].position.x], [msg.objects[0].position.x])

@@ -20,7 +20,7 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from fdl_robot_interfaces.msg import Object3D, Object3DArray, TrackArray  # noqa: E402
+from fdl_robot_interfaces.msg import Object3D, Object3DArray  # noqa: E402
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
@@ -299,7 +299,7 @@ def test_tracks_to_msg_round_trip(tracks):
     decoded = via_bag_typestore(msg, "fdl_robot_interfaces/msg/TrackArray")
     for m in (msg, cdr(msg)):
         assert len(m.tracks) == len(tracks) and m.header.frame_id == "base_link"
-        for t, r in zip(tracks, m.tracks):
+        for t, r in zip(tracks, m.tracks, strict=True):
             assert (r.id, r.state, r.hits) == (t.id, states[t.state], t.hits)
             assert (r.class_id, r.class_name) == (t.label if t.label is not None else (-1, ""))
             assert r.score == np.float32(t.score or 0.0)
@@ -307,7 +307,7 @@ def test_tracks_to_msg_round_trip(tracks):
             np.testing.assert_array_equal([r.velocity.x, r.velocity.y, r.velocity.z], t.velocity)
             np.testing.assert_array_equal(np.reshape(r.position_covariance, (3, 3)), t.covariance)
             assert (r.age_s, r.time_since_update_s) == (t.age_s, t.time_since_update_s)
-    for t, r in zip(tracks, decoded.tracks):
+    for t, r in zip(tracks, decoded.tracks, strict=True):
         assert r.id == t.id and r.state == states[t.state]
         np.testing.assert_array_equal(r.position_covariance, t.covariance.reshape(-1))
 
@@ -324,7 +324,7 @@ def test_objects_survive_cdr_and_the_bag_typestore(data):
     n = len(positions)
     msg = Object3DArray()
     msg.header.stamp, msg.header.frame_id = STAMP, "base_link"
-    for p, c, z, name in zip(positions, covariances, depths, class_names):
+    for p, c, z, name in zip(positions, covariances, depths, class_names, strict=True):
         o = Object3D(class_name=name, depth_m=float(z))
         o.position.x, o.position.y, o.position.z = (float(v) for v in p)
         o.position_covariance = c.reshape(-1)

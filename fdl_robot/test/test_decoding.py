@@ -33,7 +33,7 @@ def test_seed_23_1_2_anchor_centre():
 def test_seed_24_5_2_candidate_count_errata_4():
     """(52² + 26² + 13²) x 3 = 10,647 candidates for 416 px (the seed prints 13,182)."""
     raws = [np.zeros((416 // s, 416 // s, 3 * 85)) for s in (8, 16, 32)]
-    decoded = [yolo_grid_decode(r, ANCHORS[s], s) for r, s in zip(raws, (8, 16, 32))]
+    decoded = [yolo_grid_decode(r, ANCHORS[s], s) for r, s in zip(raws, (8, 16, 32), strict=True)]
     assert sum(len(d[0]) for d in decoded) == 10_647
     assert all(d[2].shape[1] == 80 for d in decoded)
     # zero logits put every box at its anchor centre with the anchor's size
@@ -69,7 +69,7 @@ def test_yolo_grid_decode_flat_channels_match_split():
     raw = rng.normal(size=(4, 5, 3, 7))
     a = yolo_grid_decode(raw, ANCHORS[8], 8)
     b = yolo_grid_decode(raw.reshape(4, 5, 21), ANCHORS[8], 8)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     # row n = (i W + j) B + b
     i, j, k = 2, 3, 1

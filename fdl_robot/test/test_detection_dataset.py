@@ -58,7 +58,7 @@ def test_frames_are_deterministic_and_cover_the_episode(env):
     a = list(episode_frames(env, expert, 40, 3))
     b = list(episode_frames(env, expert, 40, 3))
     assert [f.step for f in a] == [f.step for f in b] and len(set(f.step for f in a)) == 3
-    for fa, fb in zip(a, b):
+    for fa, fb in zip(a, b, strict=True):
         np.testing.assert_array_equal(fa.rgb, fb.rgb)
         assert [lb.name for lb in fa.labels] == [lb.name for lb in fb.labels]
 

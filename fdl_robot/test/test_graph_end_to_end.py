@@ -16,12 +16,12 @@ pytest.importorskip("rclpy")
 from fdl_robot_interfaces.msg import Detection2DArray, Object3DArray, TrackArray  # noqa: E402
 from ros_harness import RosHarness  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
-from test_perception_nodes import CAMERA, EXTRINSICS, FRAME, RED, frame_messages  # noqa: E402
+from test_perception_nodes import EXTRINSICS, RED, frame_messages  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from fdl_robot.ros import parameters  # noqa: E402
 from fdl_robot.ros.base import SENSOR_QOS  # noqa: E402
-from fdl_robot.ros.conversions import ns_to_stamp, stamp_to_ns  # noqa: E402
+from fdl_robot.ros.conversions import stamp_to_ns  # noqa: E402
 from fdl_robot.ros.runner import build_nodes  # noqa: E402
 
 pytestmark = pytest.mark.ros

@@ -22,6 +22,7 @@ import math
 import os
 import time
 import tracemalloc
+from itertools import pairwise
 from collections import deque
 
 import numpy as np
@@ -128,7 +129,7 @@ def detections_msg(stamp_ns: int, boxes, scores=None, names=("red_cube", "blue_c
     msg = Detection2DArray(image_width=size[0], image_height=size[1])
     msg.header.stamp, msg.header.frame_id = ns_to_stamp(stamp_ns), FRAME
     scores = [0.9] * len(boxes) if scores is None else scores
-    for i, (b, s) in enumerate(zip(boxes, scores)):
+    for i, (b, s) in enumerate(zip(boxes, scores, strict=True)):
         msg.detections.append(Detection2D(class_id=i % 2, class_name=names[i % len(names)],
                                           score=float(s), x_min=float(b[0]), y_min=float(b[1]),
                                           x_max=float(b[2]), y_max=float(b[3])))
@@ -711,7 +712,7 @@ def test_localizer_recovers_from_one_stamp_from_the_future():
 def _trajectory(positions, times_s, stamp_ns=0, names=JOINTS) -> JointTrajectory:
     msg = JointTrajectory(joint_names=list(names))
     msg.header.stamp = ns_to_stamp(stamp_ns)
-    for q, t in zip(positions, times_s):
+    for q, t in zip(positions, times_s, strict=True):
         sec, nanosec = divmod(round(t * 1e9), 1_000_000_000)
         msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
                                                time_from_start=Duration(sec=sec, nanosec=nanosec)))
@@ -826,7 +827,7 @@ def test_camera_node_survives_a_source_that_yields_garbage():
                               timeout_s=10), dict(node.counters)
         assert node.counters["bad frame"] >= 5
         stamps = [stamp_to_ns(m.header.stamp) for m in colour.recent]
-        assert all(b > a for a, b in zip(stamps, stamps[1:]))                     # never backwards
+        assert all(b > a for a, b in pairwise(stamps))                     # never backwards
         now_ns = node.get_clock().now().nanoseconds
         assert all(abs(now_ns - s) < 10e9 for s in stamps)                        # and sane
 

@@ -6,6 +6,7 @@ tests stay fast; the env itself is reached only through ``SimNode.run_in_sim``.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -36,7 +37,7 @@ SMALL = {"width": 160, "height": 120, "shadows": False}
 def trajectory(positions, times_s, stamp_ns: int = 0, names=JOINT_NAMES) -> JointTrajectory:
     msg = JointTrajectory(joint_names=list(names))
     msg.header.stamp = ns_to_stamp(stamp_ns)
-    for q, t in zip(positions, times_s):
+    for q, t in zip(positions, times_s, strict=True):
         sec, nanosec = divmod(round(t * 1e9), 1_000_000_000)
         msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
                                                time_from_start=Duration(sec=sec, nanosec=nanosec)))
@@ -147,10 +148,10 @@ def test_joint_states_and_clock_advance_together():
         assert np.all(np.abs(q[:6] - home) < 0.06)                 # start posture +- 0.05 rad
         assert 0.0 <= q[6] < 0.05                                   # gripper open
         stamps = [stamp_to_ns(m.header.stamp) for m in states]
-        assert all(b > a for a, b in zip(stamps, stamps[1:]))
+        assert all(b > a for a, b in pairwise(stamps))
         assert all(s % 20_000_000 == 0 for s in stamps)              # 50 Hz control steps
         ticks = [stamp_to_ns(c.clock) for c in clocks]
-        assert all(b > a for a, b in zip(ticks, ticks[1:]))
+        assert all(b > a for a, b in pairwise(ticks))
         assert set(stamps) & set(ticks)                             # one clock for both
         # about real time by default: 25 steps = 0.5 s of sim time took >= 0.4 s of wall time
         assert ticks[-1] - ticks[0] >= 0.4e9
@@ -214,7 +215,7 @@ def test_reset_starts_the_next_seed_and_the_clock_keeps_going():
         cube1 = truth[-1].markers[0].pose.position
         assert (cube0.x, cube0.y) != pytest.approx((cube1.x, cube1.y))   # another episode
         ticks = [stamp_to_ns(c.clock) for c in clocks]
-        assert all(b > a for a, b in zip(ticks, ticks[1:]))             # never backwards
+        assert all(b > a for a, b in pairwise(ticks))             # never backwards
         assert node.real_time_factor > 1.0                              # as fast as possible
 
 

@@ -132,7 +132,7 @@ def yolo_postprocess(raw_outputs: Sequence[ArrayLike], anchors_px: Sequence[Arra
     """
     if not len(raw_outputs) == len(anchors_px) == len(strides_px):
         raise ValueError("need one anchor set and one stride per output scale")
-    decoded = [yolo_grid_decode(r, a, s) for r, a, s in zip(raw_outputs, anchors_px, strides_px)]
+    decoded = [yolo_grid_decode(r, a, s) for r, a, s in zip(raw_outputs, anchors_px, strides_px, strict=True)]
     boxes = np.concatenate([d[0] for d in decoded])
     class_scores = np.concatenate([d[1][:, None] * d[2] for d in decoded])
     if image_size is not None:

@@ -165,7 +165,7 @@ def evaluate_detections(predictions: Sequence[Mapping[str, ArrayLike]],
     scores_of: dict[int, list[np.ndarray]] = {}
     tp_of: dict[int, list[np.ndarray]] = {}
     num_gt: dict[int, int] = {}
-    for i, (pred, gt) in enumerate(zip(predictions, ground_truths)):
+    for i, (pred, gt) in enumerate(zip(predictions, ground_truths, strict=True)):
         p_boxes, p_labels, p_scores = _image_arrays(pred, True, f"predictions[{i}]")
         g_boxes, g_labels = _image_arrays(gt, False, f"ground_truths[{i}]")
         for c in np.unique(np.concatenate([p_labels, g_labels])).tolist():

@@ -14,7 +14,7 @@ def draw_detections(rgb: np.ndarray, det: Detections, labels: list[str] | None =
     import cv2
 
     out = np.ascontiguousarray(rgb.copy())
-    for i, (box, score, cid) in enumerate(zip(det.boxes_xyxy, det.scores, det.class_ids)):
+    for i, (box, score, cid) in enumerate(zip(det.boxes_xyxy, det.scores, det.class_ids, strict=True)):
         color = tuple(int(c) for c in _PALETTE[int(cid) % len(_PALETTE)])
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)

@@ -62,6 +62,19 @@ def _video_stream(rs, stream, uid: int, fmt, bpp: int, intr, fps: int):
     return vs
 
 
+def _checked_frame(i: int, rgb: np.ndarray, depth: np.ndarray, color_intr, depth_intr):
+    """Frame i as contiguous arrays; ValueError if an image does not match its camera."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    depth = np.ascontiguousarray(depth)
+    if rgb.shape != (color_intr.height, color_intr.width, 3):
+        raise ValueError(f"frame {i}: rgb has shape {rgb.shape}, the colour camera is "
+                         f"{color_intr.width}x{color_intr.height}")
+    if depth.dtype != np.uint16 or depth.shape != (depth_intr.height, depth_intr.width):
+        raise ValueError(f"frame {i}: depth must be uint16 of shape "
+                         f"{(depth_intr.height, depth_intr.width)}, got {depth.dtype} {depth.shape}")
+    return rgb, depth
+
+
 def write_synthetic_bag(path: str | os.PathLike, frames: Iterable[tuple[np.ndarray, np.ndarray]],
                         intrinsics: PinholeCamera, fps: int = 30, depth_units_m: float = 0.001,
                         depth_intrinsics: PinholeCamera | None = None,
@@ -115,14 +128,7 @@ def write_synthetic_bag(path: str | os.PathLike, frames: Iterable[tuple[np.ndarr
     try:
         t0 = time.monotonic()
         for i, (rgb, depth) in enumerate(frames):
-            rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-            depth = np.ascontiguousarray(depth)
-            if rgb.shape != (color_intr.height, color_intr.width, 3):
-                raise ValueError(f"frame {i}: rgb has shape {rgb.shape}, the colour camera is "
-                                 f"{color_intr.width}x{color_intr.height}")
-            if depth.dtype != np.uint16 or depth.shape != (depth_intr.height, depth_intr.width):
-                raise ValueError(f"frame {i}: depth must be uint16 of shape "
-                                 f"{(depth_intr.height, depth_intr.width)}, got {depth.dtype} {depth.shape}")
+            rgb, depth = _checked_frame(i, rgb, depth, color_intr, depth_intr)
             timestamp_ms = i * 1000.0 / fps
             if realtime:
                 time.sleep(max(0.0, t0 + timestamp_ms / 1000.0 - time.monotonic()))

@@ -40,8 +40,8 @@ import rclpy
 from rclpy.logging import get_logger
 from sensor_msgs.msg import CameraInfo, Image
 
-from fdl_robot.perception.sources import (EndOfStream, FrameSource, SourceError, capture_stamp_ns,
-                                          make_source)
+from fdl_robot.perception.sources import (EndOfStream, Frame, FrameSource, SourceError,
+                                          capture_stamp_ns, make_source)
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, camera_to_camera_info, depth_to_image,
                                        ns_to_stamp, rgb_to_image)
@@ -83,49 +83,59 @@ class CameraNode(FdlNode):
         """Read one frame and publish it (or count why not)."""
         if self.finished or not self.context.ok():    # done, or shutting down (Ctrl-C)
             return
+        frame = self._read()
+        if frame is None:
+            return
+        try:
+            messages = self._to_messages(frame)
+        except InvalidInput as exc:
+            self.reject("bad frame", str(exc))
+            return
+        try:
+            for pub, msg in zip((self.color_pub, self.depth_pub, self.info_pub), messages, strict=True):
+                if msg is not None:
+                    pub.publish(msg)
+        except Exception:  # noqa: BLE001 - the context went away mid-callback (Ctrl-C)
+            if self.context.ok():
+                raise
+            return
+        self.counters["ok frames"] += 1
+
+    def _read(self) -> Frame | None:
+        """The next frame, or None (end of a file, a read error, nothing yet: counted)."""
         try:
             frame = self.source.read(timeout_s=self._period_s)
         except EndOfStream as exc:
             self.finished = True
             self.timer.cancel()
             self.get_logger().info(f"{exc}: stopped publishing (loop is false)")
-            return
+            return None
         except Exception as exc:  # noqa: BLE001 - a driver may raise anything; keep going
             self.reject("read error", f"{type(exc).__name__}: {exc}")
-            return
+            return None
         if frame is None:
             self.counters["no frame"] += 1
-            return
+            return None
         note = getattr(self.source, "intrinsics_note", "")
         if note and not self.counters["ok frames"]:
             self.get_logger().warning(note)
         if self.source.live and not math.isfinite(frame.stamp_s):   # would raise in the stamp
             self.reject("bad frame", f"non-finite capture time {frame.stamp_s}")
-            return
+            return None
+        return frame
+
+    def _to_messages(self, frame: Frame) -> tuple[Image, Image | None, CameraInfo]:
+        """Colour, depth (None for colour-only sources) and CameraInfo, with one header."""
         self._last_stamp_ns = capture_stamp_ns(frame.stamp_s, self.source.live,
                                                self.get_clock().now().nanoseconds, time.time(),
                                                self._last_stamp_ns)
         stamp, frame_id = ns_to_stamp(self._last_stamp_ns), self.params["frame_id"]
-        try:
-            if frame.depth_mm is not None and frame.depth_mm.shape != frame.rgb.shape[:2]:
-                raise InvalidInput(f"depth {frame.depth_mm.shape} and colour {frame.rgb.shape[:2]} "
-                                   "differ in size: the source did not align them")
-            color = rgb_to_image(frame.rgb, stamp, frame_id)
-            depth = None if frame.depth_mm is None else depth_to_image(frame.depth_mm, stamp, frame_id)
-            info = camera_to_camera_info(frame.camera, stamp, frame_id)
-        except InvalidInput as exc:
-            self.reject("bad frame", str(exc))
-            return
-        try:
-            self.color_pub.publish(color)
-            if depth is not None:
-                self.depth_pub.publish(depth)
-            self.info_pub.publish(info)
-        except Exception:  # noqa: BLE001 - the context went away mid-callback (Ctrl-C)
-            if self.context.ok():
-                raise
-            return
-        self.counters["ok frames"] += 1
+        if frame.depth_mm is not None and frame.depth_mm.shape != frame.rgb.shape[:2]:
+            raise InvalidInput(f"depth {frame.depth_mm.shape} and colour {frame.rgb.shape[:2]} "
+                               "differ in size: the source did not align them")
+        color = rgb_to_image(frame.rgb, stamp, frame_id)
+        depth = None if frame.depth_mm is None else depth_to_image(frame.depth_mm, stamp, frame_id)
+        return color, depth, camera_to_camera_info(frame.camera, stamp, frame_id)
 
     def destroy_node(self):
         if self.source is not None:

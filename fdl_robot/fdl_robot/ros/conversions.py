@@ -194,6 +194,6 @@ def detections_to_msg(det: Detections, header, image_width: int, image_height: i
     msg.detections = [
         Detection2D(class_id=int(c), class_name=name, score=float(s), x_min=float(b[0]),
                     y_min=float(b[1]), x_max=float(b[2]), y_max=float(b[3]))
-        for b, s, c, name in zip(det.boxes_xyxy, det.scores, det.class_ids, det.class_names)
+        for b, s, c, name in zip(det.boxes_xyxy, det.scores, det.class_ids, det.class_names, strict=True)
     ]
     return msg

@@ -45,7 +45,7 @@ class StampSynchronizer:
             keys = [self._nearest(q, ref_stamp) for q in self._queues[1:]]
             if all(k is not None for k in keys):
                 matched = (reference.pop(ref_stamp),) + tuple(
-                    q.pop(k) for q, k in zip(self._queues[1:], keys))
+                    q.pop(k) for q, k in zip(self._queues[1:], keys, strict=True))
                 self._discard_older_than(ref_stamp - self.tolerance_ns)
                 return matched
         return None

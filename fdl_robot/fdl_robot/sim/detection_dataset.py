@@ -217,7 +217,7 @@ def write_yolo_dataset(out_dir: str | Path, n_train_episodes: int = 250, n_val_e
                             per_class[lb.class_id] += 1
                         n_frames += 1
             counts[split] = {"episodes": n_eps, "seeds": [seed0, seed0 + n_eps - 1], "frames": n_frames,
-                             "instances": dict(zip(CLASS_NAMES, per_class.tolist()))}
+                             "instances": dict(zip(CLASS_NAMES, per_class.tolist(), strict=True))}
     finally:
         env.close()
     yaml_path = out / "dataset.yaml"
