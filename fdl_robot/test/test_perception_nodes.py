@@ -48,7 +48,7 @@ def frame_messages(stamp_ns: int, cubes=(RED, BLUE)):
 def detections_msg(stamp_ns: int, boxes, names=("red_cube", "blue_cube")) -> Detection2DArray:
     msg = Detection2DArray(image_width=640, image_height=480)
     msg.header.stamp, msg.header.frame_id = ns_to_stamp(stamp_ns), FRAME
-    for i, (b, name) in enumerate(zip(boxes, names, strict=True)):
+    for i, (b, name) in enumerate(zip(boxes, names, strict=False)):   # names: the first len(boxes)
         msg.detections.append(Detection2D(class_id=i, class_name=name, score=0.9, x_min=float(b[0]),
                                           y_min=float(b[1]), x_max=float(b[2]), y_max=float(b[3])))
     return msg
@@ -180,7 +180,7 @@ def test_localizer_rejects_bad_input_without_publishing():
 def objects_msg(stamp_ns: int, points, names=("red_cube",), frame="base_link") -> Object3DArray:
     msg = Object3DArray()
     msg.header.stamp, msg.header.frame_id = ns_to_stamp(stamp_ns), frame
-    for p, name in zip(points, names, strict=True):
+    for p, name in zip(points, names, strict=False):   # names: the first len(points)
         o = Object3D(class_id=0, class_name=name, score=0.8)
         o.position.x, o.position.y, o.position.z = (float(v) for v in p)
         msg.objects.append(o)
