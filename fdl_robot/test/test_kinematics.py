@@ -1,4 +1,4 @@
-"""core.kinematics: UR5e DH forward kinematics, Jacobian, pointing-down DLS IK."""
+"""core.kinematics: UR5e DH forward kinematics, Jacobian, SO(3) log/exp, DLS IK."""
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +29,7 @@ def test_fk_is_vectorised_and_tcp_offset_is_along_tool_z():
     qs = RNG.uniform(-3, 3, size=(5, 6))
     T = kin.forward_kinematics(qs)
     assert T.shape == (5, 4, 4)
-    for q, Ti in zip(qs, T):
+    for q, Ti in zip(qs, T, strict=True):
         T0 = kin.forward_kinematics(q, tcp_offset_m=0.0)
         np.testing.assert_allclose(Ti, kin.forward_kinematics(q), atol=1e-12)
         np.testing.assert_allclose(Ti[:3, 3], T0[:3, 3] + kin.TCP_OFFSET_M * T0[:3, 2], atol=1e-12)
@@ -74,11 +74,11 @@ def test_geometric_jacobian_matches_finite_differences():
             np.testing.assert_allclose(J[3:, i], omega, atol=1e-8)
 
 
-def test_rotation_vector_inverts_rodrigues():
+def test_rotation_log_inverts_rodrigues():
     for r in [np.zeros(3), [1e-9, 0, 0], [0.3, -0.2, 0.5], [0, 0, np.pi - 1e-6], [np.pi, 0, 0],
               [0, -2.0, 1.0]]:
         R = _rodrigues(np.asarray(r, float))
-        got = kin.rotation_vector(R)
+        got = kin.rotation_log(R)
         assert np.linalg.norm(got) <= np.pi + 1e-12
         np.testing.assert_allclose(_rodrigues(got), R, atol=1e-9)
 
@@ -108,6 +108,25 @@ def test_ik_with_yaw_fixes_the_full_orientation():
     assert res.converged
     np.testing.assert_allclose(kin.forward_kinematics(res.q_rad)[:3, :3], kin.down_rotation(0.4),
                                atol=2e-3)
+
+
+def test_rotation_exp_is_rodrigues_and_log_inverts_it():
+    for r in RNG.normal(size=(10, 3)):
+        r *= RNG.uniform(0.0, 3.1) / np.linalg.norm(r)
+        np.testing.assert_allclose(kin.rotation_exp(r), _rodrigues(r), atol=1e-12)
+        np.testing.assert_allclose(kin.rotation_log(kin.rotation_exp(r)), r, atol=1e-9)
+    np.testing.assert_allclose(kin.rotation_exp(np.zeros(3)), np.eye(3))
+
+
+def test_ik_reaches_a_full_orientation_off_the_vertical():
+    R = kin.down_rotation(-0.3) @ kin.rotation_exp([0.2, -0.1, 0.0])   # tilted 0.22 rad
+    res = kin.solve_ik((0.45, -0.1, 0.2), R, kin.HOME_QPOS_RAD)
+    assert res.converged
+    T = kin.forward_kinematics(res.q_rad)
+    np.testing.assert_allclose(T[:3, 3], (0.45, -0.1, 0.2), atol=1e-4)
+    assert np.linalg.norm(kin.rotation_log(R @ T[:3, :3].T)) < 1e-3
+    with pytest.raises(ValueError):
+        kin.solve_ik((0.45, -0.1, 0.2), np.full((3, 3), np.nan), kin.HOME_QPOS_RAD)
 
 
 def test_ik_reports_an_unreachable_target():

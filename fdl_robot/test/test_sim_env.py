@@ -10,10 +10,11 @@ import mujoco
 import numpy as np
 import pytest
 
+from fdl_robot.core import kinematics, robot
 from fdl_robot.core.geometry import quaternion_to_matrix
+from fdl_robot.core.kinematics import rotation_log
 from fdl_robot.sim import scene
 from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
-from fdl_robot.sim.ik import rotation_log
 
 W, H = 160, 120
 
@@ -37,6 +38,27 @@ def test_mjcf_arm_equals_ur5e_dh_chain():
         T = scene.ur5e_dh_forward_kinematics(q)
         np.testing.assert_allclose(data.xpos[tool0], T[:3, 3], atol=1e-6)
         np.testing.assert_allclose(data.xmat[tool0].reshape(3, 3), T[:3, :3], atol=1e-6)
+
+
+def test_mjcf_arm_joints_are_the_core_robot():
+    """The MJCF spells the arm's joint names, chain order and ranges: they are core.robot's and core.kinematics'."""
+    model = scene.load_model()
+    hinges = [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
+    assert tuple(model.joint(j).name for j in hinges) == robot.ARM_JOINT_NAMES
+    bodies = [model.jnt_bodyid[j] for j in hinges]
+    assert all(model.body_parentid[child] == parent for parent, child in zip(bodies[:-1], bodies[1:], strict=True))
+    assert all(model.jnt_limited[hinges])
+    # the MJCF states the ranges to 4 decimals
+    np.testing.assert_allclose(model.jnt_range[hinges], kinematics.UR5E_LIMITS_RAD, rtol=0, atol=5e-5)
+    actuated = [model.actuator(name).trnid[0] for name in scene.ARM_ACTUATOR_NAMES]
+    assert actuated == hinges
+    np.testing.assert_allclose(model.actuator_ctrlrange[[model.actuator(n).id for n in scene.ARM_ACTUATOR_NAMES]],
+                               kinematics.UR5E_LIMITS_RAD, rtol=0, atol=5e-5)
+
+
+def test_control_period_is_the_robot_one(env):
+    assert env.control_dt_s == robot.CONTROL_DT_S
+    assert env.physics_substeps * env.physics_dt_s == pytest.approx(robot.CONTROL_DT_S, abs=1e-12)
 
 
 def test_timing_and_home_pose(env):

@@ -4,13 +4,16 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+import mujoco
 import numpy as np
 import pytest
 
+from fdl_robot.core.kinematics import down_rotation, rotation_exp, rotation_log, solve_ik
+from fdl_robot.core.robot import ARM_JOINT_NAMES
 from fdl_robot.sim import scene
 from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
-from fdl_robot.sim.expert import ScriptedExpert, min_jerk, run_expert_episode
-from fdl_robot.sim.ik import DlsIk, rotation_exp, rotation_log, top_down_rotation
+from fdl_robot.sim.expert import (ExpertConfig, ScriptedExpert, check_model_matches_core_chain, min_jerk,
+                                  run_expert_episode)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +33,8 @@ def test_rotation_log_exp_roundtrip():
     np.testing.assert_allclose(rotation_log(np.eye(3)), 0.0)
 
 
-def test_top_down_rotation_points_down():
-    R = top_down_rotation(0.7)
+def test_down_rotation_points_down():
+    R = down_rotation(0.7)
     np.testing.assert_allclose(R[:, 2], [0.0, 0.0, -1.0])
     assert np.linalg.det(R) == pytest.approx(1.0)
     assert np.arctan2(R[1, 0], R[0, 0]) == pytest.approx(0.7)
@@ -45,15 +48,35 @@ def test_min_jerk_profile():
     assert np.max(np.diff(s) / np.diff(x)) == pytest.approx(1.875, abs=1e-3)  # peak speed factor
 
 
+def _mujoco_tcp_pose(model, q):
+    """The model's tcp site pose (p_world, R_world) at arm joints q."""
+    data = mujoco.MjData(model)
+    data.qpos[[model.joint(n).qposadr[0] for n in ARM_JOINT_NAMES]] = q
+    mujoco.mj_kinematics(model, data)
+    site = data.site(scene.TCP_SITE)
+    return site.xpos.copy(), site.xmat.reshape(3, 3).copy()
+
+
 def test_dls_ik_reaches_top_down_poses(env):
-    ik = DlsIk(env.model, scene.TCP_SITE, scene.ARM_JOINT_NAMES)
+    """The core IK with the expert's settings puts the MuJoCo model's tcp site on the target."""
+    c = ExpertConfig()
     q = scene.HOME_QPOS_RAD.copy()
     for p, yaw in [((0.45, -0.2, 0.03), 0.3), ((0.6, 0.05, 0.1), -0.6), ((0.45, 0.35, 0.15), 1.2)]:
-        result = ik.solve(np.array(p), top_down_rotation(yaw), q)
+        result = solve_ik(np.array(p), down_rotation(yaw), q, position_tolerance_m=c.ik_position_tolerance_m,
+                          orientation_tolerance_rad=c.ik_orientation_tolerance_rad,
+                          max_iterations=c.ik_max_iterations)
         assert result.converged, result
-        p_fk, R_fk = ik.forward(result.q_rad)
+        p_fk, R_fk = _mujoco_tcp_pose(env.model, result.q_rad)
         np.testing.assert_allclose(p_fk, p, atol=5e-4)
-        assert np.linalg.norm(rotation_log(top_down_rotation(yaw) @ R_fk.T)) < 3e-3
+        assert np.linalg.norm(rotation_log(down_rotation(yaw) @ R_fk.T)) < 3e-3
+
+
+def test_expert_refuses_a_model_off_the_core_chain():
+    model = scene.load_model()
+    check_model_matches_core_chain(model)
+    model.site(scene.TCP_SITE).pos[2] += 0.01
+    with pytest.raises(ValueError, match="core UR5e chain"):
+        ScriptedExpert(model)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -73,7 +96,6 @@ def test_expert_is_deterministic(env):
     expert = ScriptedExpert(env.model)
     runs = []
     for _ in range(2):
-        actions = []
-        run_expert_episode(env, expert, 5, max_steps=150, on_step=lambda obs, a: actions.append(a))
-        runs.append(np.array(actions))
-    np.testing.assert_array_equal(runs[0], runs[1])
+        runs.append([])
+        run_expert_episode(env, expert, 5, max_steps=150, on_step=lambda obs, a: runs[-1].append(a))
+    np.testing.assert_array_equal(np.array(runs[0]), np.array(runs[1]))

@@ -1,4 +1,4 @@
-"""UR5e forward kinematics (standard DH) and damped-least-squares IK, numpy only.
+"""UR5e forward kinematics (standard DH), SO(3) log/exp and damped-least-squares IK.
 
 Frames
 ------
@@ -34,15 +34,25 @@ origin o_{i-1}. For the TCP position p::
 
 so that [p_dot; omega] = [J_v; J_w] q_dot.
 
-Inverse kinematics ("gripper pointing down")
---------------------------------------------
-The task is a TCP position p* and an approach axis pointing down, a* = -z_base
-(5 constraints; the yaw about the vertical is left free unless ``yaw_rad`` is given,
-which fixes the full orientation R* = Rz(yaw) diag(1, -1, -1)). Errors, base axes::
+Rotations
+---------
+The SO(3) exp of a rotation vector r = angle * k (|k| = 1) is Rodrigues' formula and the
+log is its inverse, with angle in [0, pi]::
+
+    exp(r) = I + sin(angle) [k]x + (1 - cos(angle)) [k]x^2,     log(exp(r)) = r
+
+"Tool pointing down" with yaw psi is R_base_tcp = Rz(psi) diag(1, -1, -1): approach
+axis (tool z) = -z_base, tool x = (cos psi, sin psi, 0).
+
+Inverse kinematics
+------------------
+The task is a TCP position p* and either a full orientation R* (6 constraints) or only
+an approach axis pointing down, a* = -z_base (5 constraints; the yaw about the vertical
+is left free). Errors, base axes::
 
     e_p = p* - p(q)
+    e_r = log(R* R(q)^T)                                                (orientation R*)
     e_r = theta (a x a*) / |a x a*|,  theta = atan2(|a x a*|, a . a*)   (free yaw)
-    e_r = log(R* R(q)^T)                                                (fixed yaw)
 
 where a(q) is the TCP's z axis; both e_r are rotation vectors (axis * angle).
 
@@ -51,19 +61,23 @@ e = [e_p; w e_r] and Jacobian J = [J_v; w J_w] is::
 
     dq = J^T (J J^T + lambda^2 I)^-1 e                                       (DLS)
 
-clipped to max_step_rad per iteration and to the joint limits. Damping bounds |dq| at
-singularities; with free yaw the minimum-norm step leaves the wrist's yaw where the
-start configuration had it, so warm starts keep the IK branch (elbow up, wrist down).
+scaled down so that max_i |dq_i| <= max_step_rad, then q is clipped to the joint limits;
+the iteration stops when |e_p| and |e_r| are both under their tolerances. Damping bounds
+|dq| at singularities; with free yaw the minimum-norm step leaves the wrist's yaw where
+the start configuration had it, so warm starts keep the IK branch (elbow up, wrist down).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from fdl_robot.core.geometry import matrix_to_quaternion
+
 __all__ = ["UR5E_DH", "TCP_OFFSET_M", "HOME_QPOS_RAD", "UR5E_LIMITS_RAD", "dh_transform",
-           "link_frames", "forward_kinematics", "tcp_position", "geometric_jacobian", "IkResult",
-           "solve_ik_pointing_down", "down_rotation", "rotation_vector"]
+           "link_frames", "forward_kinematics", "tcp_position", "geometric_jacobian", "down_rotation",
+           "rotation_log", "rotation_exp", "IkResult", "solve_ik", "solve_ik_pointing_down"]
 
 #: UR5e standard DH parameters (d_i, a_i, alpha_i) in metres and radians.
 UR5E_DH: np.ndarray = np.array([
@@ -89,13 +103,12 @@ def dh_transform(q_rad: np.ndarray, d: np.ndarray, a: np.ndarray, alpha: np.ndar
     q, d, a, alpha = np.broadcast_arrays(
         *(np.asarray(x, dtype=np.float64) for x in (q_rad, d, a, alpha)))
     cq, sq, ca, sa = np.cos(q), np.sin(q), np.cos(alpha), np.sin(alpha)
-    zero, one = np.zeros_like(q), np.ones_like(q)
-    return np.stack([
-        np.stack([cq, -sq * ca, sq * sa, a * cq], axis=-1),
-        np.stack([sq, cq * ca, -cq * sa, a * sq], axis=-1),
-        np.stack([zero, sa, ca, d], axis=-1),
-        np.stack([zero, zero, zero, one], axis=-1),
-    ], axis=-2)
+    A = np.zeros(q.shape + (4, 4))
+    A[..., 0, 0], A[..., 0, 1], A[..., 0, 2], A[..., 0, 3] = cq, -sq * ca, sq * sa, a * cq
+    A[..., 1, 0], A[..., 1, 1], A[..., 1, 2], A[..., 1, 3] = sq, cq * ca, -cq * sa, a * sq
+    A[..., 2, 1], A[..., 2, 2], A[..., 2, 3] = sa, ca, d
+    A[..., 3, 3] = 1.0
+    return A
 
 
 def link_frames(q_rad: np.ndarray, tcp_offset_m: float = TCP_OFFSET_M,
@@ -132,7 +145,11 @@ def geometric_jacobian(q_rad: np.ndarray, tcp_offset_m: float = TCP_OFFSET_M,
 
     J_v[:, i] = z_{i-1} x (p - o_{i-1}),  J_w[:, i] = z_{i-1}.
     """
-    frames = link_frames(np.asarray(q_rad, dtype=np.float64).reshape(-1), tcp_offset_m, dh)
+    return _jacobian_of_frames(link_frames(np.asarray(q_rad, dtype=np.float64).reshape(-1), tcp_offset_m, dh))
+
+
+def _jacobian_of_frames(frames: np.ndarray) -> np.ndarray:
+    """[J_v; J_w] (6, 6) from one configuration's :func:`link_frames` (8, 4, 4)."""
     z = frames[:-2, :3, 2]                      # (6, 3) joint axes z_0..z_5
     o = frames[:-2, :3, 3]                      # (6, 3) joint origins
     p = frames[-1, :3, 3]
@@ -142,32 +159,39 @@ def geometric_jacobian(q_rad: np.ndarray, tcp_offset_m: float = TCP_OFFSET_M,
 def down_rotation(yaw_rad: float) -> np.ndarray:
     """R_base_tcp pointing straight down with yaw: Rz(yaw) diag(1, -1, -1).
 
-    Tool z (approach) = -z_base; tool x = (cos yaw, sin yaw, 0).
+    Tool z (approach) = -z_base; tool x = (cos yaw, sin yaw, 0); the fingers close along
+    tool y = (sin yaw, -cos yaw, 0).
     """
     c, s = np.cos(yaw_rad), np.sin(yaw_rad)
     return np.array([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]])
 
 
-def rotation_vector(R: np.ndarray) -> np.ndarray:
-    """SO(3) log: r = angle * axis with angle in [0, pi] (3,).
+def rotation_log(R: np.ndarray) -> np.ndarray:
+    """SO(3) log: the rotation vector r = angle * axis (3,) of a rotation matrix, angle in [0, pi].
 
-    angle = arccos((tr R - 1) / 2); axis from the skew part (R - R^T) / (2 sin angle),
-    and from the symmetric part (R + I) / 2 = k k^T near angle = pi.
+    Through the unit quaternion (x, y, z, w) = (sin(angle/2) axis, cos(angle/2)) with w >= 0:
+    angle = 2 atan2(|v|, w), axis = v / |v|; well conditioned for every angle, r = 0 for I.
     """
-    R = np.asarray(R, dtype=np.float64)
-    cos_a = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
-    angle = np.arccos(cos_a)
-    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    if angle < 1e-7:
-        return 0.5 * w
-    if np.pi - angle > 1e-4:
-        return angle * w / (2.0 * np.sin(angle))
-    B = (R + np.eye(3)) / 2.0                    # = k k^T at angle = pi
-    j = int(np.argmax(np.diag(B)))
-    k = B[:, j] / np.sqrt(B[j, j])
-    if np.dot(k, w) < 0:                         # keep the sign consistent with the skew part
-        k = -k
-    return angle * k
+    q = matrix_to_quaternion(R)
+    v, w = q[:3], q[3]
+    s = np.linalg.norm(v)
+    if s < 1e-12:
+        return 2.0 * v                           # first order: r = 2 v for tiny angles
+    return (2.0 * np.arctan2(s, w) / s) * v
+
+
+def rotation_exp(r: np.ndarray) -> np.ndarray:
+    """SO(3) exp: the rotation matrix (3, 3) of a rotation vector r = angle * axis (Rodrigues).
+
+    R = I + sin(a) [k]x + (1 - cos(a)) [k]x^2 with a = |r|, k = r / a; I for r = 0.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    a = np.linalg.norm(r)
+    if a < 1e-12:
+        return np.eye(3)
+    k = r / a
+    Kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + np.sin(a) * Kx + (1.0 - np.cos(a)) * (Kx @ Kx)
 
 
 def _pointing_error(a: np.ndarray, a_star: np.ndarray, fallback_axis: np.ndarray) -> np.ndarray:
@@ -182,7 +206,18 @@ def _pointing_error(a: np.ndarray, a_star: np.ndarray, fallback_axis: np.ndarray
     return angle * (c / s if s > 1e-9 else fallback_axis)
 
 
-@dataclass(frozen=True)
+def _pose_error(T_base_tcp: np.ndarray, p_star: np.ndarray,
+                R_star: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(e_p, e_r) in base axes: p* - p, and log(R* R^T) or, for R* = None, the pointing error."""
+    e_p = p_star - T_base_tcp[:3, 3]
+    if R_star is None:
+        e_r = _pointing_error(T_base_tcp[:3, 2], np.array([0.0, 0.0, -1.0]), T_base_tcp[:3, 0])
+    else:
+        e_r = rotation_log(R_star @ T_base_tcp[:3, :3].T)
+    return e_p, e_r
+
+
+@dataclass(frozen=True, eq=False)
 class IkResult:
     """Joint solution ``q_rad`` (6,), whether the tolerances were met, and the final errors."""
 
@@ -193,36 +228,35 @@ class IkResult:
     iterations: int
 
 
-def solve_ik_pointing_down(p_target_m: np.ndarray, q_init_rad: np.ndarray, *,
-                           yaw_rad: float | None = None, tcp_offset_m: float = TCP_OFFSET_M,
-                           damping: float = 0.05, orientation_weight: float = 0.3,
-                           max_step_rad: float = 0.25, position_tolerance_m: float = 1e-4,
-                           orientation_tolerance_rad: float = 1e-3, max_iterations: int = 100,
-                           limits_rad: np.ndarray = UR5E_LIMITS_RAD) -> IkResult:
-    """DLS IK for a TCP at ``p_target_m`` (base_link) with the approach axis straight down.
+def solve_ik(p_target_m: np.ndarray, R_target: np.ndarray | None, q_init_rad: np.ndarray, *,
+             tcp_offset_m: float = TCP_OFFSET_M, damping: float = 0.05, orientation_weight: float = 0.3,
+             max_step_rad: float = 0.25, position_tolerance_m: float = 1e-4,
+             orientation_tolerance_rad: float = 1e-3, max_iterations: int = 100,
+             limits_rad: np.ndarray = UR5E_LIMITS_RAD) -> IkResult:
+    """DLS IK for a TCP at ``p_target_m`` with orientation ``R_target`` (R_base_tcp), base_link.
 
-    Warm-start ``q_init_rad`` near the answer (the current joints) to stay on the same
-    branch; an unreachable target ends at the closest reachable pose with
-    ``converged=False``. See the module docstring for the equations.
+    ``R_target=None`` asks only for the approach axis straight down (yaw free). Iterates
+    from ``q_init_rad``: warm-started near the answer (the current joints) it stays on the
+    same branch; an unreachable target ends at the closest reachable pose with
+    ``converged=False`` after ``max_iterations`` steps. See the module docstring for the
+    equations.
     """
     p_star = np.asarray(p_target_m, dtype=np.float64).reshape(3)
     q = np.asarray(q_init_rad, dtype=np.float64).reshape(6).copy()
-    if not (np.all(np.isfinite(p_star)) and np.all(np.isfinite(q))):
+    R_star = None if R_target is None else np.asarray(R_target, dtype=np.float64).reshape(3, 3)
+    if not (np.all(np.isfinite(p_star)) and np.all(np.isfinite(q))
+            and (R_star is None or np.all(np.isfinite(R_star)))):
         raise ValueError("IK target and start must be finite")
-    a_star = np.array([0.0, 0.0, -1.0])
-    R_star = None if yaw_rad is None else down_rotation(yaw_rad)
     lam2, w = damping ** 2, orientation_weight
     e_p_norm = e_r_norm = np.inf
     for it in range(max_iterations + 1):
-        T = forward_kinematics(q, tcp_offset_m)
-        e_p = p_star - T[:3, 3]
-        e_r = (_pointing_error(T[:3, 2], a_star, T[:3, 0]) if R_star is None
-               else rotation_vector(R_star @ T[:3, :3].T))
+        frames = link_frames(q, tcp_offset_m)
+        e_p, e_r = _pose_error(frames[-1], p_star, R_star)
         e_p_norm, e_r_norm = float(np.linalg.norm(e_p)), float(np.linalg.norm(e_r))
         done = e_p_norm < position_tolerance_m and e_r_norm < orientation_tolerance_rad
         if done or it == max_iterations:
             break
-        J = geometric_jacobian(q, tcp_offset_m)
+        J = _jacobian_of_frames(frames)
         J[3:] *= w
         e = np.concatenate([e_p, w * e_r])
         dq = J.T @ np.linalg.solve(J @ J.T + lam2 * np.eye(6), e)
@@ -232,3 +266,13 @@ def solve_ik_pointing_down(p_target_m: np.ndarray, q_init_rad: np.ndarray, *,
         q = np.clip(q + dq, limits_rad[:, 0], limits_rad[:, 1])
     converged = e_p_norm < position_tolerance_m and e_r_norm < orientation_tolerance_rad
     return IkResult(q, converged, e_p_norm, e_r_norm, it)
+
+
+def solve_ik_pointing_down(p_target_m: np.ndarray, q_init_rad: np.ndarray, *, yaw_rad: float | None = None,
+                           **options: Any) -> IkResult:
+    """:func:`solve_ik` with the tool pointing down: R* = ``down_rotation(yaw_rad)``, or yaw free if None.
+
+    ``options`` are :func:`solve_ik`'s keyword arguments (tolerances, damping, limits, ...).
+    """
+    R_target = None if yaw_rad is None else down_rotation(yaw_rad)
+    return solve_ik(p_target_m, R_target, q_init_rad, **options)

@@ -343,7 +343,7 @@ class SimNode(FdlNode):
         command = self._command
         if command is not None:
             env.apply_action(command_target(command, self._sim_ns(env)))
-        env.physics_step(env.config.physics_substeps)
+        env.physics_step(env.physics_substeps)
         self._now_ns = now_ns = self._sim_ns(env)
         stamp = ns_to_stamp(now_ns)
         if self.clock_pub is not None:

@@ -17,8 +17,9 @@ into base_link, ``p_base = T_base_cam.apply(p_cam)``.
 
 Timing
 ------
-Physics at ``dt = 0.002 s`` (500 Hz), control at 50 Hz: one :meth:`step` holds the
-action for ``physics_substeps = 10`` physics steps (0.02 s of simulated time).
+Physics at the MJCF's ``dt = 0.002 s`` (500 Hz), control at ``core.robot.CONTROL_DT_S``
+(0.02 s, 50 Hz): one :meth:`step` holds the action for ``physics_substeps =
+CONTROL_DT_S / dt = 10`` physics steps.
 
 Action (7,)
 -----------
@@ -59,9 +60,10 @@ from numpy.typing import ArrayLike
 
 from fdl_robot.core.camera import PinholeCamera
 from fdl_robot.core.geometry import Transform, matrix_to_quaternion, quaternion_to_matrix
+from fdl_robot.core.kinematics import rotation_exp
+from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.sim import scene
 from fdl_robot.sim.camera import clean_depth_m, intrinsics_from_fovy, optical_pose_from_mujoco
-from fdl_robot.sim.ik import rotation_exp
 
 __all__ = ["ObjectPose", "PickPlaceConfig", "PickPlaceEnv", "SEGMENTATION_BACKGROUND", "SEGMENTATION_ROBOT"]
 
@@ -105,8 +107,6 @@ class PickPlaceConfig:
     camera_name: str = scene.SCENE_CAMERA
     #: Shadow mapping (realistic images; about half of the RGB render time under Mesa).
     shadows: bool = True
-    #: Physics steps (0.002 s each) per control step: 10 -> 50 Hz control.
-    physics_substeps: int = 10
     #: Episode length limit in control steps (truncated afterwards); 0 = no limit.
     max_episode_steps: int = 600
     #: End the episode (terminated=True) as soon as success() holds.
@@ -171,7 +171,12 @@ class PickPlaceEnv:
         self.data = mujoco.MjData(self.model)
         m = self.model
         self.physics_dt_s: float = float(m.opt.timestep)
-        self.control_dt_s: float = self.physics_dt_s * self.config.physics_substeps
+        #: Physics steps per control step: CONTROL_DT_S must be a whole number of them.
+        self.physics_substeps: int = round(CONTROL_DT_S / self.physics_dt_s)
+        if abs(self.physics_substeps * self.physics_dt_s - CONTROL_DT_S) > 1e-12:
+            raise ValueError(f"control period {CONTROL_DT_S} s is not a multiple of the physics step "
+                             f"{self.physics_dt_s} s")
+        self.control_dt_s: float = CONTROL_DT_S
 
         def jid(name: str) -> int:
             return mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)
@@ -271,7 +276,7 @@ class PickPlaceEnv:
         self.active_distractors = scene.DISTRACTOR_NAMES[:n_dis]
         xy = self._sample_spaced_xy(rng, 1 + n_dis)
         yaws = rng.uniform(-np.pi, np.pi, size=1 + n_dis)
-        for name, p_xy, yaw in zip((scene.TARGET_NAME,) + self.active_distractors, xy, yaws):
+        for name, p_xy, yaw in zip((scene.TARGET_NAME,) + self.active_distractors, xy, yaws, strict=True):
             self._set_free_pose(name, np.array([p_xy[0], p_xy[1], scene.CUBE_HALF_M]), _rot_z(yaw))
         for k, name in enumerate(scene.DISTRACTOR_NAMES[n_dis:]):  # parked, hidden, no contacts
             g = self._cube_geom[name]
@@ -316,7 +321,7 @@ class PickPlaceEnv:
         ``max_episode_steps``; ``info`` has ``success`` and ``cube_dropped``.
         """
         self.apply_action(action)
-        for _ in range(self.config.physics_substeps):
+        for _ in range(self.physics_substeps):
             mujoco.mj_step(self.model, self.data)
         self.step_count += 1
         success = self.success()

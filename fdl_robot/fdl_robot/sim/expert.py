@@ -31,8 +31,10 @@ fingers; if not (a missed or lost grasp), it opens and replans from the cube's
 current pose, at most ``max_retries`` times.  Nothing is attached magically: the
 cube is held by friction only.
 
-Frames: the IK runs in the MuJoCo world frame, which is base_link by construction
-of the scene (``sim/scene.py``), so observation poses are used directly.
+Kinematics: forward kinematics and IK are the core UR5e chain
+(:mod:`fdl_robot.core.kinematics`) in base_link. The MuJoCo world frame is base_link
+and the MJCF arm is built from the same DH table (``sim/scene.py``; the constructor
+checks the model's ``tcp`` site against it), so observation poses are used directly.
 """
 
 from __future__ import annotations
@@ -43,10 +45,13 @@ from typing import Any, Callable
 import mujoco
 import numpy as np
 
+from fdl_robot.core import kinematics
+from fdl_robot.core.kinematics import down_rotation, rotation_exp, rotation_log
+from fdl_robot.core.robot import ARM_JOINT_NAMES, CONTROL_DT_S
 from fdl_robot.sim import scene
-from fdl_robot.sim.ik import DlsIk, rotation_exp, rotation_log, top_down_rotation
 
-__all__ = ["ExpertConfig", "Segment", "ScriptedExpert", "EpisodeResult", "run_expert_episode", "min_jerk"]
+__all__ = ["ExpertConfig", "Segment", "ScriptedExpert", "EpisodeResult", "run_expert_episode", "min_jerk",
+           "check_model_matches_core_chain"]
 
 
 def min_jerk(x: float) -> float:
@@ -85,6 +90,10 @@ class ExpertConfig:
     #: The grasp is held when the cube centre is within this distance of the TCP.
     hold_tolerance_m: float = 0.03
     max_retries: int = 2
+    #: IK tolerances and iteration cap per control step (warm-started at the previous command).
+    ik_position_tolerance_m: float = 2e-4
+    ik_orientation_tolerance_rad: float = 2e-3
+    ik_max_iterations: int = 50
     #: Turn the gripper to the cube's yaw (mod 90 deg).  False grasps at the arm's
     #: natural yaw and lets the closing fingers square the cube up, i.e. what a
     #: policy that only sees the cube's position (not its yaw) can do.
@@ -112,12 +121,35 @@ class Segment:
         return p, R
 
 
+def _tcp_pose(q_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """TCP pose (p_base (3,), R_base_tcp (3, 3)) at arm joints ``q_rad`` (6,)."""
+    T = kinematics.forward_kinematics(q_rad)
+    return T[:3, 3].copy(), T[:3, :3].copy()
+
+
+def check_model_matches_core_chain(model: mujoco.MjModel, atol_m: float = 1e-6) -> None:
+    """Raise ValueError unless ``model``'s ``tcp`` site follows the core UR5e FK (at home and q = 0)."""
+    data = mujoco.MjData(model)
+    qpos_adr = [model.joint(name).qposadr[0] for name in ARM_JOINT_NAMES]
+    for q in (kinematics.HOME_QPOS_RAD, np.zeros(len(ARM_JOINT_NAMES))):
+        data.qpos[qpos_adr] = q
+        mujoco.mj_kinematics(model, data)
+        error_m = float(np.linalg.norm(data.site(scene.TCP_SITE).xpos - kinematics.tcp_position(q)))
+        if error_m > atol_m:
+            raise ValueError(f"the model's {scene.TCP_SITE!r} site is {error_m:.2e} m off the core UR5e chain")
+
+
 class ScriptedExpert:
-    """The waypoint expert; call :meth:`reset` per episode and :meth:`act` per control step."""
+    """The waypoint expert; call :meth:`reset` per episode and :meth:`act` per control step.
+
+    ``model``, if given, is the MuJoCo model the actions will drive; it is checked to carry
+    the core kinematic chain the expert plans with (:func:`check_model_matches_core_chain`).
+    """
 
     def __init__(self, model: mujoco.MjModel | None = None, config: ExpertConfig | None = None):
         self.config = config if config is not None else ExpertConfig()
-        self.ik = DlsIk(model if model is not None else scene.load_model(), scene.TCP_SITE, scene.ARM_JOINT_NAMES)
+        if model is not None:
+            check_model_matches_core_chain(model)
         self.reset()
 
     def reset(self) -> None:
@@ -147,7 +179,7 @@ class ScriptedExpert:
         t = float(obs["time_s"])
         if self._q_cmd is None:
             self._q_cmd = np.asarray(obs["qpos"], dtype=np.float64).copy()
-            p, R = self.ik.forward(self._q_cmd)
+            p, R = _tcp_pose(self._q_cmd)
             self._plan_pick_and_place(obs, p, R, t, opening=False)
 
         # advance through finished segments, checking the grasp where asked
@@ -172,13 +204,16 @@ class ScriptedExpert:
             gripper = seg.gripper
         else:  # done: hold the last pose
             last = self._segments[-1] if self._segments else None
-            p_des, R_des = (last.p1, last.R1) if last else self.ik.forward(self._q_cmd)
+            p_des, R_des = (last.p1, last.R1) if last else _tcp_pose(self._q_cmd)
             gripper = last.gripper if last else 0.0
 
-        result = self.ik.solve(p_des, R_des, self._q_cmd)
+        c = self.config
+        result = kinematics.solve_ik(p_des, R_des, self._q_cmd, position_tolerance_m=c.ik_position_tolerance_m,
+                                     orientation_tolerance_rad=c.ik_orientation_tolerance_rad,
+                                     max_iterations=c.ik_max_iterations)
         if not result.converged:
             self.ik_failures += 1
-        dt = 0.02 if self._t_last_s is None else max(t - self._t_last_s, 1e-3)
+        dt = CONTROL_DT_S if self._t_last_s is None else max(t - self._t_last_s, 1e-3)
         max_dq = self.config.max_joint_speed_rad_s * dt
         self._q_cmd = self._q_cmd + np.clip(result.q_rad - self._q_cmd, -max_dq, max_dq)
         self._t_last_s = t
@@ -187,7 +222,7 @@ class ScriptedExpert:
     # --------------------------------------------------------------- planning
     def _holding(self, obs: dict[str, Any]) -> bool:
         cube = obs["objects"][scene.TARGET_NAME].position_m
-        p_tcp, _ = self.ik.forward(np.asarray(obs["qpos"], dtype=np.float64))
+        p_tcp, _ = _tcp_pose(np.asarray(obs["qpos"], dtype=np.float64))
         return bool(np.linalg.norm(cube - p_tcp) < self.config.hold_tolerance_m)
 
     def _duration(self, p0: np.ndarray, p1: np.ndarray, R0: np.ndarray, R1: np.ndarray, speed_m_s: float) -> float:
@@ -219,7 +254,7 @@ class ScriptedExpert:
         yaw_grasp = self._grasp_yaw(cube.yaw_rad, p_cube, p0, yaw0)
         # keep the wrist still while the base turns towards the bin
         yaw_place = yaw_grasp + _wrap(np.arctan2(p_bin[1], p_bin[0]) - np.arctan2(p_cube[1], p_cube[0]))
-        R_grasp, R_place = top_down_rotation(yaw_grasp), top_down_rotation(yaw_place)
+        R_grasp, R_place = down_rotation(yaw_grasp), down_rotation(yaw_place)
 
         above_cube = np.array([p_cube[0], p_cube[1], p_cube[2] + c.pregrasp_height_m])
         at_cube = np.array([p_cube[0], p_cube[1], p_cube[2] + c.grasp_offset_m])

@@ -4,7 +4,10 @@ The scene lives in ``assets/pick_place_cell.xml`` (primitive geoms only, no
 meshes, no downloads); its header comment documents the frames, the UR5e
 Denavit-Hartenberg chain, the gripper and the contact bits.  This module only
 loads it and names its parts, so that every other module refers to joints and
-bodies through these constants instead of string literals.
+bodies through these constants instead of string literals.  The robot's facts are
+not restated here: the arm's joint names come from :mod:`fdl_robot.core.robot`, its DH
+table, limits and home posture from :mod:`fdl_robot.core.kinematics`; the MJCF spells
+the same names and ranges (a test checks them against the core).
 
 Frames: the MuJoCo world frame *is* ``base_link`` (origin at the robot base on
 the table top, REP-103 axes x forward, y left, z up), so world coordinates are
@@ -19,6 +22,7 @@ import mujoco
 import numpy as np
 
 from fdl_robot.core import kinematics
+from fdl_robot.core.robot import ARM_JOINT_NAMES
 
 __all__ = [
     "SCENE_XML_PATH",
@@ -40,7 +44,6 @@ __all__ = [
     "WRIST_CAMERA",
     "BASE_BODY",
     "ROBOT_ROOT_BODY",
-    "UR5E_DH",
     "HOME_QPOS_RAD",
     "load_model",
     "ur5e_dh_forward_kinematics",
@@ -48,15 +51,8 @@ __all__ = [
 
 SCENE_XML_PATH: Path = Path(__file__).resolve().parent / "assets" / "pick_place_cell.xml"
 
-#: The six arm joints in chain order (the UR / ros2_control names).
-ARM_JOINT_NAMES: tuple[str, ...] = (
-    "shoulder_pan_joint",
-    "shoulder_lift_joint",
-    "elbow_joint",
-    "wrist_1_joint",
-    "wrist_2_joint",
-    "wrist_3_joint",
-)
+# ARM_JOINT_NAMES (the six arm joints in chain order) is core.robot's, re-exported.
+#: Position actuators of the arm joints, in ARM_JOINT_NAMES order.
 ARM_ACTUATOR_NAMES: tuple[str, ...] = (
     "shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3",
 )
@@ -89,11 +85,9 @@ BASE_BODY = "base_link"
 #: Root body of the robot: the robot (segmentation label 1) is this body's subtree.
 ROBOT_ROOT_BODY = "base_link"
 
-#: The UR5e DH table and home posture are defined once, in the MuJoCo-free core
-#: (fdl_robot.core.kinematics); the MJCF chain is built from the same table, so FK(q) of
-#: the model equals T = prod_i Rz(q_i) Tz(d_i) Tx(a_i) Rx(alpha_i) (checked in the tests).
-#: Home: elbow up, tool pointing straight down, TCP at about (0.49, 0.13, 0.35) m.
-UR5E_DH = kinematics.UR5E_DH
+#: Home posture, core.kinematics' (elbow up, tool pointing straight down); the MJCF chain
+#: is built from the core DH table, so FK(q) of the model equals
+#: T = prod_i Rz(q_i) Tz(d_i) Tx(a_i) Rx(alpha_i) (checked in the tests).
 HOME_QPOS_RAD = kinematics.HOME_QPOS_RAD
 
 
