@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 
 from fdl_robot.core import kinematics as kin  # noqa: E402
 from fdl_robot.policy.act.config import ACTConfig, AugmentConfig  # noqa: E402
-from fdl_robot.policy.act.model import ACTModel, act_loss, kl_divergence  # noqa: E402
+from fdl_robot.policy.act import train as act_train  # noqa: E402
+from fdl_robot.policy.act.model import EMBEDDING_PARAMETERS, ACTModel, act_loss, kl_divergence  # noqa: E402
 from fdl_robot.policy.act.policy import (SHIPPED_MODEL_PATH, ACTPolicy, load_checkpoint,  # noqa: E402
                                          save_checkpoint)
 from fdl_robot.policy.act.processor import (OBS_FEATURES, DemoArrays, Episode, Normalizer,  # noqa: E402
@@ -97,6 +98,68 @@ def test_a_tiny_model_overfits_a_tiny_batch():
         l1_prior = (model(o)[0] - a).abs().mean().item()    # as at inference: z = 0
     assert parts["l1"].item() < first / 5
     assert l1_prior < first / 3
+
+
+
+def test_weight_decay_applies_to_the_weight_matrices_only():
+    model = ACTModel(TINY)
+    decay, no_decay = model.param_groups(1e-4)
+    assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(map(id, decay["params"] + no_decay["params"])) == sorted(names)     # each once
+    assert all(p.ndim >= 2 and names[id(p)] not in EMBEDDING_PARAMETERS for p in decay["params"])
+    assert set(EMBEDDING_PARAMETERS) <= {names[id(p)] for p in no_decay["params"]}
+
+
+# --- the config -------------------------------------------------------------------------------
+
+def test_act_config_validates_itself_on_construction():
+    shipped = torch.load(SHIPPED_MODEL_PATH, map_location="cpu", weights_only=True)["config"]
+    assert ACTConfig.from_dict(shipped).to_dict() == shipped                     # the shipped one is valid
+    for kwargs, message in [({"d_model": 30}, "divisible by n_heads"),
+                            ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+                            ({"chunk_size": 0}, "chunk_size must be >= 1"), ({"n_heads": 0}, "n_heads must be >= 1"),
+                            ({"chunk_size": 30}, "chunk_size 30 must be <= augment.max_window_steps 25"),
+                            ({"lr_min": 1e-2}, "lr_min 0.01 must be <= lr"), ({"dt_s": 0.0}, "dt_s must be > 0"),
+                            ({"val_fraction": 1.0}, "val_fraction"), ({"augment": {}}, "AugmentConfig")]:
+        with pytest.raises(ValueError, match=message):
+            ACTConfig(**kwargs)
+    with pytest.raises(ValueError, match="d_model 30 must be divisible.*dropout must be"):   # every rule named
+        ACTConfig(d_model=30, dropout=-0.1)
+    with pytest.raises(ValueError, match="divisible"):
+        replace(ACTConfig(), n_heads=7)                                          # replace() builds anew
+    for kwargs, message in [({"p_freeze": 1.5}, "p_freeze must be in"), ({"bin_noise_std_m": -1.0}, "bin_noise_std_m"),
+                            ({"max_window_steps": 1}, "max_window_steps must be >= 2"),
+                            ({"target_bias_std_m": (0.1, 0.1)}, "3 values")]:
+        with pytest.raises(ValueError, match=message):
+            AugmentConfig(**kwargs)
+
+
+def test_training_command_line_is_derived_from_the_config_fields():
+    parser = act_train._parser()
+    by_dest = {}
+    for action in parser._actions:
+        by_dest.setdefault(action.dest, []).append(action)
+    for cls in (ACTConfig, AugmentConfig):
+        for f in fields(cls):
+            if f.name in act_train.FIXED_FIELDS or f.name == "augment":
+                assert f.name not in by_dest
+                continue
+            action = by_dest[f.name][0]
+            assert "--" + f.name.replace("_", "-") in action.option_strings
+            assert action.default == getattr(cls(), f.name) and action.help.startswith(f.metadata["help"])
+    args = parser.parse_args(["--data", "d"])
+    assert act_train.config_from_args(args) == ACTConfig()
+    old_names = ["--data", "d", "--heads", "2", "--ff", "8", "--enc-layers", "1", "--dec-layers", "2",
+                 "--vae-layers", "3", "--absolute-actions", "--p-freeze", "0.5",
+                 "--target-bias-std-m", "0", "0", "0.01"]
+    assert act_train.config_from_args(parser.parse_args(old_names)) == replace(
+        ACTConfig(), n_heads=2, dim_feedforward=8, n_encoder_layers=1, n_decoder_layers=2, n_vae_encoder_layers=3,
+        relative_actions=False, augment=AugmentConfig(p_freeze=0.5, target_bias_std_m=(0.0, 0.0, 0.01)))
+    assert act_train.config_from_args(parser.parse_args(["--data", "d", "--no-relative-actions", "--lr-min", "0"])) \
+        == replace(ACTConfig(), relative_actions=False, lr_min=0.0)
+    with pytest.raises(SystemExit):                                 # an invalid config is a usage error
+        act_train.main(["--data", "d", "--d-model", "30"])
 
 
 # --- normaliser and checkpoints ---------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The ACT network (Zhao et al. 2023) for state inputs: CVAE encoder, transformer encoder, decoder.
 
 Everything here works in *normalised* coordinates (``processor.Normalizer``): an
-observation o (B, 28) and an action chunk a (B, k, 7) in model coordinates
+observation o (B, OBS_DIM) and an action chunk a (B, k, 7) in model coordinates
 (``processor.chunk_to_model``: joints relative to the observed q_t), both zero mean and
 unit std per feature over the training set. Frames and units of the raw features: ``processor``.
 
@@ -46,8 +46,10 @@ from torch.nn import functional as F
 from fdl_robot.policy.act.config import ACTConfig
 from fdl_robot.policy.act.processor import OBS_DIM, TOKEN_GROUPS
 
-__all__ = ["ACTModel", "kl_divergence", "act_loss"]
+__all__ = ["ACTModel", "EMBEDDING_PARAMETERS", "kl_divergence", "act_loss"]
 
+#: The learned embeddings and queries: initialised N(0, 0.02^2), exempt from weight decay.
+EMBEDDING_PARAMETERS = ("token_embed", "queries", "vae_cls", "vae_pos")
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -79,7 +81,6 @@ class ACTModel(nn.Module):
 
     def __init__(self, cfg: ACTConfig, with_vae_encoder: bool = True):
         super().__init__()
-        cfg.validate()
         if cfg.obs_dim != OBS_DIM or cfg.action_dim != 7:
             raise ValueError(f"this ACT takes {OBS_DIM} observation and 7 action features")
         self.cfg = cfg
@@ -111,13 +112,13 @@ class ACTModel(nn.Module):
 
     def _reset_parameters(self) -> None:
         for name, p in self.named_parameters():
-            if name in ("token_embed", "queries", "vae_cls", "vae_pos"):
+            if name in EMBEDDING_PARAMETERS:
                 nn.init.normal_(p, std=0.02)
 
     # --- parts -----------------------------------------------------------------------
 
     def encode_posterior(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-        """q_phi(z | o, a): obs (B, 28), actions (B, k, 7) -> mu, logvar (B, L)."""
+        """q_phi(z | o, a): obs (B, OBS_DIM), actions (B, k, 7) -> mu, logvar (B, L)."""
         if self.vae is None:
             raise RuntimeError("this model was built without its CVAE encoder (inference only)")
         B = obs.shape[0]
@@ -128,7 +129,7 @@ class ACTModel(nn.Module):
         return mu, logvar
 
     def decode(self, obs: Tensor, z: Tensor) -> Tensor:
-        """pi_theta: obs (B, 28), z (B, L) -> normalised chunk (B, k, 7)."""
+        """pi_theta: obs (B, OBS_DIM), z (B, L) -> normalised chunk (B, k, 7)."""
         tokens = [self.latent_proj(z)] + [self.group_proj[name](obs[:, s]) for name, s in TOKEN_GROUPS]
         memory = self.encoder(torch.stack(tokens, dim=1) + self.token_embed)
         queries = self.queries.expand(obs.shape[0], -1, -1)
@@ -148,6 +149,18 @@ class ACTModel(nn.Module):
             return self.decode(obs, z), mu, logvar
         z = obs.new_zeros(obs.shape[0], self.cfg.latent_dim)
         return self.decode(obs, z), None, None
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """Optimiser parameter groups: ``[weight matrices with weight_decay, the rest with 0]``.
+
+        Decayed: every parameter with ndim >= 2 except the ``EMBEDDING_PARAMETERS``; not
+        decayed: biases, LayerNorm gains and the embeddings. Each group lists its parameters
+        in ``named_parameters`` order.
+        """
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            (decay if p.ndim >= 2 and name not in EMBEDDING_PARAMETERS else no_decay).append(p)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     def inference_state_dict(self) -> dict[str, Tensor]:
         """The weights :class:`ACTModel` (cfg, with_vae_encoder=False) needs."""

@@ -2,15 +2,16 @@
 
 numpy only (no torch), so the policy's data path can be tested and reused without it.
 
-Observation vector (28,), float64, in ``OBS_FEATURES`` order, computed from the raw inputs
-(joint state, target centre, bin position; ``PolicyObservation``) by :func:`features`::
+Observation vector: ``OBS_DIM`` = len(``OBS_FEATURES``) = {OBS_DIM} features, float64, in
+``OBS_FEATURES`` order, computed from the raw inputs (joint state, target centre, bin
+position; ``PolicyObservation``) by :func:`features`::
 
-    proprio  [q_1 .. q_6]   arm joint positions, rad (ARM_JOINTS order)    qpos_rad
+    proprio  [q_1 .. q_6]   arm joint positions, rad (ARM_JOINT_NAMES)    qpos_rad
              g              gripper closure, 0 open .. 1 closed            gripper
-             p_tcp (3)      tool centre point, base_link, m: FK(q) (core.kinematics, TCP 0.135 m)
+             p_tcp (3)      tool centre point, base_link, m: FK(q) (core.kinematics, TCP_OFFSET_M)
              v (7)          joint-state velocity, rad/s (gripper 1/s): finite difference
                             (x_t - x_{t-w}) / w of the joint states of two observations
-             w              that window, s (0.02 when the policy is queried every step)
+             w              that window, s (CONTROL_DT_S when the policy is queried every step)
     target   p_t (3)        target (red cube) centre, base_link, m        target_p_base_m
              p_t - p_tcp (3)
     bin      p_b,xy (2)     bin centre on the table, base_link, m          bin_p_base_m[:2]
@@ -50,11 +51,13 @@ from typing import Any
 import numpy as np
 
 from fdl_robot.core import kinematics
+from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.policy.act.config import AugmentConfig
 from fdl_robot.policy.interface import PolicyObservation
 
-__all__ = ["OBS_FEATURES", "ACTION_FEATURES", "TOKEN_GROUPS", "OBS_DIM", "features", "chunk_to_model", "chunk_from_model", "Normalizer", "observation_vector",
-           "Episode", "DemoArrays", "load_episodes", "forward_fill", "augment_objects"]
+__all__ = ["OBS_FEATURES", "ACTION_FEATURES", "TOKEN_GROUPS", "OBS_DIM", "features", "chunk_to_model",
+           "chunk_from_model", "Normalizer", "observation_vector", "Episode", "DemoArrays",
+           "load_episodes", "forward_fill", "augment_objects"]
 
 OBS_FEATURES = ("q1", "q2", "q3", "q4", "q5", "q6", "gripper", "tcp_x", "tcp_y", "tcp_z",
                 "v1", "v2", "v3", "v4", "v5", "v6", "v_gripper", "velocity_window_s",
@@ -64,11 +67,12 @@ ACTION_FEATURES = ("q1", "q2", "q3", "q4", "q5", "q6", "gripper")
 #: Token groups of the policy encoder: name -> slice of the observation vector.
 TOKEN_GROUPS = (("proprio", slice(0, 18)), ("target", slice(18, 24)), ("bin", slice(24, 28)))
 OBS_DIM = len(OBS_FEATURES)
+__doc__ = (__doc__ or "").replace("{OBS_DIM}", str(OBS_DIM))  # the docstring's count, from the code
 
 
 def features(qpos7: np.ndarray, velocity7: np.ndarray, window_s: np.ndarray, target: np.ndarray,
              bin_xy: np.ndarray, tcp: np.ndarray | None = None) -> np.ndarray:
-    """Observation vectors (B, 28) from joint states (B, 7), their velocities (B, 7) over
+    """Observation vectors (B, OBS_DIM) from joint states (B, 7), their velocities (B, 7) over
     windows (B,) s, targets (B, 3) and bin x, y (B, 2).
 
     ``tcp`` (B, 3) may be given when already known (it is FK(qpos7[:, :6])).
@@ -99,7 +103,7 @@ def chunk_from_model(chunks: np.ndarray, qpos7: np.ndarray, relative: bool) -> n
 
 
 def observation_vector(obs: PolicyObservation, velocity7: np.ndarray, window_s: float) -> np.ndarray:
-    """PolicyObservation + joint-state velocity over a window -> (28,). Requires a target."""
+    """PolicyObservation + joint-state velocity over a window -> (OBS_DIM,). Requires a target."""
     if obs.target_p_base_m is None:
         raise ValueError("the ACT observation needs a target position")
     return features(obs.joint_state, velocity7, window_s, obs.target_p_base_m, obs.bin_p_base_m[:2])[0]
@@ -125,7 +129,7 @@ class Normalizer:
 
     @classmethod
     def fit(cls, obs: np.ndarray, actions: np.ndarray, std_floor: float = 1e-3) -> "Normalizer":
-        """Mean and std (floored at ``std_floor``) over axis 0 of obs (N, 20) and actions (M, ...).
+        """Mean and std (floored at ``std_floor``) over axis 0 of obs (N, OBS_DIM) and actions (M, ...).
 
         Actions (M, 7) give per-joint statistics, chunks (M, k, 7) per row and joint.
         """
@@ -231,7 +235,7 @@ class DemoArrays:
     grasp: np.ndarray
     seeds: tuple[int, ...]
     tcp: np.ndarray | None = None   # (N, 3) FK of qpos, filled on construction
-    dt_s: float = 0.02
+    dt_s: float = CONTROL_DT_S
 
     def __post_init__(self):
         if self.tcp is None:
@@ -242,7 +246,7 @@ class DemoArrays:
         if not episodes:
             raise ValueError("no episodes")
         starts = np.cumsum([0] + [e.length for e in episodes[:-1]])
-        rep = lambda v: np.concatenate([np.full(e.length, x) for e, x in zip(episodes, v)])  # noqa: E731
+        rep = lambda v: np.concatenate([np.full(e.length, x) for e, x in zip(episodes, v, strict=True)])  # noqa: E731
         cat = lambda name: np.concatenate([getattr(e, name) for e in episodes])  # noqa: E731
         return cls(cat("qpos"), cat("action"), cat("target"), cat("bin"), cat("target_noisy"),
                    cat("bin_noisy"), rep(starts), rep(starts + [e.length - 1 for e in episodes]),
@@ -265,7 +269,7 @@ class DemoArrays:
 
     def clean_obs(self, g: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Observation vectors with ground-truth objects at global steps g, velocity over one
-        step: (B, 28)."""
+        step: (B, OBS_DIM)."""
         g = np.arange(len(self))[g]
         v, w = self.velocity(g, 1)
         return features(self.qpos[g], v, w, self.target[g], self.bin[g, :2], self.tcp[g])
@@ -280,7 +284,7 @@ class DemoArrays:
 
     def observations(self, g: np.ndarray, rng: np.random.Generator | None,
                      cfg: AugmentConfig) -> np.ndarray:
-        """Observation vectors (B, 28) at global steps g, objects perturbed and velocity windows
+        """Observation vectors (B, OBS_DIM) at global steps g, objects perturbed and velocity windows
         drawn as in ``cfg`` (``rng`` None: clean, one-step velocity)."""
         if rng is None:
             return self.clean_obs(g)

@@ -16,25 +16,41 @@ Validation (every ``--val-every`` steps) runs the model as the policy runs it, z
 on every 3rd step of the validation episodes: ``val_l1`` with the object inputs
 perturbed by one fixed draw of the augmentation (the selection criterion) and
 ``val_l1_clean`` with ground truth.
+
+The command line has one option ``--field-name`` per field of :class:`ACTConfig` and of
+its :class:`AugmentConfig` (:func:`add_config_options`: type, default and help from the
+field) except ``FIXED_FIELDS``; ``OPTION_ALIASES`` keeps the earlier short names, and
+``--absolute-actions`` is ``--no-relative-actions``. The run options (``--data``,
+``--out``, ``--max-episodes``, ``--max-minutes``, ``--threads``, ``--quiet``,
+``--no-augment``) are not part of the config.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import json
 import math
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
 import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
 
-from fdl_robot.policy.act.config import ACTConfig, AugmentConfig
+from fdl_robot.core.config import field_default
+from fdl_robot.policy.act.config import ACTConfig
+from fdl_robot.policy.act.model import ACTModel, act_loss
+from fdl_robot.policy.act.policy import save_checkpoint
 from fdl_robot.policy.act.processor import DemoArrays, Normalizer, chunk_to_model, load_episodes
 
-__all__ = ["train", "main", "split_episodes"]
+__all__ = ["train", "main", "split_episodes", "lr_at", "TrainingData", "ValidationSet", "TrainLog",
+           "BestCheckpoint", "optimiser_step", "validate", "write_artefacts", "add_config_options",
+           "config_from_args", "OPTION_ALIASES", "FIXED_FIELDS"]
 
 
 def split_episodes(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +66,179 @@ def lr_at(step: int, cfg: ACTConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     x = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1.0 + math.cos(math.pi * x))
+
+
+def _tensor(x: np.ndarray) -> Tensor:
+    return torch.as_tensor(x, dtype=torch.float32)
+
+
+def model_chunks(data: DemoArrays, g: np.ndarray, cfg: ACTConfig) -> np.ndarray:
+    """The targets of steps g (B,): their action chunks (B, k, 7) in model coordinates (``chunk_to_model``)."""
+    return chunk_to_model(data.chunks(g, cfg.chunk_size), data.qpos[g], cfg.relative_actions)
+
+
+# --- data --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The demonstrations split by episode and the normaliser fitted on the training split.
+
+    ``val`` is the training split itself when there is one episode only
+    (``n_val_episodes`` = 0).
+    """
+
+    cfg: ACTConfig
+    data_dir: str
+    train: DemoArrays
+    val: DemoArrays
+    n_train_episodes: int
+    n_val_episodes: int
+    normalizer: Normalizer
+
+    @classmethod
+    def load(cls, cfg: ACTConfig, data_dir: str | Path, max_episodes: int | None = None) -> "TrainingData":
+        """Read the (first ``max_episodes``) episodes, split them (:func:`split_episodes`) and fit
+        the normaliser on clean observations and on the chunks of at most 50 000 training steps."""
+        episodes = load_episodes(str(data_dir))[:max_episodes]
+        train_idx, val_idx = split_episodes(len(episodes), cfg.val_fraction, cfg.seed)
+        tr = DemoArrays.from_episodes([episodes[i] for i in train_idx])
+        va = DemoArrays.from_episodes([episodes[i] for i in val_idx]) if len(val_idx) else tr
+        g_stats = np.random.default_rng(cfg.seed + 2).choice(len(tr), min(len(tr), 50_000), replace=False)
+        norm = Normalizer.fit(tr.clean_obs(), model_chunks(tr, g_stats, cfg), cfg.std_floor)
+        return cls(cfg, str(data_dir), tr, va, len(train_idx), len(val_idx), norm)
+
+    def sample_batch(self, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """``cfg.batch_size`` training steps drawn uniformly with replacement: normalised
+        observations (B, OBS_DIM) with perturbed objects (``cfg.augment``) and normalised
+        chunks (B, k, 7) in model coordinates, float32."""
+        g = rng.integers(0, len(self.train), self.cfg.batch_size)
+        obs = self.normalizer.normalize_obs(self.train.observations(g, rng, self.cfg.augment))
+        return _tensor(obs), _tensor(self.normalizer.normalize_action(model_chunks(self.train, g, self.cfg)))
+
+    def meta(self) -> dict[str, Any]:
+        """What the checkpoint records about its data: directory and the seeds of both splits."""
+        return {"data": self.data_dir, "train_seeds": [int(s) for s in self.train.seeds],
+                "val_seeds": [int(s) for s in self.val.seeds] if self.n_val_episodes else []}
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """The fixed validation samples: every ``stride``-th step of the validation episodes.
+
+    ``obs`` holds two normalised observation sets (B, OBS_DIM) for the same targets
+    ``actions`` (B, k, 7): ``'val_l1'`` with one draw of the augmentation (generator
+    seeded cfg.seed + 1), ``'val_l1_clean'`` with the ground truth.
+    """
+
+    obs: dict[str, Tensor]
+    actions: Tensor
+
+    @classmethod
+    def draw(cls, data: TrainingData, stride: int = 3) -> "ValidationSet":
+        va, norm, cfg = data.val, data.normalizer, data.cfg
+        g = np.arange(0, len(va), stride)
+        rng = np.random.default_rng(cfg.seed + 1)
+        obs = {"val_l1": _tensor(norm.normalize_obs(va.observations(g, rng, cfg.augment))),
+               "val_l1_clean": _tensor(norm.normalize_obs(va.clean_obs(g)))}
+        return cls(obs, _tensor(norm.normalize_action(model_chunks(va, g, cfg))))
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+# --- one step, validation ----------------------------------------------------------------------
+
+def optimiser_step(model: ACTModel, opt: torch.optim.Optimizer, obs: Tensor, actions: Tensor, lr: float,
+                   cfg: ACTConfig) -> dict[str, float]:
+    """One step at learning rate ``lr`` on a batch; returns the loss terms ``{'loss', 'l1', 'kl'}``.
+
+    Forward with z from the posterior q_phi(z | o, a), L = L1 + kl_weight * KL
+    (``model.act_loss``), gradient norm clipped to ``cfg.grad_clip_norm``, then ``opt.step()``.
+    """
+    for group in opt.param_groups:
+        group["lr"] = lr
+    a_hat, mu, logvar = model(obs, actions)
+    losses = act_loss(a_hat, actions, mu, logvar, cfg.kl_weight)
+    opt.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+    opt.step()
+    return {k: v.item() for k, v in losses.items()}
+
+
+def validate(model: ACTModel, val: ValidationSet, batch_size: int = 1024) -> dict[str, float]:
+    """Mean |a_hat - a| over the validation set for each of its observation sets, with z = 0
+    as at inference (eval mode, no gradients); the model is left in training mode."""
+    model.eval()
+    res = {}
+    with torch.inference_mode():
+        for key, obs in val.obs.items():
+            err = 0.0
+            for s in range(0, len(obs), batch_size):
+                a_hat, _, _ = model(obs[s:s + batch_size])
+                err += (a_hat - val.actions[s:s + batch_size]).abs().sum().item()
+            res[key] = err / val.actions.numel()
+    model.train()
+    return res
+
+
+# --- records -----------------------------------------------------------------------------------
+
+class TrainLog:
+    """The rows of ``train_log.csv``: every ``EVERY`` steps a ``'train'`` row (loss terms
+    averaged over those steps, the learning rate), after each validation a ``'val'`` row.
+    Steps count from 1; ``wall_s`` is the time since the loop started."""
+
+    EVERY = 100
+    KEYS = ("kind", "step", "loss", "l1", "kl", "lr", "val_l1", "val_l1_clean", "wall_s")
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self._sums = dict.fromkeys(("loss", "l1", "kl"), 0.0)
+        self._n = 0
+
+    def add_train(self, step: int, losses: dict[str, float], lr: float, wall_s: float) -> None:
+        for k in self._sums:
+            self._sums[k] += losses[k]
+        self._n += 1
+        if step % self.EVERY == 0:
+            self.rows.append({"kind": "train", "step": step, **{k: s / self._n for k, s in self._sums.items()},
+                              "lr": lr, "wall_s": wall_s})
+            self._sums, self._n = dict.fromkeys(self._sums, 0.0), 0
+
+    def add_val(self, step: int, values: dict[str, float], wall_s: float) -> None:
+        self.rows.append({"kind": "val", "step": step, **values, "wall_s": wall_s})
+
+    def last(self, kind: str) -> dict[str, Any]:
+        """The last row of ``kind`` ('train' or 'val'); {} if there is none."""
+        return next((r for r in reversed(self.rows) if r["kind"] == kind), {})
+
+    @property
+    def steps_done(self) -> int:
+        return int(self.rows[-1]["step"]) if self.rows else 0
+
+    def write_csv(self, path: Path) -> None:
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(self.KEYS))
+            w.writeheader()
+            for r in self.rows:
+                w.writerow({k: r.get(k, "") for k in self.KEYS})
+
+
+class BestCheckpoint:
+    """Keeps ``path`` the checkpoint (inference weights, normaliser, meta) of the lowest
+    ``val_l1`` offered so far; ``best`` is ``{'step', 'val_l1', 'val_l1_clean'}`` of it
+    (step -1 and val_l1 inf before the first)."""
+
+    def __init__(self, path: Path, normalizer: Normalizer, meta: dict[str, Any]):
+        self.path, self.normalizer, self.meta = path, normalizer, meta
+        self.best: dict[str, Any] = {"val_l1": float("inf"), "step": -1}
+
+    def offer(self, model: ACTModel, step: int, values: dict[str, float]) -> None:
+        if values["val_l1"] < self.best["val_l1"]:
+            self.best = {"step": step, **values}
+            save_checkpoint(self.path, model, self.normalizer, inference_only=True,
+                            meta={**self.meta, "step": step, **values})
 
 
 def _plot(log: list[dict], path: Path) -> None:
@@ -79,131 +268,29 @@ def _plot(log: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: ACTConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
-          max_minutes: float | None = None, max_episodes: int | None = None,
-          threads: int | None = 1) -> dict:
-    """Train, keep the best checkpoint by validation L1, write the artefacts; return the metrics."""
-    import torch
-    from tqdm import tqdm
-
-    from fdl_robot.policy.act.model import ACTModel, act_loss
-    from fdl_robot.policy.act.policy import save_checkpoint
-
-    if threads:
-        torch.set_num_threads(threads)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-
-    def model_chunks(data: DemoArrays, g: np.ndarray) -> np.ndarray:
-        return chunk_to_model(data.chunks(g, cfg.chunk_size), data.qpos[g], cfg.relative_actions)
-
-    t_load = time.perf_counter()
-    episodes = load_episodes(str(data_dir))[:max_episodes]
-    train_idx, val_idx = split_episodes(len(episodes), cfg.val_fraction, cfg.seed)
-    tr = DemoArrays.from_episodes([episodes[i] for i in train_idx])
-    va = DemoArrays.from_episodes([episodes[i] for i in val_idx]) if len(val_idx) else tr
-    g_stats = np.random.default_rng(cfg.seed + 2).choice(len(tr), min(len(tr), 50_000), replace=False)
-    norm = Normalizer.fit(tr.clean_obs(), model_chunks(tr, g_stats), cfg.std_floor)
-    load_s = time.perf_counter() - t_load
-
-    # fixed validation set: every 3rd step, one draw of the augmentation and ground truth
-    g_val = np.arange(0, len(va), 3)
-    val_rng = np.random.default_rng(cfg.seed + 1)
-    val_obs = {
-        "val_l1": torch.as_tensor(norm.normalize_obs(va.observations(g_val, val_rng, cfg.augment)), dtype=torch.float32),
-        "val_l1_clean": torch.as_tensor(norm.normalize_obs(va.clean_obs(g_val)), dtype=torch.float32),
-    }
-    val_act = torch.as_tensor(norm.normalize_action(model_chunks(va, g_val)), dtype=torch.float32)
-
-    model = ACTModel(cfg)
-    n_params = sum(p.numel() for p in model.parameters())
-    n_params_inf = sum(v.numel() for v in model.inference_state_dict().values())
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n not in ("queries", "token_embed", "vae_pos", "vae_cls")]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and n not in ("queries", "token_embed", "vae_pos", "vae_cls"))]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-
-    def validate() -> dict[str, float]:
-        model.eval()
-        res = {}
-        with torch.inference_mode():
-            for key, obs in val_obs.items():
-                err = 0.0
-                for s in range(0, len(obs), 1024):
-                    a_hat, _, _ = model(obs[s:s + 1024])
-                    err += (a_hat - val_act[s:s + 1024]).abs().sum().item()
-                res[key] = err / val_act.numel()
-        model.train()
-        return res
-
-    meta = {"data": str(data_dir), "train_seeds": [int(s) for s in tr.seeds],
-            "val_seeds": [int(s) for s in va.seeds] if len(val_idx) else []}
-    log: list[dict] = []
-    best = {"val_l1": float("inf"), "step": -1}
-    t0 = time.perf_counter()
-    model.train()
-    bar = tqdm(range(cfg.steps), desc="train ACT", unit="step", disable=not progress, mininterval=2.0)
-    run = {"loss": 0.0, "l1": 0.0, "kl": 0.0, "n": 0}
-    stopped_early = False
-    for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        g = rng.integers(0, len(tr), cfg.batch_size)
-        obs = torch.as_tensor(norm.normalize_obs(tr.observations(g, rng, cfg.augment)), dtype=torch.float32)
-        act = torch.as_tensor(norm.normalize_action(model_chunks(tr, g)), dtype=torch.float32)
-        a_hat, mu, logvar = model(obs, act)
-        losses = act_loss(a_hat, act, mu, logvar, cfg.kl_weight)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
-        opt.step()
-        for key in ("loss", "l1", "kl"):
-            run[key] += losses[key].item()
-        run["n"] += 1
-        if (step + 1) % 100 == 0:
-            log.append({"kind": "train", "step": step + 1, **{k: run[k] / run["n"] for k in ("loss", "l1", "kl")},
-                        "lr": lr_at(step, cfg), "wall_s": time.perf_counter() - t0})
-            run = {"loss": 0.0, "l1": 0.0, "kl": 0.0, "n": 0}
-        out_of_time = max_minutes is not None and time.perf_counter() - t0 > 60.0 * max_minutes
-        if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps or out_of_time:
-            v = validate()
-            log.append({"kind": "val", "step": step + 1, **v, "wall_s": time.perf_counter() - t0})
-            if v["val_l1"] < best["val_l1"]:
-                best = {"step": step + 1, **v}
-                save_checkpoint(out / "act.pt", model, norm, inference_only=True,
-                                meta={**meta, "step": step + 1, **v})
-            bar.set_postfix(l1=f"{log[-2]['l1'] if len(log) > 1 else float('nan'):.3f}",
-                            val=f"{v['val_l1']:.3f}", best=f"{best['val_l1']:.3f}@{best['step']}")
-            if out_of_time:
-                stopped_early = step + 1 < cfg.steps
-                break
-    wall_s = time.perf_counter() - t0
-    bar.close()
-
-    with open(out / "train_log.csv", "w", newline="") as f:
-        keys = ["kind", "step", "loss", "l1", "kl", "lr", "val_l1", "val_l1_clean", "wall_s"]
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for r in log:
-            w.writerow({k: r.get(k, "") for k in keys})
-    _plot(log, out / "loss.png")
-    (out / "config.json").write_text(cfg.to_json() + "\n")
-    last_train = [r for r in log if r["kind"] == "train"][-1:] or [{}]
+def write_artefacts(out: Path, data: TrainingData, val: ValidationSet, log: TrainLog, best: dict[str, Any],
+                    model: ACTModel, wall_s: float, load_s: float) -> dict[str, Any]:
+    """Write ``train_log.csv``, ``loss.png``, ``config.json`` and ``metrics.json`` next to the
+    checkpoint ``act.pt`` in ``out``; return the metrics."""
+    log.write_csv(out / "train_log.csv")
+    _plot(log.rows, out / "loss.png")
+    (out / "config.json").write_text(data.cfg.to_json() + "\n")
+    tr, va = data.train, data.val
+    last_train = log.last("train")
     metrics = {
-        "data": str(data_dir),
-        "episodes_train": len(train_idx), "episodes_val": len(val_idx),
+        "data": data.data_dir,
+        "episodes_train": data.n_train_episodes, "episodes_val": data.n_val_episodes,
         "train_seeds": f"{min(tr.seeds)}..{max(tr.seeds)} ({len(tr.seeds)} seeds, val seeds excluded)",
-        "val_seeds": sorted(int(s) for s in va.seeds) if len(val_idx) else [],
-        "samples_train": len(tr), "samples_val": int(len(g_val)),
-        "steps_done": int(log[-1]["step"]) if log else 0, "stopped_early": stopped_early,
+        "val_seeds": sorted(int(s) for s in va.seeds) if data.n_val_episodes else [],
+        "samples_train": len(tr), "samples_val": len(val),
+        "steps_done": log.steps_done, "stopped_early": log.steps_done < data.cfg.steps,
         "best_step": best["step"],
         "best_val_l1_noisy_objects": best["val_l1"], "best_val_l1_ground_truth": best.get("val_l1_clean"),
-        "final_train_l1": last_train[0].get("l1"), "final_train_kl": last_train[0].get("kl"),
+        "final_train_l1": last_train.get("l1"), "final_train_kl": last_train.get("kl"),
         "train_wall_time_s": round(wall_s, 1), "data_load_s": round(load_s, 1),
         "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
-        "parameters_total": n_params, "parameters_inference": n_params_inf,
+        "parameters_total": sum(p.numel() for p in model.parameters()),
+        "parameters_inference": sum(v.numel() for v in model.inference_state_dict().values()),
         "checkpoint_bytes": os.path.getsize(out / "act.pt"),
         "loss": "L1 (normalised actions) + kl_weight * KL; val: z = 0 as at inference",
     }
@@ -211,50 +298,140 @@ def train(cfg: ACTConfig, data_dir: str | Path, out_dir: str | Path, progress: b
     return metrics
 
 
+# --- the loop ----------------------------------------------------------------------------------
+
+def train(cfg: ACTConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
+          max_minutes: float | None = None, max_episodes: int | None = None,
+          threads: int | None = 1) -> dict:
+    """Train, keep the best checkpoint by validation L1, write the artefacts; return the metrics.
+
+    Per step: a batch (:meth:`TrainingData.sample_batch`), one optimiser step at
+    :func:`lr_at` (:func:`optimiser_step`). Every ``cfg.val_every`` steps, at the last step
+    and once ``max_minutes`` have passed (which ends the run): :func:`validate` and the
+    checkpoint if ``val_l1`` improved. ``threads``: torch threads (None: torch's default).
+    One seed (``cfg.seed``) fixes the split, the initialisation, the batches and the
+    augmentation draws.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    t_load = time.perf_counter()
+    data = TrainingData.load(cfg, data_dir, max_episodes)
+    load_s = time.perf_counter() - t_load
+    val = ValidationSet.draw(data)
+    model = ACTModel(cfg)
+    opt = torch.optim.AdamW(model.param_groups(cfg.weight_decay), lr=cfg.lr)
+    log, keeper = TrainLog(), BestCheckpoint(out / "act.pt", data.normalizer, data.meta())
+    t0 = time.perf_counter()
+    model.train()
+    bar = tqdm(range(1, cfg.steps + 1), desc="train ACT", unit="step", disable=not progress, mininterval=2.0)
+    for step in bar:                # counted from 1: ``step`` optimiser steps are done after this one
+        lr = lr_at(step - 1, cfg)
+        log.add_train(step, optimiser_step(model, opt, *data.sample_batch(rng), lr, cfg), lr,
+                      time.perf_counter() - t0)
+        out_of_time = max_minutes is not None and time.perf_counter() - t0 > 60.0 * max_minutes
+        if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
+            values = validate(model, val)
+            log.add_val(step, values, time.perf_counter() - t0)
+            keeper.offer(model, step, values)
+            best = keeper.best
+            bar.set_postfix(l1=f"{log.last('train').get('l1', float('nan')):.3f}", val=f"{values['val_l1']:.3f}",
+                            best=f"{best['val_l1']:.3f}@{best['step']}")
+            if out_of_time:
+                break
+    wall_s = time.perf_counter() - t0
+    bar.close()
+    return write_artefacts(out, data, val, log, keeper.best, model, wall_s, load_s)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+#: train()'s keyword defaults: the defaults of the run options (--max-episodes, ...).
+_RUN_DEFAULTS = {k: p.default for k, p in inspect.signature(train).parameters.items()}
+
+#: The option names the command line had before it was derived from the config: field -> aliases.
+OPTION_ALIASES: dict[str, tuple[str, ...]] = {
+    "n_heads": ("--heads",), "dim_feedforward": ("--ff",), "n_encoder_layers": ("--enc-layers",),
+    "n_decoder_layers": ("--dec-layers",), "n_vae_encoder_layers": ("--vae-layers",)}
+#: Config fields without an option: fixed by the observation and action vectors
+#: (``processor``) and by the control period the demonstrations were recorded at.
+FIXED_FIELDS = ("obs_dim", "action_dim", "dt_s")
+
+
+def _option_kind(kind: Any) -> dict[str, Any]:
+    """argparse keywords for a field annotation: bool, a fixed-length tuple, or a scalar type."""
+    if kind is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if get_origin(kind) is tuple:
+        return {"type": get_args(kind)[0], "nargs": len(get_args(kind))}
+    return {"type": kind}
+
+
+def add_config_options(parser: argparse.ArgumentParser | Any, config_cls: type = ACTConfig,
+                       skip: Sequence[str] = FIXED_FIELDS) -> None:
+    """Add one option ``--field-name`` (dest = the field's name) per field of the dataclass
+    ``config_cls`` except ``skip``: type from its annotation, default from the field, help
+    from ``metadata['help']``, plus its ``OPTION_ALIASES``. A field that is a dataclass
+    adds an argument group of that dataclass's fields."""
+    hints = get_type_hints(config_cls)
+    for f in fields(config_cls):
+        kind = hints[f.name]
+        if f.name in skip:
+            continue
+        if is_dataclass(kind):
+            add_config_options(parser.add_argument_group(f"{f.name}: {f.metadata['help']}"), kind, skip)
+            continue
+        parser.add_argument("--" + f.name.replace("_", "-"), *OPTION_ALIASES.get(f.name, ()), dest=f.name,
+                            default=field_default(config_cls, f.name),
+                            help=f.metadata["help"] + " (default: %(default)s)", **_option_kind(kind))
+
+
+def config_from_args(args: argparse.Namespace, config_cls: type = ACTConfig,
+                     skip: Sequence[str] = FIXED_FIELDS) -> Any:
+    """The ``config_cls`` of options added by :func:`add_config_options` (``skip``: defaults)."""
+    hints = get_type_hints(config_cls)
+    values = {}
+    for f in fields(config_cls):
+        kind = hints[f.name]
+        if f.name in skip:
+            continue
+        value = config_from_args(args, kind, skip) if is_dataclass(kind) else getattr(args, f.name)
+        values[f.name] = tuple(value) if isinstance(value, list) else value
+    return config_cls(**values)
+
+
 def _parser() -> argparse.ArgumentParser:
-    d = ACTConfig()
+    run = _RUN_DEFAULTS
     p = argparse.ArgumentParser(prog="fdl-robot-train-act", description="Train the ACT policy on recorded demos.")
     p.add_argument("--data", type=Path, required=True, help="directory of episode_*.hdf5 (fdl_sim record)")
     p.add_argument("--out", type=Path, default=Path("outputs/act/train"), help="output directory")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--chunk-size", type=int, default=d.chunk_size)
-    p.add_argument("--d-model", type=int, default=d.d_model)
-    p.add_argument("--heads", type=int, default=d.n_heads)
-    p.add_argument("--ff", type=int, default=d.dim_feedforward)
-    p.add_argument("--enc-layers", type=int, default=d.n_encoder_layers)
-    p.add_argument("--dec-layers", type=int, default=d.n_decoder_layers)
-    p.add_argument("--vae-layers", type=int, default=d.n_vae_encoder_layers)
-    p.add_argument("--latent-dim", type=int, default=d.latent_dim)
-    p.add_argument("--kl-weight", type=float, default=d.kl_weight)
-    p.add_argument("--dropout", type=float, default=d.dropout)
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--val-every", type=int, default=d.val_every)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--no-augment", action="store_true", help="ground-truth object inputs only")
-    p.add_argument("--absolute-actions", action="store_true",
-                   help="predict absolute joint targets (default: relative to the observed joints)")
-    p.add_argument("--p-freeze", type=float, default=d.augment.p_freeze)
-    p.add_argument("--max-episodes", type=int, default=None, help="use only the first N episodes")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (and validate) after this wall time")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (0 = leave torch's default)")
+    p.add_argument("--max-episodes", type=int, default=run["max_episodes"],
+                   help="use only the first N episodes")
+    p.add_argument("--max-minutes", type=float, default=run["max_minutes"],
+                   help="stop (and validate) after this wall time")
+    p.add_argument("--threads", type=int, default=run["threads"],
+                   help="torch threads (0 = leave torch's default; default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-augment", action="store_true",
+                   help="ground-truth object inputs only (p_clean 1, p_recorded 0)")
+    add_config_options(p)
+    p.add_argument("--absolute-actions", dest="relative_actions", action="store_false",
+                   help="alias of --no-relative-actions: predict absolute joint targets")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    a = _parser().parse_args(argv)
-    aug = AugmentConfig(p_freeze=a.p_freeze)
-    if a.no_augment:
-        aug = replace(aug, p_clean=1.0, p_recorded=0.0)
-    cfg = ACTConfig(chunk_size=a.chunk_size, relative_actions=not a.absolute_actions,
-                    d_model=a.d_model, n_heads=a.heads, dim_feedforward=a.ff,
-                    n_encoder_layers=a.enc_layers, n_decoder_layers=a.dec_layers,
-                    n_vae_encoder_layers=a.vae_layers, latent_dim=a.latent_dim, kl_weight=a.kl_weight,
-                    dropout=a.dropout, lr=a.lr, batch_size=a.batch_size, steps=a.steps,
-                    val_fraction=a.val_fraction, val_every=a.val_every, seed=a.seed, augment=aug)
-    cfg.validate()
+    parser = _parser()
+    a = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(a)
+        if a.no_augment:
+            cfg = replace(cfg, augment=replace(cfg.augment, p_clean=1.0, p_recorded=0.0))
+    except ValueError as e:
+        parser.error(str(e))
     m = train(cfg, a.data, a.out, progress=not a.quiet, max_minutes=a.max_minutes,
               max_episodes=a.max_episodes, threads=a.threads or None)
     print(json.dumps({k: m[k] for k in ("episodes_train", "episodes_val", "steps_done", "best_step",
