@@ -27,6 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from fdl_robot.bags.typestore import typestore  # noqa: E402
 from fdl_robot.core.camera import PinholeCamera  # noqa: E402
 from fdl_robot.core.tracking import Track as CoreTrack  # noqa: E402
+from fdl_robot.core.tracking import TrackState  # noqa: E402
 from fdl_robot.perception.detector import Detections  # noqa: E402
 from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera,  # noqa: E402
                                        camera_to_camera_info, depth_to_image, detections_from_msg,
@@ -282,7 +283,7 @@ def core_tracks(draw):
         mean = draw(hnp.arrays(np.float64, 6, elements=finite))
         a = draw(hnp.arrays(np.float64, (6, 6), elements=st.floats(-10, 10)))
         label = draw(st.one_of(st.none(), st.tuples(st.integers(-(2**31), 2**31 - 1), names)))
-        tracks.append(CoreTrack(id=i, state=draw(st.sampled_from(["tentative", "confirmed", "lost"])),
+        tracks.append(CoreTrack(id=i, state=draw(st.sampled_from(list(TrackState))),
                                 state_mean=mean, state_covariance=a @ a.T, hits=draw(st.integers(0, 2**32 - 1)),
                                 age_s=draw(finite), time_since_update_s=draw(finite), label=label,
                                 score=draw(st.one_of(st.none(), st.floats(0.0, 1.0)))))
@@ -295,7 +296,7 @@ def test_tracks_to_msg_round_trip(tracks):
     header = Image().header
     header.stamp, header.frame_id = STAMP, "base_link"
     msg = TrackerNode.to_msg(tracks, header)
-    states = {"tentative": 0, "confirmed": 1, "lost": 2}
+    states = {TrackState.TENTATIVE: 0, TrackState.CONFIRMED: 1, TrackState.LOST: 2}
     decoded = via_bag_typestore(msg, "fdl_robot_interfaces/msg/TrackArray")
     for m in (msg, cdr(msg)):
         assert len(m.tracks) == len(tracks) and m.header.frame_id == "base_link"

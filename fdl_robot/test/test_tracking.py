@@ -1,6 +1,8 @@
-"""Tests of fdl_robot.core.tracking (CV Kalman filter, tracker) and core.mot_metrics."""
+"""Tests of fdl_robot.core.kalman (CV Kalman filter), core.tracking (tracker) and core.mot_metrics."""
 
 from __future__ import annotations
+
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -8,10 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fdl_robot.core.mot_metrics import MOTAccumulator, evaluate_mot
-from fdl_robot.core.tracking import (
-    ConstantVelocityKF,
-    MultiObjectTracker,
-    euclidean_distance,
+from fdl_robot.core.kalman import (
     gate_threshold,
     kf_predict,
     kf_update,
@@ -19,6 +18,13 @@ from fdl_robot.core.tracking import (
     measurement_matrix,
     process_noise,
     transition_matrix,
+)
+from fdl_robot.core.tracking import (
+    ConstantVelocityKF,
+    MultiObjectTracker,
+    TrackerConfig,
+    TrackState,
+    euclidean_distance,
 )
 
 HZ = 15.0
@@ -177,7 +183,7 @@ def _cv_velocity_error(stamps: np.ndarray, filter_stamps: np.ndarray, seed: int)
     p0 = np.array([0.3, 0.2, 0.1])
     z = p0 + stamps[:, None] * v + rng.normal(0, 0.005, (len(stamps), 3))
     kf = ConstantVelocityKF.from_measurement(z[0], filter_stamps[0], q=1e-4, measurement_std_m=0.005)
-    for zk, tk in zip(z[1:], filter_stamps[1:]):
+    for zk, tk in zip(z[1:], filter_stamps[1:], strict=True):
         kf.step(zk, tk)
     return float(np.linalg.norm(kf.velocity - v))
 
@@ -220,23 +226,23 @@ def test_lifecycle_birth_confirm_lost_delete_and_ids():
     trk = MultiObjectTracker(n_init=3, max_age_s=0.5)
     a, b = [0.5, 0.0, 0.1], [0.5, 0.3, 0.1]
     tracks = _step(trk, [a, b], 0.0)  # first update just births
-    assert [(t.id, t.state, t.hits) for t in tracks] == [(1, "tentative", 1), (2, "tentative", 1)]
+    assert [(t.id, t.state, t.hits) for t in tracks] == [(1, TrackState.TENTATIVE, 1), (2, TrackState.TENTATIVE, 1)]
     assert tracks[0].detection_index == 0 and tracks[1].detection_index == 1
     _step(trk, [b, a], 0.1)
     tracks = _step(trk, [a, b], 0.2)
-    assert [(t.id, t.state, t.hits) for t in tracks] == [(1, "confirmed", 3), (2, "confirmed", 3)]
+    assert [(t.id, t.state, t.hits) for t in tracks] == [(1, TrackState.CONFIRMED, 3), (2, TrackState.CONFIRMED, 3)]
     np.testing.assert_allclose(tracks[0].position, a, atol=1e-9)
     assert tracks[0].age_s == pytest.approx(0.2)
     # a tentative track dies on its first miss; b goes lost and coasts
     _step(trk, [a, [0.2, -0.3, 0.0]], 0.3)                    # new tentative id 3
     tracks = _step(trk, [a], 0.4)
-    assert [(t.id, t.state) for t in tracks] == [(1, "confirmed"), (2, "lost")]
+    assert [(t.id, t.state) for t in tracks] == [(1, TrackState.CONFIRMED), (2, TrackState.LOST)]
     assert tracks[1].time_since_update_s == pytest.approx(0.2)
     assert trk.confirmed_tracks(include_lost=False)[0].id == 1
     assert [t.id for t in trk.confirmed_tracks()] == [1, 2]
     # b comes back: lost -> confirmed, same id
     tracks = _step(trk, [a, b], 0.5)
-    assert [(t.id, t.state) for t in tracks] == [(1, "confirmed"), (2, "confirmed")]
+    assert [(t.id, t.state) for t in tracks] == [(1, TrackState.CONFIRMED), (2, TrackState.CONFIRMED)]
     # b disappears for good: deleted once time_since_update > max_age_s
     for t in (0.6, 0.8, 1.0):
         tracks = _step(trk, [a], t)
@@ -280,7 +286,7 @@ def test_predict_coasts_without_counting_a_miss():
         _step(trk, [[0.1 * k / 10, 0.0, 0.0]], k / 10)  # 0.1 m/s along x
     P_before = trk.tracks()[0].covariance
     [t0] = trk.predict(1.4)
-    assert t0.state == "confirmed" and t0.time_since_update_s == pytest.approx(0.5)
+    assert t0.state == TrackState.CONFIRMED and t0.time_since_update_s == pytest.approx(0.5)
     assert t0.position[0] == pytest.approx(0.14, abs=0.01)
     assert np.trace(t0.covariance) > 2 * np.trace(P_before)  # uncertainty grows while coasting
     assert trk.predict(2.0) == []  # deleted: 1.1 s since the last detection
@@ -291,13 +297,13 @@ def test_label_gating():
     p = [0.5, 0.0, 0.1]
     _step(trk, [p], 0.0, labels=["cup"], scores=[0.9])
     tracks = _step(trk, [p], 0.1, labels=["box"], scores=[0.8])
-    assert [(t.id, t.label, t.state) for t in tracks] == [(1, "cup", "lost"), (2, "box", "confirmed")]
+    assert [(t.id, t.label, t.state) for t in tracks] == [(1, "cup", TrackState.LOST), (2, "box", TrackState.CONFIRMED)]
     assert tracks[1].score == pytest.approx(0.8)
     tracks = _step(trk, [p, p], 0.2, labels=["box", "cup"])
     assert [(t.id, t.label, t.detection_index) for t in tracks] == [(1, "cup", 1), (2, "box", 0)]
     # unlabelled detections match anything; an unlabelled track adopts a label
     tracks = _step(trk, [p, p], 0.3)
-    assert all(t.state == "confirmed" for t in tracks)
+    assert all(t.state == TrackState.CONFIRMED for t in tracks)
     trk2 = MultiObjectTracker(n_init=1)
     _step(trk2, [p], 0.0)
     assert _step(trk2, [p], 0.1, labels=[7])[0].label == 7
@@ -344,6 +350,41 @@ def test_tracker_constructor_validation(kwargs):
         MultiObjectTracker(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(gating="iou"), dict(measurement_std_m=0.0), dict(measurement_std_m=np.inf), dict(process_noise_q=-0.1),
+     dict(process_noise_q=np.nan), dict(gate_probability=1.0), dict(gate_probability=0.0), dict(max_distance_m=0.0),
+     dict(max_distance_m=np.nan), dict(n_init=0), dict(n_init=2.5), dict(max_age_s=-1.0), dict(max_age_s=np.nan)],
+)
+def test_tracker_config_validation(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        TrackerConfig(**kwargs)
+
+
+def test_tracker_config_is_the_one_home_of_the_defaults():
+    config = TrackerConfig()
+    assert asdict(config) == dict(measurement_std_m=0.01, process_noise_q=0.1, gating="mahalanobis",
+                                  gate_probability=0.99, max_distance_m=0.1, n_init=3, max_age_s=1.0)
+    assert MultiObjectTracker().config == config
+    assert MultiObjectTracker(n_init=1).config == replace(config, n_init=1)
+    tuned = TrackerConfig(gating="euclidean", max_age_s=0.5)
+    assert MultiObjectTracker(tuned, max_age_s=2.0).config == replace(tuned, max_age_s=2.0)
+    with pytest.raises(TypeError):
+        MultiObjectTracker(no_such_field=1)
+
+
+def test_track_state_values_and_names():
+    assert [(s.name, int(s)) for s in TrackState] == [("TENTATIVE", 0), ("CONFIRMED", 1), ("LOST", 2)]
+    assert f"{TrackState.LOST:>6s}|{TrackState.CONFIRMED}" == "  lost|confirmed"
+
+
+@pytest.mark.ros
+def test_track_state_values_are_the_message_constants():
+    Track = pytest.importorskip("fdl_robot_interfaces.msg").Track
+    assert (Track.TENTATIVE, Track.CONFIRMED, Track.LOST) == (
+        TrackState.TENTATIVE, TrackState.CONFIRMED, TrackState.LOST)
+
+
 def test_returned_tracks_are_snapshots():
     trk = MultiObjectTracker()
     [t] = _step(trk, [[0.5, 0.0, 0.1]], 0.0)
@@ -357,7 +398,7 @@ def test_two_dimensional_tracker_follows_two_objects(gating):
     for k in range(30):
         t = k / 20
         tracks = _step(trk, [[0.1 * t, 0.0], [0.0, 0.5 - 0.2 * t]], t)
-    assert [(tr.id, tr.state) for tr in tracks] == [(1, "confirmed"), (2, "confirmed")]
+    assert [(tr.id, tr.state) for tr in tracks] == [(1, TrackState.CONFIRMED), (2, TrackState.CONFIRMED)]
     np.testing.assert_allclose(tracks[1].velocity, [0.0, -0.2], atol=0.02)
 
 

@@ -15,21 +15,17 @@ from fdl_robot_interfaces.msg import Object3DArray, Track, TrackArray
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
-from fdl_robot.core.tracking import MultiObjectTracker
+from fdl_robot.core.config import from_mapping
+from fdl_robot.core.tracking import MultiObjectTracker, TrackerConfig, TrackState
 from fdl_robot.ros.base import RELIABLE_QOS, FdlNode
 from fdl_robot.ros.conversions import stamp_to_s
-
-_STATE = {"tentative": Track.TENTATIVE, "confirmed": Track.CONFIRMED, "lost": Track.LOST}
 
 
 class TrackerNode(FdlNode):
     def __init__(self, **kwargs):
         super().__init__("tracker_node", **kwargs)
         p = self.params
-        self.tracker = MultiObjectTracker(
-            measurement_std_m=p["measurement_std_m"], process_noise_q=p["process_noise_q"],
-            gating=p["gating"], gate_probability=p["gate_probability"],
-            max_distance_m=p["max_distance_m"], n_init=p["n_init"], max_age_s=p["max_age_s"])
+        self.tracker = MultiObjectTracker(from_mapping(TrackerConfig, p))
         self.frame_id: str | None = None
         self.pub = self.create_publisher(TrackArray, p["tracks_topic"], RELIABLE_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, p["markers_topic"], RELIABLE_QOS)
@@ -52,7 +48,7 @@ class TrackerNode(FdlNode):
                              dtype=float).reshape(n, 3)
         covariances = np.array([o.position_covariance for o in msg.objects], dtype=float).reshape(n, 3, 3)
         unset = ~covariances.reshape(n, 9).any(axis=1)   # a producer without covariances: default R
-        covariances[unset] = self.tracker.measurement_std_m ** 2 * np.eye(3)
+        covariances[unset] = self.tracker.config.measurement_std_m ** 2 * np.eye(3)
         labels = [(o.class_id, o.class_name) for o in msg.objects]
         scores = np.array([o.score for o in msg.objects], dtype=float)
         try:
@@ -65,7 +61,7 @@ class TrackerNode(FdlNode):
             self.reject("non-finite object", f"{self.tracker.last_num_dropped} dropped")
         self.frame_id = msg.header.frame_id
         if not self.params["publish_tentative"]:
-            tracks = [t for t in tracks if t.state != "tentative"]
+            tracks = [t for t in tracks if t.state != TrackState.TENTATIVE]
         self.counters["ok frames"] += 1
         self.pub.publish(self.to_msg(tracks, msg.header))
         self.marker_pub.publish(self.to_markers(tracks, msg.header))
@@ -75,7 +71,7 @@ class TrackerNode(FdlNode):
         out = TrackArray(header=header)
         for t in tracks:
             class_id, class_name = t.label if t.label is not None else (-1, "")
-            m = Track(id=t.id, state=_STATE[t.state], class_id=int(class_id), class_name=class_name,
+            m = Track(id=t.id, state=int(t.state), class_id=int(class_id), class_name=class_name,
                       score=float(t.score or 0.0), hits=t.hits, age_s=t.age_s,
                       time_since_update_s=t.time_since_update_s)
             m.position.x, m.position.y, m.position.z = (float(v) for v in t.position)
@@ -95,7 +91,7 @@ class TrackerNode(FdlNode):
             sphere.pose.orientation.w = 1.0
             sphere.scale.x = sphere.scale.y = sphere.scale.z = 0.05
             sphere.color.r, sphere.color.g, sphere.color.a = (
-                (0.1, 0.9, 0.9) if t.state == "confirmed" else (0.9, 0.6, 0.5))
+                (0.1, 0.9, 0.9) if t.state == TrackState.CONFIRMED else (0.9, 0.6, 0.5))
             text = Marker(header=header, ns="track_ids", id=t.id, type=Marker.TEXT_VIEW_FACING,
                           action=Marker.ADD, text=f"{t.id} {t.label[1] if t.label else ''}")
             text.pose.position.x, text.pose.position.y = sphere.pose.position.x, sphere.pose.position.y
