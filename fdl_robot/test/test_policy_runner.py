@@ -9,8 +9,8 @@ import pytest
 from fdl_robot.core import kinematics as kin
 from fdl_robot.core.safety import JointLimits
 from fdl_robot.policy.interface import Policy, PolicyObservation
-from fdl_robot.policy.runner import (TRACK_CONFIRMED, TRACK_LOST, PolicyRunner,
-                                     limits_from_params, make_policy, select_target)
+from fdl_robot.core.tracking import TrackState
+from fdl_robot.policy.runner import PolicyRunner, limits_from_params, make_policy, select_target
 from fdl_robot.policy.scripted import ScriptedPolicy, joint_space_chunk
 from fdl_robot.ros.parameters import defaults
 
@@ -194,17 +194,17 @@ def _track(id, cls, state, hits, tsu=0.0):
 
 
 def test_select_target_prefers_confirmed_tracks_with_most_hits():
-    tracks = [_track(1, "red_cube", TRACK_CONFIRMED, 5), _track(2, "red_cube", TRACK_CONFIRMED, 9),
-              _track(3, "blue_cube", TRACK_CONFIRMED, 50), _track(4, "red_cube", 0, 99),
-              _track(5, "red_cube", TRACK_LOST, 30, tsu=1.0)]
+    tracks = [_track(1, "red_cube", TrackState.CONFIRMED, 5), _track(2, "red_cube", TrackState.CONFIRMED, 9),
+              _track(3, "blue_cube", TrackState.CONFIRMED, 50), _track(4, "red_cube", 0, 99),
+              _track(5, "red_cube", TrackState.LOST, 30, tsu=1.0)]
     assert select_target(tracks, "red_cube", max_lost_s=0.3).id == 2
     assert select_target(tracks, "red_cube", max_lost_s=2.0).id == 5     # recent enough now
     assert select_target(tracks, "green_cube", 0.3) is None
     assert select_target([], "red_cube", 0.3) is None
-    tie = [_track(7, "red_cube", TRACK_CONFIRMED, 5), _track(6, "red_cube", TRACK_CONFIRMED, 5)]
+    tie = [_track(7, "red_cube", TrackState.CONFIRMED, 5), _track(6, "red_cube", TrackState.CONFIRMED, 5)]
     assert select_target(tie, "red_cube", 0.3).id == 6
 
 
 def test_track_state_constants_match_the_message():
     Track = pytest.importorskip("fdl_robot_interfaces.msg").Track
-    assert (Track.CONFIRMED, Track.LOST) == (TRACK_CONFIRMED, TRACK_LOST)
+    assert (Track.CONFIRMED, Track.LOST) == (TrackState.CONFIRMED, TrackState.LOST)

@@ -47,15 +47,13 @@ import numpy as np
 
 from fdl_robot.core.ensembling import ActionScheduler, ChunkedExecutor, TemporalEnsembler
 from fdl_robot.core.safety import JointLimits, SafetyLayer, SafetyResult
+from fdl_robot.core.tracking import TrackState
 from fdl_robot.policy.interface import ACTION_DIM, Policy, PolicyObservation
 
-__all__ = ["EXECUTION_MODES", "TRACK_CONFIRMED", "TRACK_LOST", "RunnerOutput", "PolicyRunner",
-           "limits_from_params", "make_policy", "select_target"]
+__all__ = ["EXECUTION_MODES", "RunnerOutput", "PolicyRunner", "limits_from_params", "make_policy",
+           "select_target"]
 
 EXECUTION_MODES = ("ensemble", "chunk")
-#: Track.state values of fdl_robot_interfaces/msg/Track (TENTATIVE = 0).
-TRACK_CONFIRMED = 1
-TRACK_LOST = 2
 
 
 @dataclass(frozen=True)
@@ -181,8 +179,8 @@ def select_target(tracks: Iterable[Any], class_name: str, max_lost_s: float):
     smaller ``time_since_update_s``, then the smaller ``id``.
     """
     eligible = [t for t in tracks if t.class_name == class_name and (
-        t.state == TRACK_CONFIRMED
-        or (t.state == TRACK_LOST and t.time_since_update_s <= max_lost_s))]
+        t.state == TrackState.CONFIRMED
+        or (t.state == TrackState.LOST and t.time_since_update_s <= max_lost_s))]
     if not eligible:
         return None
     return min(eligible, key=lambda t: (-t.hits, t.time_since_update_s, t.id))
