@@ -80,12 +80,13 @@ def run(frames: int = 5, out: Path | None = None) -> dict:
 
 def _policy_stage(p_target_base) -> None:
     from fdl_robot.core.kinematics import HOME_QPOS_RAD
+    from fdl_robot.policy.inputs import PolicyInputsConfig
     from fdl_robot.policy.interface import PolicyObservation
     from fdl_robot.policy.scripted import ScriptedPolicy
 
     policy = ScriptedPolicy()
     obs = PolicyObservation(qpos_rad=np.asarray(HOME_QPOS_RAD), gripper=0.0, target_p_base_m=p_target_base,
-                            bin_p_base_m=np.array([0.55, 0.25, 0.0]), stamp_s=0.0)
+                            bin_p_base_m=np.array(PolicyInputsConfig().bin_position), stamp_s=0.0)
     chunk = policy.predict_chunk(obs)
     print(f"\nscripted policy ({policy.mode}): chunk of {chunk.shape[0]} joint targets (6 joints rad + gripper);"
           f"\n  first {_fmt(chunk[0])}\n  last  {_fmt(chunk[-1])}")

@@ -8,9 +8,10 @@ import pytest
 
 from fdl_robot.core import kinematics as kin
 from fdl_robot.core.safety import JointLimits
-from fdl_robot.policy.interface import Policy, PolicyObservation
 from fdl_robot.core.tracking import TrackState
-from fdl_robot.policy.runner import PolicyRunner, limits_from_params, make_policy, select_target
+from fdl_robot.policy.interface import Policy, PolicyObservation
+from fdl_robot.policy.inputs import select_target
+from fdl_robot.policy.runner import PolicyRunner, limits_from_params, make_policy
 from fdl_robot.policy.scripted import ScriptedPolicy, joint_space_chunk
 from fdl_robot.ros.parameters import defaults
 

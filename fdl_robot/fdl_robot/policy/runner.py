@@ -32,28 +32,65 @@ robot), then kept within e_max of the measured state q_meas::
 A servo that lags its target follows the plan at full speed; a robot that is blocked is
 never commanded further than e_max from where it is, so it does not jerk when released.
 
-Target selection (:func:`select_target`)
-----------------------------------------
-Among the tracks of the target class that are CONFIRMED, or LOST for at most
-``max_lost_s`` seconds, the one with the most hits (ties: the most recently updated, then
-the lowest id).
+What the policy is given each step (joint state, target, bin, freshness) is decided by
+:mod:`fdl_robot.policy.inputs`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
+from fdl_robot.core.config import from_mapping
 from fdl_robot.core.ensembling import ActionScheduler, ChunkedExecutor, TemporalEnsembler
-from fdl_robot.core.safety import JointLimits, SafetyLayer, SafetyResult
-from fdl_robot.core.tracking import TrackState
+from fdl_robot.core.robot import CONTROL_RATE_HZ
+from fdl_robot.core.safety import JointLimits, SafetyConfig, SafetyLayer, SafetyResult
 from fdl_robot.policy.interface import ACTION_DIM, Policy, PolicyObservation
 
-__all__ = ["EXECUTION_MODES", "RunnerOutput", "PolicyRunner", "limits_from_params", "make_policy",
-           "select_target"]
+__all__ = ["EXECUTION_MODES", "POLICIES", "PolicyConfig", "RunnerOutput", "PolicyRunner",
+           "limits_from_params", "make_policy"]
 
 EXECUTION_MODES = ("ensemble", "chunk")
+POLICIES = ("act", "scripted")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Which policy runs, at what rate, and how its chunks are executed.
+
+    ``policy``: 'act' (``model_path``, '' = the shipped weights, run on ``policy_threads``
+    torch threads per forward pass, 0 = torch's setting) or 'scripted'; ``control_rate_hz``:
+    the rate of commands, 1 / dt; ``chunk_execution``: 'ensemble' (temporal ensembling with
+    weights w_i = exp(-ensemble_m i)) or 'chunk'. The defaults are policy_node's.
+    """
+
+    policy: str = "act"
+    model_path: str = ""
+    policy_threads: int = 1
+    control_rate_hz: float = CONTROL_RATE_HZ
+    chunk_execution: str = "ensemble"
+    ensemble_m: float = 0.01
+
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy '{self.policy}'; choose one of {list(POLICIES)}")
+        if self.chunk_execution not in EXECUTION_MODES:
+            raise ValueError(f"chunk_execution must be one of {EXECUTION_MODES}, "
+                             f"got '{self.chunk_execution}'")
+        if not self.control_rate_hz > 0:
+            raise ValueError(f"control_rate_hz must be positive, got {self.control_rate_hz}")
+        if self.policy_threads < 0 or self.ensemble_m < 0:
+            raise ValueError(f"policy_threads and ensemble_m must be >= 0, got "
+                             f"{self.policy_threads} and {self.ensemble_m}")
+
+    @property
+    def dt_s(self) -> float:
+        """Control period, seconds."""
+        return 1.0 / self.control_rate_hz
+
+
+_POLICY = PolicyConfig()
 
 
 @dataclass(frozen=True)
@@ -78,8 +115,8 @@ class RunnerOutput:
 class PolicyRunner:
     """Runs a :class:`~fdl_robot.policy.interface.Policy` at its dt through the safety layer."""
 
-    def __init__(self, policy: Policy, limits: JointLimits, execution: str = "ensemble",
-                 ensemble_m: float = 0.01):
+    def __init__(self, policy: Policy, limits: JointLimits, execution: str = _POLICY.chunk_execution,
+                 ensemble_m: float = _POLICY.ensemble_m):
         if execution not in EXECUTION_MODES:
             raise ValueError(f"chunk_execution must be one of {EXECUTION_MODES}, got '{execution}'")
         if limits.n != ACTION_DIM:
@@ -139,8 +176,7 @@ class PolicyRunner:
 
 def limits_from_params(p: Mapping[str, Any]) -> JointLimits:
     """The :class:`JointLimits` of a policy_node parameter dict (``ros.parameters``)."""
-    return JointLimits(p["joint_lower_rad"], p["joint_upper_rad"], p["max_velocity_rad_s"],
-                       p["max_tracking_error_rad"])
+    return from_mapping(SafetyConfig, p).limits()
 
 
 # --- policy selection ---------------------------------------------------------------------
@@ -167,20 +203,3 @@ def make_policy(name: str, *, dt_s: float, model_path: str = "", threads: int = 
                              f"({1 / policy.dt_s:g} Hz), not {dt_s} s")
         return policy
     raise ValueError(f"unknown policy '{name}'; choose 'scripted' or 'act'")
-
-
-# --- target selection ---------------------------------------------------------------------
-
-def select_target(tracks: Iterable[Any], class_name: str, max_lost_s: float):
-    """The track to reach among ``tracks`` (duck-typed fdl_robot_interfaces/Track), or None.
-
-    Eligible: ``class_name`` matches and the track is CONFIRMED, or LOST with
-    ``time_since_update_s <= max_lost_s``. Chosen: the most ``hits``; ties go to the
-    smaller ``time_since_update_s``, then the smaller ``id``.
-    """
-    eligible = [t for t in tracks if t.class_name == class_name and (
-        t.state == TrackState.CONFIRMED
-        or (t.state == TrackState.LOST and t.time_since_update_s <= max_lost_s))]
-    if not eligible:
-        return None
-    return min(eligible, key=lambda t: (-t.hits, t.time_since_update_s, t.id))

@@ -4,8 +4,9 @@
 
 Subscribes ``image_topic`` (rgb8/bgr8, sensor QoS); publishes ``detections_topic`` with
 the source image's header (stamp and frame_id) and, when ``publish_debug_image`` is
-set, an annotated image. The backend (ultralytics / detr) comes from
-:func:`fdl_robot.perception.detector.make_detector`; a test can pass its own.
+set, an annotated image. The backend (ultralytics, onnx, detr or color) is built by
+:func:`fdl_robot.perception.detector.make_detector` from the node's
+:class:`~fdl_robot.perception.detector.DetectorConfig` parameters; a test can pass its own.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import rclpy
 from fdl_robot_interfaces.msg import Detection2DArray
 from sensor_msgs.msg import Image
 
-from fdl_robot.perception.detector import Detector, default_model_path, make_detector
+from fdl_robot.perception.detector import Detector, DetectorConfig, make_detector
+from fdl_robot.ros import parameters
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, detections_to_msg, image_to_rgb,
                                        rgb_to_image)
@@ -24,14 +26,10 @@ class DetectorNode(FdlNode):
         super().__init__("detector_node", **kwargs)
         p = self.params
         if detector is None:
-            model_path = p["model_path"] or default_model_path(p["backend"])
-            if not model_path and p["backend"] != "color":
-                raise RuntimeError("detector_node: no model_path given and no shipped weights "
-                                   "found in fdl_robot/models/detector/")
-            detector = make_detector(p["backend"], model_path, image_size=p["image_size"],
-                                     score_threshold=p["score_threshold"],
-                                     iou_threshold=p["iou_threshold"],
-                                     max_detections=p["max_detections"], device=p["device"])
+            try:
+                detector = make_detector(parameters.build_config("detector_node", DetectorConfig, p))
+            except (FileNotFoundError, ValueError) as exc:
+                raise RuntimeError(f"detector_node: {exc}") from exc
         self.detector = detector
         self.pub = self.create_publisher(Detection2DArray, p["detections_topic"], RELIABLE_QOS)
         self.debug_pub = (self.create_publisher(Image, p["debug_image_topic"], SENSOR_QOS)

@@ -17,6 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from fdl_robot.perception.extrinsics import StaticExtrinsics
 from fdl_robot.perception.lifting import LiftingConfig, lift_detections
+from fdl_robot.ros import parameters
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera, detections_from_msg,
                                        image_to_depth_m, stamp_to_ns, stamp_to_s)
@@ -31,10 +32,9 @@ class LocalizerNode(FdlNode):
     def __init__(self, **kwargs):
         super().__init__("localizer_node", **kwargs)
         p = self.params
-        self.extrinsics = StaticExtrinsics(p["target_frame"], None, p["camera_xyz"],
-                                           p["camera_quat_xyzw"])
-        self.config = LiftingConfig(p["depth_window"], p["min_depth_m"], p["max_depth_m"],
-                                    p["pixel_sigma_px"], p["depth_sigma_m"], p["center_offset_m"])
+        self.extrinsics = StaticExtrinsics(target_frame=p["target_frame"], source_frame=None,
+                                           xyz=p["camera_xyz"], quat_xyzw=p["camera_quat_xyzw"])
+        self.config = parameters.build_config("localizer_node", LiftingConfig, p)
         self.camera = None
         self.last_stamp_ns = -1
         self.sync = StampSynchronizer(2, round(p["sync_tolerance_s"] * 1e9), p["sync_queue_size"],

@@ -1,10 +1,13 @@
 """Every ROS parameter of every fdl_robot node, declared once, with its description.
 
-This table is the single place parameters are defined. ``config/fdl_robot.yaml`` (the file
-users edit, in ``ros__parameters`` form), the README's parameter table and the launch
-files are generated from or checked against it by ``python -m fdl_robot.ros.parameters``
-and by ``test/test_parameters.py``, so node code, YAML, launch file and README cannot
-disagree on a default.
+This table is the single place parameters are declared. A parameter that configures the
+library takes its default from the library's config dataclass (:func:`from_config`:
+``DetectorConfig``, ``LiftingConfig``, ``TrackerConfig``, ``CameraConfig``,
+``PolicyConfig``, ``PolicyInputsConfig``, ``SafetyConfig``), and nodes build those configs
+from their parameter values by keyword (:func:`build_config`), so a default lives in one
+place. ``config/fdl_robot.yaml`` (the file users edit, in ``ros__parameters`` form) and the
+README's parameter table are generated from this table, and the launch files read it;
+``test/test_graph.py`` fails when the YAML or the README drift from it.
 
     python -m fdl_robot.ros.parameters --yaml      # print the YAML of all defaults
     python -m fdl_robot.ros.parameters --markdown  # print the README table
@@ -13,12 +16,21 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, TypeVar
 
-# Joint order of every joint vector in the stack (UR naming), gripper last.
-ARM_JOINTS = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint",
-              "wrist_1_joint", "wrist_2_joint", "wrist_3_joint"]
-GRIPPER_JOINT = "gripper_joint"
+from fdl_robot.core.config import field_default, from_mapping
+from fdl_robot.core.robot import ARM_JOINT_NAMES, BASE_FRAME, GRIPPER_JOINT_NAME
+from fdl_robot.core.safety import SafetyConfig
+from fdl_robot.core.tracking import TrackerConfig
+from fdl_robot.perception.detector import DetectorConfig
+from fdl_robot.perception.lifting import LiftingConfig
+from fdl_robot.perception.sources import CameraConfig
+from fdl_robot.policy.inputs import PolicyInputsConfig
+from fdl_robot.policy.runner import PolicyConfig
+
+# Joint order of every joint vector in the stack (core.robot), as ROS string arrays.
+ARM_JOINTS = list(ARM_JOINT_NAMES)
+GRIPPER_JOINT = GRIPPER_JOINT_NAME
 
 # Topics (realsense-ros names for the camera; ros2_control's JointTrajectoryController).
 COLOR_TOPIC = "camera/color/image_raw"
@@ -33,30 +45,57 @@ TRAJECTORY_TOPIC = "joint_trajectory_controller/joint_trajectory"
 
 @dataclass(frozen=True)
 class Param:
-    """One ROS parameter: name, default (its type is the parameter's type), description."""
+    """One ROS parameter: name, default (its type is the parameter's type), description.
+
+    ``config``/``field``: the library config field the parameter sets, if any.
+    """
 
     name: str
     default: Any
     description: str
+    config: type | None = None
+    field: str | None = None
+
+
+def _ros_value(value: Any) -> Any:
+    """A config default as a ROS parameter value (tuples become lists)."""
+    return [_ros_value(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def from_config(config: type, name: str, description: str, field: str | None = None) -> Param:
+    """A parameter that sets ``config.<field>`` (default: the same name), with its default."""
+    field = field or name
+    return Param(name, _ros_value(field_default(config, field)), description, config, field)
+
+
+C = TypeVar("C")
+
+
+def build_config(node_name: str, config: type[C], values: Mapping[str, Any]) -> C:
+    """The ``config`` a node's parameter ``values`` describe: by keyword, from every
+    parameter of ``node_name`` declared with :func:`from_config` for it."""
+    fields = {p.field: values[p.name] for p in NODE_PARAMETERS[node_name]
+              if p.config is config and p.name in values}
+    return from_mapping(config, fields)
 
 
 NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
     "camera_node": (
-        Param("source", "realsense", "Camera source: 'realsense' (device or recording), 'video' "
-              "(OpenCV file or webcam, colour only) or one added with sources.register_source."),
-        Param("realsense_bag", "", "RealSense recording to play instead of a live device: .db3 "
-              "(what librealsense 2.59 records) or ROS 1 .bag ('' = live device)."),
-        Param("realsense_serial", "", "Serial number of the RealSense device ('' = first found)."),
-        Param("align_depth", True, "Register depth to colour with rs.align (skipped when the "
-              "streams already share size and intrinsics)."),
-        Param("video_uri", "0", "OpenCV capture: a webcam index ('0') or a video file path."),
-        Param("video_hfov_deg", 53.13, "Assumed horizontal field of view of a video source "
-              "(uncalibrated): fx = fy = (W/2)/tan(hfov/2), principal point at the centre."),
-        Param("loop", True, "Restart a recording or video file at its end (else publish its "
-              "frames once and stop)."),
-        Param("width", 640, "Image width in pixels (live camera or webcam; files keep their size)."),
-        Param("height", 480, "Image height in pixels (live camera or webcam; files keep their size)."),
-        Param("fps", 15.0, "Frame rate in Hz of the camera and of publishing (files play at it)."),
+        from_config(CameraConfig, "source", "Camera source: 'realsense' (device or recording), 'video' "
+                    "(OpenCV file or webcam, colour only) or one added with sources.register_source."),
+        from_config(CameraConfig, "realsense_bag", "RealSense recording to play instead of a live device: .db3 "
+                    "(what librealsense 2.59 records) or ROS 1 .bag ('' = live device)."),
+        from_config(CameraConfig, "realsense_serial", "Serial number of the RealSense device ('' = first found)."),
+        from_config(CameraConfig, "align_depth", "Register depth to colour with rs.align (skipped when the "
+                    "streams already share size and intrinsics)."),
+        from_config(CameraConfig, "video_uri", "OpenCV capture: a webcam index ('0') or a video file path."),
+        from_config(CameraConfig, "video_hfov_deg", "Assumed horizontal field of view of a video source "
+                    "(uncalibrated): fx = fy = (W/2)/tan(hfov/2), principal point at the centre."),
+        from_config(CameraConfig, "loop", "Restart a recording or video file at its end (else publish its "
+                    "frames once and stop)."),
+        from_config(CameraConfig, "width", "Image width in pixels (live camera or webcam; files keep their size)."),
+        from_config(CameraConfig, "height", "Image height in pixels (live camera or webcam; files keep their size)."),
+        from_config(CameraConfig, "fps", "Frame rate in Hz of the camera and of publishing (files play at it)."),
         Param("frame_id", "camera_color_optical_frame", "Optical frame of the colour and "
               "aligned depth images (z forward, x right, y down)."),
         Param("color_topic", COLOR_TOPIC, "Colour image topic (rgb8)."),
@@ -76,7 +115,7 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("shadows", True, "Render shadows (about half the rendering speed on a CPU)."),
         Param("frame_id", "camera_color_optical_frame", "Optical frame of the colour and "
               "aligned depth images (z forward, x right, y down)."),
-        Param("base_frame", "base_link", "Frame of the ground-truth poses (the robot base; "
+        Param("base_frame", BASE_FRAME, "Frame of the ground-truth poses (the robot base; "
               "the simulator's world frame)."),
         Param("color_topic", COLOR_TOPIC, "Colour image topic (rgb8)."),
         Param("depth_topic", DEPTH_TOPIC, "Aligned depth topic (16UC1, millimetres, 0 = invalid)."),
@@ -92,16 +131,16 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("clock_topic", "/clock", "rosgraph_msgs/Clock topic of the simulated time."),
     ),
     "detector_node": (
-        Param("backend", "ultralytics", "Detector backend: 'ultralytics' (YOLO / RT-DETR .pt), "
-              "'onnx' (a YOLO ONNX export on ONNX Runtime, decoded by fdl_robot.core), 'detr' "
-              "(Hugging Face checkpoint directory) or 'color' (HSV colour blobs, no weights)."),
-        Param("model_path", "", "Weights file or checkpoint directory ('' = the shipped model: "
-              "models/detector/best.pt, best.onnx for 'onnx')."),
-        Param("image_size", 320, "Inference size in pixels (longest side)."),
-        Param("score_threshold", 0.25, "Minimum detection confidence."),
-        Param("iou_threshold", 0.5, "NMS IoU threshold (YOLO backends)."),
-        Param("max_detections", 50, "Maximum detections per image."),
-        Param("device", "cpu", "Torch device."),
+        from_config(DetectorConfig, "backend", "Detector backend: 'ultralytics' (YOLO / RT-DETR .pt), "
+                    "'onnx' (a YOLO ONNX export on ONNX Runtime, decoded by fdl_robot.core), 'detr' "
+                    "(Hugging Face checkpoint directory) or 'color' (HSV colour blobs, no weights)."),
+        from_config(DetectorConfig, "model_path", "Weights file or checkpoint directory ('' = the shipped model: "
+                    "models/detector/best.pt, best.onnx for 'onnx')."),
+        from_config(DetectorConfig, "image_size", "Inference size in pixels (longest side)."),
+        from_config(DetectorConfig, "score_threshold", "Minimum detection confidence."),
+        from_config(DetectorConfig, "iou_threshold", "NMS IoU threshold (YOLO backends)."),
+        from_config(DetectorConfig, "max_detections", "Maximum detections per image."),
+        from_config(DetectorConfig, "device", "Torch device."),
         Param("publish_debug_image", False, "Publish an annotated image on debug_image_topic."),
         Param("image_topic", COLOR_TOPIC, "Input colour image topic."),
         Param("detections_topic", DETECTIONS_TOPIC, "Output Detection2DArray topic."),
@@ -113,21 +152,21 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("camera_info_topic", CAMERA_INFO_TOPIC, "CameraInfo of the image the detections "
               "came from."),
         Param("objects_topic", OBJECTS_TOPIC, "Output Object3DArray topic (in target_frame)."),
-        Param("target_frame", "base_link", "Frame of the published objects."),
+        Param("target_frame", BASE_FRAME, "Frame of the published objects."),
         Param("camera_xyz", [1.0, 0.05, 0.6], "Extrinsics T_base_cam, translation: optical "
               "frame origin in target_frame, metres (hand-eye calibration; the default is the "
               "simulated cell's calibrated camera)."),
         Param("camera_quat_xyzw", [-0.655554, -0.655554, 0.265045, 0.265045], "Extrinsics "
               "T_base_cam, rotation of the optical frame in target_frame, quaternion (x, y, z, w)."),
         Param("depth_scale_m", 0.001, "Metres per unit of a 16UC1 depth image."),
-        Param("depth_window", 0.5, "Fraction of the box (around its centre) whose valid depth "
-              "pixels give the median depth."),
-        Param("min_depth_m", 0.1, "Depths below this are invalid."),
-        Param("max_depth_m", 4.0, "Depths above this are invalid."),
-        Param("center_offset_m", 0.02, "Distance from the visible surface to the object centre "
-              "along the viewing ray (half the cube size), metres."),
-        Param("pixel_sigma_px", 2.0, "Std of the box-centre pixel position, for the covariance."),
-        Param("depth_sigma_m", 0.005, "Std of the depth at 1 m; grows with depth squared."),
+        from_config(LiftingConfig, "depth_window", "Fraction of the box (around its centre) whose valid depth "
+                    "pixels give the median depth."),
+        from_config(LiftingConfig, "min_depth_m", "Depths below this are invalid."),
+        from_config(LiftingConfig, "max_depth_m", "Depths above this are invalid."),
+        from_config(LiftingConfig, "center_offset_m", "Distance from the visible surface to the object centre "
+                    "along the viewing ray (half the cube size), metres."),
+        from_config(LiftingConfig, "pixel_sigma_px", "Std of the box-centre pixel position, for the covariance."),
+        from_config(LiftingConfig, "depth_sigma_m", "Std of the depth at 1 m; grows with depth squared."),
         Param("sync_tolerance_s", 0.002, "Detections, depth and camera_info match when their "
               "stamps differ by at most this."),
         Param("sync_queue_size", 30, "Messages kept per input while waiting for a match."),
@@ -136,49 +175,47 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("objects_topic", OBJECTS_TOPIC, "Input Object3DArray topic."),
         Param("tracks_topic", TRACKS_TOPIC, "Output TrackArray topic."),
         Param("markers_topic", "tracks/markers", "MarkerArray topic for RViz."),
-        Param("gating", "mahalanobis", "Association gate: 'mahalanobis' (chi-square gate at "
-              "gate_probability) or 'euclidean' (max_distance_m)."),
-        Param("gate_probability", 0.99, "Probability mass inside the Mahalanobis gate."),
-        Param("max_distance_m", 0.1, "Euclidean gate, and a hard cap in Mahalanobis mode, metres."),
-        Param("measurement_std_m", 0.01, "Measurement noise std when an object carries no "
-              "covariance, metres."),
-        Param("process_noise_q", 0.1, "White-noise acceleration spectral density q, m^2/s^3."),
-        Param("n_init", 3, "Consecutive hits to confirm a track."),
-        Param("max_age_s", 1.0, "Seconds a confirmed track coasts unmatched before deletion."),
+        from_config(TrackerConfig, "gating", "Association gate: 'mahalanobis' (chi-square gate at "
+                    "gate_probability) or 'euclidean' (max_distance_m)."),
+        from_config(TrackerConfig, "gate_probability", "Probability mass inside the Mahalanobis gate."),
+        from_config(TrackerConfig, "max_distance_m", "Euclidean gate, and a hard cap in Mahalanobis mode, metres."),
+        from_config(TrackerConfig, "measurement_std_m", "Measurement noise std when an object carries no "
+                    "covariance, metres."),
+        from_config(TrackerConfig, "process_noise_q", "White-noise acceleration spectral density q, m^2/s^3."),
+        from_config(TrackerConfig, "n_init", "Consecutive hits to confirm a track."),
+        from_config(TrackerConfig, "max_age_s", "Seconds a confirmed track coasts unmatched before deletion."),
         Param("publish_tentative", False, "Also publish tentative tracks."),
     ),
     "policy_node": (
-        Param("policy", "act", "Policy: 'act' (the shipped ACT model, or model_path) or 'scripted' (reach "
-              "above the target, a test stand-in)."),
-        Param("model_path", "", "ACT checkpoint ('' = the shipped model)."),
-        Param("policy_threads", 1, "torch threads for each ACT forward pass (0 = torch's "
-              "default, one per core); the process's setting is restored after each pass."),
-        Param("target_class", "red_cube", "Class the policy picks (service ~/set_target_class)."),
-        Param("bin_position", [0.55, 0.25, 0.0], "Bin position in base_link, metres, until a "
-              "track of bin_class is seen (and again after ~/reset)."),
-        Param("bin_class", "bin", "Class of the tracked bin: the position of its most-hit CONFIRMED "
-              "track replaces bin_position ('' = always use bin_position)."),
-        Param("control_rate_hz", 50.0, "Rate of JointTrajectory commands."),
-        Param("chunk_execution", "ensemble", "'ensemble' (temporal ensembling every step) or "
-              "'chunk' (execute each chunk open loop)."),
-        Param("ensemble_m", 0.01, "Temporal ensembling weight decay m, w_i = exp(-m i)."),
-        Param("joint_names", ARM_JOINTS + [GRIPPER_JOINT], "Joint order of commands and states."),
-        Param("joint_lower_rad", [-6.28, -6.28, -3.14, -6.28, -6.28, -6.28, 0.0],
-              "Lower position limits (gripper: 0 = open)."),
-        Param("joint_upper_rad", [6.28, 6.28, 3.14, 6.28, 6.28, 6.28, 1.0],
-              "Upper position limits (gripper: 1 = closed)."),
-        Param("max_velocity_rad_s", [1.5, 1.5, 1.5, 2.0, 2.0, 2.0, 5.0],
-              "Velocity limit per joint: consecutive commands differ by at most this times "
-              "the control period."),
-        Param("max_tracking_error_rad", [0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.5],
-              "Largest distance of a command from the measured joint position, per joint "
-              "(gripper: closure fraction)."),
-        Param("input_timeout_s", 0.5, "Joint states or tracks older than this are stale: the "
-              "watchdog commands a hold at the current position."),
-        Param("require_tracks", True, "Hold while the tracks topic is stale too (perception "
-              "down); false: stale tracks only mean no target."),
-        Param("target_max_lost_s", 0.3, "A LOST track of the target class stays the target "
-              "while unmatched for at most this, seconds."),
+        from_config(PolicyConfig, "policy", "Policy: 'act' (the shipped ACT model, or model_path) or 'scripted' (reach "
+                    "above the target, a test stand-in)."),
+        from_config(PolicyConfig, "model_path", "ACT checkpoint ('' = the shipped model)."),
+        from_config(PolicyConfig, "policy_threads", "torch threads for each ACT forward pass (0 = torch's "
+                    "default, one per core); the process's setting is restored after each pass."),
+        from_config(PolicyInputsConfig, "target_class", "Class the policy picks (service ~/set_target_class)."),
+        from_config(PolicyInputsConfig, "bin_position", "Bin position in base_link, metres, until a "
+                    "track of bin_class is seen (and again after ~/reset)."),
+        from_config(PolicyInputsConfig, "bin_class", "Class of the tracked bin: the position of its most-hit CONFIRMED "
+                    "track replaces bin_position ('' = always use bin_position)."),
+        from_config(PolicyConfig, "control_rate_hz", "Rate of JointTrajectory commands."),
+        from_config(PolicyConfig, "chunk_execution", "'ensemble' (temporal ensembling every step) or "
+                    "'chunk' (execute each chunk open loop)."),
+        from_config(PolicyConfig, "ensemble_m", "Temporal ensembling weight decay m, w_i = exp(-m i)."),
+        from_config(PolicyInputsConfig, "joint_names", "Joint order of commands and states."),
+        from_config(SafetyConfig, "joint_lower_rad", "Lower position limits (gripper: 0 = open)."),
+        from_config(SafetyConfig, "joint_upper_rad", "Upper position limits (gripper: 1 = closed)."),
+        from_config(SafetyConfig, "max_velocity_rad_s", "Velocity limit per joint: consecutive "
+                    "commands differ by at most this times the control period."),
+        from_config(SafetyConfig, "max_tracking_error_rad", "Largest distance of a command from the "
+                    "measured joint position, per joint (gripper: closure fraction)."),
+        from_config(PolicyInputsConfig, "input_timeout_s", "Joint states or tracks older than this are stale: the "
+                    "watchdog commands a hold at the current position."),
+        from_config(PolicyInputsConfig, "require_tracks", "Hold while the tracks topic is stale too (perception "
+                    "down); false: stale tracks only mean no target."),
+        from_config(PolicyInputsConfig, "base_frame", "Frame of the tracks (an empty frame_id is taken "
+                    "to be this one; any other is rejected)."),
+        from_config(PolicyInputsConfig, "target_max_lost_s", "A LOST track of the target class stays the target "
+                    "while unmatched for at most this, seconds."),
         Param("joint_states_topic", JOINT_STATES_TOPIC, "Input JointState topic."),
         Param("tracks_topic", TRACKS_TOPIC, "Input TrackArray topic."),
         Param("trajectory_topic", TRAJECTORY_TOPIC, "Output JointTrajectory topic."),

@@ -2,27 +2,22 @@
 
     ros2 run fdl_robot policy_node --ros-args --params-file config/fdl_robot.yaml
 
-Every 1 / control_rate_hz seconds the node builds a
-:class:`~fdl_robot.policy.interface.PolicyObservation` from the latest joint state and
-the target track, runs :class:`~fdl_robot.policy.runner.PolicyRunner` (policy, chunked
-or temporally ensembled execution; joint position limits, a rate limit between consecutive
-commands and a bound on the distance from the measured joints) and publishes a
+Every 1 / control_rate_hz seconds the node asks
+:class:`~fdl_robot.policy.inputs.PolicyInputs` what the step may do (wait, hold, or act on
+a :class:`~fdl_robot.policy.interface.PolicyObservation` of the latest joint state, target
+and bin), runs :class:`~fdl_robot.policy.runner.PolicyRunner` (policy, chunked or
+temporally ensembled execution, the safety layer) and publishes a
 ``trajectory_msgs/JointTrajectory`` for ros2_control's JointTrajectoryController.
 
-Inputs
+Inputs (their validation, freshness and the target and bin choice: ``policy.inputs``)
 ------
 ``joint_states`` (sensor_msgs/JointState): mapped by name onto ``joint_names`` (6 arm
-joints + gripper, extra joints ignored). A message missing a joint, with a non-finite
-position, or with lengths that disagree is rejected and makes the state *invalid* until
-a good one arrives; a stamp older than the previous one is rejected and ignored. Joints
-from several publishers must be merged upstream (every message must carry all joints).
+joints + gripper, extra joints ignored). Joints from several publishers must be merged
+upstream (every message must carry all joints).
 
-``tracks`` (fdl_robot_interfaces/TrackArray, base_link): the target is the CONFIRMED (or
-LOST for at most ``target_max_lost_s``) track of ``target_class`` with the most hits. An
-empty array or no track of the class means *no target* (the scripted policy goes home);
-a class never seen among the tracks is warned about once. The bin is where the most-hit
-CONFIRMED track of ``bin_class`` is (the last one seen, if it is lost), else the configured
-``bin_position``; ``~/reset`` forgets it.
+``tracks`` (fdl_robot_interfaces/TrackArray, ``base_frame``): the target is a track of
+``target_class``, the bin one of ``bin_class`` (else ``bin_position``); a class never
+seen among the tracks is warned about once.
 
 Output
 ------
@@ -63,30 +58,15 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from fdl_robot.core.safety import Watchdog
-from fdl_robot.policy.interface import PolicyObservation
-from fdl_robot.policy.runner import PolicyRunner, limits_from_params, make_policy, select_target
+from fdl_robot.core.safety import SafetyConfig
+from fdl_robot.policy.inputs import InputError, PolicyInputs, PolicyInputsConfig, StepKind, TrackedObject
+from fdl_robot.policy.runner import PolicyConfig, PolicyRunner, make_policy
 from fdl_robot.ros import parameters
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
-from fdl_robot.ros.conversions import InvalidInput, ns_to_stamp, stamp_to_ns
+from fdl_robot.ros.conversions import ns_to_stamp, stamp_to_ns
 
 # Parameters that can change while the node runs; the others need a restart.
 _RUNTIME_PARAMETERS = {"target_class"}
-
-
-def joint_positions(msg: JointState, joint_names: list[str]) -> np.ndarray:
-    """JointState -> positions in ``joint_names`` order (extra joints ignored)."""
-    if len(msg.position) != len(msg.name):
-        raise InvalidInput(f"{len(msg.name)} names but {len(msg.position)} positions")
-    index = {name: i for i, name in enumerate(msg.name)}
-    missing = [n for n in joint_names if n not in index]
-    if missing:
-        raise InvalidInput(f"missing joints {missing}")
-    q = np.array([msg.position[index[n]] for n in joint_names], dtype=np.float64)
-    if not np.all(np.isfinite(q)):
-        bad = [n for n, v in zip(joint_names, q) if not np.isfinite(v)]
-        raise InvalidInput(f"non-finite position for {bad}")
-    return q
 
 
 def _duration(t_s: float) -> Duration:
@@ -94,46 +74,28 @@ def _duration(t_s: float) -> Duration:
     return Duration(sec=int(sec), nanosec=int(nanosec))
 
 
+def tracked_objects(msg: TrackArray) -> list[TrackedObject]:
+    """TrackArray -> the tracks as ``policy.inputs`` takes them."""
+    return [TrackedObject(t.id, t.state, t.class_name, t.hits, t.time_since_update_s,
+                          np.array([t.position.x, t.position.y, t.position.z], dtype=np.float64))
+            for t in msg.tracks]
+
+
 class PolicyNode(FdlNode):
     def __init__(self, **kwargs):
         super().__init__("policy_node", **kwargs)
         p = self.params
-        self.joint_names = list(p["joint_names"])
-        if len(self.joint_names) != 7:
-            raise ValueError("joint_names must list 6 arm joints and the gripper, "
-                             f"got {self.joint_names}")
         try:
-            limits = limits_from_params(p)
+            config = parameters.build_config("policy_node", PolicyConfig, p)
+            limits = parameters.build_config("policy_node", SafetyConfig, p).limits()
+            self.inputs = PolicyInputs(parameters.build_config("policy_node", PolicyInputsConfig, p))
         except ValueError as exc:
-            raise ValueError(f"policy_node joint limits: {exc}") from exc
-        if limits.n != len(self.joint_names):
-            raise ValueError(f"joint limits have {limits.n} entries for "
-                             f"{len(self.joint_names)} joints")
-        if not p["control_rate_hz"] > 0:
-            raise ValueError(f"control_rate_hz must be positive, got {p['control_rate_hz']}")
-        self.dt_s = 1.0 / p["control_rate_hz"]
-        policy = make_policy(p["policy"], dt_s=self.dt_s, model_path=p["model_path"],
-                             threads=p["policy_threads"])
-        if abs(policy.dt_s - self.dt_s) > 1e-9:
-            raise ValueError(f"policy '{p['policy']}' runs at {1 / policy.dt_s:g} Hz but "
-                             f"control_rate_hz is {p['control_rate_hz']:g}")
-        self.runner = PolicyRunner(policy, limits, p["chunk_execution"], p["ensemble_m"])
-        self.watchdog = Watchdog(p["input_timeout_s"])
-        self.bin_default_m = np.asarray(p["bin_position"], dtype=np.float64)
-        self.bin_p_base_m = self.bin_default_m.copy()
-        self.target_class: str = p["target_class"]
-
-        self.q: np.ndarray | None = None          # last valid joint state (7,)
-        self.q_stamp_ns: int | None = None        # its header stamp
-        self.q_arrival_s: float | None = None     # its arrival, node clock
-        self.q_valid = False                      # false after a rejected message
-        self.tracks_arrival_s: float | None = None
-        self.target = None                        # chosen Track message or None
-        self.target_stamp = None                  # source image stamp of its TrackArray
-        self.seen_classes: set[str] = set()
-        self._warned_classes: set[str] = set()
+            raise ValueError(f"policy_node: {exc}") from exc
+        self.dt_s = config.dt_s
+        policy = make_policy(config.policy, dt_s=self.dt_s, model_path=config.model_path,
+                             threads=config.policy_threads)
+        self.runner = PolicyRunner(policy, limits, config.chunk_execution, config.ensemble_m)
         self.holding = False
-        self.last_output = None                   # RunnerOutput of the last published step
 
         self.pub = self.create_publisher(JointTrajectory, p["trajectory_topic"], RELIABLE_QOS)
         # Best effort subscription: matches reliable and best-effort JointState publishers.
@@ -145,94 +107,74 @@ class PolicyNode(FdlNode):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.timer = self.create_timer(self.dt_s, self.on_timer)
 
+    @property
+    def q(self) -> np.ndarray | None:
+        """The last valid joint state (7,), in ``joint_names`` order."""
+        return self.inputs.q
+
+    @property
+    def target(self):
+        """The chosen target track, or None."""
+        return self.inputs.target
+
     # --- inputs -----------------------------------------------------------------------
 
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_joint_state(self, msg: JointState) -> None:
-        stamp_ns = stamp_to_ns(msg.header.stamp)
-        if self.q_stamp_ns is not None and stamp_ns < self.q_stamp_ns:
-            self.reject("joint_states out of order",
-                        f"stamp {stamp_ns} ns < previous {self.q_stamp_ns} ns")
-            return
         try:
-            q = joint_positions(msg, self.joint_names)
-        except InvalidInput as exc:
-            self.q_valid = False
-            self.reject("bad joint_states", str(exc))
+            self.inputs.add_joint_state(msg.name, msg.position, stamp_to_ns(msg.header.stamp),
+                                        self.now_s())
+        except InputError as exc:
+            self.reject(exc.reason, str(exc))
             return
-        self.q, self.q_stamp_ns, self.q_arrival_s, self.q_valid = q, stamp_ns, self.now_s(), True
         self.counters["ok joint_states"] += 1
 
     def on_tracks(self, msg: TrackArray) -> None:
-        positions = np.array([[t.position.x, t.position.y, t.position.z] for t in msg.tracks],
-                             dtype=np.float64).reshape(-1, 3)
-        if not np.all(np.isfinite(positions)):
-            self.reject("bad tracks", "non-finite track position")
+        try:
+            unknown = self.inputs.add_tracks(tracked_objects(msg), msg.header.frame_id,
+                                             msg.header.stamp, self.now_s())
+        except InputError as exc:
+            self.reject(exc.reason, str(exc))
             return
-        if msg.header.frame_id not in ("", "base_link"):
-            self.reject("bad tracks", f"frame '{msg.header.frame_id}', expected base_link")
-            return
-        self.tracks_arrival_s = self.now_s()
-        self.seen_classes.update(t.class_name for t in msg.tracks)
-        self.target = select_target(msg.tracks, self.target_class, self.params["target_max_lost_s"])
-        self.target_stamp = msg.header.stamp
-        if bin_class := self.params["bin_class"]:
-            bin_track = select_target(msg.tracks, bin_class, max_lost_s=0.0)
-            if bin_track is not None:
-                self.bin_p_base_m = np.array([bin_track.position.x, bin_track.position.y,
-                                              bin_track.position.z])
-        if (self.target is None and msg.tracks and self.target_class not in self.seen_classes
-                and self.target_class not in self._warned_classes):
-            self._warned_classes.add(self.target_class)
+        if unknown:
             self.counters["unknown target class"] += 1
             self.get_logger().warning(
-                f"target class '{self.target_class}' is not among the tracked classes "
-                f"{sorted(self.seen_classes)}: no target (set it with ~/set_target_class)")
+                f"target class '{self.inputs.target_class}' is not among the tracked classes "
+                f"{sorted(self.inputs.seen_classes)}: no target (set it with ~/set_target_class)")
         self.counters["ok tracks"] += 1
 
     # --- control step -----------------------------------------------------------------
 
     def on_timer(self) -> None:
-        if self.q is None:                      # nothing to hold yet: publish nothing
+        now_s = self.now_s()
+        step = self.inputs.step(now_s)
+        if step.kind is StepKind.WAIT:          # nothing to hold yet: publish nothing
             self.reject("waiting for joint_states",
                         f"no valid JointState on '{self.params['joint_states_topic']}' yet")
             return
-        now_s = self.now_s()
-        last = {"joint_states": self.q_arrival_s}
-        if self.params["require_tracks"]:
-            last["tracks"] = self.tracks_arrival_s
-        status = self.watchdog.update(now_s, last, valid={"joint_states": self.q_valid})
-        if not status.ok:
-            if status.entered:
-                self.runner.reset()
-                self.holding = True
-                self.pub.publish(self.hold_msg(self.q))
-                self.counters["holds"] += 1
-                self.get_logger().warning(f"watchdog: {', '.join(status.stale)} stale or invalid; "
-                                          "holding at the last joint position")
+        if step.kind is StepKind.HOLD:
+            self.runner.reset()
+            self.holding = True
+            self.pub.publish(self.hold_msg(step.q_hold))
+            self.counters["holds"] += 1
+            self.get_logger().warning(f"watchdog: {', '.join(step.stale)} stale or invalid; "
+                                      "holding at the last joint position")
             return
-        if status.recovered:
+        if step.kind is StepKind.STALE:
+            return
+        if step.recovered:
             self.holding = False
             self.get_logger().info("watchdog: inputs fresh again, resuming")
-        tracks_fresh = (self.tracks_arrival_s is not None
-                        and now_s - self.tracks_arrival_s <= self.params["input_timeout_s"])
-        target = self.target if tracks_fresh else None
-        obs = PolicyObservation(
-            qpos_rad=self.q[:6], gripper=self.q[6], bin_p_base_m=self.bin_p_base_m, stamp_s=now_s,
-            target_p_base_m=None if target is None else
-            (target.position.x, target.position.y, target.position.z))
-        out = self.runner.step(obs, now_s)
-        self.last_output = out
-        self.pub.publish(self.trajectory_msg(out.trajectory, now_s,
-                                             None if target is None else self.target_stamp))
+        out = self.runner.step(step.observation, now_s)
+        self.pub.publish(self.trajectory_msg(out.trajectory, now_s, step.source_stamp))
         self.counters["ok commands"] += 1
 
     def trajectory_msg(self, points: np.ndarray, now_s: float,
                        source_stamp=None) -> JointTrajectory:
         """Points (m, 7) -> JointTrajectory, point j due at now + (j + 1) dt (module doc)."""
-        msg = JointTrajectory(joint_names=self.joint_names)
+        msg = JointTrajectory(joint_names=list(self.inputs.config.joint_names))
         now_ns = round(now_s * 1e9)
         if source_stamp is None:
             msg.header.stamp, latency_s = ns_to_stamp(now_ns), 0.0
@@ -247,7 +189,7 @@ class PolicyNode(FdlNode):
 
     def hold_msg(self, q: np.ndarray) -> JointTrajectory:
         """One point at ``q`` with zero velocity, due one period from now."""
-        msg = JointTrajectory(joint_names=self.joint_names)
+        msg = JointTrajectory(joint_names=list(self.inputs.config.joint_names))
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.points = [JointTrajectoryPoint(positions=q.tolist(), velocities=[0.0] * len(q),
                                            time_from_start=_duration(self.dt_s))]
@@ -263,7 +205,7 @@ class PolicyNode(FdlNode):
         result = self.set_parameters([Parameter("target_class", Parameter.Type.STRING, name)])[0]
         response.success = result.successful
         response.message = result.reason if not result.successful else (
-            f"target class '{name}'" + ("" if name in self.seen_classes else
+            f"target class '{name}'" + ("" if name in self.inputs.seen_classes else
                                         " (not among the tracked classes seen so far)"))
         return response
 
@@ -282,19 +224,15 @@ class PolicyNode(FdlNode):
         return SetParametersResult(successful=True)
 
     def apply_target_class(self, name: str) -> None:
-        if name == self.target_class:
+        if not self.inputs.set_target_class(name):
             return
-        self.target_class = name
         self.params["target_class"] = name
-        self.target = None                      # until the next TrackArray selects one
         self.runner.reset()                     # chunks aimed at the old target are void
         self.get_logger().info(f"target class set to '{name}'")
 
     def on_reset(self, _request, response):
         self.runner.reset()
-        self.bin_p_base_m = self.bin_default_m.copy()
-        self.watchdog.reset()
-        self.q_stamp_ns = None      # accept a new time base (a restarted sim or bag)
+        self.inputs.reset()
         self.holding = False
         response.success, response.message = True, "policy reset"
         return response

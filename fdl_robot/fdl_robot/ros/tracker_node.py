@@ -15,8 +15,8 @@ from fdl_robot_interfaces.msg import Object3DArray, Track, TrackArray
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
-from fdl_robot.core.config import from_mapping
 from fdl_robot.core.tracking import MultiObjectTracker, TrackerConfig, TrackState
+from fdl_robot.ros import parameters
 from fdl_robot.ros.base import RELIABLE_QOS, FdlNode
 from fdl_robot.ros.conversions import stamp_to_s
 
@@ -25,7 +25,7 @@ class TrackerNode(FdlNode):
     def __init__(self, **kwargs):
         super().__init__("tracker_node", **kwargs)
         p = self.params
-        self.tracker = MultiObjectTracker(from_mapping(TrackerConfig, p))
+        self.tracker = MultiObjectTracker(parameters.build_config("tracker_node", TrackerConfig, p))
         self.frame_id: str | None = None
         self.pub = self.create_publisher(TrackArray, p["tracks_topic"], RELIABLE_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, p["markers_topic"], RELIABLE_QOS)

@@ -1,0 +1,252 @@
+"""What the policy sees: the latest joint state and tracks, their freshness, target and bin.
+
+Pure Python/numpy (no ROS): ``policy_node`` parses its messages into the plain values
+below, calls :class:`PolicyInputs` and publishes what the control step decides; tests and
+evaluation loops can drive the same object without a ROS graph.
+
+Joint state
+-----------
+A joint state is mapped by name onto the configured joint order (6 arm joints and the
+gripper, extra joints ignored; :func:`joint_positions`). A message missing a joint, with a
+non-finite position, or whose names and positions disagree in length is rejected and makes
+the state *invalid* until a good one arrives; a stamp older than the previous one is
+rejected and ignored.
+
+Tracks (in ``base_frame``)
+--------------------------
+The target is chosen by :func:`select_target` among the tracks of ``target_class``: those
+CONFIRMED, or LOST for at most ``target_max_lost_s``, the one with the most hits (ties: the
+most recently updated, then the lowest id). An empty array or no track of the class means
+*no target*. The bin is the most-hit CONFIRMED track of ``bin_class`` (the last one seen,
+once it is lost), else the configured ``bin_position``; :meth:`PolicyInputs.reset` forgets
+it.
+
+Freshness (one check, :class:`~fdl_robot.core.safety.Watchdog`)
+----------------------------------------------------------------
+An input received at t_last is fresh at t_now when |t_now - t_last| <= input_timeout_s
+(arrival times on the caller's clock). The control step is:
+
+* ``WAIT``: no valid joint state yet, nothing to hold;
+* ``HOLD``: the joint states (or, if ``require_tracks``, the tracks) just became stale or
+  invalid: command one hold at the last valid position;
+* ``STALE``: still stale since the hold: command nothing;
+* ``ACT``: every required input is fresh: run the policy on :attr:`Step.observation`. With
+  ``require_tracks`` false, stale tracks only mean *no target*.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from fdl_robot.core.robot import BASE_FRAME, JOINT_NAMES, N_ARM_JOINTS
+from fdl_robot.core.safety import Watchdog, WatchdogStatus
+from fdl_robot.core.tracking import TrackState
+from fdl_robot.policy.interface import PolicyObservation
+
+__all__ = ["PolicyInputsConfig", "InputError", "TrackedObject", "StepKind", "Step", "PolicyInputs",
+           "joint_positions", "select_target"]
+
+
+@dataclass(frozen=True)
+class PolicyInputsConfig:
+    """How the policy's inputs are chosen and when they are fresh; defaults are policy_node's."""
+
+    target_class: str = "red_cube"
+    bin_position: tuple[float, float, float] = (0.55, 0.25, 0.0)   # base_frame, metres
+    bin_class: str = "bin"
+    input_timeout_s: float = 0.5
+    require_tracks: bool = True
+    target_max_lost_s: float = 0.3
+    base_frame: str = BASE_FRAME
+    joint_names: tuple[str, ...] = JOINT_NAMES
+
+    def __post_init__(self):
+        if not self.target_class:
+            raise ValueError("target_class is empty")
+        if len(self.bin_position) != 3 or not np.all(np.isfinite(self.bin_position)):
+            raise ValueError(f"bin_position must be 3 finite numbers, got {self.bin_position}")
+        if not self.input_timeout_s > 0:
+            raise ValueError(f"input_timeout_s must be positive, got {self.input_timeout_s}")
+        if not self.target_max_lost_s >= 0:
+            raise ValueError(f"target_max_lost_s must be >= 0, got {self.target_max_lost_s}")
+        if len(self.joint_names) != len(JOINT_NAMES) or len(set(self.joint_names)) != len(self.joint_names):
+            raise ValueError(f"joint_names must list {N_ARM_JOINTS} arm joints and the gripper, "
+                             f"each once, got {list(self.joint_names)}")
+
+
+class InputError(ValueError):
+    """A rejected input; ``reason`` is the short key under which callers count it."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TrackedObject:
+    """One track as the policy needs it: ``p_base_m`` (3,) in base_frame, metres."""
+
+    id: int
+    state: int                       # a TrackState value
+    class_name: str
+    hits: int
+    time_since_update_s: float
+    p_base_m: np.ndarray
+
+
+class StepKind(enum.Enum):
+    WAIT = "wait"
+    HOLD = "hold"
+    STALE = "stale"
+    ACT = "act"
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one control step does (see the module docstring).
+
+    ``q_hold`` (7,): the last valid joint state (HOLD); ``observation``: the policy's input
+    (ACT); ``source_stamp``: the stamp of the tracks that gave the target, or None without
+    a target (ACT); ``stale``: the stale inputs (HOLD, STALE); ``recovered``: this ACT step
+    ends a stale episode.
+    """
+
+    kind: StepKind
+    q_hold: np.ndarray | None = None
+    observation: PolicyObservation | None = None
+    source_stamp: Any = None
+    stale: tuple[str, ...] = ()
+    recovered: bool = False
+
+
+def joint_positions(names: Sequence[str], positions: Sequence[float],
+                    joint_names: Sequence[str]) -> np.ndarray:
+    """Positions in ``joint_names`` order from a named joint state (extra joints ignored)."""
+    if len(positions) != len(names):
+        raise InputError("bad joint_states", f"{len(names)} names but {len(positions)} positions")
+    index = {name: i for i, name in enumerate(names)}
+    missing = [n for n in joint_names if n not in index]
+    if missing:
+        raise InputError("bad joint_states", f"missing joints {missing}")
+    q = np.array([positions[index[n]] for n in joint_names], dtype=np.float64)
+    if not np.all(np.isfinite(q)):
+        bad = [n for n, v in zip(joint_names, q, strict=True) if not np.isfinite(v)]
+        raise InputError("bad joint_states", f"non-finite position for {bad}")
+    return q
+
+
+def select_target(tracks: Iterable[Any], class_name: str, max_lost_s: float):
+    """The track to reach among ``tracks`` (anything with a Track's fields), or None.
+
+    Eligible: ``class_name`` matches and the track is CONFIRMED, or LOST with
+    ``time_since_update_s <= max_lost_s``. Chosen: the most ``hits``; ties go to the
+    smaller ``time_since_update_s``, then the smaller ``id``.
+    """
+    eligible = [t for t in tracks if t.class_name == class_name and (
+        t.state == TrackState.CONFIRMED
+        or (t.state == TrackState.LOST and t.time_since_update_s <= max_lost_s))]
+    if not eligible:
+        return None
+    return min(eligible, key=lambda t: (-t.hits, t.time_since_update_s, t.id))
+
+
+class PolicyInputs:
+    """The latest valid inputs of the policy and the control step they allow."""
+
+    def __init__(self, config: PolicyInputsConfig = PolicyInputsConfig()):
+        self.config = config
+        self.watchdog = Watchdog(config.input_timeout_s)
+        self.target_class = config.target_class
+        self.seen_classes: set[str] = set()
+        self._reported_unknown: set[str] = set()   # target classes reported as never seen
+        self.q: np.ndarray | None = None           # last valid joint state (7,)
+        self.q_arrival_s: float | None = None      # its arrival, caller's clock
+        self.q_valid = False                       # false after a rejected message
+        self.tracks_arrival_s: float | None = None
+        self.target: TrackedObject | None = None   # chosen track, or None
+        self.target_stamp: Any = None              # source image stamp of its track array
+        self.reset()
+
+    def reset(self) -> None:
+        """New episode: forget the bin, the freshness episode and the joint-state time base."""
+        self.bin_p_base_m = np.asarray(self.config.bin_position, dtype=np.float64)
+        self.watchdog.reset()
+        self.q_stamp_ns: int | None = None         # accept a new time base (a restarted sim or bag)
+
+    # --- inputs -----------------------------------------------------------------------
+
+    def add_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp_ns: int,
+                        now_s: float) -> None:
+        """Take a joint state received at ``now_s``; InputError if it is rejected."""
+        if self.q_stamp_ns is not None and stamp_ns < self.q_stamp_ns:
+            raise InputError("joint_states out of order",
+                             f"stamp {stamp_ns} ns < previous {self.q_stamp_ns} ns")
+        try:
+            q = joint_positions(names, positions, self.config.joint_names)
+        except InputError:
+            self.q_valid = False
+            raise
+        self.q, self.q_stamp_ns, self.q_arrival_s, self.q_valid = q, stamp_ns, now_s, True
+
+    def add_tracks(self, tracks: Sequence[TrackedObject], frame_id: str, stamp: Any,
+                   now_s: float) -> bool:
+        """Take a track array received at ``now_s``; InputError if it is rejected.
+
+        Returns True the first time tracks arrive but none of ``target_class`` has ever
+        been among them (the caller says so, once per class).
+        """
+        if not all(np.all(np.isfinite(t.p_base_m)) for t in tracks):
+            raise InputError("bad tracks", "non-finite track position")
+        if frame_id not in ("", self.config.base_frame):
+            raise InputError("bad tracks", f"frame '{frame_id}', expected {self.config.base_frame}")
+        self.tracks_arrival_s = now_s
+        self.seen_classes.update(t.class_name for t in tracks)
+        self.target = select_target(tracks, self.target_class, self.config.target_max_lost_s)
+        self.target_stamp = stamp
+        if self.config.bin_class:
+            bin_track = select_target(tracks, self.config.bin_class, max_lost_s=0.0)
+            if bin_track is not None:
+                self.bin_p_base_m = np.array(bin_track.p_base_m, dtype=np.float64)
+        unknown = (self.target is None and bool(tracks) and self.target_class not in self.seen_classes
+                   and self.target_class not in self._reported_unknown)
+        if unknown:
+            self._reported_unknown.add(self.target_class)
+        return unknown
+
+    def set_target_class(self, name: str) -> bool:
+        """Pick another class; True if it changed (the target is void until the next tracks)."""
+        if not name:
+            raise ValueError("target_class is empty")
+        if name == self.target_class:
+            return False
+        self.target_class, self.target = name, None
+        return True
+
+    # --- the control step ---------------------------------------------------------------
+
+    def step(self, now_s: float) -> Step:
+        """Decide this control step at ``now_s`` (see the module docstring)."""
+        if self.q is None:
+            return Step(StepKind.WAIT)
+        status = self._freshness(now_s)
+        if not status.ok:
+            kind = StepKind.HOLD if status.entered else StepKind.STALE
+            return Step(kind, q_hold=self.q.copy(), stale=status.stale)
+        tracks_fresh = self.config.require_tracks or self.watchdog.check(
+            now_s, {"tracks": self.tracks_arrival_s}).ok
+        target = self.target if tracks_fresh else None
+        observation = PolicyObservation(
+            qpos_rad=self.q[:N_ARM_JOINTS], gripper=self.q[N_ARM_JOINTS], bin_p_base_m=self.bin_p_base_m,
+            stamp_s=now_s, target_p_base_m=None if target is None else target.p_base_m)
+        return Step(StepKind.ACT, observation=observation,
+                    source_stamp=None if target is None else self.target_stamp,
+                    recovered=status.recovered)
+
+    def _freshness(self, now_s: float) -> WatchdogStatus:
+        last = {"joint_states": self.q_arrival_s}
+        if self.config.require_tracks:
+            last["tracks"] = self.tracks_arrival_s
+        return self.watchdog.update(now_s, last, valid={"joint_states": self.q_valid})

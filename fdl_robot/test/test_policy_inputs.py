@@ -1,0 +1,106 @@
+"""policy.inputs without ROS: joint-state validation, target and bin choice, freshness."""
+import numpy as np
+import pytest
+
+from fdl_robot.core.robot import JOINT_NAMES
+from fdl_robot.core.tracking import TrackState
+from fdl_robot.policy.inputs import (InputError, PolicyInputs, PolicyInputsConfig, StepKind,
+                                     TrackedObject, joint_positions)
+
+Q = np.linspace(-1.0, 0.5, 7)
+
+
+def track(id_, cls="red_cube", state=TrackState.CONFIRMED, hits=5, since_s=0.0, p=(0.5, 0.0, 0.02)):
+    return TrackedObject(id_, state, cls, hits, since_s, np.array(p, dtype=float))
+
+
+def ready(config=None, now_s=10.0, tracks=()):
+    inputs = PolicyInputs(config or PolicyInputsConfig())
+    inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=1, now_s=now_s)
+    inputs.add_tracks(list(tracks), "base_link", "stamp-A", now_s)
+    return inputs
+
+
+def test_joint_positions_by_name_ignoring_extra_joints():
+    names = list(JOINT_NAMES)[::-1] + ["other_joint"]
+    assert np.array_equal(joint_positions(names, list(Q[::-1]) + [9.0], JOINT_NAMES), Q)
+    with pytest.raises(InputError, match="missing joints"):
+        joint_positions(list(JOINT_NAMES[:6]), Q[:6].tolist(), JOINT_NAMES)
+    with pytest.raises(InputError, match="non-finite"):
+        joint_positions(list(JOINT_NAMES), [np.nan] + Q[1:].tolist(), JOINT_NAMES)
+    with pytest.raises(InputError, match="names but"):
+        joint_positions(list(JOINT_NAMES), Q[:3].tolist(), JOINT_NAMES)
+
+
+def test_a_bad_joint_state_makes_the_state_invalid_until_a_good_one():
+    inputs = ready()
+    assert inputs.step(10.0).kind is StepKind.ACT
+    with pytest.raises(InputError):
+        inputs.add_joint_state(list(JOINT_NAMES), [np.inf] * 7, stamp_ns=2, now_s=10.01)
+    step = inputs.step(10.02)
+    assert step.kind is StepKind.HOLD and step.stale == ("joint_states",)
+    assert np.array_equal(step.q_hold, Q)
+    assert inputs.step(10.04).kind is StepKind.STALE
+    inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=3, now_s=10.05)
+    step = inputs.step(10.06)
+    assert step.kind is StepKind.ACT and step.recovered
+
+
+def test_out_of_order_joint_state_is_rejected_until_reset():
+    inputs = ready()
+    with pytest.raises(InputError, match="< previous") as err:
+        inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=0, now_s=10.1)
+    assert err.value.reason == "joint_states out of order"
+    inputs.reset()
+    inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=0, now_s=10.1)
+
+
+def test_wait_without_joint_states_and_hold_once_when_tracks_go_stale():
+    inputs = PolicyInputs()
+    assert inputs.step(0.0).kind is StepKind.WAIT
+    inputs = ready(now_s=10.0)
+    assert inputs.step(10.5).kind is StepKind.ACT                       # |age| <= timeout
+    inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=2, now_s=10.6)
+    step = inputs.step(10.6)
+    assert step.kind is StepKind.HOLD and step.stale == ("tracks",)
+
+
+def test_stale_tracks_only_mean_no_target_without_require_tracks():
+    config = PolicyInputsConfig(require_tracks=False, input_timeout_s=0.5)
+    inputs = ready(config, tracks=[track(1)])
+    assert inputs.step(10.0).observation.has_target
+    inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=2, now_s=11.0)
+    step = inputs.step(11.0)
+    assert step.kind is StepKind.ACT and not step.observation.has_target and step.source_stamp is None
+
+
+def test_target_is_the_most_hit_eligible_track_and_carries_its_stamp():
+    tracks = [track(1, hits=3), track(2, hits=9, state=TrackState.LOST, since_s=0.5),
+              track(3, hits=7, p=(0.4, 0.1, 0.02)), track(4, cls="cube", hits=20),
+              track(5, hits=30, state=TrackState.TENTATIVE)]
+    step = ready(tracks=tracks).step(10.0)
+    assert np.allclose(step.observation.target_p_base_m, (0.4, 0.1, 0.02))
+    assert step.source_stamp == "stamp-A"
+    assert np.allclose(step.observation.joint_state, Q)
+
+
+def test_bin_from_its_confirmed_track_until_reset():
+    inputs = ready(tracks=[track(7, cls="bin", p=(0.5, 0.3, 0.0))])
+    assert np.allclose(inputs.step(10.0).observation.bin_p_base_m, (0.5, 0.3, 0.0))
+    inputs.add_tracks([], "base_link", "stamp-B", 10.1)                  # the bin stays where it was
+    assert np.allclose(inputs.step(10.1).observation.bin_p_base_m, (0.5, 0.3, 0.0))
+    inputs.reset()
+    assert np.allclose(inputs.step(10.1).observation.bin_p_base_m, PolicyInputsConfig().bin_position)
+
+
+def test_bad_tracks_are_rejected_and_an_unknown_class_reported_once():
+    inputs = ready()
+    with pytest.raises(InputError, match="frame 'map'"):
+        inputs.add_tracks([track(1)], "map", "s", 10.0)
+    with pytest.raises(InputError, match="non-finite"):
+        inputs.add_tracks([track(1, p=(np.nan, 0, 0))], "base_link", "s", 10.0)
+    assert inputs.add_tracks([track(1, cls="cube")], "", "s", 10.0) is True
+    assert inputs.add_tracks([track(1, cls="cube")], "", "s", 10.1) is False
+    assert inputs.set_target_class("cube") and inputs.target is None
+    inputs.add_tracks([track(1, cls="cube")], "", "s", 10.2)
+    assert inputs.target is not None and not inputs.set_target_class("cube")
