@@ -262,7 +262,8 @@ def test_boxes_depth_and_lift_boxes():
     cam = PinholeCamera(100.0, 100.0, 60.0, 50.0, 120, 100)
     p_cam, depth_m = lift_boxes(cam, depth, boxes)
     np.testing.assert_allclose(depth_m, d)
-    np.testing.assert_allclose(p_cam[0], [(54.5 - 60) * 0.8 / 100, (39.5 - 50) * 0.8 / 100, 0.8])  # edge -> centre coordinates
+    # edge -> centre pixel coordinates: the box centre (55, 40) is pixel (54.5, 39.5)
+    np.testing.assert_allclose(p_cam[0], [(54.5 - 60) * 0.8 / 100, (39.5 - 50) * 0.8 / 100, 0.8])
     assert np.all(np.isnan(p_cam[1]))
     with pytest.raises(ValueError):
         lift_boxes(SEED_CAM, depth, boxes)  # 100x120 depth for a 640x480 camera

@@ -65,8 +65,10 @@ def test_one_process_graph_carries_frames_to_joint_commands(tmp_path):
             image_stamps.append(stamp_ns)
             assert ros.spin_until(lambda: len(seen["tracks"]) == k + 1, timeout_s=10), f"frame {k} lost"
 
-        stamped = lambda: [m for m in seen["commands"] if stamp_to_ns(m.header.stamp) in image_stamps]
-        assert ros.spin_until(lambda: stamped(), timeout_s=5), "no command stamped with a source image"
+        def stamped():
+            return [m for m in seen["commands"] if stamp_to_ns(m.header.stamp) in image_stamps]
+
+        assert ros.spin_until(stamped, timeout_s=5), "no command stamped with a source image"
         for name in ("detections", "objects", "tracks"):
             assert [stamp_to_ns(m.header.stamp) for m in seen[name]] == image_stamps, name
         (track,) = seen["tracks"][-1].tracks

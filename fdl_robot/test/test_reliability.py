@@ -478,7 +478,7 @@ def test_tracker_node_is_never_poisoned_by_bad_objects():
         # a burst at 10x, with clutter: bounded heap, tracks stay sane, node lives
         def burst():
             nonlocal stamp
-            for i in range(150):
+            for _ in range(150):
                 stamp += period // 10
                 clutter = RNG.uniform(-1, 1, size=(int(RNG.integers(0, 20)), 3))
                 pub.publish(objects_msg(stamp, np.vstack([p, clutter])))
