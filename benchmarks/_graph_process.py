@@ -4,8 +4,8 @@
         [--only detector_node]
 
 ``runner.build_nodes`` builds the nodes (same YAML, same overrides as ``fdl-robot run``);
-only the executor differs: ``multi`` is what ``runner.spin_nodes`` uses
-(MultiThreadedExecutor, 4 threads), ``single`` a SingleThreadedExecutor.
+only the executor may differ: ``single`` is what ``runner.spin_nodes`` uses by default
+(a SingleThreadedExecutor), ``multi`` a MultiThreadedExecutor with 4 threads.
 
 ``--sensor-depth N`` (an experiment, not a configuration the nodes offer) replaces the
 history depth of ``fdl_robot.ros.base.SENSOR_QOS`` (best effort, keep last 5) before the
@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
-
 
 
 def main() -> None:
@@ -37,22 +35,11 @@ def main() -> None:
         base.SENSOR_QOS = QoSProfile(history=qos_profile_sensor_data.history, depth=args.sensor_depth,
                                      reliability=qos_profile_sensor_data.reliability,
                                      durability=qos_profile_sensor_data.durability)
-    from fdl_robot.ros.runner import build_nodes
+    from fdl_robot.ros.runner import build_nodes, spin_nodes
 
     rclpy.init()
     nodes = build_nodes(args.graph, args.config, args.namespace, only=args.only)
-    executor = SingleThreadedExecutor() if args.executor == "single" else MultiThreadedExecutor(4)
-    for node in nodes:
-        executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_nodes(nodes, num_threads=1 if args.executor == "single" else 4)
 
 
 if __name__ == "__main__":
