@@ -391,7 +391,7 @@ def test_make_policy_loads_the_shipped_act_model():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [5000, 5001])
 def test_shipped_model_solves_unseen_episodes_in_closed_loop(seed):
-    from fdl_robot.policy.act.evaluate import run_episode
+    from fdl_robot.eval.sim_act import run_episode
     from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
 
     torch.set_num_threads(1)

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def test_one_pick_and_place_from_pixels_through_the_ros_graph(tmp_path):
-    from fdl_robot.ros.closed_loop import run_closed_loop
+    from fdl_robot.eval.closed_loop import run_closed_loop
 
     results, videos, rtf = run_closed_loop(episodes=1, seed0=5000, overrides={}, max_sim_s=20.0,
                                            record_episodes=1, progress=print)

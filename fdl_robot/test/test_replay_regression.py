@@ -6,7 +6,7 @@ expert episode of the MuJoCo cell, seed 30000: 7.5 s, 113 RGB-D frames at 320x24
 with the ground truth (true poses, the detector's labels) recorded alongside.
 :func:`fdl_robot.bags.replay.replay_perception` plays it frame by frame through the
 one-process graph and waits for the tracker after every frame, so every frame is
-processed and the outputs do not depend on CPU load; :func:`~fdl_robot.bags.replay.evaluate`
+processed and the outputs do not depend on CPU load; :func:`fdl_robot.eval.replay.evaluate`
 scores them.
 
 Backends: the colour-blob detector (no weights) always; the trained YOLO
@@ -23,7 +23,8 @@ import pytest
 
 pytest.importorskip("rclpy")
 from fdl_robot.bags.reader import read_messages, summarize  # noqa: E402
-from fdl_robot.bags.replay import default_backend, evaluate, replay_perception  # noqa: E402
+from fdl_robot.bags.replay import default_backend, replay_perception  # noqa: E402
+from fdl_robot.eval.replay import evaluate  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -127,7 +128,7 @@ def test_replays_are_deterministic(replay):
 
 def test_idf1_by_hand():
     """One object over 4 frames: ids A, A, B, B -> IDTP 2 of 4 + 4 -> IDF1 0.5."""
-    from fdl_robot.bags.replay import idf1
+    from fdl_robot.core.mot_metrics import idf1
 
     p = [[0.0, 0.0, 0.0]]
     same = [(["g"], p, [1], p)] * 4

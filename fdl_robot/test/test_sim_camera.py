@@ -6,9 +6,6 @@
 * the uint16 millimetre conversion follows realsense-ros (0 = invalid).
 """
 
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 import pytest

@@ -1,16 +1,13 @@
 """Demonstration recording: ACT HDF5 layout, contents, perception noise model."""
 
 import json
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import h5py
 import numpy as np
 import pytest
 
+from fdl_robot.eval.stats import wilson_interval
 from fdl_robot.sim import scene
-from fdl_robot.sim.cli import wilson_interval
 from fdl_robot.sim.dataset import PerceptionNoise, PerceptionNoiseModel, load_episode, record_demos
 from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
 

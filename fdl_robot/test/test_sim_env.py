@@ -2,9 +2,6 @@
 
 import colorsys
 import hashlib
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import mujoco
 import numpy as np

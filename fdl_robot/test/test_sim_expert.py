@@ -1,8 +1,5 @@
 """Scripted expert: IK building blocks and pick-and-place success on fixed seeds."""
 
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import mujoco
 import numpy as np

@@ -228,11 +228,11 @@ def test_bad_parameters_fail_at_start_up():
 @pytest.mark.slow
 def test_expert_picks_and_places_through_ros_topics(tmp_path, capsys):
     """The acceptance demo on one seed: expert -> JointTrajectory topic -> sim_node."""
-    from fdl_robot.ros import sim_expert_demo
+    from fdl_robot.eval import ros_expert
 
     strip = tmp_path / "strip.png"
-    code = sim_expert_demo.main(["--episodes", "1", "--seed0", "3", "--width", "160",
-                                 "--height", "120", "--no-shadows", "--real-time-factor", "2",
-                                 "--strip", str(strip)])
+    code = ros_expert.main(["--episodes", "1", "--seed0", "3", "--width", "160",
+                            "--height", "120", "--no-shadows", "--real-time-factor", "2",
+                            "--strip", str(strip)])
     assert "1/1 = 100.0 %" in capsys.readouterr().out
     assert code == 0 and strip.stat().st_size > 1000

@@ -16,6 +16,13 @@ Unmatched ground truths are misses (FN), unmatched hypotheses false positives (F
     MOTA = 1 - (FN + FP + IDSW) / GT        (GT = sum over frames of #objects)
     RMSE = sqrt(mean ||p_hyp - p_gt||^2)     over all matched pairs (m)
     MOTP = mean ||p_hyp - p_gt||             over all matched pairs (m)
+
+IDF1 (Ristani et al. 2016) scores identities over the whole sequence instead of frame by
+frame: every (frame, gt, hyp) pair within ``max_distance_m`` is a co-occurrence of the
+identities (gt, hyp); the best one-to-one mapping of gt identities to hypothesis
+identities (Hungarian on the co-occurrence counts) keeps IDTP of them::
+
+    IDF1 = 2 IDTP / (#gt detections + #hyp detections)
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from numpy.typing import ArrayLike
 
 from fdl_robot.core.assignment import hungarian
 
-__all__ = ["MOTAccumulator", "MOTSummary", "evaluate_mot"]
+__all__ = ["MOTAccumulator", "MOTSummary", "evaluate_mot", "idf1"]
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,7 @@ class MOTAccumulator:
         # 2. optimal gated assignment of the rest
         gi, hj = np.flatnonzero(g_free), np.flatnonzero(h_free)
         r, c = hungarian(dist[np.ix_(gi, hj)], max_cost=self.max_distance_m)
-        new_pairs = list(zip(gi[r].tolist(), hj[c].tolist()))
+        new_pairs = list(zip(gi[r].tolist(), hj[c].tolist(), strict=True))
         # 3. identity switches among the new correspondences
         for i, j in new_pairs:
             g = g_ids[i].item()
@@ -154,3 +161,38 @@ def evaluate_mot(
     for gt_ids, gt_pos, hyp_ids, hyp_pos in frames:
         acc.update(gt_ids, gt_pos, hyp_ids, hyp_pos)
     return acc.summary()
+
+
+def idf1(
+    frames: Iterable[tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike]],
+    max_distance_m: float = 0.05,
+) -> float:
+    """IDF1 of ``(gt_ids, gt_positions, hyp_ids, hyp_positions)`` per frame (module docstring).
+
+    NaN without any detection; 0 when no pair ever comes within ``max_distance_m``.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    counts: dict[tuple, int] = {}
+    n_gt = n_hyp = 0
+    for gt_ids, gt_pos, hyp_ids, hyp_pos in frames:
+        g_ids, g_pos = _ids_and_points(gt_ids, gt_pos, "ground truth")
+        h_ids, h_pos = _ids_and_points(hyp_ids, hyp_pos, "hypotheses")
+        n_gt, n_hyp = n_gt + len(g_ids), n_hyp + len(h_ids)
+        if len(g_ids) and len(h_ids):
+            d = np.linalg.norm(g_pos[:, None] - h_pos[None], axis=-1)
+            g_list, h_list = g_ids.tolist(), h_ids.tolist()
+            for i, j in zip(*np.nonzero(d <= max_distance_m), strict=True):
+                key = (g_list[i], h_list[j])
+                counts[key] = counts.get(key, 0) + 1
+    if n_gt + n_hyp == 0:
+        return float("nan")
+    if not counts:
+        return 0.0
+    gts = sorted({g for g, _ in counts}, key=str)
+    hyps = sorted({h for _, h in counts}, key=str)
+    m = np.zeros((len(gts), len(hyps)))
+    for (g, h), c in counts.items():
+        m[gts.index(g), hyps.index(h)] = c
+    rows, cols = linear_sum_assignment(-m)
+    return 2.0 * m[rows, cols].sum() / (n_gt + n_hyp)

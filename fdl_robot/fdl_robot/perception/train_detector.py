@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -97,7 +96,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=default_model_dir(), help="where best.pt/best.onnx go")
     p.add_argument("--skip-eval", action="store_true", help="do not run the held-out evaluation")
     args = p.parse_args(argv)
-    os.environ.setdefault("MUJOCO_GL", "egl")        # headless rendering of the sim
 
     yaml_path = args.dataset / "dataset.yaml"
     if not yaml_path.exists():
@@ -116,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "training.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "dataset"}, indent=2))
     if not args.skip_eval:
-        from fdl_robot.perception.evaluate_detector import main as evaluate_main
+        from fdl_robot.eval.detector import main as evaluate_main
 
         return evaluate_main(["--weights", str(args.out / "best.pt"), "--dataset", str(args.dataset),
                               "--imgsz", str(args.imgsz), "--json", str(args.out / "metrics.json")])

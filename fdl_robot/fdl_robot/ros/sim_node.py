@@ -78,7 +78,6 @@ its start posture and no command; the response arrives once it is done.
 from __future__ import annotations
 
 import collections
-import os
 import queue
 import threading
 import time
@@ -99,8 +98,6 @@ from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, camera_to_camera_info, depth_to_image,
                                        ns_to_stamp, rgb_to_image, stamp_to_ns)
 from fdl_robot.ros.parameters import ARM_JOINTS, GRIPPER_JOINT
-
-os.environ.setdefault("MUJOCO_GL", "egl")   # before mujoco is imported (by the env, lazily)
 
 __all__ = ["JOINT_NAMES", "JointCommand", "SimNode", "command_target", "parse_trajectory", "main"]
 

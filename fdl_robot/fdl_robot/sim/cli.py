@@ -6,39 +6,21 @@
     python -m fdl_robot.sim.cli snapshot --seed 0 --out scene.png
 
 Each subcommand also has its own ``*_main`` function for console-script entry points.
-Rendering is headless; set ``MUJOCO_GL=egl`` (done here if unset).
+``evaluate`` is :mod:`fdl_robot.eval.sim_expert`. Rendering is headless (``MUJOCO_GL=egl``,
+set by :mod:`fdl_robot.sim` if unset).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-__all__ = ["main", "record_main", "evaluate_main", "bench_main", "snapshot_main", "wilson_interval"]
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (default 95 %).
-
-    centre = (p + z^2/2n) / (1 + z^2/n),  half = z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)
-    """
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+__all__ = ["main", "record_main", "evaluate_main", "bench_main", "snapshot_main"]
 
 
 # --------------------------------------------------------------------------- record
@@ -83,86 +65,15 @@ def record_main(argv: Sequence[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------- evaluate
 def _evaluate_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--seed0", type=int, default=1000, help="first seed (held out from the default demo seeds)")
-    p.add_argument("--max-steps", type=int, default=600)
-    p.add_argument("--strip", type=Path, default=None, help="PNG strip of the first episode's camera view")
-    p.add_argument("--strip-frames", type=int, default=8)
-    p.add_argument("--video", type=Path, default=None, help="MP4 of the first episode (25 fps)")
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
-    p.add_argument("--json", type=Path, default=None, help="write the per-seed results here")
-    p.add_argument("--no-align-yaw", action="store_true", help="grasp at the arm's natural yaw, ignoring the cube's")
-    return p
+    from fdl_robot.eval.sim_expert import add_expert_arguments
+
+    return add_expert_arguments(p)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import cv2
-    from tqdm import tqdm
+    from fdl_robot.eval.sim_expert import evaluate_from_arguments
 
-    from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
-    from fdl_robot.sim.expert import ExpertConfig, ScriptedExpert, run_expert_episode
-
-    env = PickPlaceEnv(PickPlaceConfig(image_width=args.width, image_height=args.height,
-                                       max_episode_steps=args.max_steps))
-    expert = ScriptedExpert(env.model, ExpertConfig(align_yaw=not args.no_align_yaw))
-    results = []
-    frames: list[tuple[np.ndarray, str]] = []
-
-    def capture(obs: dict, action: np.ndarray) -> None:
-        if len(results) == 0 and round(obs["time_s"] / env.control_dt_s) % 2 == 0:  # 25 Hz
-            frames.append((env.render_rgb(), f"{obs['time_s']:.1f}s {expert.phase}"))
-
-    want_frames = args.strip is not None or args.video is not None
-    t0 = time.perf_counter()
-    bar = tqdm(range(args.seed0, args.seed0 + args.episodes), desc="expert", unit="ep")
-    for seed in bar:
-        r = run_expert_episode(env, expert, seed, max_steps=args.max_steps,
-                               on_step=capture if (want_frames and not results) else None)
-        results.append(r)
-        n_ok = sum(x.success for x in results)
-        bar.set_postfix(success=f"{n_ok}/{len(results)}")
-    wall_s = time.perf_counter() - t0
-    env.close()
-
-    n, k = len(results), sum(r.success for r in results)
-    lo, hi = wilson_interval(k, n)
-    done = [r.expert_done_step * env.control_dt_s for r in results if r.expert_done_step is not None]
-    failed = [r.seed for r in results if not r.success]
-    sim_s = sum(r.duration_s for r in results)
-    print(f"expert success: {k}/{n} = {100 * k / n:.1f} % (95 % Wilson CI {100 * lo:.1f}-{100 * hi:.1f} %)")
-    print(f"mean time to done: {np.mean(done):.2f} s (min {np.min(done):.2f}, max {np.max(done):.2f}) "
-          f"= {np.mean(done) / env.control_dt_s:.0f} control steps")
-    print(f"retries: {sum(r.retries for r in results)}, IK non-converged steps: {sum(r.ik_failures for r in results)}")
-    print(f"failed seeds: {failed}")
-    print(f"simulated {sim_s:.0f} s in {wall_s:.0f} s wall (real-time factor {sim_s / wall_s:.1f}, "
-          f"{'incl.' if want_frames else 'no'} rendering of the first episode)")
-    if args.json:
-        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=1))
-    if frames and args.strip:
-        idx = np.linspace(0, len(frames) - 1, args.strip_frames).round().astype(int)
-        tiles = []
-        for i in idx:
-            img = cv2.cvtColor(frames[i][0], cv2.COLOR_RGB2BGR)
-            cv2.putText(img, frames[i][1], (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-            tiles.append(img)
-        cols = 4
-        rows = [np.hstack(tiles[j:j + cols] + [np.zeros_like(tiles[0])] * (cols - len(tiles[j:j + cols])))
-                for j in range(0, len(tiles), cols)]
-        args.strip.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(args.strip), np.vstack(rows))
-        print(f"image strip of seed {args.seed0}: {args.strip}")
-    if frames and args.video:
-        args.video.parent.mkdir(parents=True, exist_ok=True)
-        h, w = frames[0][0].shape[:2]
-        writer = cv2.VideoWriter(str(args.video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (w, h))
-        for img, label in frames:
-            bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-            cv2.putText(bgr, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-            writer.write(bgr)
-        writer.release()
-        print(f"video of seed {args.seed0}: {args.video}")
-    return 0 if k == n else 1
+    return evaluate_from_arguments(args)
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:

@@ -11,9 +11,9 @@ aligned depth and ground truth, so the evaluation needs no dataset on disk.
 and over the cube classes (``red_cube``, ``cube``).
 
 3D: each ground-truth object is matched to at most one detection of its class
-(Hungarian on 1 - IoU, IoU >= 0.5); the matched box is lifted with the aligned depth
-(:func:`fdl_robot.perception.lifting.lift_detections`: robust box depth, pinhole
-back-projection, surface-to-centre offset, ``p_base = T_base_cam p_cam``) and compared
+(:func:`fdl_robot.eval.matching.match_by_class`, IoU >= 0.5); the matched box is lifted with
+the aligned depth (:func:`fdl_robot.perception.lifting.lift_detections`: robust box depth,
+pinhole back-projection, surface-to-centre offset, ``p_base = T_base_cam p_cam``) and compared
 with the true object centre in ``base_link``::
 
     e = || p_base_estimated - p_base_true ||     (metres)
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -38,55 +37,52 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from fdl_robot.core.assignment import hungarian
-from fdl_robot.core.boxes import box_iou
 from fdl_robot.core.metrics import evaluate_detections
-from fdl_robot.perception.detector import Detector, default_model_path, make_detector
+from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
+from fdl_robot.eval.matching import match_by_class
+from fdl_robot.perception.detector import Detector, DetectorConfig, default_model_path, make_detector
 from fdl_robot.perception.lifting import LiftingConfig, lift_detections
+from fdl_robot.sim.detection_dataset import CLASS_NAMES, VAL_SEED0
 
-__all__ = ["DISTANCE_BINS_M", "OCCLUSION_BINS", "run_evaluation", "summarise_3d", "main"]
+__all__ = ["DETECTOR_EVAL", "DISTANCE_BINS_M", "OCCLUSION_BINS", "DetectorEvaluator", "run_evaluation",
+           "summarise_2d", "summarise_3d", "main"]
 
 #: Depth of the object centre along the optical axis, metres: [lo, hi).
 DISTANCE_BINS_M = ((0.0, 0.75), (0.75, 0.9), (0.9, 1.05), (1.05, 9.0))
 #: Visible fraction: name, [lo, hi].
 OCCLUSION_BINS = (("unoccluded", 0.97, 1.01), ("partly (50-97 %)", 0.5, 0.97), ("mostly (<50 %)", 0.0, 0.5))
 CUBE_CLASSES = (0, 1)
+#: 60 episodes of the validation split (seeds from VAL_SEED0 on; training uses them to pick its
+#: best epoch, so give e.g. --seed0 30000 for seeds no run has seen). No episode limit: each
+#: episode gives FRAMES_PER_EPISODE frames at fixed moments of the expert's run.
+DETECTOR_EVAL = EvalConfig(episodes=60, seed0=VAL_SEED0)
+FRAMES_PER_EPISODE = 4
+#: The lifting and operating threshold of detector_node.
+_LIFTING = LiftingConfig()
+_DETECTOR = DetectorConfig()
 
 
-def _match(det_boxes, det_ids, gt_boxes, gt_ids):
-    """Pairs (det index, gt index) of the same class with IoU >= 0.5, Hungarian on 1 - IoU."""
-    pairs = []
-    for c in np.unique(gt_ids):
-        d, g = np.flatnonzero(det_ids == c), np.flatnonzero(gt_ids == c)
-        if len(d) == 0:
-            continue
-        rows, cols = hungarian(1.0 - box_iou(det_boxes[d], gt_boxes[g]), max_cost=0.5)
-        pairs += [(int(d[r]), int(g[k])) for r, k in zip(rows, cols)]
-    return pairs
-
-
-def run_evaluation(detector: Detector, n_episodes: int = 60, frames_per_episode: int = 4,
-                   seed0: int | None = None, lifting: LiftingConfig = LiftingConfig(),
-                   score_threshold: float = 0.25, progress: bool = True) -> dict:
+def run_evaluation(detector: Detector, config: EvalConfig = DETECTOR_EVAL,
+                   frames_per_episode: int = FRAMES_PER_EPISODE, lifting: LiftingConfig = _LIFTING,
+                   score_threshold: float = _DETECTOR.score_threshold, progress: bool = True) -> dict:
     """Render held-out frames, detect, lift; return per-frame predictions and per-object rows.
 
     Predictions keep every detection (mAP needs the low-score tail); matching and lifting
     use only those with ``score >= score_threshold``, what detector_node would publish.
     """
-    from fdl_robot.sim.detection_dataset import CLASS_NAMES, VAL_SEED0, episode_frames
+    from fdl_robot.sim.detection_dataset import episode_frames
     from fdl_robot.sim.env import PickPlaceEnv
     from fdl_robot.sim.expert import ScriptedExpert
 
     names = tuple(detector.class_names)
     # detector class id -> dataset class id (by name); unknown names map to -1
     to_dataset = {i: (CLASS_NAMES.index(n) if n in CLASS_NAMES else -1) for i, n in enumerate(names)}
-    seed0 = VAL_SEED0 if seed0 is None else seed0
     env = PickPlaceEnv()
     expert = ScriptedExpert(env.model)
     preds, gts, rows = [], [], []
     latencies = []
     try:
-        for seed in tqdm(range(seed0, seed0 + n_episodes), desc="evaluating", unit="ep", disable=not progress):
+        for seed in tqdm(config.seeds, desc="evaluating", unit="ep", disable=not progress):
             for frame in episode_frames(env, expert, seed, frames_per_episode):
                 t0 = time.perf_counter()
                 det = detector.detect(frame.rgb)
@@ -97,26 +93,31 @@ def run_evaluation(detector: Detector, n_episodes: int = 60, frames_per_episode:
                 preds.append({"boxes": det.boxes_xyxy, "labels": ids, "scores": det.scores})
                 gts.append({"boxes": gt_boxes, "labels": gt_ids})
                 kept = np.flatnonzero(det.scores >= score_threshold)
-                pairs = dict((g, int(kept[d])) for d, g in
-                             _match(det.boxes_xyxy[kept], ids[kept], gt_boxes, gt_ids))
-                matched = sorted(pairs)
-                lifted = {}
-                for key, T in (("true", frame.T_base_cam), ("nominal", frame.T_base_cam_nominal)):
-                    boxes = det.boxes_xyxy[[pairs[g] for g in matched]].reshape(-1, 4)
-                    obj = lift_detections(boxes, frame.depth_m, frame.camera, T, lifting)
-                    lifted[key] = {matched[i]: obj.p_base[k] for k, i in enumerate(obj.index)}
-                for g, lb in enumerate(frame.labels):
-                    row = {"seed": frame.seed, "step": frame.step, "name": lb.name, "class_id": lb.class_id,
-                           "visibility": lb.visibility, "depth_m": lb.depth_m, "detected": g in pairs}
-                    for key in ("true", "nominal"):
-                        p = lifted[key].get(g)
-                        row[f"error_{key}_m"] = (float(np.linalg.norm(p - lb.p_base_m))
-                                                 if p is not None else None)
-                    rows.append(row)
+                pairs = {g: int(kept[d]) for d, g in match_by_class(det.boxes_xyxy[kept], ids[kept], gt_boxes, gt_ids)}
+                rows += _object_rows(frame, det.boxes_xyxy, pairs, lifting)
     finally:
         env.close()
     return {"predictions": preds, "ground_truths": gts, "objects": rows,
             "latency_s": np.asarray(latencies), "class_names": CLASS_NAMES}
+
+
+def _object_rows(frame, det_boxes: np.ndarray, pairs: dict[int, int], lifting: LiftingConfig) -> list[dict]:
+    """One row per ground-truth object: detected or not, 3D error with true and nominal extrinsics."""
+    matched = sorted(pairs)
+    lifted = {}
+    for key, T in (("true", frame.T_base_cam), ("nominal", frame.T_base_cam_nominal)):
+        boxes = det_boxes[[pairs[g] for g in matched]].reshape(-1, 4)
+        obj = lift_detections(boxes, frame.depth_m, frame.camera, T, lifting)
+        lifted[key] = {matched[i]: obj.p_base[k] for k, i in enumerate(obj.index)}
+    rows = []
+    for g, lb in enumerate(frame.labels):
+        row = {"seed": frame.seed, "step": frame.step, "name": lb.name, "class_id": lb.class_id,
+               "visibility": lb.visibility, "depth_m": lb.depth_m, "detected": g in pairs}
+        for key in ("true", "nominal"):
+            p = lifted[key].get(g)
+            row[f"error_{key}_m"] = float(np.linalg.norm(p - lb.p_base_m)) if p is not None else None
+        rows.append(row)
+    return rows
 
 
 def _stats(errors: list[float]) -> dict:
@@ -175,7 +176,7 @@ def plot_errors(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, key in zip(axes, ("true", "nominal")):
+    for ax, key in zip(axes, ("true", "nominal"), strict=True):
         for name, lo, hi in OCCLUSION_BINS:
             e = np.sort([r[f"error_{key}_m"] * 1e3 for r in rows if r["class_id"] in CUBE_CLASSES
                          and r[f"error_{key}_m"] is not None and lo <= r["visibility"] < hi])
@@ -224,50 +225,62 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+class DetectorEvaluator:
+    """Evaluates a detector (built with a low score threshold, for mAP) on ``config``'s seeds.
+
+    ``score_threshold`` is the operating threshold of the 3D part and of ``2d_at_threshold``;
+    ``plot``: where to draw the CDF of the 3D errors (none if None).
+    """
+
+    def __init__(self, config: EvalConfig = DETECTOR_EVAL, score_threshold: float = _DETECTOR.score_threshold,
+                 plot: Path | None = None, progress: bool = True):
+        self.config, self.score_threshold, self.plot, self.progress = config, score_threshold, plot, progress
+
+    def run(self, detector: Detector) -> dict:
+        """2D mAP (all detections and those at the threshold), 3D error statistics, latency."""
+        result = run_evaluation(detector, self.config, score_threshold=self.score_threshold,
+                                progress=self.progress)
+        # 3D uses the detections an operating detector would publish (score >= threshold)
+        rows = result["objects"]
+        kept_preds = [{k: np.asarray(v)[np.asarray(pr["scores"]) >= self.score_threshold] for k, v in pr.items()}
+                      for pr in result["predictions"]]
+        if self.plot is not None:
+            plot_errors(rows, self.plot)
+        return {
+            "episodes": self.config.episodes, "seed0": self.config.seed0, "frames": len(result["predictions"]),
+            "2d": summarise_2d(result["predictions"], result["ground_truths"], result["class_names"]),
+            "2d_at_threshold": summarise_2d(kept_preds, result["ground_truths"], result["class_names"]),
+            "3d_true": summarise_3d(rows, CUBE_CLASSES, "true"),
+            "3d_nominal": summarise_3d(rows, CUBE_CLASSES, "nominal"),
+            "3d_bin_true": summarise_3d(rows, (2,), "true"),
+            "latency_ms_median": round(float(np.median(result["latency_s"])) * 1e3, 2),
+        }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", default="ultralytics", help="'ultralytics' (.pt/.onnx), 'onnx', 'detr', 'color'")
+    p = argparse.ArgumentParser(prog="fdl-robot-eval-detector", description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", default=_DETECTOR.backend, help="'ultralytics' (.pt/.onnx), 'onnx', 'detr', 'color'")
     p.add_argument("--weights", default="", help="weights ('' = the shipped best.pt)")
     p.add_argument("--dataset", default="", help="(unused; frames are re-rendered from their seeds)")
-    p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--score-threshold", type=float, default=0.25)
-    p.add_argument("--episodes", type=int, default=60, help="validation episodes (4 frames each)")
-    p.add_argument("--seed0", type=int, default=None,
-                   help="first seed (default: VAL_SEED0, the validation split that training also "
-                        "uses to pick its best epoch; give e.g. 30000 for seeds no run has seen)")
+    p.add_argument("--imgsz", type=int, default=_DETECTOR.image_size)
+    p.add_argument("--score-threshold", type=float, default=_DETECTOR.score_threshold)
+    add_arguments(p, DETECTOR_EVAL, limit=None,
+                  episodes_help=f"validation episodes ({FRAMES_PER_EPISODE} frames each)",
+                  seed0_help="first seed (default: VAL_SEED0, the validation split that training also "
+                             "uses to pick its best epoch; give e.g. 30000 for seeds no run has seen)")
     p.add_argument("--json", type=Path, default=Path("outputs/detector_eval.json"))
     p.add_argument("--plot", type=Path, default=None, help="CDF plot (default: next to --json)")
     args = p.parse_args(argv)
-    os.environ.setdefault("MUJOCO_GL", "egl")        # headless rendering of the sim
 
-    from fdl_robot.sim.detection_dataset import VAL_SEED0
-
-    seed0 = VAL_SEED0 if args.seed0 is None else args.seed0
     weights = args.weights or default_model_path(args.backend)
     # mAP needs the low-score tail of the detections: evaluate at a low threshold for 2D
     detector = make_detector(args.backend, weights, image_size=args.imgsz, score_threshold=0.001,
                              max_detections=100)
-    result = run_evaluation(detector, n_episodes=args.episodes, score_threshold=args.score_threshold,
-                            seed0=seed0)
-    # 3D uses the detections an operating detector would publish (score >= threshold)
-    rows = result["objects"]
-    kept_preds = [{k: np.asarray(v)[np.asarray(pr["scores"]) >= args.score_threshold] for k, v in pr.items()}
-                  for pr in result["predictions"]]
-    summary = {
-        "backend": args.backend, "weights": str(weights), "imgsz": args.imgsz, "episodes": args.episodes,
-        "seed0": seed0,
-        "frames": len(result["predictions"]),
-        "2d": summarise_2d(result["predictions"], result["ground_truths"], result["class_names"]),
-        "2d_at_threshold": summarise_2d(kept_preds, result["ground_truths"], result["class_names"]),
-        "3d_true": summarise_3d(rows, CUBE_CLASSES, "true"),
-        "3d_nominal": summarise_3d(rows, CUBE_CLASSES, "nominal"),
-        "3d_bin_true": summarise_3d(rows, (2,), "true"),
-        "latency_ms_median": round(float(np.median(result["latency_s"])) * 1e3, 2),
-    }
+    plot = args.plot or args.json.with_suffix(".png")
+    evaluator = DetectorEvaluator(from_arguments(args, DETECTOR_EVAL), args.score_threshold, plot)
+    summary = {"backend": args.backend, "weights": str(weights), "imgsz": args.imgsz, **evaluator.run(detector)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=2))
-    plot = args.plot or args.json.with_suffix(".png")
-    plot_errors(rows, plot)
     print(markdown(summary))
     print(f"\nwritten: {args.json}, {plot}")
     return 0

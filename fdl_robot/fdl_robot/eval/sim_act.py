@@ -1,8 +1,8 @@
-"""Closed-loop evaluation of ACT in the simulator: ``fdl-robot-eval-act``.
+"""Closed-loop evaluation of a policy (ACT) in the simulator: ``fdl-robot-eval-act``.
 
     fdl-robot-eval-act --episodes 100 --seed0 5000 --json outputs/act/eval.json
 
-Every episode: ``PickPlaceEnv.reset(seed)``, then at each 50 Hz control step a
+Every episode: ``PickPlaceEnv.reset(seed)``, then at each control step a
 :class:`~fdl_robot.policy.interface.PolicyObservation` is built from the simulator's
 joint state and the object inputs below, :class:`~fdl_robot.policy.runner.PolicyRunner`
 (the policy_node's defaults: its joint limits, rate limit and tracking-error bound,
@@ -19,8 +19,8 @@ Object inputs (rows):
   ``objects_noisy`` model: extrinsic error of the episode's camera jitter, 2 mm bias,
   per-frame noise (1.5, 1.5, 4) mm in the optical frame, 15 Hz zero-order hold, 3 %
   dropouts) with dropouts replaced by the last valid value (as a tracker coasts), plus
-  ``--latency-s`` (default 80 ms) of delay and an extra per-episode bin-centre bias
-  N(0, ``--bin-bias-m``^2) in x and y (a tracked bin detection's centre).
+  ``--latency-s`` of delay and an extra per-episode bin-centre bias N(0, ``--bin-bias-m``^2)
+  in x and y (a tracked bin detection's centre).
 * ``occluded``: ``noisy`` and, while the gripper is closed (closure > 0.3), the target
   input frozen at its last value before closing (the cube hidden by the fingers).
 
@@ -32,22 +32,57 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from fdl_robot.core.robot import CONTROL_DT_S
+from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
+from fdl_robot.eval.media import caption, evenly_spaced, write_strip
+from fdl_robot.eval.stats import SuccessSummary
+from fdl_robot.policy.runner import EXECUTION_MODES
+from fdl_robot.ros.parameters import defaults
 
-__all__ = ["EpisodeOutcome", "ObjectInputs", "run_episode", "evaluate", "main", "INPUT_MODES"]
+__all__ = ["EpisodeOutcome", "ObjectInputs", "PolicyEvalConfig", "ACTEvaluator", "run_episode", "markdown_table",
+           "main", "INPUT_MODES", "POLICY_EVAL"]
 
 INPUT_MODES = ("gt", "noisy", "occluded")
 #: Gripper closure above which the 'occluded' inputs freeze the target.
 _CLOSED = 0.3
+#: Seeds, episodes and limit of the policy evaluations: the defaults of :class:`EvalConfig`.
+POLICY_EVAL = EvalConfig()
+#: Strip of the first episode: a frame every STRIP_EVERY control steps, STRIP_FRAMES of them.
+STRIP_EVERY, STRIP_FRAMES = 10, 8
+
+
+@dataclass(frozen=True)
+class PolicyEvalConfig:
+    """The rows of a policy evaluation and how each episode is run (module docstring).
+
+    ``settle_s``: end an episode once solved this long (0 = always run the limit);
+    ``ensemble_m``: temporal ensembling weight decay (policy_node's default);
+    ``latency_s``, ``bin_bias_m``: object input delay and extra bin-centre bias std of the
+    noisy rows.
+    """
+
+    inputs: tuple[str, ...] = ("gt", "noisy")
+    executions: tuple[str, ...] = EXECUTION_MODES
+    settle_s: float = 1.0
+    ensemble_m: float = defaults("policy_node")["ensemble_m"]
+    latency_s: float = 0.08
+    bin_bias_m: float = 0.007
+
+    def __post_init__(self):
+        if not set(self.inputs) <= set(INPUT_MODES) or not set(self.executions) <= set(EXECUTION_MODES):
+            raise ValueError(f"inputs must be among {INPUT_MODES} and executions among {EXECUTION_MODES}, "
+                             f"got {self.inputs} and {self.executions}")
+
+
+_DEFAULTS = PolicyEvalConfig()
 
 
 @dataclass(frozen=True)
@@ -64,7 +99,8 @@ class EpisodeOutcome:
 class ObjectInputs:
     """The target and bin positions the policy is fed in one episode (see the module docstring)."""
 
-    def __init__(self, mode: str, env: Any, seed: int, latency_s: float = 0.08, bin_bias_m: float = 0.007):
+    def __init__(self, mode: str, env: Any, seed: int, latency_s: float = _DEFAULTS.latency_s,
+                 bin_bias_m: float = _DEFAULTS.bin_bias_m):
         if mode not in INPUT_MODES:
             raise ValueError(f"inputs must be one of {INPUT_MODES}, got '{mode}'")
         from fdl_robot.sim.dataset import PerceptionNoise, PerceptionNoiseModel
@@ -106,9 +142,9 @@ class ObjectInputs:
         return target.copy(), bin_p.copy()
 
 
-def run_episode(env: Any, runner: Any, seed: int, inputs: str = "gt", max_steps: int = 600,
-                settle_s: float = 1.0, latency_s: float = 0.08, bin_bias_m: float = 0.007,
-                on_step: Any = None) -> EpisodeOutcome:
+def run_episode(env: Any, runner: Any, seed: int, inputs: str = "gt", max_steps: int = POLICY_EVAL.max_steps,
+                settle_s: float = _DEFAULTS.settle_s, latency_s: float = _DEFAULTS.latency_s,
+                bin_bias_m: float = _DEFAULTS.bin_bias_m, on_step: Any = None) -> EpisodeOutcome:
     """One closed-loop episode of ``runner`` (a PolicyRunner) in ``env`` (see the module docstring)."""
     from fdl_robot.policy.interface import PolicyObservation
 
@@ -120,7 +156,8 @@ def run_episode(env: Any, runner: Any, seed: int, inputs: str = "gt", max_steps:
     dropped = False
     holds, predict_s, n_pred = 0, 0.0, 0
     steps = 0
-    for steps in range(1, max_steps + 1):
+    while steps < max_steps:
+        steps += 1
         t = float(obs["time_s"])
         target, bin_p = feed(obs)
         pobs = PolicyObservation(obs["qpos"], obs["gripper"], target, bin_p, t)
@@ -148,78 +185,76 @@ def run_episode(env: Any, runner: Any, seed: int, inputs: str = "gt", max_steps:
 
 
 def _summary(outcomes: list[EpisodeOutcome]) -> dict[str, Any]:
-    from fdl_robot.sim.cli import wilson_interval
-
-    n, k = len(outcomes), sum(o.success for o in outcomes)
-    lo, hi = wilson_interval(k, n)
-    times = [o.time_to_success_s for o in outcomes if o.success]
-    return {"episodes": n, "successes": k, "success_rate": k / n if n else 0.0,
-            "wilson95": [lo, hi], "mean_time_to_success_s": float(np.mean(times)) if times else None,
-            "failed_seeds": [o.seed for o in outcomes if not o.success],
+    summary = SuccessSummary.of([o.seed for o in outcomes], [o.success for o in outcomes],
+                                [o.time_to_success_s for o in outcomes])
+    return {**summary.as_dict("mean_time_to_success_s"),
             "mean_predict_ms": float(np.mean([o.mean_predict_ms for o in outcomes]))}
 
 
-def evaluate(model_path: str = "", episodes: int = 100, seed0: int = 5000,
-             inputs: Sequence[str] = ("gt", "noisy"), executions: Sequence[str] = ("ensemble", "chunk"),
-             max_steps: int = 700, settle_s: float = 1.0, ensemble_m: float = 0.01,
-             latency_s: float = 0.08, bin_bias_m: float = 0.007, progress: bool = True,
-             strip: Path | None = None) -> dict[str, Any]:
-    """Run every (inputs, execution) row over seeds seed0 .. seed0 + episodes - 1."""
-    from tqdm import tqdm
+class ACTEvaluator:
+    """Runs a policy through :class:`~fdl_robot.policy.runner.PolicyRunner` for every
+    (inputs, execution) row over ``config``'s seeds, in its own simulator.
 
-    from fdl_robot.policy.runner import PolicyRunner, limits_from_params, make_policy
-    from fdl_robot.ros.parameters import defaults
-    from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
+    ``strip``: image strip of the first episode. Close it (or use it as a context manager)
+    to free the renderer.
+    """
 
-    p = defaults("policy_node")
-    limits = limits_from_params(p)
-    policy = make_policy("act", dt_s=0.02, model_path=model_path)
-    env = PickPlaceEnv(PickPlaceConfig(image_width=320, image_height=240, max_episode_steps=0))
-    if abs(env.control_dt_s - policy.dt_s) > 1e-9:
-        raise ValueError(f"policy dt {policy.dt_s} != simulator control dt {env.control_dt_s}")
-    rows = []
-    frames: list[tuple[np.ndarray, str]] = []
-    for mode in inputs:
-        for execution in executions:
-            runner = PolicyRunner(policy, limits, execution, ensemble_m)
-            outcomes: list[EpisodeOutcome] = []
-            bar = tqdm(range(seed0, seed0 + episodes), desc=f"{mode}/{execution}", unit="ep",
-                       disable=not progress)
-            t0 = time.perf_counter()
-            for seed in bar:
-                capture = None
-                if strip is not None and not rows and not outcomes:
-                    def capture(obs, out, _f=frames):
-                        step = round(obs["time_s"] / env.control_dt_s)
-                        if step % 10 == 0:
-                            _f.append((env.render_rgb(), f"{obs['time_s']:.1f}s g={obs['gripper']:.2f}"))
-                outcomes.append(run_episode(env, runner, seed, mode, max_steps, settle_s, latency_s,
-                                            bin_bias_m, on_step=capture))
-                bar.set_postfix(success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}")
-            rows.append({"inputs": mode, "execution": execution, **_summary(outcomes),
-                         "wall_s": round(time.perf_counter() - t0, 1),
-                         "episodes_detail": [asdict(o) for o in outcomes]})
-    env.close()
-    if strip is not None and frames:
-        _write_strip(frames, strip)
-    return {"model": model_path or "shipped", "seeds": [seed0, seed0 + episodes - 1],
-            "chunk_size": policy.chunk_size, "dt_s": policy.dt_s, "ensemble_m": ensemble_m,
-            "max_steps": max_steps, "settle_s": settle_s, "latency_s": latency_s, "bin_bias_m": bin_bias_m,
-            "max_velocity_rad_s": list(p["max_velocity_rad_s"]), "rows": rows}
+    def __init__(self, config: EvalConfig = POLICY_EVAL, rows: PolicyEvalConfig = _DEFAULTS,
+                 progress: bool = True, strip: Path | None = None):
+        from fdl_robot.policy.runner import limits_from_params
+        from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
 
+        self.config, self.rows, self.progress, self.strip = config, rows, progress, strip
+        self.node_params = defaults("policy_node")
+        self.limits = limits_from_params(self.node_params)
+        self.env = PickPlaceEnv(PickPlaceConfig(image_width=320, image_height=240, max_episode_steps=0))
 
-def _write_strip(frames: list[tuple[np.ndarray, str]], path: Path, n: int = 8) -> None:
-    import cv2
+    def __enter__(self) -> ACTEvaluator:
+        return self
 
-    idx = np.linspace(0, len(frames) - 1, n).round().astype(int)
-    tiles = []
-    for i in idx:
-        img = cv2.cvtColor(frames[i][0], cv2.COLOR_RGB2BGR)
-        cv2.putText(img, frames[i][1], (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-        tiles.append(img)
-    rows = [np.hstack(tiles[j:j + 4]) for j in range(0, len(tiles), 4)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.vstack(rows))
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.env.close()
+
+    def run(self, policy: Any) -> dict[str, Any]:
+        """Every row's summary and episodes, and the settings they were run with (JSON-ready)."""
+        from tqdm import tqdm
+
+        from fdl_robot.policy.runner import PolicyRunner
+
+        env, cfg, rows_cfg = self.env, self.config, self.rows
+        if abs(env.control_dt_s - policy.dt_s) > 1e-9:
+            raise ValueError(f"policy dt {policy.dt_s} != simulator control dt {env.control_dt_s}")
+        rows = []
+        frames: list[tuple[np.ndarray, str]] = []
+
+        def capture(obs, _out):
+            if round(obs["time_s"] / env.control_dt_s) % STRIP_EVERY == 0:
+                frames.append((env.render_rgb(), f"{obs['time_s']:.1f}s g={obs['gripper']:.2f}"))
+
+        for mode in rows_cfg.inputs:
+            for execution in rows_cfg.executions:
+                runner = PolicyRunner(policy, self.limits, execution, rows_cfg.ensemble_m)
+                outcomes: list[EpisodeOutcome] = []
+                bar = tqdm(cfg.seeds, desc=f"{mode}/{execution}", unit="ep", disable=not self.progress)
+                t0 = time.perf_counter()
+                for seed in bar:
+                    first = self.strip is not None and not rows and not outcomes
+                    outcomes.append(run_episode(env, runner, seed, mode, cfg.max_steps, rows_cfg.settle_s,
+                                                rows_cfg.latency_s, rows_cfg.bin_bias_m,
+                                                on_step=capture if first else None))
+                    bar.set_postfix(success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}")
+                rows.append({"inputs": mode, "execution": execution, **_summary(outcomes),
+                             "wall_s": round(time.perf_counter() - t0, 1),
+                             "episodes_detail": [asdict(o) for o in outcomes]})
+        if self.strip is not None and frames:
+            write_strip([caption(rgb, text) for rgb, text in evenly_spaced(frames, STRIP_FRAMES)], self.strip)
+        return {"seeds": [cfg.seed0, cfg.seed0 + cfg.episodes - 1], "chunk_size": policy.chunk_size,
+                "dt_s": policy.dt_s, "ensemble_m": rows_cfg.ensemble_m, "max_steps": cfg.max_steps,
+                "settle_s": rows_cfg.settle_s, "latency_s": rows_cfg.latency_s, "bin_bias_m": rows_cfg.bin_bias_m,
+                "max_velocity_rad_s": list(self.node_params["max_velocity_rad_s"]), "rows": rows}
 
 
 def markdown_table(result: dict[str, Any]) -> str:
@@ -234,31 +269,40 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="fdl-robot-eval-act", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="", help="checkpoint ('' = the shipped weights)")
-    ap.add_argument("--episodes", type=int, default=100)
-    ap.add_argument("--seed0", type=int, default=5000, help="first seed (never used in training)")
-    ap.add_argument("--inputs", nargs="+", default=["gt", "noisy"], choices=INPUT_MODES)
-    ap.add_argument("--execution", nargs="+", default=["ensemble", "chunk"], choices=("ensemble", "chunk"))
-    ap.add_argument("--max-steps", type=int, default=700, help="episode limit, 50 Hz steps (14 s)")
-    ap.add_argument("--settle-s", type=float, default=1.0,
+    add_arguments(ap, POLICY_EVAL, "steps", seed0_help="first seed (never used in training)")
+    ap.add_argument("--inputs", nargs="+", default=list(_DEFAULTS.inputs), choices=INPUT_MODES)
+    ap.add_argument("--execution", nargs="+", default=list(_DEFAULTS.executions), choices=EXECUTION_MODES)
+    ap.add_argument("--settle-s", type=float, default=_DEFAULTS.settle_s,
                     help="end an episode once solved for this long (0 = always run max-steps)")
-    ap.add_argument("--ensemble-m", type=float, default=0.01)
-    ap.add_argument("--latency-s", type=float, default=0.08, help="object input delay of the noisy rows")
-    ap.add_argument("--bin-bias-m", type=float, default=0.007, help="extra bin-centre bias std of the noisy rows")
+    ap.add_argument("--ensemble-m", type=float, default=_DEFAULTS.ensemble_m)
+    ap.add_argument("--latency-s", type=float, default=_DEFAULTS.latency_s,
+                    help="object input delay of the noisy rows")
+    ap.add_argument("--bin-bias-m", type=float, default=_DEFAULTS.bin_bias_m,
+                    help="extra bin-centre bias std of the noisy rows")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--strip", type=Path, default=None, help="PNG strip of the first episode")
     ap.add_argument("--quiet", action="store_true")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
     import torch
+
+    from fdl_robot.policy.runner import make_policy
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    rows = PolicyEvalConfig(tuple(a.inputs), tuple(a.execution), a.settle_s, a.ensemble_m, a.latency_s,
+                            a.bin_bias_m)
     t0 = time.perf_counter()
-    result = evaluate(a.model, a.episodes, a.seed0, a.inputs, a.execution, a.max_steps, a.settle_s,
-                      a.ensemble_m, a.latency_s, a.bin_bias_m, progress=not a.quiet, strip=a.strip)
+    policy = make_policy("act", dt_s=CONTROL_DT_S, model_path=a.model)
+    with ACTEvaluator(from_arguments(a, POLICY_EVAL), rows, progress=not a.quiet, strip=a.strip) as evaluator:
+        result = {"model": a.model or "shipped", **evaluator.run(policy)}
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     result["torch_threads"] = torch.get_num_threads()
     print(markdown_table(result))
