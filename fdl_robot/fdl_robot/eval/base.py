@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fdl_robot.core.robot import CONTROL_DT_S
 
-__all__ = ["EvalConfig", "Evaluator", "POLICY_TEST_SEED0", "add_arguments", "from_arguments"]
+__all__ = ["EvalConfig", "Evaluator", "OwnsSimulator", "POLICY_TEST_SEED0", "add_arguments", "from_arguments"]
 
 #: First seed of the policy evaluations; training never uses seeds from here on.
 POLICY_TEST_SEED0 = 5000
@@ -28,6 +28,22 @@ class Evaluator(Protocol[S, M]):
     def run(self, subject: S, /) -> M:
         """Evaluate ``subject`` (over the configured episodes) and return its metrics."""
         ...
+
+
+class OwnsSimulator:
+    """Base of the evaluators that keep a simulator (``self.env``) between runs: close them,
+    or use them in a ``with`` block, to free its renderer."""
+
+    env: Any
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.env.close()
 
 
 @dataclass(frozen=True)

@@ -137,14 +137,18 @@ def _detection_scores(result: ReplayResult, labels: dict, cls, iou_threshold: fl
     return per_class, good_boxes
 
 
+def _with_truth(messages: list, truth: dict):
+    """(message, stamp, true cube names, centres, classes) of every message with ground truth at its stamp."""
+    for msg in messages:
+        stamp = _stamp_ns(msg)
+        if stamp in truth:
+            yield (msg, stamp, *_true_cubes(truth[stamp]))
+
+
 def _errors_3d(result: ReplayResult, truth: dict, cls, good_boxes: set) -> np.ndarray:
     """Distance (m) of each correctly detected cube's lifted position to the nearest true cube of its class."""
     errors = []
-    for objs in result.objects:
-        stamp = _stamp_ns(objs)
-        if stamp not in truth:
-            continue
-        _names, centres, classes = _true_cubes(truth[stamp])
+    for objs, stamp, _names, centres, classes in _with_truth(result.objects, truth):
         for o in objs.objects:
             c = cls(o.class_name)
             if c not in CUBE_CLASSES or (stamp, _box(o.detection)) not in good_boxes:
@@ -159,11 +163,7 @@ def _tracking_scores(result: ReplayResult, truth: dict, cls, mot_gate_m: float):
     """CLEAR-MOT summary and IDF1 of the tracks of cube classes against the true cube centres."""
     acc = MOTAccumulator(mot_gate_m)
     frames = []
-    for tracks in result.tracks:
-        stamp = _stamp_ns(tracks)
-        if stamp not in truth:
-            continue
-        names, centres, _ = _true_cubes(truth[stamp])
+    for tracks, _stamp, names, centres, _classes in _with_truth(result.tracks, truth):
         hyp = [t for t in tracks.tracks if cls(t.class_name) in CUBE_CLASSES]
         h_ids = np.array([t.id for t in hyp], dtype=int)
         h_pos = np.array([[t.position.x, t.position.y, t.position.z] for t in hyp], float).reshape(-1, 3)

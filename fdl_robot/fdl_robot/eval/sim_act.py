@@ -41,7 +41,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fdl_robot.core.robot import CONTROL_DT_S
-from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
+from fdl_robot.eval.base import EvalConfig, OwnsSimulator, add_arguments, from_arguments
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip
 from fdl_robot.eval.stats import SuccessSummary
 from fdl_robot.policy.runner import EXECUTION_MODES
@@ -191,12 +191,11 @@ def _summary(outcomes: list[EpisodeOutcome]) -> dict[str, Any]:
             "mean_predict_ms": float(np.mean([o.mean_predict_ms for o in outcomes]))}
 
 
-class ACTEvaluator:
+class ACTEvaluator(OwnsSimulator):
     """Runs a policy through :class:`~fdl_robot.policy.runner.PolicyRunner` for every
     (inputs, execution) row over ``config``'s seeds, in its own simulator.
 
-    ``strip``: image strip of the first episode. Close it (or use it as a context manager)
-    to free the renderer.
+    ``strip``: image strip of the first episode.
     """
 
     def __init__(self, config: EvalConfig = POLICY_EVAL, rows: PolicyEvalConfig = _DEFAULTS,
@@ -208,15 +207,6 @@ class ACTEvaluator:
         self.node_params = defaults("policy_node")
         self.limits = limits_from_params(self.node_params)
         self.env = PickPlaceEnv(PickPlaceConfig(image_width=320, image_height=240, max_episode_steps=0))
-
-    def __enter__(self) -> ACTEvaluator:
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.env.close()
 
     def run(self, policy: Any) -> dict[str, Any]:
         """Every row's summary and episodes, and the settings they were run with (JSON-ready)."""

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fdl_robot.core.robot import CONTROL_DT_S, CONTROL_RATE_HZ
-from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
+from fdl_robot.eval.base import EvalConfig, OwnsSimulator, add_arguments, from_arguments
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip, write_video
 from fdl_robot.eval.stats import SuccessSummary
 
@@ -60,11 +60,10 @@ class ExpertReport:
                 f"{'incl.' if self.rendered else 'no'} rendering of the first episode)"]
 
 
-class ExpertEvaluator:
+class ExpertEvaluator(OwnsSimulator):
     """Runs a :class:`~fdl_robot.sim.expert.ScriptedExpert` over ``config``'s seeds in its own env.
 
     ``strip`` / ``video``: image strip (``strip_frames`` frames) / MP4 of the first episode.
-    Close it (or use it as a context manager) to free the renderer.
     """
 
     def __init__(self, config: EvalConfig = EXPERT_EVAL, width: int = 320, height: int = 240,
@@ -76,15 +75,6 @@ class ExpertEvaluator:
         self.strip, self.strip_frames, self.video, self.progress = strip, strip_frames, video, progress
         self.env = PickPlaceEnv(PickPlaceConfig(image_width=width, image_height=height,
                                                 max_episode_steps=config.max_steps))
-
-    def __enter__(self) -> ExpertEvaluator:
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.env.close()
 
     def run(self, expert: Any) -> ExpertReport:
         from tqdm import tqdm

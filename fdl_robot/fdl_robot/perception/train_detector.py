@@ -13,7 +13,7 @@ decay fitted to the time budget by ``time=``); the dataset comes from
 :mod:`fdl_robot.sim.detection_dataset`. The best checkpoint (by ultralytics' fitness,
 0.1 mAP50 + 0.9 mAP50-95 on the validation split) is copied to
 ``fdl_robot/models/detector/best.pt``, exported to ``best.onnx``, evaluated with
-:mod:`fdl_robot.perception.evaluate_detector`, and the command, wall time and metrics
+:mod:`fdl_robot.eval.detector`, and the command, wall time and metrics
 are written next to it (``training.json``, ``MODEL_CARD.md`` is kept by hand).
 """
 from __future__ import annotations
