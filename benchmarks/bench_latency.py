@@ -51,6 +51,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (OUT_DIR, REPO, FrameSource, Graph, load_frames,  # noqa: E402
                      machine_info, percentiles, write_config)
 
+from fdl_robot.core.robot import CONTROL_DT_S  # noqa: E402
+from fdl_robot.ros.parameters import (DETECTIONS_TOPIC, OBJECTS_TOPIC, TRACKS_TOPIC,  # noqa: E402
+                                      TRAJECTORY_TOPIC)
+
 STAGES = ["detections", "objects", "tracks", "command"]
+STAGE_TOPIC = {"detections": DETECTIONS_TOPIC, "objects": OBJECTS_TOPIC, "tracks": TRACKS_TOPIC,
+               "command": TRAJECTORY_TOPIC}
 STAGE_NODE = {"detections": "detector_node", "objects": "localizer_node",
               "tracks": "tracker_node", "command": "policy_node"}
 SEED_BUDGET_MS = {  # seed section 29.5, per frame
@@ -67,7 +74,6 @@ SEED_BUDGET_MS = {  # seed section 29.5, per frame
     "action generation (ACT)": 20, "IK + trajectory planning": 10,
     "robot execution (sending command)": 5}
 TARGET_P50_MS, TARGET_P99_MS = 50.0, 80.0
-CONTROL_DT_S = 0.02
 
 
 class _Capture:
@@ -188,114 +194,173 @@ def measure_compute(frames, config: Path, n_frames: int, rate_hz: float = 15.0) 
 
 # --- one run: a mode and a camera rate ------------------------------------------------------------
 
-def run_graph(mode: str, rate_hz: float, frames, config: Path, duration_s: float, warmup_s: float,
-              log_dir: Path, graph_executor: str = "runner", sensor_depth: int = 0,
-              target_class: str = "red_cube",
-              startup_timeout_s: float = 120.0) -> dict:
-    import rclpy
-    from fdl_robot_interfaces.msg import Detection2DArray, Object3DArray, TrackArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from trajectory_msgs.msg import JointTrajectory
+class _Probe:
+    """The benchmark's node: the frame source, and a subscriber to every stage's output.
 
-    from fdl_robot.policy.runner import select_target
-    from fdl_robot.ros.conversions import stamp_to_ns
+    ``rec[stage][stamp_ns] = (source ts, received ts)`` (ns) of the first message of that
+    stage carrying the image stamp; ``has_target[stamp_ns]``: that frame's tracks hold a
+    target; ``command_log``: (publish time, header stamp) of every command that is not a hold.
+    """
 
-    ns = f"/fdl_bench_{os.getpid()}_{mode.replace('-', '_')}_{int(rate_hz)}"
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("bench_probe", context=context, namespace=ns)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    source = FrameSource(node, frames, rate_hz)
-    rec = {s: {} for s in STAGES}       # stage -> stamp_ns -> (source ts, received ts)
-    n_commands = {"all": 0, "holds": 0}
-    has_target: dict[int, bool] = {}
-    reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+    def __init__(self, context, ns: str, frames, rate_hz: float, target_class: str):
+        """Create the node, its executor, the frame source and the subscriptions."""
+        import rclpy
+        from fdl_robot_interfaces.msg import Detection2DArray, Object3DArray, TrackArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from trajectory_msgs.msg import JointTrajectory
 
-    def recorder(stage):
+        from fdl_robot.policy.inputs import select_target
+        from fdl_robot.ros.conversions import stamp_to_ns
+
+        self._select_target, self._stamp_to_ns = select_target, stamp_to_ns
+        self.ns, self.target_class = ns, target_class
+        self.node = rclpy.create_node("bench_probe", context=context, namespace=ns)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.source = FrameSource(self.node, frames, rate_hz)
+        self.rec = {s: {} for s in STAGES}
+        self.n_commands = {"all": 0, "holds": 0}
+        self.has_target: dict[int, bool] = {}
+        self.command_log: list[tuple[int, int]] = []
+        reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        for stage, msg_type in (("detections", Detection2DArray), ("objects", Object3DArray),
+                                ("tracks", TrackArray)):
+            self.node.create_subscription(msg_type, STAGE_TOPIC[stage], self._recorder(stage), reliable)
+        self.node.create_subscription(JointTrajectory, STAGE_TOPIC["command"], self._on_command, reliable)
+
+    def _recorder(self, stage: str):
+        """Callback keeping the DDS timestamps of stage ``stage``'s first message per image stamp."""
         def cb(msg, info):
-            stamp = stamp_to_ns(msg.header.stamp)
-            rec[stage].setdefault(stamp, (info["source_timestamp"], info["received_timestamp"]))
+            stamp = self._stamp_to_ns(msg.header.stamp)
+            self.rec[stage].setdefault(stamp, (info["source_timestamp"], info["received_timestamp"]))
             if stage == "tracks":
-                has_target[stamp] = select_target(msg.tracks, target_class, 0.3) is not None
+                self.has_target[stamp] = self._select_target(msg.tracks, self.target_class, 0.3) is not None
         return cb
 
-    command_log: list[tuple[int, int]] = []     # (publish time, header stamp) of every command
-
-    def on_command(msg, info):
+    def _on_command(self, msg, info) -> None:
+        """Count a hold, or log and record a command by its header stamp."""
         if len(msg.points) == 1 and list(msg.points[0].velocities) == [0.0] * len(msg.joint_names):
-            n_commands["holds"] += 1
+            self.n_commands["holds"] += 1
             return
-        stamp = stamp_to_ns(msg.header.stamp)
-        n_commands["all"] += 1
-        command_log.append((info["source_timestamp"], stamp))
-        rec["command"].setdefault(stamp, (info["source_timestamp"], info["received_timestamp"]))
+        stamp = self._stamp_to_ns(msg.header.stamp)
+        self.n_commands["all"] += 1
+        self.command_log.append((info["source_timestamp"], stamp))
+        self.rec["command"].setdefault(stamp, (info["source_timestamp"], info["received_timestamp"]))
 
-    for stage, msg_type, topic in (("detections", Detection2DArray, "detections"),
-                                   ("objects", Object3DArray, "objects"),
-                                   ("tracks", TrackArray, "tracks")):
-        node.create_subscription(msg_type, topic, recorder(stage), reliable)
-    node.create_subscription(JointTrajectory, "joint_trajectory_controller/joint_trajectory",
-                             on_command, reliable)
+    def spin(self, seconds: float, until=None) -> bool:
+        """Spin for ``seconds``, or until ``until()`` is true (then True)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if until is not None and until():
+                return True
+            self.executor.spin_once(timeout_sec=0.01)
+        return False
 
-    graph = Graph(mode, config, ns, log_dir, executor=graph_executor,
-                  sensor_depth=sensor_depth).start()
-    try:
-        def spin(seconds, until=None):
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                if until is not None and until():
-                    return True
-                executor.spin_once(timeout_sec=0.01)
-            return False
+    def graph_ready(self) -> bool:
+        """The graph subscribes to the frames and publishes every stage's output."""
+        return self.source.subscribers_ready() and all(
+            self.node.count_publishers(f"{self.ns}/{t}") >= 1 for t in STAGE_TOPIC.values())
 
-        t_start = time.monotonic()
-        outputs = ["detections", "objects", "tracks", "joint_trajectory_controller/joint_trajectory"]
-        ready = lambda: source.subscribers_ready() and all(  # noqa: E731
-            node.count_publishers(f"{ns}/{t}") >= 1 for t in outputs)
-        while not spin(1.0, ready):
-            graph.check_alive()
-            if time.monotonic() - t_start > startup_timeout_s:
-                raise TimeoutError(f"the graph did not come up in {startup_timeout_s} s")
-        startup_s = time.monotonic() - t_start
-        source.start()
-        source.frames_on(True)
-        spin(warmup_s)
-        stamps = lambda: {f.stamp_ns for f in source.published}  # noqa: E731
-        spin(30.0, lambda: set(rec["command"]) & stamps())    # the chain works end to end
+    def chain_works(self) -> bool:
+        """Some published frame got a command of its own (the chain works end to end)."""
+        return bool(set(self.rec["command"]) & {f.stamp_ns for f in self.source.published})
+
+    def close(self) -> None:
+        """Shut the executor down and destroy the node."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@dataclass
+class _Window:
+    """The measuring phase: published frames [first, last), its length and CPU readings at both ends."""
+
+    first: int
+    last: int
+    elapsed_s: float
+    late0: int                             # frame deadlines the source had missed before it
+    graph_cpu0: dict
+    graph_cpu1: dict
+    busy0: float
+    busy1: float
+    own0: float
+    own1: float
+
+
+def _wait_for_graph(probe: _Probe, graph: Graph, timeout_s: float) -> float:
+    """Spin until the graph is up (seconds it took); TimeoutError after ``timeout_s``."""
+    t_start = time.monotonic()
+    while not probe.spin(1.0, probe.graph_ready):
         graph.check_alive()
-        first = len(source.published)
-        late0 = source.late
-        cpu0, sys0, own0 = _cpu_times(graph.pids()), _system_busy_s(), _own_cpu_s()
-        t0 = time.monotonic()
-        spin(duration_s)
-        source.frames_on(False)
-        elapsed = time.monotonic() - t0
-        cpu1, sys1, own1 = _cpu_times(graph.pids()), _system_busy_s(), _own_cpu_s()
-        last = len(source.published)
-        spin(1.5)                                   # stragglers
-        graph.check_alive()
-    finally:
-        source.stop()
-        codes = graph.stop()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+        if time.monotonic() - t_start > timeout_s:
+            raise TimeoutError(f"the graph did not come up in {timeout_s} s")
+    return time.monotonic() - t_start
 
-    window = source.published[first:last]
-    result = analyse(window, rec, has_target, command_log)
+
+def _measure(probe: _Probe, graph: Graph, warmup_s: float, duration_s: float) -> _Window:
+    """Publish frames: warm up, wait for a first command, measure ``duration_s``, wait for stragglers."""
+    source = probe.source
+    source.start()
+    source.frames_on(True)
+    probe.spin(warmup_s)
+    probe.spin(30.0, probe.chain_works)
+    graph.check_alive()
+    first = len(source.published)
+    late0 = source.late
+    cpu0, sys0, own0 = _cpu_times(graph.pids()), _system_busy_s(), _own_cpu_s()
+    t0 = time.monotonic()
+    probe.spin(duration_s)
+    source.frames_on(False)
+    elapsed = time.monotonic() - t0
+    cpu1, sys1, own1 = _cpu_times(graph.pids()), _system_busy_s(), _own_cpu_s()
+    last = len(source.published)
+    probe.spin(1.5)                                   # stragglers
+    graph.check_alive()
+    return _Window(first, last, elapsed, late0, cpu0, cpu1, sys0, sys1, own0, own1)
+
+
+def _run_result(probe: _Probe, w: _Window, startup_s: float, codes: dict, settings: dict) -> dict:
+    """The run's report: latencies and losses of the window's frames, frame counts and CPU use."""
+    source, elapsed = probe.source, w.elapsed_s
+    window = source.published[w.first:w.last]
+    result = analyse(window, probe.rec, probe.has_target, probe.command_log)
     result.update({
-        "mode": mode, "executor": graph_executor, "rate_hz": rate_hz, "duration_s": elapsed, "startup_s": startup_s,
+        **settings, "duration_s": elapsed, "startup_s": startup_s,
         "frames_published": len(window), "achieved_rate_hz": len(window) / elapsed,
-        "source_late": source.late - late0, "commands": n_commands, "exit_codes": codes,
-        "graph_cpu_percent": {k: 100.0 * (cpu1.get(k, 0) - v) / elapsed for k, v in cpu0.items()},
-        "bench_process_cpu_percent": 100.0 * (own1 - own0) / elapsed,
-        "machine_busy_percent": 100.0 * (sys1 - sys0) / elapsed,   # of one core; 200 = 2 cores
+        "source_late": source.late - w.late0, "commands": probe.n_commands, "exit_codes": codes,
+        "graph_cpu_percent": {k: 100.0 * (w.graph_cpu1.get(k, 0) - v) / elapsed for k, v in w.graph_cpu0.items()},
+        "bench_process_cpu_percent": 100.0 * (w.own1 - w.own0) / elapsed,
+        "machine_busy_percent": 100.0 * (w.busy1 - w.busy0) / elapsed,   # of one core; 200 = 2 cores
         "loadavg_after": list(os.getloadavg())})
     graph_cpu = sum(result["graph_cpu_percent"].values()) + result["bench_process_cpu_percent"]
     result["other_processes_cpu_percent"] = result["machine_busy_percent"] - graph_cpu
     return result
+
+
+def run_graph(mode: str, rate_hz: float, frames, config: Path, duration_s: float, warmup_s: float,
+              log_dir: Path, graph_executor: str = "runner", sensor_depth: int = 0,
+              target_class: str = "red_cube",
+              startup_timeout_s: float = 120.0) -> dict:
+    """Start the graph in ``mode``, feed it frames at ``rate_hz`` and measure ``duration_s`` seconds."""
+    import rclpy
+
+    ns = f"/fdl_bench_{os.getpid()}_{mode.replace('-', '_')}_{int(rate_hz)}"
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    probe = _Probe(context, ns, frames, rate_hz, target_class)
+    graph = Graph(mode, config, ns, log_dir, executor=graph_executor,
+                  sensor_depth=sensor_depth).start()
+    try:
+        startup_s = _wait_for_graph(probe, graph, startup_timeout_s)
+        measured = _measure(probe, graph, warmup_s, duration_s)
+    finally:
+        probe.source.stop()
+        codes = graph.stop()
+        probe.close()
+        rclpy.shutdown(context=context)
+    return _run_result(probe, measured, startup_s, codes,
+                       {"mode": mode, "executor": graph_executor, "rate_hz": rate_hz})
 
 
 def _system_busy_s() -> float:
@@ -419,8 +484,9 @@ def markdown(report: dict) -> str:
              f"{report['machine']['cpus']} CPUs, Fast DDS profile "
              f"{Path(cfg['dds_profile']).name if cfg['dds_profile'] else 'default'}, executor "
              f"{cfg['executor']}, sensor QoS depth {cfg['sensor_depth']}", ""]
-    lines += ["| mode | camera | frames | e2e p50 | p95 | p99 | max | lost: det / obj / trk / cmd (of frames with a target) | "
-              "transport share | targets (p50<=50, p99<=80, no drops at 15 Hz) |",
+    lines += ["| mode | camera | frames | e2e p50 | p95 | p99 | max | "
+              "lost: det / obj / trk / cmd (of frames with a target) | transport share | "
+              "targets (p50<=50, p99<=80, no drops at 15 Hz) |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for run in report["runs"]:
         e = run["latency_ms"]["command"]
@@ -505,7 +571,7 @@ def plot(report: dict, path: Path) -> None:
 
     runs = report["runs"]
     fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.8 * len(runs)), squeeze=False)
-    for ax, run in zip(axes[:, 0], runs):
+    for ax, run in zip(axes[:, 0], runs, strict=True):
         raw = run["raw_latency_ms"]
         top = max([max(v) for v in raw.values() if v] + [100.0])
         bins = np.linspace(0, min(top, 300), 121)

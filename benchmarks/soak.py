@@ -37,8 +37,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT_DIR, FrameSource, load_frames, machine_info, write_config  # noqa: E402
 
-STAGE_TOPICS = {"detections": "detections", "objects": "objects", "tracks": "tracks",
-                "commands": "joint_trajectory_controller/joint_trajectory"}
+from fdl_robot.ros.parameters import (DETECTIONS_TOPIC, OBJECTS_TOPIC, TRACKS_TOPIC,  # noqa: E402
+                                      TRAJECTORY_TOPIC)
+
+STAGE_TOPICS = {"detections": DETECTIONS_TOPIC, "objects": OBJECTS_TOPIC, "tracks": TRACKS_TOPIC,
+                "commands": TRAJECTORY_TOPIC}
 
 
 def _slope_mb_per_min(t_s, values_mb) -> tuple[float | None, float | None]:
@@ -52,112 +55,139 @@ def _slope_mb_per_min(t_s, values_mb) -> tuple[float | None, float | None]:
     return float(slope), None if stderr is None else float(stderr)
 
 
-def run(args) -> dict:
-    import psutil
-    import rclpy
-    from fdl_robot_interfaces.msg import Detection2DArray, Object3DArray, TrackArray
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from trajectory_msgs.msg import JointTrajectory
+def _traced_heap_bytes() -> int:
+    """Python heap traced by tracemalloc (bytes): the least of 5 readings 0.1 s apart."""
+    readings = []        # frames in flight (1-2 MB each) otherwise dominate the noise
+    for _ in range(5):
+        readings.append(tracemalloc.get_traced_memory()[0])
+        time.sleep(0.1)
+    return min(readings)
 
-    from fdl_robot.ros.runner import build_nodes
 
-    frames = load_frames(args.width, args.height, args.seed)
-    config = write_config(args.out.with_suffix(".yaml"), frames, args.backend, args.model,
-                          args.image_size, args.policy, args.policy_model,
-                          extra={"sim_node": {"width": args.width, "height": args.height,
-                                              "camera_rate_hz": args.rate}})
-    ns = f"/fdl_soak_{os.getpid()}"
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    graph = "sim" if args.source == "sim" else "perception"
-    nodes = build_nodes(graph, config, namespace=ns, context=context)
-    probe = rclpy.create_node("soak_probe", namespace=ns, context=context)
-    counts = {k: 0 for k in STAGE_TOPICS}
-    counts["holds"] = 0
+def _growth_sites(snapshot_start) -> list[dict]:
+    """The 10 allocation sites that grew most since ``snapshot_start`` (none without a snapshot)."""
+    if snapshot_start is None:
+        return []
+    diff = tracemalloc.take_snapshot().compare_to(snapshot_start, "lineno")
+    diff.sort(key=lambda d: -d.size_diff)                       # growth first
+    return [{"site": str(d.traceback[0]), "size_diff_kb": d.size_diff / 1e3,
+             "count_diff": d.count_diff} for d in diff[:10]]
 
-    def counter(name):
+
+class _Soak:
+    """The graph under test in this process, a probe counting each stage's messages, and the samples."""
+
+    def __init__(self, args):
+        """Build the graph, the probe and the frame source from ``args``; nothing spins until start()."""
+        import psutil
+        import rclpy
+        from fdl_robot_interfaces.msg import Detection2DArray, Object3DArray, TrackArray
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from trajectory_msgs.msg import JointTrajectory
+
+        from fdl_robot.ros.runner import build_nodes
+
+        self.args = args
+        frames = load_frames(args.width, args.height, args.seed)
+        self.config = write_config(args.out.with_suffix(".yaml"), frames, args.backend, args.model,
+                                   args.image_size, args.policy, args.policy_model,
+                                   extra={"sim_node": {"width": args.width, "height": args.height,
+                                                       "camera_rate_hz": args.rate}})
+        ns = f"/fdl_soak_{os.getpid()}"
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.graph = "sim" if args.source == "sim" else "perception"
+        self.nodes = build_nodes(self.graph, self.config, namespace=ns, context=self.context)
+        self.probe = rclpy.create_node("soak_probe", namespace=ns, context=self.context)
+        self.counts = {k: 0 for k in STAGE_TOPICS}
+        self.counts["holds"] = 0
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        for (name, topic), msg_type in zip(STAGE_TOPICS.items(),
+                                            (Detection2DArray, Object3DArray, TrackArray, JointTrajectory),
+                                            strict=True):
+            self.probe.create_subscription(msg_type, topic, self._counter(name), qos)
+        self.source = (FrameSource(self.probe, frames, args.rate, max_records=100)
+                       if args.source == "frames" else None)
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        for node in self.nodes + [self.probe]:
+            self.executor.add_node(node)
+        self.spinner = threading.Thread(target=self.executor.spin, name="soak_executor", daemon=True)
+        self.process = psutil.Process()
+        self.samples: list[dict] = []
+        self.snapshot_start = None     # tracemalloc snapshot at the end of the warm-up
+
+    def _counter(self, name: str):
+        """Subscription callback counting the messages of stage ``name`` (and the hold commands)."""
         def cb(msg):
             if (name == "commands" and len(msg.points) == 1 and len(msg.points[0].velocities)
                     and not any(msg.points[0].velocities)):
-                counts["holds"] += 1
-            counts[name] += 1
+                self.counts["holds"] += 1
+            self.counts[name] += 1
         return cb
 
-    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-    for (name, topic), msg_type in zip(STAGE_TOPICS.items(),
-                                        (Detection2DArray, Object3DArray, TrackArray, JointTrajectory), strict=True):
-        probe.create_subscription(msg_type, topic, counter(name), qos)
-    source = (FrameSource(probe, frames, args.rate, max_records=100) if args.source == "frames"
-              else None)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    for node in nodes + [probe]:
-        executor.add_node(node)
-    if args.tracemalloc:      # after the frames and their messages (~400 MB) are built
-        tracemalloc.start(1)
-    spinner = threading.Thread(target=executor.spin, name="soak_executor", daemon=True)
-    spinner.start()
-    if source is not None:
-        source.start()
-        source.frames_on(True)
+    def start(self) -> None:
+        """Start tracemalloc (if asked), the executor thread and the frame source."""
+        if self.args.tracemalloc:      # after the frames and their messages (~400 MB) are built
+            tracemalloc.start(1)
+        self.spinner.start()
+        if self.source is not None:
+            self.source.start()
+            self.source.frames_on(True)
 
-    process = psutil.Process()
-    samples = []
-    snapshot_start = None
-    t0 = time.monotonic()
-    duration_s = args.minutes * 60.0
-    warmup_s = min(args.warmup_s, duration_s / 3)
-    print(f"soak: {graph} graph, source {args.source}, {args.rate:g} Hz, {args.minutes:g} min, "
-          f"sample every {args.interval:g} s ...", file=sys.stderr)
-    try:
+    def take_sample(self, t: float) -> dict:
+        """Record and print one sample at ``t`` s: RSS, heap, gc objects, threads, fds, counts, CPU."""
+        mem = self.process.memory_info()
+        heap = _traced_heap_bytes() if self.args.tracemalloc else None
+        sample = {"t_s": round(t, 2), "rss_mb": mem.rss / 1e6,
+                  "heap_mb": None if heap is None else heap / 1e6,
+                  "allocated_blocks": sys.getallocatedblocks(),
+                  "gc_objects": len(gc.get_objects()), "threads": self.process.num_threads(),
+                  "fds": self.process.num_fds(), **{f"n_{k}": v for k, v in self.counts.items()},
+                  "frames_published": self.source.n_published if self.source else None,
+                  "cpu_s": sum(self.process.cpu_times()[:2])}
+        self.samples.append(sample)
+        return sample
+
+    def sample_loop(self, t0: float, duration_s: float, warmup_s: float) -> None:
+        """Sample every ``--interval`` s from ``t0`` (monotonic) to ``duration_s``; snapshot the heap after warm-up."""
         next_sample = t0
         while True:
             now = time.monotonic()
             if now >= next_sample:
                 t = now - t0
-                mem = process.memory_info()
-                heap = None
-                if args.tracemalloc:     # least of 5 readings 0.1 s apart: frames in flight
-                    readings = []        # (1-2 MB each) otherwise dominate the noise
-                    for _ in range(5):
-                        readings.append(tracemalloc.get_traced_memory()[0])
-                        time.sleep(0.1)
-                    heap = min(readings)
-                sample = {"t_s": round(t, 2), "rss_mb": mem.rss / 1e6,
-                          "heap_mb": None if heap is None else heap / 1e6,
-                          "allocated_blocks": sys.getallocatedblocks(),
-                          "gc_objects": len(gc.get_objects()), "threads": process.num_threads(),
-                          "fds": process.num_fds(), **{f"n_{k}": v for k, v in counts.items()},
-                          "frames_published": source.n_published if source else None,
-                          "cpu_s": sum(process.cpu_times()[:2])}
-                samples.append(sample)
-                if args.tracemalloc and snapshot_start is None and t >= warmup_s:
-                    snapshot_start = tracemalloc.take_snapshot()
+                sample = self.take_sample(t)
+                if self.args.tracemalloc and self.snapshot_start is None and t >= warmup_s:
+                    self.snapshot_start = tracemalloc.take_snapshot()
+                heap_mb = sample["heap_mb"]
                 print(f"  t={t:7.1f} s  RSS {sample['rss_mb']:8.1f} MB  heap "
-                      f"{'-' if heap is None else f'{heap / 1e6:7.2f}'} MB  commands "
-                      f"{counts['commands']}  tracks {counts['tracks']}", file=sys.stderr)
-                next_sample += args.interval
+                      f"{'-' if heap_mb is None else f'{heap_mb:7.2f}'} MB  commands "
+                      f"{self.counts['commands']}  tracks {self.counts['tracks']}", file=sys.stderr)
+                next_sample += self.args.interval
                 if t >= duration_s:
                     break
             time.sleep(max(0.0, min(next_sample - time.monotonic(), 1.0)))
-    finally:
-        top = []
-        if args.tracemalloc and snapshot_start is not None:
-            diff = tracemalloc.take_snapshot().compare_to(snapshot_start, "lineno")
-            diff.sort(key=lambda d: -d.size_diff)                       # growth first
-            top = [{"site": str(d.traceback[0]), "size_diff_kb": d.size_diff / 1e3,
-                    "count_diff": d.count_diff} for d in diff[:10]]
-        if source is not None:
-            source.stop()
-        counters = {n.get_name(): dict(n.counters) for n in nodes}
-        executor.shutdown(timeout_sec=10.0)
-        spinner.join(timeout=10.0)
-        for node in nodes + [probe]:
-            node.destroy_node()
-        rclpy.shutdown(context=context)
-        if args.tracemalloc:
-            tracemalloc.stop()
 
+    def shutdown(self) -> tuple[list[dict], dict]:
+        """Stop the source, executor and nodes; the heap's growth sites and each node's counters."""
+        import rclpy
+
+        top = _growth_sites(self.snapshot_start) if self.args.tracemalloc else []
+        if self.source is not None:
+            self.source.stop()
+        counters = {n.get_name(): dict(n.counters) for n in self.nodes}
+        self.executor.shutdown(timeout_sec=10.0)
+        self.spinner.join(timeout=10.0)
+        for node in self.nodes + [self.probe]:
+            node.destroy_node()
+        rclpy.shutdown(context=self.context)
+        if self.args.tracemalloc:
+            tracemalloc.stop()
+        return top, counters
+
+
+def _memory_summary(samples: list[dict], warmup_s: float) -> dict:
+    """RSS and heap after the warm-up (first, last, max, least-squares slope), and end counts."""
     after = [s for s in samples if s["t_s"] >= warmup_s]
     t = [s["t_s"] for s in after]
     summary = {}
@@ -170,16 +200,37 @@ def run(args) -> dict:
                             "slope_stderr_mb_per_min": stderr}
     for key in ("allocated_blocks", "gc_objects", "threads", "fds"):
         summary[key] = {"after_warmup": after[0][key], "last": after[-1][key]} if after else {}
+    return summary
+
+
+def _output_rates(samples: list[dict]) -> dict:
+    """Messages per second of each stage between the first and the last sample (None if no time passed)."""
     elapsed = samples[-1]["t_s"] - samples[0]["t_s"] if len(samples) > 1 else 0.0
-    rates = {k: (samples[-1][f"n_{k}"] - samples[0][f"n_{k}"]) / elapsed if elapsed else None
-             for k in STAGE_TOPICS}
-    return {"config": {"source": args.source, "graph": graph, "rate_hz": args.rate,
+    return {k: (samples[-1][f"n_{k}"] - samples[0][f"n_{k}"]) / elapsed if elapsed else None
+            for k in STAGE_TOPICS}
+
+
+def run(args) -> dict:
+    """Soak the graph for ``--minutes``, sampling every ``--interval`` s; the report as a dict."""
+    soak = _Soak(args)
+    soak.start()
+    t0 = time.monotonic()
+    duration_s = args.minutes * 60.0
+    warmup_s = min(args.warmup_s, duration_s / 3)
+    print(f"soak: {soak.graph} graph, source {args.source}, {args.rate:g} Hz, {args.minutes:g} min, "
+          f"sample every {args.interval:g} s ...", file=sys.stderr)
+    try:
+        soak.sample_loop(t0, duration_s, warmup_s)
+    finally:
+        top, counters = soak.shutdown()
+    return {"config": {"source": args.source, "graph": soak.graph, "rate_hz": args.rate,
                        "minutes": args.minutes, "interval_s": args.interval, "warmup_s": warmup_s,
                        "backend": args.backend, "model": args.model, "policy": args.policy,
                        "width": args.width, "height": args.height, "tracemalloc": args.tracemalloc,
-                       "graph_config": str(config)},
-            "machine": machine_info(), "summary": summary, "output_rates_hz": rates,
-            "node_counters": counters, "top_growth_sites": top, "samples": samples}
+                       "graph_config": str(soak.config)},
+            "machine": machine_info(), "summary": _memory_summary(soak.samples, warmup_s),
+            "output_rates_hz": _output_rates(soak.samples),
+            "node_counters": counters, "top_growth_sites": top, "samples": soak.samples}
 
 
 def markdown(report: dict) -> str:
