@@ -30,7 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "outputs" / "bench"
 PERCEPTION_NODES = ["detector_node", "localizer_node", "tracker_node", "policy_node"]
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 # --- frames -------------------------------------------------------------------------------

@@ -31,13 +31,9 @@ and the episode's true and nominal (calibrated) camera poses ``T_base_cam`` as
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "fdl_robot" / "test" / "data" / "sim_episode"

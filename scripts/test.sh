@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up the environment (idempotent), then run the test suite.
+# Set up the environment (idempotent), lint, then run the test suite.
 #   bash scripts/test.sh                 # the default suite (what CI runs)
 #   bash scripts/test.sh -k tracking -x  # extra arguments go to pytest
+# The linter (ruff, rules in ruff.toml) runs first; any finding fails the run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
@@ -10,4 +11,6 @@ export MUJOCO_GL="${MUJOCO_GL:-egl}"           # headless rendering through Mesa
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"     # keep test traffic off other graphs
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+echo "[test] ruff check (ruff.toml)"
+"$ROOT/.venv/bin/ruff" check "$ROOT" || { echo "[test] FAILED: ruff found the problems above" >&2; exit 1; }
 exec "$ROOT/.venv/bin/python" -m pytest "$@"

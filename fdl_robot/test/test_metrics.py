@@ -222,12 +222,12 @@ def coco_eval(preds, gts):
 
     classes = sorted({int(c) for d in preds + gts for c in d["labels"]})
     images, annotations, results = [], [], []
-    for i, (p, g) in enumerate(zip(preds, gts)):
+    for i, (p, g) in enumerate(zip(preds, gts, strict=True)):
         images.append({"id": i + 1})
-        for b, c in zip(g["boxes"], g["labels"]):  # ids from 1: pycocotools treats id 0 as "unmatched"
+        for b, c in zip(g["boxes"], g["labels"], strict=True):  # ids from 1: pycocotools treats id 0 as "unmatched"
             annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": int(c) + 1,
                                 "bbox": xywh(b), "area": float((b[2] - b[0]) * (b[3] - b[1])), "iscrowd": 0})
-        for b, c, s in zip(p["boxes"], p["labels"], p["scores"]):
+        for b, c, s in zip(p["boxes"], p["labels"], p["scores"], strict=True):
             results.append({"image_id": i + 1, "category_id": int(c) + 1, "bbox": xywh(b), "score": float(s)})
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
