@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -85,16 +85,15 @@ class InputError(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class TrackedObject:
-    """One track as the policy needs it: ``p_base_m`` (3,) in base_frame, metres."""
+class TrackedObject(NamedTuple):
+    """One track as the policy needs it: ``p_base_m`` (x, y, z) in base_frame, metres."""
 
     id: int
     state: int                       # a TrackState value
     class_name: str
     hits: int
     time_since_update_s: float
-    p_base_m: np.ndarray
+    p_base_m: tuple[float, float, float]
 
 
 class StepKind(enum.Enum):
@@ -198,7 +197,7 @@ class PolicyInputs:
         Returns True the first time tracks arrive but none of ``target_class`` has ever
         been among them (the caller says so, once per class).
         """
-        if not all(np.all(np.isfinite(t.p_base_m)) for t in tracks):
+        if tracks and not np.isfinite([t.p_base_m for t in tracks]).all():
             raise InputError("bad tracks", "non-finite track position")
         if frame_id not in ("", self.config.base_frame):
             raise InputError("bad tracks", f"frame '{frame_id}', expected {self.config.base_frame}")

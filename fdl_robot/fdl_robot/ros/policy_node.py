@@ -77,7 +77,7 @@ def _duration(t_s: float) -> Duration:
 def tracked_objects(msg: TrackArray) -> list[TrackedObject]:
     """TrackArray -> the tracks as ``policy.inputs`` takes them."""
     return [TrackedObject(t.id, t.state, t.class_name, t.hits, t.time_since_update_s,
-                          np.array([t.position.x, t.position.y, t.position.z], dtype=np.float64))
+                          (t.position.x, t.position.y, t.position.z))
             for t in msg.tracks]
 
 
