@@ -58,9 +58,8 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from fdl_robot.core.safety import SafetyConfig
 from fdl_robot.policy.inputs import InputError, PolicyInputs, PolicyInputsConfig, StepKind, TrackedObject
-from fdl_robot.policy.runner import PolicyConfig, PolicyRunner, make_policy
+from fdl_robot.policy.runner import PolicyConfig, PolicyRunner, limits_from_params, make_policy
 from fdl_robot.ros import parameters
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
 from fdl_robot.ros.conversions import ns_to_stamp, stamp_to_ns
@@ -87,7 +86,7 @@ class PolicyNode(FdlNode):
         p = self.params
         try:
             config = parameters.build_config("policy_node", PolicyConfig, p)
-            limits = parameters.build_config("policy_node", SafetyConfig, p).limits()
+            limits = limits_from_params(p)
             self.inputs = PolicyInputs(parameters.build_config("policy_node", PolicyInputsConfig, p))
         except ValueError as exc:
             raise ValueError(f"policy_node: {exc}") from exc
