@@ -35,10 +35,12 @@ def main() -> None:
         base.SENSOR_QOS = QoSProfile(history=qos_profile_sensor_data.history, depth=args.sensor_depth,
                                      reliability=qos_profile_sensor_data.reliability,
                                      durability=qos_profile_sensor_data.durability)
+    from fdl_robot.ros.graph import LaunchArguments
     from fdl_robot.ros.runner import build_nodes, spin_nodes
 
     rclpy.init()
-    nodes = build_nodes(args.graph, args.config, args.namespace, only=args.only)
+    nodes = build_nodes(args.graph, LaunchArguments(config=str(args.config or ""), namespace=args.namespace),
+                        only=args.only)
     spin_nodes(nodes, num_threads=1 if args.executor == "single" else 4)
 
 

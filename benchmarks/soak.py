@@ -86,6 +86,7 @@ class _Soak:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from trajectory_msgs.msg import JointTrajectory
 
+        from fdl_robot.ros.graph import LaunchArguments
         from fdl_robot.ros.runner import build_nodes
 
         self.args = args
@@ -98,7 +99,8 @@ class _Soak:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.graph = "sim" if args.source == "sim" else "perception"
-        self.nodes = build_nodes(self.graph, self.config, namespace=ns, context=self.context)
+        self.nodes = build_nodes(self.graph, LaunchArguments(config=str(self.config), namespace=ns),
+                                 context=self.context)
         self.probe = rclpy.create_node("soak_probe", namespace=ns, context=self.context)
         self.counts = {k: 0 for k in STAGE_TOPICS}
         self.counts["holds"] = 0

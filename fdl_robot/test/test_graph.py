@@ -6,6 +6,7 @@ the recorded nodes and parameters must equal what ``fdl-robot run`` builds.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 import types
@@ -45,7 +46,7 @@ class _Recorder:
     """Stand-ins for launch / launch_ros that record the described nodes."""
 
     def __init__(self, arguments: dict[str, str]):
-        self.arguments, self.nodes = arguments, []
+        self.arguments, self.nodes, self.defaults = arguments, [], {}
         recorder = self
 
         class LaunchConfiguration:
@@ -53,14 +54,18 @@ class _Recorder:
                 self.name = name
 
             def perform(self, _context):
-                return recorder.arguments.get(self.name, "")
+                return recorder.arguments.get(self.name, recorder.defaults.get(self.name, ""))
 
         class Node:
             def __init__(self, **kwargs):
                 recorder.nodes.append(kwargs)
 
         def DeclareLaunchArgument(name, default_value="", description=""):  # noqa: N802
+            recorder.defaults[name] = default_value
             return ("arg", name, default_value)
+
+        def Shutdown(reason=""):  # noqa: N802
+            return ("shutdown", reason)
 
         def OpaqueFunction(function):  # noqa: N802
             return ("opaque", function)
@@ -68,7 +73,7 @@ class _Recorder:
         self.modules = {
             "launch": types.SimpleNamespace(LaunchDescription=list),
             "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=DeclareLaunchArgument,
-                                                    OpaqueFunction=OpaqueFunction),
+                                                    OpaqueFunction=OpaqueFunction, Shutdown=Shutdown),
             "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
             "launch_ros.actions": types.SimpleNamespace(Node=Node),
         }
@@ -83,7 +88,7 @@ class _Recorder:
             spec.loader.exec_module(module)
             description = module.generate_launch_description()
             declared = {a[1] for a in description if a[0] == "arg"}
-            assert declared == {"config", "namespace", "camera_source", "model_path"}
+            assert declared == {f.name for f in dataclasses.fields(graphs.LaunchArguments)}
             for action in description:
                 if action[0] == "opaque":
                     action[1](context=None)
@@ -96,29 +101,50 @@ class _Recorder:
         return self.nodes
 
 
+@pytest.mark.parametrize("respawn", [False, True])
 @pytest.mark.parametrize("launch_file,graph", [("fdl_robot.launch.py", "robot"), ("sim.launch.py", "sim")])
-def test_launch_file_starts_the_runner_graph_with_the_same_parameters(launch_file, graph, tmp_path):
+def test_launch_files_and_launchers_start_the_same_nodes_with_the_same_parameters(launch_file, graph, respawn,
+                                                                                  tmp_path):
     config = tmp_path / "my.yaml"
     config.write_text(parameters.to_yaml())
     args = {"config": str(config), "namespace": "arm1", "camera_source": "video",
-            "model_path": "/models/x.pt"}
+            "model_path": "/models/x.pt", "use_sim_time": "true", "respawn": str(respawn).lower(),
+            "respawn_delay": "0.5"}
     launched = _Recorder(args).run(PKG / "launch" / launch_file)
+    typed = graphs.LaunchArguments(config=str(config), namespace="arm1", camera_source="video",
+                                   model_path="/models/x.pt", use_sim_time=True, respawn=respawn, respawn_delay=0.5)
 
     assert [n["name"] for n in launched] == graphs.graph_nodes(graph)
     for n in launched:
         assert n["package"] == "fdl_robot" and n["namespace"] == "arm1"
         assert n["executable"] == graphs.NODES[n["name"]].executable
         assert n["parameters"][0] == str(config)
-        assert n["parameters"][1] == graphs.node_overrides(n["name"], graph, "video", "/models/x.pt")
+        assert n["parameters"][1] == graphs.node_overrides(n["name"], graph, typed)
+        assert n["respawn"] is respawn and n["respawn_delay"] == 0.5
+        assert (n["on_exit"] is None) == respawn          # without respawn a dead node ends the launch
 
-    from fdl_robot.ros.runner import ros_args
-    for n in launched:   # the runner hands each node the same file and the same overrides
-        overrides = graphs.node_overrides(n["name"], graph, "video", "/models/x.pt")
-        cli = ros_args(config, overrides)
+    from fdl_robot.ros.launcher import graph_processes, ros_args
+    processes = graph_processes(graph, typed)             # fdl-robot launch: a process per node
+    assert [p.name for p in processes] == graphs.graph_nodes(graph)
+    for n, proc in zip(launched, processes, strict=True):
+        overrides = n["parameters"][1]
+        assert list(proc.argv[1:3]) == ["-m", graphs.NODES[n["name"]].module]
+        assert list(proc.argv[3:]) == ros_args(config, overrides, "arm1")
+        assert proc.respawn is respawn and proc.respawn_delay_s == 0.5
+        cli = ros_args(config, overrides)                  # fdl-robot run: the same file and overrides
         assert cli[:3] == ["--ros-args", "--params-file", str(config)]
         as_text = {k: str(v).lower() if isinstance(v, bool) else v for k, v in overrides.items()}
         assert dict(a.split(":=") for a in cli[4::2]) == as_text
-        assert ("use_sim_time" in overrides) == (graph == "sim" and n["name"] != "sim_node")
+        clock = "publish_clock" if n["name"] == "sim_node" else "use_sim_time"
+        assert overrides[clock] is True
+
+
+def test_the_clock_follows_use_sim_time_in_the_sim_graph():
+    for use_sim_time in (False, True):
+        args = graphs.LaunchArguments(use_sim_time=use_sim_time)
+        assert graphs.node_overrides("sim_node", "sim", args) == {"publish_clock": use_sim_time}
+        for name in graphs.PERCEPTION_AND_POLICY:
+            assert graphs.node_overrides(name, "sim", args)["use_sim_time"] is use_sim_time
 
 
 def test_every_graph_node_has_a_console_script():

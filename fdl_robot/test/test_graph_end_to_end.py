@@ -22,6 +22,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 from fdl_robot.ros import parameters  # noqa: E402
 from fdl_robot.ros.base import SENSOR_QOS  # noqa: E402
 from fdl_robot.ros.conversions import stamp_to_ns  # noqa: E402
+from fdl_robot.ros.graph import LaunchArguments  # noqa: E402
 from fdl_robot.ros.runner import build_nodes  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -35,7 +36,8 @@ def test_one_process_graph_carries_frames_to_joint_commands(tmp_path):
     path.write_text(yaml.safe_dump(config))
 
     with RosHarness() as ros:
-        nodes = build_nodes("perception", path, namespace=ros.namespace, context=ros.context)
+        nodes = build_nodes("perception", LaunchArguments(config=str(path), namespace=ros.namespace),
+                            context=ros.context)
         for node in nodes:
             ros.executor.add_node(node)
             ros.nodes.append(node)

@@ -725,7 +725,7 @@ def test_sim_node_survives_adversarial_trajectories_and_keeps_stepping():
 
     with RosHarness() as ros:
         node = ros.add(SimNode, {"width": 96, "height": 72, "shadows": False, "camera_rate_hz": 5.0,
-                                 "real_time_factor": 2.0})
+                                 "real_time_factor": 2.0, "publish_clock": True})
         states = Inbox(ros, JointState, "joint_states", keep=20)
         pub = ros.publisher(JointTrajectory, "joint_trajectory_controller/joint_trajectory")
         ros.wait_for_subscribers(pub)

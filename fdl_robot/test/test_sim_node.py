@@ -31,7 +31,8 @@ from fdl_robot.ros.sim_node import (JOINT_NAMES, SimNode, command_target,  # noq
 
 pytestmark = pytest.mark.ros
 
-SMALL = {"width": 160, "height": 120, "shadows": False}
+# simulated-time stamps (publish_clock), so the tests can run the sim at any real-time factor
+SMALL = {"width": 160, "height": 120, "shadows": False, "publish_clock": True}
 
 
 def trajectory(positions, times_s, stamp_ns: int = 0, names=JOINT_NAMES) -> JointTrajectory:

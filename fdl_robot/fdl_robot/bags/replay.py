@@ -74,6 +74,7 @@ def replay_perception(bag: str | Path, backend: str = "auto", model_path: str = 
     from rclpy.executors import SingleThreadedExecutor
 
     from fdl_robot.bags.player import BagPlayer
+    from fdl_robot.ros.graph import LaunchArguments
     from fdl_robot.ros.runner import build_nodes
 
     backend = default_backend() if backend == "auto" else backend
@@ -85,8 +86,8 @@ def replay_perception(bag: str | Path, backend: str = "auto", model_path: str = 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = _graph_config(Path(tmp) / "graph.yaml", backend, model_path, overrides)
-            nodes = build_nodes("perception", config, namespace=namespace, context=context,
-                                only=["detector_node", "localizer_node", "tracker_node"])
+            nodes = build_nodes("perception", LaunchArguments(config=str(config), namespace=namespace),
+                                context=context, only=["detector_node", "localizer_node", "tracker_node"])
         probe = rclpy.create_node("replay_probe", namespace=namespace, context=context)
         nodes.append(probe)
         for node in nodes:

@@ -2,10 +2,12 @@
 
     fdl-robot-closed-loop --episodes 50                      # evaluation (seeds 5000..5049)
     fdl-robot-closed-loop --episodes 3 --video outputs/demo.mp4 --strip outputs/demo_strip.png
+    fdl-robot-closed-loop --runner one-process               # every node in this process
 
-One process runs the ``sim`` graph exactly as ``fdl-robot run --graph sim`` builds it
-(:mod:`fdl_robot.ros.graph`, the same YAML and overrides), plus an ``episode_monitor``
-node that only listens::
+The ``sim`` graph runs as deployed: by default a process per node, started by the
+launcher of ``fdl-robot launch`` (:mod:`fdl_robot.ros.launcher`; the same description,
+YAML and overrides as ``ros2 launch fdl_robot sim.launch.py``), at real time on the wall
+clock. An ``episode_monitor`` node in this process only listens and calls resets::
 
     sim_node ──camera, depth, camera_info──► detector_node ──► localizer_node ──► tracker_node
        ▲  └──joint_states──────────────────────────────────────────────────────┐      │ tracks
@@ -13,60 +15,74 @@ node that only listens::
 
 Nothing but topics connects perception and control to the simulator: the policy sees
 the tracked ``red_cube`` and ``bin`` in ``base_link`` and the joint states, never the
-ground truth. Between episodes the monitor calls ``sim_node/reset`` (next seed),
+ground truth. Before each episode the monitor calls ``sim_node/reset`` (next seed),
 ``tracker_node/reset`` and ``policy_node/reset``.
 
 An episode succeeds when ``sim/success`` (the red cube rests in the bin, gripper off it)
-stays true for ``hold_s`` of simulated time, and fails at ``--max-sim-s``. Every node
-except sim_node runs on the simulator's ``/clock``, so a machine slower than real time
-slows the whole loop down consistently instead of breaking it; the real-time factor
-achieved is printed.
+stays true for ``hold_s`` of simulated time, and fails at ``--max-sim-s``. Simulated time
+is counted in control steps (one ``joint_states`` message each). With a
+``--real-time-factor`` other than 1 every node runs on the simulator's ``/clock``
+(``use_sim_time``), so a slower simulation slows the whole loop down consistently.
+
+Measured where the commands arrive, as the arm receives them (:mod:`fdl_robot.eval.timing`):
+the achieved real-time factor, the intervals between commands, missed control ticks, the
+latency from image stamp to command, and the CPU of every process; printed in the summary
+and written to ``--json``.
 
 With ``--video``/``--strip`` the monitor draws every camera frame with the detections
-made on it (matched by stamp), and the evaluator writes an MP4 and an image strip of the
-first episode.
+made on it (matched by stamp), and the evaluator writes an H.264 MP4 at the camera's
+frame rate (it plays in real time, in a browser) and an image strip of the first episode.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import rclpy
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
+from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip, write_video
 from fdl_robot.eval.stats import SuccessSummary
+from fdl_robot.eval.timing import LoopTiming, timing_summary
+from fdl_robot.ros import graph as graphs
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS
 from fdl_robot.ros.conversions import detections_from_msg, image_to_rgb, stamp_to_ns
 from fdl_robot.ros.parameters import defaults
 
-__all__ = ["CLOSED_LOOP_EVAL", "ClosedLoopEvaluator", "ClosedLoopReport", "EpisodeMonitor", "EpisodeResult",
-           "NodePolicy", "run_closed_loop", "main"]
+__all__ = ["CLOSED_LOOP_EVAL", "RUNNERS", "ClosedLoopEvaluator", "ClosedLoopReport", "EpisodeMonitor",
+           "EpisodeResult", "GraphOptions", "NodePolicy", "run_closed_loop", "main"]
 
 #: 50 episodes and a 20 s limit instead of the defaults: the settings the published
-#: closed-loop figures were measured with (each episode takes about a minute of wall time).
+#: closed-loop figures were measured with.
 CLOSED_LOOP_EVAL = EvalConfig(episodes=50, max_sim_s=20.0)
-#: sim_node settings of the closed loop, unless overridden: 320x240 (the detector runs at 320 px
-#: either way) and a real-time factor of 0.3, because two CPU cores cannot render, detect,
-#: track and run ACT at 50 Hz in real time; every node runs on the sim's /clock, so a slower
-#: sim loses no control tick (at 1.0 about half the ticks are skipped).
-SIM_DEFAULTS = {"width": 320, "height": 240, "real_time_factor": 0.3}
+#: sim_node settings of the closed loop, unless overridden: 320x240 (the detector runs at
+#: 320 px either way).
+SIM_DEFAULTS = {"width": 320, "height": 240}
+#: How the graph's nodes run: a process per node (as deployed) or all in this process.
+RUNNERS = ("processes", "one-process")
 #: Simulated time ``sim/success`` must stay true for an episode to succeed.
 HOLD_S = 0.5
 #: Frames of the strip of the first episode.
 STRIP_FRAMES = 8
+#: Wall seconds the graph may take to come up (the detector and ACT load their weights).
+STARTUP_TIMEOUT_S = 180.0
+#: Wall seconds without a joint state after which the simulator is taken for dead.
+STALL_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -76,59 +92,89 @@ class EpisodeResult:
     success: bool
     duration_s: float          # sim time from reset to the start of the successful hold (or timeout)
     wall_s: float
-    commands: int              # JointTrajectory messages published by policy_node
+    commands: int              # JointTrajectory messages received from policy_node
     detections: int            # Detection2DArray messages (= processed camera frames)
 
 
 class EpisodeMonitor(Node):
-    """Listens to success, camera, detections and commands; draws frames when asked.
+    """Listens to joint states, success, commands, camera info and detections; draws frames.
 
-    ``sim_now_ns()`` gives sim_node's current simulated time: ``sim/success`` is a stamp-less
-    Bool published with each camera frame, at that time.
+    Simulated time is counted in joint states (one per control step). Command receipt times
+    and image-to-command latencies go into ``timing`` (:class:`~fdl_robot.eval.timing.LoopTiming`).
+    ``wall_stamps``: sim_node stamps with the wall clock (else with simulated time, and the
+    capture time of a frame is the receipt time of the joint state with its stamp).
     """
 
-    def __init__(self, sim_now_ns: Callable[[], int], **kwargs):
+    def __init__(self, wall_stamps: bool, record_images: bool = False, **kwargs):
         super().__init__("episode_monitor", **kwargs)
         from fdl_robot_interfaces.msg import Detection2DArray
         from trajectory_msgs.msg import JointTrajectory
 
-        self.sim_now_ns = sim_now_ns
+        self.wall_stamps = wall_stamps
         self.lock = threading.Lock()
         self.record = False
         self.frames: list[tuple[int, np.ndarray]] = []      # (stamp ns, annotated RGB)
+        self.detections_total = 0
+        self.last_joint_state_wall = time.monotonic()
         self._images: dict[int, np.ndarray] = {}
-        self.begin(0)
+        self._capture_wall_ns: dict[int, int] = {}          # stamp -> wall ns of its capture
+        self._frame_stamps: dict[int, bool] = {}            # recent image stamps -> answered yet
+        self.begin()
+        self.create_subscription(JointState, "joint_states", self.on_joint_state, RELIABLE_QOS)
         self.create_subscription(Bool, "sim/success", self.on_success, RELIABLE_QOS)
         self.create_subscription(JointTrajectory, "joint_trajectory_controller/joint_trajectory",
                                  self.on_command, RELIABLE_QOS)
+        self.create_subscription(CameraInfo, "camera/color/camera_info", self.on_camera_info, RELIABLE_QOS)
         self.create_subscription(Detection2DArray, "detections", self.on_detections, RELIABLE_QOS)
-        self.create_subscription(Image, "camera/color/image_raw", self.on_image, SENSOR_QOS)
+        if record_images:
+            self.create_subscription(Image, "camera/color/image_raw", self.on_image, SENSOR_QOS)
 
-    def begin(self, start_ns: int) -> None:
+    def begin(self) -> None:
         with self.lock:
-            self.start_ns = start_ns
-            self.success_since_ns: int | None = None
-            self.last_ns = start_ns
+            self.steps = 0
+            self.success_since: int | None = None
             self.commands = 0
             self.detections = 0
+            self.timing = LoopTiming()
+            self.t0 = time.monotonic()
+            self._frame_stamps.clear()
+
+    def on_joint_state(self, msg: JointState) -> None:
+        with self.lock:
+            self.steps += 1
+            self.last_joint_state_wall = time.monotonic()
+            if not self.wall_stamps:
+                self._capture_wall_ns[stamp_to_ns(msg.header.stamp)] = time.time_ns()
+                while len(self._capture_wall_ns) > 500:
+                    self._capture_wall_ns.pop(next(iter(self._capture_wall_ns)))
 
     def on_success(self, msg: Bool) -> None:
         with self.lock:
-            now = self.sim_now_ns()
-            if now <= self.start_ns:
-                return
-            self.last_ns = now
-            if msg.data and self.success_since_ns is None:
-                self.success_since_ns = now
+            if msg.data and self.success_since is None:
+                self.success_since = self.steps
             elif not msg.data:
-                self.success_since_ns = None
+                self.success_since = None
 
-    def on_command(self, _msg) -> None:
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        with self.lock:
+            self._frame_stamps[stamp_to_ns(msg.header.stamp)] = False
+            while len(self._frame_stamps) > 50:
+                self._frame_stamps.pop(next(iter(self._frame_stamps)))
+
+    def on_command(self, msg) -> None:
+        rx_wall, rx_mono = time.time_ns(), time.monotonic_ns()
+        stamp = stamp_to_ns(msg.header.stamp)
         with self.lock:
             self.commands += 1
+            self.timing.command_rx_ns.append(rx_mono)
+            if self._frame_stamps.get(stamp) is False:          # first command from this image
+                self._frame_stamps[stamp] = True
+                capture = stamp if self.wall_stamps else self._capture_wall_ns.get(stamp)
+                if capture is not None:
+                    self.timing.latency_ns.append(rx_wall - capture)
 
     def on_image(self, msg: Image) -> None:
-        if self.record and stamp_to_ns(msg.header.stamp) > self.start_ns:
+        if self.record:
             with self.lock:
                 self._images[stamp_to_ns(msg.header.stamp)] = image_to_rgb(msg)
                 while len(self._images) > 30:
@@ -137,17 +183,22 @@ class EpisodeMonitor(Node):
     def on_detections(self, msg) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
         with self.lock:
-            if stamp > self.start_ns:
-                self.detections += 1
+            self.detections_total += 1
+            self.detections += 1
             rgb = self._images.pop(stamp, None) if self.record else None
         if rgb is not None:
             from fdl_robot.perception.annotate import draw_detections
 
             self.frames.append((stamp, draw_detections(rgb, detections_from_msg(msg))))
 
+    def finish(self) -> LoopTiming:
+        with self.lock:
+            self.timing.sim_steps, self.timing.wall_s = self.steps, time.monotonic() - self.t0
+            return self.timing
 
-def _call(client, timeout_s: float = 30.0) -> None:
-    """Call a Trigger service (spun by another thread); raise unless it answers success."""
+
+def _call(client, timeout_s: float = 30.0) -> str:
+    """Call a Trigger service (spun by another thread); its message, unless it fails."""
     if not client.wait_for_service(timeout_sec=timeout_s):
         raise RuntimeError(f"service {client.srv_name} not available")
     future = client.call_async(Trigger.Request())
@@ -158,6 +209,7 @@ def _call(client, timeout_s: float = 30.0) -> None:
         time.sleep(0.01)
     if not future.result().success:
         raise RuntimeError(f"{client.srv_name}: {future.result().message}")
+    return future.result().message
 
 
 def _caption(frames: list[tuple[int, np.ndarray]], start_ns: int, text: str) -> list[np.ndarray]:
@@ -165,85 +217,249 @@ def _caption(frames: list[tuple[int, np.ndarray]], start_ns: int, text: str) -> 
             for stamp, rgb in frames]
 
 
-def _wait_for_outcome(monitor: EpisodeMonitor, sim, limit_ns: int, hold_ns: int) -> tuple[bool, int]:
-    """(success, end ns): success held for ``hold_ns`` (end = its start), or the time limit."""
-    while True:
-        time.sleep(0.02)
-        with monitor.lock:
-            since, last = monitor.success_since_ns, monitor.last_ns
-        if since is not None and last - since >= hold_ns:
-            return True, since
-        if sim.now_ns >= limit_ns:
-            return False, sim.now_ns
+# --- the graph: a process per node, or one process ---------------------------------------------
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """How the sim graph runs: ``runner`` (:data:`RUNNERS`), clock, launcher options."""
+
+    runner: str = "processes"
+    real_time_factor: float = 1.0
+    config: str | None = None                       # parameters YAML ('' / None = the package's)
+    num_threads: int = 1                            # executor threads of the one-process runner
+    respawn: bool = False
+    log_dir: Path | None = None                     # per-node logs (processes; default ~/.ros/log/...)
+    prefix: dict = field(default_factory=dict)      # {node: [argv prefix]} (processes)
+    env: dict = field(default_factory=dict)         # {node: {VAR: value}} (processes)
+
+    def __post_init__(self):
+        if self.runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {RUNNERS}, got '{self.runner}'")
+        if not self.real_time_factor >= 0:
+            raise ValueError(f"real_time_factor must be >= 0, got {self.real_time_factor}")
+
+    @property
+    def use_sim_time(self) -> bool:
+        """Anything but real time needs the simulator's clock (see sim_node's publish_clock)."""
+        return self.real_time_factor != 1.0
+
+    def launch_arguments(self) -> graphs.LaunchArguments:
+        return graphs.LaunchArguments(config=self.config or "", use_sim_time=self.use_sim_time,
+                                      respawn=self.respawn)
+
+
+class _InProcessGraph:
+    """Every node in this process, one executor (what ``fdl-robot run`` does)."""
+
+    def __init__(self, options: GraphOptions, overrides: dict[str, dict], context):
+        from fdl_robot.ros.runner import build_nodes
+
+        self.nodes = build_nodes("sim", options.launch_arguments(), context=context, extra_overrides=overrides)
+        self.num_threads = options.num_threads
+
+    def spin_with(self, monitor: Node) -> list[Node]:
+        return self.nodes + [monitor]
+
+    def processes(self) -> dict:
+        import psutil
+
+        return {"all nodes + monitor (one process)": psutil.Process()}
+
+    def poll(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.destroy_node()
+
+
+class _ProcessGraph:
+    """A process per node, started and watched by :class:`~fdl_robot.ros.launcher.Launcher`."""
+
+    def __init__(self, options: GraphOptions, overrides: dict[str, dict], progress):
+        from fdl_robot.ros.launcher import Launcher, graph_processes
+
+        specs = graph_processes("sim", options.launch_arguments(), extra_overrides=overrides,
+                                prefix=options.prefix, env=options.env)
+        self.launcher = Launcher(specs, options.log_dir, progress=progress).start()
+        self.num_threads = 1
+
+    def spin_with(self, monitor: Node) -> list[Node]:
+        return [monitor]
+
+    def processes(self) -> dict:
+        import psutil
+
+        out = {}
+        for name, pid in self.launcher.pids().items():
+            try:
+                out[name] = psutil.Process(pid) if pid else None
+            except psutil.NoSuchProcess:
+                out[name] = None
+        out["episode_monitor"] = psutil.Process()
+        return out
+
+    def poll(self) -> None:
+        self.launcher.poll()
+
+    def stop(self) -> None:
+        self.launcher.stop()
+
+
+class _CpuMeter:
+    """CPU time of each process between :meth:`start` and :meth:`stop`, as % of one core."""
+
+    def __init__(self, graph):
+        self.graph = graph
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.cpu0 = {n: self._cpu(p) for n, p in self.graph.processes().items()}
+
+    @staticmethod
+    def _cpu(process) -> float | None:
+        try:
+            t = process.cpu_times()
+            return t.user + t.system
+        except Exception:  # noqa: BLE001 - a process that died has no CPU time left to read
+            return None
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self.t0
+        out = {}
+        for name, process in self.graph.processes().items():
+            now, before = (self._cpu(process) if process else None), self.cpu0.get(name)
+            if now is not None and before is not None and wall > 0:
+                out[name] = round(100.0 * (now - before) / wall, 1)
+        return out
 
 
 def _with_sim_defaults(overrides: dict[str, dict], seed0: int) -> dict[str, dict]:
+    """sim_node starts one seed early: every episode, the first too, begins with a reset."""
     overrides = {k: dict(v) for k, v in overrides.items()}
     sim_overrides = overrides.setdefault("sim_node", {})
     for key, value in SIM_DEFAULTS.items():
         sim_overrides.setdefault(key, value)
-    sim_overrides["seed"] = seed0
+    sim_overrides["seed"] = seed0 - 1
     return overrides
+
+
+@dataclass
+class ClosedLoopRun:
+    """What :func:`run_closed_loop` measured."""
+
+    results: list[EpisodeResult]
+    videos: list[list[np.ndarray]]
+    timing: dict                     # eval.timing.timing_summary over the episodes
+    cpu_percent: dict                # {process: % of one core}, over all episodes
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.timing["real_time_factor"]
+
+
+def _wait_until_up(monitor: EpisodeMonitor, graph, clients, progress) -> None:
+    t0 = time.monotonic()
+    for client in clients:
+        while not client.wait_for_service(timeout_sec=0.5):
+            graph.poll()
+            if time.monotonic() - t0 > STARTUP_TIMEOUT_S:
+                raise TimeoutError(f"{client.srv_name} did not come up in {STARTUP_TIMEOUT_S:.0f} s")
+    while monitor.detections_total == 0:
+        graph.poll()
+        if time.monotonic() - t0 > STARTUP_TIMEOUT_S:
+            raise TimeoutError(f"no detections in {STARTUP_TIMEOUT_S:.0f} s: is detector_node up?")
+        time.sleep(0.1)
+    progress(f"graph up in {time.monotonic() - t0:.1f} s")
+
+
+def _wait_for_outcome(monitor: EpisodeMonitor, graph, limit_steps: int, hold_steps: int) -> tuple[bool, int]:
+    """(success, end step): success held for ``hold_steps`` (end = its start), or the step limit."""
+    while True:
+        time.sleep(0.02)
+        graph.poll()
+        with monitor.lock:
+            since, steps, last = monitor.success_since, monitor.steps, monitor.last_joint_state_wall
+        if since is not None and steps - since >= hold_steps:
+            return True, since
+        if steps >= limit_steps:
+            return False, steps
+        if time.monotonic() - last > STALL_TIMEOUT_S:
+            raise RuntimeError(f"no joint_states for {STALL_TIMEOUT_S:.0f} s: sim_node stopped")
 
 
 def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict],
                     max_sim_s: float = CLOSED_LOOP_EVAL.max_sim_s, hold_s: float = HOLD_S,
-                    record_episodes: int = 0, config: str | None = None, progress=print, num_threads: int = 1
-                    ) -> tuple[list[EpisodeResult], list[list[np.ndarray]], float]:
-    """Run the sim graph for ``episodes`` episodes; results, annotated frames, real-time factor.
+                    record_episodes: int = 0, options: GraphOptions = GraphOptions(), progress=print
+                    ) -> ClosedLoopRun:
+    """Run the sim graph for ``episodes`` episodes (module docstring).
 
-    ``overrides`` ({node name: {parameter: value}}) go on top of ``config`` (the YAML) and
+    ``overrides`` ({node name: {parameter: value}}) go on top of the YAML and
     :data:`SIM_DEFAULTS`; the first ``record_episodes`` episodes are drawn.
     """
-    from fdl_robot.ros.runner import build_nodes, make_executor
+    from fdl_robot.ros.runner import make_executor
 
+    overrides = _with_sim_defaults(overrides, seed0)
+    overrides["sim_node"].setdefault("real_time_factor", options.real_time_factor)
     context = rclpy.Context()
-    rclpy.init(context=context)
-    nodes = build_nodes("sim", config, context=context, extra_overrides=_with_sim_defaults(overrides, seed0))
-    sim = {n.get_name(): n for n in nodes}["sim_node"]
-    monitor = EpisodeMonitor(lambda: sim.now_ns, context=context)
-    # one thread by default (see ros.runner.spin_nodes): rclpy's multi-threaded executor costs
-    # twice the CPU per callback, and its threads contend for the GIL with sim_node's stepping
-    # thread, which then falls further behind its real-time factor
-    executor = make_executor(num_threads, context)
-    for node in nodes + [monitor]:
-        executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    resets = [monitor.create_client(Trigger, f"/{name}/reset") for name in ("sim_node", "tracker_node", "policy_node")]
-    results: list[EpisodeResult] = []
-    videos: list[list[np.ndarray]] = []
-    sim_total_ns, wall_total = 0, 0.0
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    graph, executor, spinner = None, None, None
+    monitor = EpisodeMonitor(wall_stamps=not options.use_sim_time, record_images=record_episodes > 0,
+                             context=context)
     try:
-        for i in range(episodes):
-            t_wall = time.monotonic()
-            for client in resets if i > 0 else resets[1:]:      # sim_node starts at seed0 by itself
-                _call(client)
-            start_ns, seed = sim.now_ns, sim.seed
-            monitor.record = i < record_episodes
-            monitor.frames = []
-            monitor.begin(start_ns)
-            ok, end_ns = _wait_for_outcome(monitor, sim, start_ns + round(max_sim_s * 1e9), round(hold_s * 1e9))
-            wall = time.monotonic() - t_wall
-            sim_total_ns += sim.now_ns - start_ns
-            wall_total += wall
-            results.append(EpisodeResult(i, seed, ok, round((end_ns - start_ns) * 1e-9, 2), round(wall, 1),
-                                         monitor.commands, monitor.detections))
-            if monitor.record:
-                videos.append(_caption(monitor.frames, start_ns, f"seed {seed}"))
-            k = sum(r.success for r in results)
-            progress(f"episode {i + 1}/{episodes} seed {seed}: {'success' if ok else 'FAILED '} "
-                     f"after {results[-1].duration_s:.1f} s sim ({wall:.0f} s wall, {monitor.detections} "
-                     f"frames detected, {monitor.commands} commands)  {k}/{len(results)}")
+        graph = (_ProcessGraph(options, overrides, progress) if options.runner == "processes"
+                 else _InProcessGraph(options, overrides, context))
+        executor = make_executor(graph.num_threads, context)
+        for node in graph.spin_with(monitor):
+            executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, name="closed_loop.executor", daemon=True)
+        spinner.start()
+        resets = [monitor.create_client(Trigger, f"/{name}/reset")
+                  for name in ("sim_node", "tracker_node", "policy_node")]
+        _wait_until_up(monitor, graph, resets, progress)
+        return _episodes(monitor, graph, resets, episodes, max_sim_s, hold_s, record_episodes, progress)
     finally:
         monitor.record = False
-        executor.shutdown()
-        for node in nodes + [monitor]:
-            node.destroy_node()
+        if executor is not None:
+            executor.shutdown()
+        if spinner is not None:
+            spinner.join(timeout=5)
+        if graph is not None:
+            graph.stop()
+        monitor.destroy_node()
         rclpy.shutdown(context=context)
-        spinner.join(timeout=5)
-    rtf = (sim_total_ns * 1e-9) / wall_total if wall_total > 0 else float("nan")
-    return results, videos, rtf
+
+
+def _episodes(monitor, graph, resets, episodes, max_sim_s, hold_s, record_episodes, progress) -> ClosedLoopRun:
+    results: list[EpisodeResult] = []
+    videos: list[list[np.ndarray]] = []
+    timings: list[LoopTiming] = []
+    cpu = _CpuMeter(graph)
+    limit_steps, hold_steps = round(max_sim_s / CONTROL_DT_S), round(hold_s / CONTROL_DT_S)
+    for i in range(episodes):
+        t_wall = time.monotonic()
+        seed = int(_call(resets[0]).rsplit("seed", 1)[1])         # "episode N, seed S"
+        for client in resets[1:]:
+            _call(client)
+        if i == 0:
+            cpu.start()
+        monitor.record = i < record_episodes
+        monitor.frames = []
+        start_ns = time.time_ns()
+        monitor.begin()
+        ok, end_step = _wait_for_outcome(monitor, graph, limit_steps, hold_steps)
+        timings.append(monitor.finish())
+        wall = time.monotonic() - t_wall
+        results.append(EpisodeResult(i, seed, ok, round(end_step * CONTROL_DT_S, 2), round(wall, 1),
+                                     monitor.commands, monitor.detections))
+        if monitor.record:
+            frames = monitor.frames
+            videos.append(_caption(frames, frames[0][0] if frames else start_ns, f"seed {seed}"))
+        k = sum(r.success for r in results)
+        progress(f"episode {i + 1}/{episodes} seed {seed}: {'success' if ok else 'FAILED '} "
+                 f"after {results[-1].duration_s:.1f} s sim ({wall:.0f} s wall, {monitor.detections} "
+                 f"frames detected, {monitor.commands} commands)  {k}/{len(results)}")
+    return ClosedLoopRun(results, videos, timing_summary(timings), cpu.stop() if episodes else {})
 
 
 @dataclass(frozen=True)
@@ -262,21 +478,37 @@ class NodePolicy:
 class ClosedLoopReport:
     summary: SuccessSummary
     results: list[EpisodeResult]
-    real_time_factor: float
+    timing: dict                      # eval.timing.timing_summary
+    cpu_percent: dict                 # {process: % of one core}
     wall_s: float
+    runner: str
     overrides: dict                   # {node: {parameter: value}} on top of the YAML
 
+    @property
+    def real_time_factor(self) -> float:
+        return self.timing["real_time_factor"]
+
     def as_dict(self) -> dict:
-        """The JSON of ``--json``: summary, real-time factor, overrides, every episode."""
+        """The JSON of ``--json``: summary, timing, CPU, overrides, every episode."""
         summary = self.summary.as_dict("mean_duration_s")
         failed = summary.pop("failed_seeds")
-        return {**summary, "real_time_factor": self.real_time_factor, "wall_s": self.wall_s,
+        return {**summary, "real_time_factor": self.real_time_factor, "runner": self.runner,
+                "wall_s": round(self.wall_s, 1), "timing": self.timing, "cpu_percent": self.cpu_percent,
                 "overrides": self.overrides, "failed_seeds": failed, "results": [asdict(r) for r in self.results]}
 
     def lines(self) -> list[str]:
-        s = self.summary
+        s, t = self.summary, self.timing
         mean = s.mean_duration_s if s.mean_duration_s is not None else float("nan")
-        return [f"success rate {s.percent_with_ci()}, mean duration of successes {mean:.2f} s sim, "
+        iv, lat = t["command_interval_ms"], t["latency_ms"]
+        lo, hi = t["on_time_window_ms"]
+        timing = (f"timing ({self.runner}): commands within {lo:g}-{hi:g} ms {100 * t['commands_on_time']:.1f} % "
+                  f"(interval p1/p50/p99 {iv.get('p1', float('nan')):.1f}/{iv.get('p50', float('nan')):.1f}/"
+                  f"{iv.get('p99', float('nan')):.1f} ms), missed ticks {t['missed_ticks']}/{t['control_ticks']}, "
+                  f"latency image stamp -> command p50 {lat.get('p50', float('nan')):.1f} ms, "
+                  f"p99 {lat.get('p99', float('nan')):.1f} ms")
+        cpu = "CPU % of one core: " + ", ".join(f"{k} {v:.0f}" for k, v in self.cpu_percent.items())
+        return [timing, cpu,
+                f"success rate {s.percent_with_ci()}, mean duration of successes {mean:.2f} s sim, "
                 f"real-time factor {self.real_time_factor:.2f}, {self.wall_s:.0f} s wall; "
                 f"failed seeds {list(s.failed_seeds)}",
                 f"success {s.successes}/{s.episodes}"]
@@ -285,37 +517,37 @@ class ClosedLoopReport:
 class ClosedLoopEvaluator:
     """Runs policy_node's policy in the sim graph over ``config``'s seeds (module docstring).
 
-    ``sim`` / ``detector``: sim_node / detector_node parameter overrides; ``video`` (every
-    recorded episode) and ``strip`` (the first) are written after the run.
+    ``sim`` / ``detector``: sim_node / detector_node parameter overrides; ``graph``: how the
+    nodes run (:class:`GraphOptions`); ``video`` (every recorded episode) and ``strip`` (the
+    first) are written after the run.
     """
 
     def __init__(self, config: EvalConfig = CLOSED_LOOP_EVAL, sim: dict | None = None, detector: dict | None = None,
-                 record_episodes: int = 0, graph_config: str | None = None, num_threads: int = 1,
+                 record_episodes: int = 0, graph: GraphOptions = GraphOptions(),
                  video: Path | None = None, strip: Path | None = None, progress=print):
         self.config, self.sim, self.detector = config, dict(sim or {}), dict(detector or {})
-        self.record_episodes, self.graph_config, self.num_threads = record_episodes, graph_config, num_threads
+        self.record_episodes, self.graph = record_episodes, graph
         self.video, self.strip, self.progress = video, strip, progress
 
     def run(self, policy: NodePolicy) -> ClosedLoopReport:
         overrides = {"policy_node": policy.overrides(), "sim_node": self.sim, "detector_node": self.detector}
         t0 = time.monotonic()
-        results, videos, rtf = run_closed_loop(self.config.episodes, self.config.seed0, overrides,
-                                               self.config.max_sim_s, record_episodes=self.record_episodes,
-                                               config=self.graph_config, progress=self.progress,
-                                               num_threads=self.num_threads)
+        run = run_closed_loop(self.config.episodes, self.config.seed0, overrides, self.config.max_sim_s,
+                              record_episodes=self.record_episodes, options=self.graph, progress=self.progress)
         wall = time.monotonic() - t0
-        self._write_media(videos, rtf)
+        self._write_media(run.videos)
+        results = run.results
         summary = SuccessSummary.of([r.seed for r in results], [r.success for r in results],
                                     [r.duration_s for r in results])
-        return ClosedLoopReport(summary, results, rtf, wall, overrides)
+        return ClosedLoopReport(summary, results, run.timing, run.cpu_percent, wall, self.graph.runner, overrides)
 
-    def _write_media(self, videos: list[list[np.ndarray]], rtf: float) -> None:
+    def _write_media(self, videos: list[list[np.ndarray]]) -> None:
         frames = [f for v in videos for f in v]
         if frames and self.video:
-            # played at the camera rate slowed by the real-time factor: sim time at wall speed
-            camera_hz = defaults("sim_node")["camera_rate_hz"]
-            write_video(frames, self.video, fps=camera_hz * min(1.0, max(rtf, 0.1)) if rtf == rtf else camera_hz)
-            self.progress(f"video: {self.video} ({len(frames)} frames)")
+            # the camera's frame rate: the video plays in simulated time, which is real time at 1.0
+            camera_hz = self.sim.get("camera_rate_hz", defaults("sim_node")["camera_rate_hz"])
+            write_video(frames, self.video, fps=camera_hz)
+            self.progress(f"video: {self.video} ({len(frames)} frames, H.264 at {camera_hz:g} fps)")
         if videos and videos[0] and self.strip:
             write_strip(evenly_spaced(videos[0], min(STRIP_FRAMES, len(videos[0]))), self.strip)
             self.progress(f"image strip: {self.strip}")
@@ -333,11 +565,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=SIM_DEFAULTS["width"],
                    help="sim camera width (the detector runs at 320 px either way)")
     p.add_argument("--height", type=int, default=SIM_DEFAULTS["height"])
-    p.add_argument("--real-time-factor", type=float, default=SIM_DEFAULTS["real_time_factor"],
-                   help="sim_node real_time_factor (why 0.3: see SIM_DEFAULTS in eval/closed_loop.py)")
+    p.add_argument("--runner", default=GraphOptions.runner, choices=RUNNERS,
+                   help="a process per node (as ros2 launch runs it) or every node in this process")
+    p.add_argument("--real-time-factor", type=float, default=GraphOptions.real_time_factor,
+                   help="sim_node real_time_factor; anything but 1 runs every node on the sim's /clock")
     p.add_argument("--threads", type=int, default=1,
-                   help="executor threads (1 = SingleThreadedExecutor; >1 = MultiThreadedExecutor)")
-    p.add_argument("--video", type=Path, default=None, help="MP4 of the annotated camera view")
+                   help="executor threads of the one-process runner (1 = SingleThreadedExecutor)")
+    p.add_argument("--respawn", action="store_true", help="restart a node that dies (processes)")
+    p.add_argument("--log-dir", type=Path, default=None, help="per-node log files (processes)")
+    p.add_argument("--prefix", action="append", default=[], metavar="NODE=CMD",
+                   help="command prefix of a node's process, e.g. policy_node='ip netns exec ws'")
+    p.add_argument("--video", type=Path, default=None, help="MP4 (H.264) of the annotated camera view")
     p.add_argument("--strip", type=Path, default=None, help="image strip of the first episode")
     p.add_argument("--record-episodes", type=int, default=None,
                    help="episodes in the video (default: all when --video is given)")
@@ -345,18 +583,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)     # stop the graph cleanly on SIGTERM as on Ctrl-C
     config = from_arguments(args, CLOSED_LOOP_EVAL)
     record = args.record_episodes if args.record_episodes is not None else (
         config.episodes if args.video else (1 if args.strip else 0))
+    prefix = {}
+    for item in args.prefix:
+        name, sep, cmd = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--prefix takes NODE=CMD, got '{item}'")
+        prefix[name] = shlex.split(cmd)
+    graph = GraphOptions(runner=args.runner, real_time_factor=args.real_time_factor, config=args.config,
+                         num_threads=args.threads, respawn=args.respawn, log_dir=args.log_dir, prefix=prefix)
     evaluator = ClosedLoopEvaluator(
-        config, sim={"width": args.width, "height": args.height, "real_time_factor": args.real_time_factor},
+        config, sim={"width": args.width, "height": args.height},
         detector={"backend": args.backend} if args.backend else {}, record_episodes=record,
-        graph_config=args.config, num_threads=args.threads, video=args.video, strip=args.strip,
-        progress=lambda s: print(s, flush=True))
-    print(f"closed loop through the ROS graph: {config.episodes} episodes, seeds {config.seed0}.."
-          f"{config.seed0 + config.episodes - 1}, policy {args.policy or 'from the YAML'}", flush=True)
+        graph=graph, video=args.video, strip=args.strip, progress=lambda s: print(s, flush=True))
+    print(f"closed loop through the ROS graph ({args.runner}, real-time factor {args.real_time_factor:g}"
+          f"{', use_sim_time' if graph.use_sim_time else ', wall clock'}): {config.episodes} episodes, seeds "
+          f"{config.seed0}..{config.seed0 + config.episodes - 1}, policy {args.policy or 'from the YAML'}", flush=True)
     report = evaluator.run(NodePolicy(args.policy, args.policy_model, args.execution))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

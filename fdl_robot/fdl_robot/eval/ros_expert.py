@@ -152,7 +152,8 @@ class RosExpertEvaluator:
         self.sim_args = ["--ros-args", "-p", f"seed:={config.seed0}", "-p", f"width:={width}",
                          "-p", f"height:={height}", "-p", f"camera_rate_hz:={camera_rate_hz}",
                          "-p", f"real_time_factor:={real_time_factor}",
-                         "-p", f"shadows:={'true' if shadows else 'false'}", "-p", "publish_clock:=false"]
+                         "-p", f"shadows:={'true' if shadows else 'false'}",
+                         "-p", "publish_clock:=true"]   # simulated-time stamps: any real-time factor
         self.camera = f"{width}x{height} at {camera_rate_hz:g} Hz"
         self.strip, self.strip_period_s, self.progress = strip, strip_period_s, progress
 

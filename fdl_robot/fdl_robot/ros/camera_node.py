@@ -34,9 +34,9 @@ about (throttled) and the node carries on.
 from __future__ import annotations
 
 import math
+import sys
 import time
 
-import rclpy
 from rclpy.logging import get_logger
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -144,16 +144,16 @@ class CameraNode(FdlNode):
 
 
 def main(args=None) -> None:
-    from fdl_robot.ros.runner import spin_nodes
+    from fdl_robot.ros.runner import run_until_signal
 
-    rclpy.init(args=args)
-    try:
-        node = CameraNode()
-    except (SourceError, FileNotFoundError, ValueError) as exc:
-        get_logger("camera_node").fatal(str(exc))
-        rclpy.try_shutdown()
-        raise SystemExit(1) from exc
-    spin_nodes([node])
+    def make_nodes():
+        try:
+            return [CameraNode()]
+        except (SourceError, FileNotFoundError, ValueError) as exc:
+            get_logger("camera_node").fatal(str(exc))
+            raise SystemExit(1) from exc
+
+    sys.exit(run_until_signal(make_nodes, args))
 
 
 if __name__ == "__main__":

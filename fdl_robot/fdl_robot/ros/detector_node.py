@@ -10,7 +10,6 @@ set, an annotated image. The backend (ultralytics, onnx, detr or color) is built
 """
 from __future__ import annotations
 
-import rclpy
 from fdl_robot_interfaces.msg import Detection2DArray
 from sensor_msgs.msg import Image
 
@@ -57,10 +56,9 @@ class DetectorNode(FdlNode):
 
 
 def main(args=None) -> None:
-    from fdl_robot.ros.runner import spin_nodes
+    from fdl_robot.ros.runner import node_main
 
-    rclpy.init(args=args)
-    spin_nodes([DetectorNode()])
+    node_main(DetectorNode)(args)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""The node graphs of fdl_robot, described once for the launch files and the runner.
+"""The node graphs of fdl_robot, described once for the launch files and the launchers.
 
-``launch/*.launch.py`` (a real ROS 2 install) and ``fdl-robot run`` (one process, here)
-both build their node lists from :func:`graph_nodes`, so they start the same nodes with
-the same parameters file and the same overrides.
+``launch/*.launch.py`` (a real ROS 2 install), ``fdl-robot launch`` (a process per node,
+here) and ``fdl-robot run`` (one process) all build their node lists from
+:func:`graph_nodes` and their arguments from :class:`LaunchArguments`, so they start the
+same nodes with the same parameters file and the same overrides.
 """
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ from pathlib import Path
 class NodeSpec:
     executable: str          # console script, `ros2 run fdl_robot <executable>`
     node_class: str          # "module:Class" for in-process composition
+
+    @property
+    def module(self) -> str:
+        """The node's module: ``python -m <module>`` runs it on its own (its ``main``)."""
+        return self.node_class.split(":")[0]
 
 
 NODES = {
@@ -47,19 +53,58 @@ def default_config() -> Path:
         raise FileNotFoundError(f"config/fdl_robot.yaml not found ({exc})") from exc
 
 
-def node_overrides(name: str, graph: str, camera_source: str = "", model_path: str = "") -> dict:
+@dataclass(frozen=True)
+class LaunchArguments:
+    """The arguments of every way to start a graph, with their defaults, declared once.
+
+    ``launch/*.launch.py`` declares them as launch arguments (``name:=value``),
+    ``fdl-robot run`` and ``fdl-robot launch`` as options (``--name value``).
+    """
+
+    config: str = ""            # parameters YAML ('' = the package's config/fdl_robot.yaml)
+    namespace: str = ""         # namespace of every node
+    camera_source: str = ""     # override camera_node source ('' = the YAML's)
+    model_path: str = ""        # override detector_node model_path ('' = the YAML's)
+    use_sim_time: bool = False  # every node on /clock; in the sim graph sim_node publishes it
+    respawn: bool = False       # restart a node that exits (launch_ros Node(respawn=...))
+    respawn_delay: float = 2.0  # seconds between a node's exit and its restart
+
+    def config_path(self) -> Path:
+        return Path(self.config) if self.config else default_config()
+
+
+DEFAULT_ARGUMENTS = LaunchArguments()
+
+#: One line per launch argument, for ``DeclareLaunchArgument`` and ``--help``.
+ARGUMENT_HELP = {
+    "config": "parameters YAML (default: the package's config/fdl_robot.yaml)",
+    "namespace": "namespace of every node",
+    "camera_source": "override camera_node source: realsense | video (or a registered one)",
+    "model_path": "override detector_node model_path",
+    "use_sim_time": "run every node on /clock (sim graph: sim_node publishes simulated time on it; "
+                    "needed for a real_time_factor other than 1)",
+    "respawn": "restart a node that exits, after respawn_delay (process-per-node launchers only)",
+    "respawn_delay": "seconds between a node's exit and its restart",
+}
+
+
+def node_overrides(name: str, graph: str, args: LaunchArguments = DEFAULT_ARGUMENTS) -> dict:
     """Per-node parameter overrides from the launch arguments ('' = keep the YAML's).
 
-    In the ``sim`` graph every node but sim_node runs on the simulator's /clock
-    (``use_sim_time``), so stamps, watchdogs and trajectory timing share one clock.
+    Clock: with ``use_sim_time`` every node runs on ``/clock``; in the ``sim`` graph sim_node
+    then stamps with simulated time and publishes it (``publish_clock``). Without it, sim_node
+    stamps with the wall clock, as a camera driver and an arm driver do, and the graph runs
+    on the system clock like a real robot (sim_node's ``real_time_factor`` must then be 1).
     """
     overrides: dict = {}
-    if name == "camera_node" and camera_source:
-        overrides["source"] = camera_source
-    if name == "detector_node" and model_path:
-        overrides["model_path"] = model_path
-    if graph == "sim" and name != "sim_node":
-        overrides["use_sim_time"] = True
+    if name == "camera_node" and args.camera_source:
+        overrides["source"] = args.camera_source
+    if name == "detector_node" and args.model_path:
+        overrides["model_path"] = args.model_path
+    if name == "sim_node":
+        overrides["publish_clock"] = args.use_sim_time
+    else:
+        overrides["use_sim_time"] = args.use_sim_time
     return overrides
 
 

@@ -1,42 +1,61 @@
 """The launch description of a graph, shared by every ``launch/*.launch.py``.
 
 Needs ROS 2's ``launch``/``launch_ros`` (a real install; they are not on PyPI). The
-node list and per-node overrides come from :mod:`fdl_robot.ros.graph`, exactly as for
-``fdl-robot run``, so the launch files and the in-process runner cannot drift apart.
+node list, the launch arguments and the per-node overrides come from
+:mod:`fdl_robot.ros.graph`, exactly as for ``fdl-robot launch`` and ``fdl-robot run``,
+so the launch files and the launchers here cannot drift apart.
 
-Launch arguments: ``config`` (parameters YAML; default the package's
-config/fdl_robot.yaml), ``namespace``, ``camera_source`` (override camera_node
-``source``), ``model_path`` (override detector_node ``model_path``).
+Launch arguments (:class:`~fdl_robot.ros.graph.LaunchArguments`): ``config``,
+``namespace``, ``camera_source``, ``model_path``, ``use_sim_time``, ``respawn``,
+``respawn_delay``. A node that exits without ``respawn`` shuts the whole launch down, as
+``fdl-robot launch`` does.
 """
 from __future__ import annotations
 
+from dataclasses import fields
+
 from fdl_robot.ros import graph as graphs
 
-LAUNCH_ARGUMENTS = {
-    "config": "parameters YAML (default: the package's config/fdl_robot.yaml)",
-    "namespace": "namespace of every node",
-    "camera_source": "override camera_node source: realsense | video (or a registered one)",
-    "model_path": "override detector_node model_path",
-}
+
+def _as_text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def arguments_from_context(context) -> graphs.LaunchArguments:
+    """The launch arguments as performed in ``context``, typed like their defaults."""
+    from launch.substitutions import LaunchConfiguration
+
+    values = {}
+    for f in fields(graphs.LaunchArguments):
+        text = LaunchConfiguration(f.name).perform(context)
+        default = f.default
+        if isinstance(default, bool):
+            values[f.name] = text.strip().lower() in ("true", "1", "yes")
+        elif isinstance(default, float):
+            values[f.name] = float(text)
+        else:
+            values[f.name] = text
+    return graphs.LaunchArguments(**values)
 
 
 def generate(graph: str):
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
-    from launch.substitutions import LaunchConfiguration
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
     from launch_ros.actions import Node
 
     def nodes(context, *args, **kwargs):
-        value = {k: LaunchConfiguration(k).perform(context) for k in LAUNCH_ARGUMENTS}
-        config = value["config"] or str(graphs.default_config())
+        value = arguments_from_context(context)
+        config = str(value.config_path())
         return [
             Node(package="fdl_robot", executable=graphs.NODES[name].executable, name=name,
-                 namespace=value["namespace"], output="screen",
-                 parameters=[config, graphs.node_overrides(name, graph, value["camera_source"],
-                                                           value["model_path"])])
+                 namespace=value.namespace, output="screen",
+                 respawn=value.respawn, respawn_delay=value.respawn_delay,
+                 on_exit=None if value.respawn else Shutdown(reason=f"{name} exited"),
+                 parameters=[config, graphs.node_overrides(name, graph, value)])
             for name in graphs.graph_nodes(graph)
         ]
 
     return LaunchDescription(
-        [DeclareLaunchArgument(k, default_value="", description=d) for k, d in LAUNCH_ARGUMENTS.items()]
+        [DeclareLaunchArgument(f.name, default_value=_as_text(f.default), description=graphs.ARGUMENT_HELP[f.name])
+         for f in fields(graphs.LaunchArguments)]
         + [OpaqueFunction(function=nodes)])

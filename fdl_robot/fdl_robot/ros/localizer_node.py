@@ -11,7 +11,6 @@ stamp and ``target_frame``. Bad input is counted and warned about, never publish
 from __future__ import annotations
 
 import numpy as np
-import rclpy
 from fdl_robot_interfaces.msg import Detection2DArray, Object3D, Object3DArray
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -103,10 +102,9 @@ class LocalizerNode(FdlNode):
 
 
 def main(args=None) -> None:
-    from fdl_robot.ros.runner import spin_nodes
+    from fdl_robot.ros.runner import node_main
 
-    rclpy.init(args=args)
-    spin_nodes([LocalizerNode()])
+    node_main(LocalizerNode)(args)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ Services: ``~/set_target_class`` (fdl_robot_interfaces/SetTargetClass; also the
 from __future__ import annotations
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration
 from fdl_robot_interfaces.msg import TrackArray
 from fdl_robot_interfaces.srv import SetTargetClass
@@ -238,10 +237,9 @@ class PolicyNode(FdlNode):
 
 
 def main(args=None) -> None:
-    from fdl_robot.ros.runner import spin_nodes
+    from fdl_robot.ros.runner import node_main
 
-    rclpy.init(args=args)
-    spin_nodes([PolicyNode()])
+    node_main(PolicyNode)(args)
 
 
 if __name__ == "__main__":

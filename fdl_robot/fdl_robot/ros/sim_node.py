@@ -28,11 +28,20 @@ Callbacks (commands, services) never touch the env; they hand work to the thread
 
 Clock and stamps
 ----------------
-Every stamp is simulated time, and it never goes backwards: an episode's time is
-``t_episode_start + env.time_s`` where ``t_episode_start`` is the time the previous
-episode ended (the first episode starts at 0, so the first message carries 0.02 s).
-The node publishes that time on ``clock_topic``; run the other nodes with
-``use_sim_time:=true`` so their clocks, watchdogs and latencies use it.
+Simulated time never goes backwards: an episode's time is ``t_episode_start + env.time_s``
+where ``t_episode_start`` is the time the previous episode ended (the first episode
+starts at 0). What the stamps are depends on ``publish_clock``:
+
+* ``false`` (default; the graph's ``use_sim_time:=false``): stamps are the wall clock
+  (system time) at each control step, as a camera driver and a ros2_control arm driver
+  stamp theirs, and the other nodes run on the system clock, like a real robot. Only
+  ``real_time_factor`` 1 is allowed: slower pacing would make the robot slower than its
+  commands' time line.
+* ``true`` (``use_sim_time:=true``): stamps are simulated time, published on
+  ``clock_topic``; run the other nodes with ``use_sim_time:=true`` so their clocks,
+  watchdogs and latencies use it. Any ``real_time_factor`` then works, on any machine.
+
+Command due times are read on the same clock as the stamps.
 
 Outputs (topics are parameters)
 -------------------------------
@@ -165,6 +174,9 @@ class SimNode(FdlNode):
                 raise ValueError(f"camera_rate_hz must be positive, got {p['camera_rate_hz']}")
             if p["width"] <= 0 or p["height"] <= 0:
                 raise ValueError(f"image size must be positive, got {p['width']}x{p['height']}")
+            if not p["publish_clock"] and p["real_time_factor"] != 1.0:
+                raise ValueError(f"real_time_factor {p['real_time_factor']:g} needs publish_clock:=true (and "
+                                 "use_sim_time:=true on the other nodes): wall-clock stamps hold only at real time")
         except BaseException:
             super().destroy_node()
             raise
@@ -172,7 +184,9 @@ class SimNode(FdlNode):
         self.seed = int(p["seed"])
         self._frame_period_ns = round(1e9 / p["camera_rate_hz"])
         self._command: JointCommand | None = None      # written by callbacks, read by the loop
-        self._now_ns = 0                               # sim time of the last step (any thread)
+        self._now_ns = 0                               # stamp of the last step (any thread)
+        self._sim_clock = bool(p["publish_clock"])     # stamps: simulated time, else the wall clock
+        self._sim_now_ns = 0                           # simulated time of the last step
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -208,7 +222,8 @@ class SimNode(FdlNode):
 
     @property
     def now_ns(self) -> int:
-        """Simulated time of the last control step, ns (the stamp of its messages)."""
+        """Stamp of the last control step's messages, ns: simulated time with publish_clock,
+        else the wall clock (system time) at that step."""
         return self._now_ns
 
     def on_trajectory(self, msg: JointTrajectory) -> None:
@@ -260,7 +275,8 @@ class SimNode(FdlNode):
             p = self.params
             self._env = PickPlaceEnv(PickPlaceConfig(image_width=p["width"],
                                                      image_height=p["height"],
-                                                     shadows=p["shadows"]))
+                                                     shadows=p["shadows"],
+                                                     shadow_map_px=p["shadow_map_px"]))
             self._reset_episode(self._env, self.seed, first=True)
         except BaseException as exc:  # noqa: BLE001 - re-raised by the constructor
             self._startup_error = exc
@@ -287,12 +303,12 @@ class SimNode(FdlNode):
                 self._stop.wait(0.1)
                 continue
             wall = time.monotonic()
-            self._rtf_window.append((wall, self._now_ns))
+            self._rtf_window.append((wall, self._sim_now_ns))
             if rtf <= 0:
                 continue
             if anchor is None:
-                anchor = (wall, self._now_ns)
-            sleep_s = anchor[0] + (self._now_ns - anchor[1]) * 1e-9 / rtf - wall
+                anchor = (wall, self._sim_now_ns)
+            sleep_s = anchor[0] + (self._sim_now_ns - anchor[1]) * 1e-9 / rtf - wall
             if sleep_s > 0:
                 self._stop.wait(sleep_s)
             elif -sleep_s > MAX_LAG_S:                 # too slow: run late, do not burst
@@ -327,28 +343,34 @@ class SimNode(FdlNode):
             self.episode += 1
         self.seed = seed
         self._command = None
-        self._episode_start_ns = self._now_ns        # the clock continues across episodes
-        self._next_frame_ns = self._now_ns
+        self._episode_start_ns = self._sim_now_ns     # simulated time continues across episodes
+        self._next_frame_ns = self._sim_now_ns
         self.get_logger().info(f"episode {self.episode}: seed {seed}, objects "
                                f"{', '.join(env.object_names)}")
         return seed
 
     def _sim_ns(self, env) -> int:
+        """Simulated time, ns: the episode's start plus the env's time (continues across episodes)."""
         return self._episode_start_ns + round(env.time_s * 1e9)
+
+    def _stamp_ns(self, sim_ns: int) -> int:
+        """The stamp of a step at simulated time ``sim_ns``: itself, or the wall clock now."""
+        return sim_ns if self._sim_clock else self.get_clock().now().nanoseconds
 
     def _control_step(self, env) -> None:
         command = self._command
         if command is not None:
-            env.apply_action(command_target(command, self._sim_ns(env)))
+            env.apply_action(command_target(command, self._stamp_ns(self._sim_ns(env))))
         env.physics_step(env.physics_substeps)
-        self._now_ns = now_ns = self._sim_ns(env)
+        self._sim_now_ns = sim_ns = self._sim_ns(env)
+        self._now_ns = now_ns = self._stamp_ns(sim_ns)
         stamp = ns_to_stamp(now_ns)
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=stamp))
         self.joint_pub.publish(self._joint_state(env, stamp))
-        if now_ns >= self._next_frame_ns:
+        if sim_ns >= self._next_frame_ns:
             self._next_frame_ns += self._frame_period_ns * max(
-                1, -(-(now_ns - self._next_frame_ns) // self._frame_period_ns))
+                1, -(-(sim_ns - self._next_frame_ns) // self._frame_period_ns))
             self._publish_frame(env, stamp)
 
     def _joint_state(self, env, stamp) -> JointState:
@@ -405,10 +427,9 @@ class SimNode(FdlNode):
 
 
 def main(args=None) -> None:
-    from fdl_robot.ros.runner import spin_nodes
+    from fdl_robot.ros.runner import node_main
 
-    rclpy.init(args=args)
-    spin_nodes([SimNode()])
+    node_main(SimNode)(args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ and die. Service ``~/reset`` (std_srvs/Trigger) forgets all tracks.
 from __future__ import annotations
 
 import numpy as np
-import rclpy
 from fdl_robot_interfaces.msg import Object3DArray, Track, TrackArray
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
@@ -104,10 +103,9 @@ class TrackerNode(FdlNode):
 
 
 def main(args=None) -> None:
-    from fdl_robot.ros.runner import spin_nodes
+    from fdl_robot.ros.runner import node_main
 
-    rclpy.init(args=args)
-    spin_nodes([TrackerNode()])
+    node_main(TrackerNode)(args)
 
 
 if __name__ == "__main__":
