@@ -3,11 +3,12 @@
 This table is the single place parameters are declared. A parameter that configures the
 library takes its default from the library's config dataclass (:func:`from_config`:
 ``DetectorConfig``, ``LiftingConfig``, ``TrackerConfig``, ``CameraConfig``,
-``PolicyConfig``, ``PolicyInputsConfig``, ``SafetyConfig``), and nodes build those configs
-from their parameter values by keyword (:func:`build_config`), so a default lives in one
-place. ``config/fdl_robot.yaml`` (the file users edit, in ``ros__parameters`` form) and the
-README's parameter table are generated from this table, and the launch files read it;
-``test/test_graph.py`` fails when the YAML or the README drift from it.
+``PolicyConfig``, ``PolicyInputsConfig``, ``PacingConfig``, ``SafetyConfig``), and nodes
+build those configs from their parameter values by keyword (:func:`build_config`), so a
+default lives in one place. ``config/fdl_robot.yaml`` (the file users edit, in
+``ros__parameters`` form) and the README's parameter table are generated from this
+table, and the launch files read it; ``test/test_graph.py`` fails when the YAML or the
+README drift from it.
 
     python -m fdl_robot.ros.parameters --yaml      # print the YAML of all defaults
     python -m fdl_robot.ros.parameters --markdown  # print the README table
@@ -26,6 +27,7 @@ from fdl_robot.perception.detector import DetectorConfig
 from fdl_robot.perception.lifting import LiftingConfig
 from fdl_robot.perception.sources import CameraConfig
 from fdl_robot.policy.inputs import PolicyInputsConfig
+from fdl_robot.policy.pacing import PacingConfig
 from fdl_robot.policy.runner import PolicyConfig
 
 # Joint order of every joint vector in the stack (core.robot), as ROS string arrays.
@@ -203,6 +205,17 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         from_config(PolicyInputsConfig, "bin_class", "Class of the tracked bin: the position of its most-hit CONFIRMED "
                     "track replaces bin_position ('' = always use bin_position)."),
         from_config(PolicyConfig, "control_rate_hz", "Rate of JointTrajectory commands."),
+        from_config(PacingConfig, "command_timing", "When commands go out: 'on_tracks' (as soon as fresh "
+                    "tracks arrive if the interval bound allows, else as soon as it does; without "
+                    "fresh tracks on a dt grid phased to their arrivals: policy.pacing) or 'fixed' (a "
+                    "free-running timer every dt). With use_sim_time the node keeps 'fixed'.", field="timing"),
+        from_config(PacingConfig, "command_interval_tolerance_s", "'on_tracks': every interval between "
+                    "commands, as decided, lies within 1/control_rate_hz +- this, seconds (< half the "
+                    "period; timer lateness, compute and transport add to it at the robot).",
+                    field="tolerance_s"),
+        from_config(PacingConfig, "command_phase_gain", "'on_tracks': gain of the estimate of the tracks' "
+                    "arrival phase, 0 < g <= 1 (1 = the last arrival; smaller averages the latency "
+                    "jitter over about 1/g frames).", field="phase_gain"),
         from_config(PolicyConfig, "chunk_execution", "'ensemble' (temporal ensembling every step) or "
                     "'chunk' (execute each chunk open loop)."),
         from_config(PolicyConfig, "ensemble_m", "Temporal ensembling weight decay m, w_i = exp(-m i)."),

@@ -2,12 +2,26 @@
 
     ros2 run fdl_robot policy_node --ros-args --params-file config/fdl_robot.yaml
 
-Every 1 / control_rate_hz seconds the node asks
+Once per control period dt = 1 / control_rate_hz (see *Command timing*) the node asks
 :class:`~fdl_robot.policy.inputs.PolicyInputs` what the step may do (wait, hold, or act on
 a :class:`~fdl_robot.policy.interface.PolicyObservation` of the latest joint state, target
 and bin), runs :class:`~fdl_robot.policy.runner.PolicyRunner` (policy, chunked or
 temporally ensembled execution, the safety layer) and publishes a
 ``trajectory_msgs/JointTrajectory`` for ros2_control's JointTrajectoryController.
+
+Command timing (``command_timing``)
+-----------------------------------
+* ``on_tracks`` (default): :class:`~fdl_robot.policy.pacing.CommandPacer` decides when. A
+  step runs as soon as fresh tracks arrive, in their callback, whenever that keeps the
+  interval since the last command within dt +- ``command_interval_tolerance_s``, else as
+  soon as it does; without fresh tracks on a grid every dt, phased so that the next
+  frame's tracks usually find the window open. One rclpy timer, re-armed for each due
+  time (its period changed, then reset).
+* ``fixed``: a free-running timer every dt; tracks wait for its next tick.
+
+``on_tracks`` needs a clock that runs continuously: with ``use_sim_time`` the clock moves
+in the simulator's 20 ms steps, a due time between steps would only come at the next one,
+so the node then keeps ``fixed`` (and says so at start-up).
 
 Inputs (their validation, freshness and the target and bin choice: ``policy.inputs``)
 ------
@@ -47,6 +61,8 @@ Services: ``~/set_target_class`` (fdl_robot_interfaces/SetTargetClass; also the
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from builtin_interfaces.msg import Duration
 from fdl_robot_interfaces.msg import TrackArray
@@ -58,6 +74,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from fdl_robot.policy.inputs import InputError, PolicyInputs, PolicyInputsConfig, StepKind, TrackedObject
+from fdl_robot.policy.pacing import CommandPacer, PacingConfig
 from fdl_robot.policy.runner import PolicyConfig, PolicyRunner, limits_from_params, make_policy
 from fdl_robot.ros import parameters
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
@@ -65,6 +82,8 @@ from fdl_robot.ros.conversions import ns_to_stamp, stamp_to_ns
 
 # Parameters that can change while the node runs; the others need a restart.
 _RUNTIME_PARAMETERS = {"target_class"}
+# A due time this close counts as now (float seconds of a wall clock resolve ~0.2 us).
+_DUE_SLACK_S = 1e-6
 
 
 def _duration(t_s: float) -> Duration:
@@ -87,6 +106,8 @@ class PolicyNode(FdlNode):
             config = parameters.build_config("policy_node", PolicyConfig, p)
             limits = limits_from_params(p)
             self.inputs = PolicyInputs(parameters.build_config("policy_node", PolicyInputsConfig, p))
+            pacing = parameters.build_config("policy_node", PacingConfig, p)
+            pacer = CommandPacer(config.dt_s, pacing, start_s=self.now_s())
         except ValueError as exc:
             raise ValueError(f"policy_node: {exc}") from exc
         self.dt_s = config.dt_s
@@ -103,7 +124,14 @@ class PolicyNode(FdlNode):
         self.create_service(SetTargetClass, "~/set_target_class", self.on_set_target_class)
         self.create_service(Trigger, "~/reset", self.on_reset)
         self.add_on_set_parameters_callback(self.on_set_parameters)
-        self.timer = self.create_timer(self.dt_s, self.on_timer)
+        on_tracks = pacing.timing == "on_tracks"
+        if on_tracks and self.get_parameter("use_sim_time").value:
+            self.get_logger().info("command_timing 'on_tracks' needs a continuous clock; with "
+                                   "use_sim_time it moves in steps: commanding on a fixed timer")
+            on_tracks = False
+        self.command_timing = "on_tracks" if on_tracks else "fixed"
+        self.pacer: CommandPacer | None = pacer if on_tracks else None
+        self.timer = self.create_timer(self.dt_s, self.on_pacer_timer if on_tracks else self.on_timer)
 
     @property
     def q(self) -> np.ndarray | None:
@@ -130,9 +158,10 @@ class PolicyNode(FdlNode):
         self.counters["ok joint_states"] += 1
 
     def on_tracks(self, msg: TrackArray) -> None:
+        now_s = self.now_s()
         try:
             unknown = self.inputs.add_tracks(tracked_objects(msg), msg.header.frame_id,
-                                             msg.header.stamp, self.now_s())
+                                             msg.header.stamp, now_s)
         except InputError as exc:
             self.reject(exc.reason, str(exc))
             return
@@ -142,16 +171,38 @@ class PolicyNode(FdlNode):
                 f"target class '{self.inputs.target_class}' is not among the tracked classes "
                 f"{sorted(self.inputs.seen_classes)}: no target (set it with ~/set_target_class)")
         self.counters["ok tracks"] += 1
+        if self.pacer is not None:
+            self.pacer.tracks_arrived(now_s)
+            self.pace(now_s)
+
+    # --- when: command timing -------------------------------------------------------------
+
+    def on_timer(self) -> None:
+        """``fixed``: every dt."""
+        self.control_step(self.now_s())
+
+    def on_pacer_timer(self) -> None:
+        """``on_tracks``: the timer fired at the pacer's due time."""
+        self.pace(self.now_s())
+
+    def pace(self, now_s: float) -> None:
+        """Run the control step if the pacer says it is due, then arm the timer for the next one."""
+        pacer = self.pacer
+        if pacer.due_s <= now_s + _DUE_SLACK_S:
+            pacer.decided(now_s, self.control_step(now_s))
+            now_s = self.now_s()                # the step took time; the timer counts from now
+        self.timer.timer_period_ns = max(1, math.ceil((pacer.due_s - now_s) * 1e9))
+        self.timer.reset()
 
     # --- control step -----------------------------------------------------------------
 
-    def on_timer(self) -> None:
-        now_s = self.now_s()
+    def control_step(self, now_s: float) -> bool:
+        """One control step at ``now_s``; True if it published (a command or a hold)."""
         step = self.inputs.step(now_s)
         if step.kind is StepKind.WAIT:          # nothing to hold yet: publish nothing
             self.reject("waiting for joint_states",
                         f"no valid JointState on '{self.params['joint_states_topic']}' yet")
-            return
+            return False
         if step.kind is StepKind.HOLD:
             self.runner.reset()
             self.holding = True
@@ -159,15 +210,16 @@ class PolicyNode(FdlNode):
             self.counters["holds"] += 1
             self.get_logger().warning(f"watchdog: {', '.join(step.stale)} stale or invalid; "
                                       "holding at the last joint position")
-            return
+            return True
         if step.kind is StepKind.STALE:
-            return
+            return False
         if step.recovered:
             self.holding = False
             self.get_logger().info("watchdog: inputs fresh again, resuming")
         out = self.runner.step(step.observation, now_s)
         self.pub.publish(self.trajectory_msg(out.trajectory, now_s, step.source_stamp))
         self.counters["ok commands"] += 1
+        return True
 
     def trajectory_msg(self, points: np.ndarray, now_s: float,
                        source_stamp=None) -> JointTrajectory:
