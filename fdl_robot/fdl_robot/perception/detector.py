@@ -11,6 +11,8 @@ Backends
 ``onnx``         An ultralytics YOLO ONNX export run by ONNX Runtime: letterbox with
                  OpenCV, decoding and class-aware NMS with :mod:`fdl_robot.core`
                  (:func:`~fdl_robot.core.decoding.yolov8_postprocess`); no torch needed.
+``openvino``     The same ONNX export, same pre-processing and decoding, compiled for the
+                 CPU by Intel's OpenVINO runtime (latency hint; ``precision`` f32 or bf16).
 ``color``        HSV colour blobs (:mod:`fdl_robot.perception.color_detector`): no
                  weights; the baseline and the stand-in before a network is trained.
 ``detr``         A Hugging Face ``DetrForObjectDetection`` checkpoint directory,
@@ -19,8 +21,14 @@ Backends
 
 :class:`DetectorConfig` holds every setting and its default (detector_node's parameters
 are read from it); ``make_detector`` builds the backend it names.
-Heavy libraries (torch, ultralytics, onnxruntime, transformers) are imported only when a
-backend is built, so this module imports fast and without them.
+Heavy libraries (torch, ultralytics, onnxruntime, openvino, transformers) are imported only
+when a backend is built, so this module imports fast and without them.
+
+Threads: ``threads`` > 0 caps the runtime's intra-op threads (ONNX Runtime's
+``intra_op_num_threads``, OpenVINO's ``INFERENCE_NUM_THREADS``, torch's
+``set_num_threads`` for the torch backends); 0 leaves the runtime's default (one per
+core). With a process per node on a 2-core computer every extra runtime thread competes
+with the other nodes for the same cores.
 
 Boxes are XYXY in image-edge coordinates of the input image (pixel ``(i, j)`` covers
 ``[i, i + 1) x [j, j + 1)``), as ultralytics and COCO define them.
@@ -34,7 +42,9 @@ from typing import Protocol
 import numpy as np
 
 
-BACKENDS = ("ultralytics", "onnx", "detr", "color")
+BACKENDS = ("ultralytics", "onnx", "openvino", "detr", "color")
+#: Inference precisions of the openvino backend: OpenVINO's ``INFERENCE_PRECISION_HINT``.
+PRECISIONS = ("f32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,12 @@ class DetectorConfig:
 
     ``model_path`` '' means the shipped weights of the backend (:func:`default_model_path`).
     ``score_threshold`` is the minimum confidence, ``iou_threshold`` the NMS overlap of the
-    YOLO backends, ``image_size`` the inference size in pixels (longest side).
+    YOLO backends, ``image_size`` the inference size in pixels (longest side; the ONNX
+    backends use their export's fixed input size). ``threads``: intra-op threads of the
+    runtime (0 = its default). ``precision``: arithmetic of the openvino backend, ``"f32"``
+    | ``"bf16"`` (bfloat16: f32's 8-bit exponent with an 8-bit mantissa, about 3 significant
+    digits, run on AVX-512 BF16 / AMX units where the CPU has them); the other backends
+    compute in f32 and ignore it.
     """
 
     backend: str = "ultralytics"
@@ -53,10 +68,16 @@ class DetectorConfig:
     iou_threshold: float = 0.5
     max_detections: int = 50
     device: str = "cpu"
+    threads: int = 0
+    precision: str = "f32"
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown detector backend '{self.backend}'; use one of {list(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision '{self.precision}'; use one of {list(PRECISIONS)}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 = the runtime's default), got {self.threads}")
         if self.image_size <= 0 or self.max_detections <= 0:
             raise ValueError(f"image_size and max_detections must be positive, got "
                              f"{self.image_size} and {self.max_detections}")
@@ -104,8 +125,8 @@ def default_model_dir() -> Path:
 
 
 def default_model_path(backend: str = "ultralytics") -> str:
-    """The shipped model of a backend (``best.pt``; ``best.onnx`` for 'onnx'), or '' if none."""
-    name = {"ultralytics": "best.pt", "onnx": "best.onnx"}.get(backend)
+    """The shipped model of a backend (``best.pt``; ``best.onnx`` for 'onnx' and 'openvino'), or '' if none."""
+    name = {"ultralytics": "best.pt", "onnx": "best.onnx", "openvino": "best.onnx"}.get(backend)
     path = default_model_dir() / name if name else None
     return str(path) if path is not None and path.is_file() else ""
 
@@ -123,18 +144,28 @@ def _check_rgb(rgb: np.ndarray) -> None:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.shape} {rgb.dtype}")
 
 
+def _set_torch_threads(threads: int) -> None:
+    """torch's intra-op threads for the whole process (torch has one pool per process), if > 0."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
 class UltralyticsDetector:
     """YOLO / RT-DETR through ultralytics (``.pt`` weights or an ``.onnx`` export)."""
 
     def __init__(self, model_path: str | Path, image_size: int = _DEFAULT.image_size,
                  score_threshold: float = _DEFAULT.score_threshold,
                  iou_threshold: float = _DEFAULT.iou_threshold,
-                 max_detections: int = _DEFAULT.max_detections, device: str = _DEFAULT.device):
+                 max_detections: int = _DEFAULT.max_detections, device: str = _DEFAULT.device,
+                 threads: int = _DEFAULT.threads):
         from ultralytics import RTDETR, YOLO
 
         path = Path(model_path)
         if not path.exists():
             raise FileNotFoundError(f"detector weights not found: {path}")
+        _set_torch_threads(threads)
         self.model = RTDETR(str(path)) if "rtdetr" in path.name.lower() else YOLO(str(path), task="detect")
         self.kwargs = dict(imgsz=int(image_size), conf=float(score_threshold), iou=float(iou_threshold),
                            max_det=int(max_detections), device=device, verbose=False)
@@ -171,43 +202,45 @@ def letterbox(rgb: np.ndarray, size: int, pad_value: int = 114) -> tuple[np.ndar
     return img, r, (float(left), float(top))
 
 
-class OnnxDetector:
-    """YOLO (v8/11) exported to ONNX by ultralytics, run with ONNX Runtime on the CPU.
+def yolo_export_class_names(path: str | Path) -> tuple[str, ...]:
+    """Class names of an ultralytics ONNX export: its ``names`` metadata, ``{0: 'red_cube', ...}``."""
+    import ast
 
-    Pre-processing: letterbox to the model's square input, RGB, /255, NCHW float32.
-    Output (1, 4 + K, N): candidates (cx, cy, w, h) in input pixels and K class scores,
-    decoded by :func:`fdl_robot.core.decoding.yolov8_postprocess` (best class, score
-    threshold, class-aware NMS from :mod:`fdl_robot.core.boxes`), then mapped back to
-    the image with ``(box - pad) / r`` and clipped.
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if "names" not in meta:
+        raise ValueError(f"{path} has no 'names' metadata: export it with ultralytics "
+                         "(model.export(format='onnx'))")
+    names = ast.literal_eval(meta["names"])
+    return tuple(names[i] for i in sorted(names))
+
+
+class YoloExportDetector:
+    """YOLO (v8/11) exported to ONNX by ultralytics; the runtime is the subclass's :meth:`infer`.
+
+    Pre-processing: letterbox to the model's square input of ``size`` pixels, RGB, /255,
+    NCHW float32. Output (1, 4 + K, N): candidates (cx, cy, w, h) in input pixels and K
+    class scores, decoded by :func:`fdl_robot.core.decoding.yolov8_postprocess` (best
+    class, score threshold, class-aware NMS from :mod:`fdl_robot.core.boxes`), then mapped
+    back to the image with ``(box - pad) / r`` and clipped.
     """
+
+    size: int
 
     def __init__(self, model_path: str | Path, score_threshold: float = _DEFAULT.score_threshold,
                  iou_threshold: float = _DEFAULT.iou_threshold,
-                 max_detections: int = _DEFAULT.max_detections, threads: int = 0):
-        import ast
-
-        import onnxruntime as ort
-
-        path = Path(model_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads)
-        # no busy-waiting between ops: on a 2-core robot computer that shares its cores
-        # with the other nodes, spinning threads steal time from them (and from us)
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        self.size = int(inp.shape[2]) if isinstance(inp.shape[2], int) else 640
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if "names" not in meta:
-            raise ValueError(f"{path} has no 'names' metadata: export it with ultralytics "
-                             "(model.export(format='onnx'))")
-        names = ast.literal_eval(meta["names"])
-        self.class_names = tuple(names[i] for i in sorted(names))
+                 max_detections: int = _DEFAULT.max_detections):
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        self.class_names = yolo_export_class_names(self.path)
         self.score_threshold, self.iou_threshold = float(score_threshold), float(iou_threshold)
         self.max_detections = int(max_detections)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Raw network output (1, 4 + K, N) of the input batch ``x`` (1, 3, size, size)."""
+        raise NotImplementedError
 
     def detect(self, rgb: np.ndarray) -> Detections:
         from fdl_robot.core.boxes import clip_boxes
@@ -216,8 +249,8 @@ class OnnxDetector:
         _check_rgb(rgb)
         img, r, (px, py) = letterbox(rgb, self.size)
         x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-        out = self.session.run(None, {self.input_name: x})[0]
-        boxes, scores, ids = yolov8_postprocess(out, self.score_threshold, self.iou_threshold, self.max_detections)
+        boxes, scores, ids = yolov8_postprocess(self.infer(x), self.score_threshold, self.iou_threshold,
+                                                self.max_detections)
         boxes = (np.asarray(boxes, float).reshape(-1, 4) - [px, py, px, py]) / r
         h, w = rgb.shape[:2]
         boxes = clip_boxes(boxes, w, h)
@@ -225,14 +258,82 @@ class OnnxDetector:
         return Detections(boxes, np.asarray(scores, float), ids, tuple(self.class_names[i] for i in ids))
 
 
+def _square_input_size(shape) -> int:
+    """Side of a static (1, 3, S, S) input; 640 (ultralytics' default) if it is dynamic."""
+    side = shape[2]
+    return int(side) if isinstance(side, int) else 640
+
+
+class OnnxDetector(YoloExportDetector):
+    """A :class:`YoloExportDetector` run by ONNX Runtime on the CPU."""
+
+    def __init__(self, model_path: str | Path, score_threshold: float = _DEFAULT.score_threshold,
+                 iou_threshold: float = _DEFAULT.iou_threshold,
+                 max_detections: int = _DEFAULT.max_detections, threads: int = _DEFAULT.threads):
+        import onnxruntime as ort
+
+        super().__init__(model_path, score_threshold, iou_threshold, max_detections)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        # no busy-waiting between ops: on a 2-core robot computer that shares its cores
+        # with the other nodes, spinning threads steal time from them (and from us)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.size = _square_input_size(inp.shape)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+
+class OpenVinoDetector(YoloExportDetector):
+    """A :class:`YoloExportDetector` compiled for the CPU by OpenVINO.
+
+    Compiled with ``PERFORMANCE_HINT: LATENCY`` (one stream: each frame as fast as
+    possible, not many frames in parallel), ``INFERENCE_NUM_THREADS`` = ``threads`` (0 =
+    OpenVINO's default, one per physical core) and ``INFERENCE_PRECISION_HINT`` =
+    ``precision``. The precision is always set: on a CPU with AVX-512 BF16 or AMX
+    OpenVINO's own default is bf16, so an unset hint would not mean f32.
+    ``ENABLE_CPU_PINNING`` is off: a thread pinned to one core cannot move to the other
+    while the node that shares its core runs.
+    """
+
+    def __init__(self, model_path: str | Path, score_threshold: float = _DEFAULT.score_threshold,
+                 iou_threshold: float = _DEFAULT.iou_threshold,
+                 max_detections: int = _DEFAULT.max_detections, threads: int = _DEFAULT.threads,
+                 precision: str = _DEFAULT.precision):
+        import openvino as ov
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision '{precision}'; use one of {list(PRECISIONS)}")
+        super().__init__(model_path, score_threshold, iou_threshold, max_detections)
+        core = ov.Core()
+        model = core.read_model(str(self.path))
+        properties = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision,
+                      "ENABLE_CPU_PINNING": False}
+        if threads > 0:
+            properties["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = core.compile_model(model, "CPU", properties)
+        self.request = self.compiled.create_infer_request()
+        self.size = _square_input_size(list(model.input(0).get_partial_shape().to_shape()))
+        self.precision = precision
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        self.request.infer({0: x})
+        return self.request.get_output_tensor(0).data.copy()
+
+
 class DetrDetector:
     """Hugging Face DETR from a local checkpoint directory; core.decoding post-processing."""
 
     def __init__(self, model_path: str | Path, score_threshold: float = _DEFAULT.score_threshold,
-                 device: str = _DEFAULT.device, image_size: int = _DEFAULT.image_size):
+                 device: str = _DEFAULT.device, image_size: int = _DEFAULT.image_size,
+                 threads: int = _DEFAULT.threads):
         import torch
         from transformers import DetrForObjectDetection
 
+        _set_torch_threads(threads)
         self.torch = torch
         self.model = DetrForObjectDetection.from_pretrained(str(model_path)).to(device).eval()
         self.device, self.image_size = device, int(image_size)
@@ -283,8 +384,12 @@ def make_detector(backend: str | DetectorConfig = _DEFAULT.backend, model_path: 
                                 f"shipped weights in {default_model_dir()}")
     if config.backend == "ultralytics":
         return UltralyticsDetector(path, config.image_size, config.score_threshold,
-                                   config.iou_threshold, config.max_detections, config.device)
+                                   config.iou_threshold, config.max_detections, config.device,
+                                   config.threads)
     if config.backend == "onnx":
         return OnnxDetector(path, config.score_threshold, config.iou_threshold,
-                            config.max_detections)
-    return DetrDetector(path, config.score_threshold, config.device, config.image_size)
+                            config.max_detections, config.threads)
+    if config.backend == "openvino":
+        return OpenVinoDetector(path, config.score_threshold, config.iou_threshold,
+                                config.max_detections, config.threads, config.precision)
+    return DetrDetector(path, config.score_threshold, config.device, config.image_size, config.threads)

@@ -139,15 +139,23 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
     ),
     "detector_node": (
         from_config(DetectorConfig, "backend", "Detector backend: 'ultralytics' (YOLO / RT-DETR .pt), "
-                    "'onnx' (a YOLO ONNX export on ONNX Runtime, decoded by fdl_robot.core), 'detr' "
-                    "(Hugging Face checkpoint directory) or 'color' (HSV colour blobs, no weights)."),
+                    "'onnx' (a YOLO ONNX export on ONNX Runtime, decoded by fdl_robot.core), 'openvino' "
+                    "(the same export compiled by OpenVINO for the CPU), 'detr' (Hugging Face checkpoint "
+                    "directory) or 'color' (HSV colour blobs, no weights)."),
         from_config(DetectorConfig, "model_path", "Weights file or checkpoint directory ('' = the shipped model: "
-                    "models/detector/best.pt, best.onnx for 'onnx')."),
-        from_config(DetectorConfig, "image_size", "Inference size in pixels (longest side)."),
+                    "models/detector/best.pt, best.onnx for 'onnx' and 'openvino')."),
+        from_config(DetectorConfig, "image_size", "Inference size in pixels (longest side; the ONNX backends "
+                    "use the export's fixed input size)."),
         from_config(DetectorConfig, "score_threshold", "Minimum detection confidence."),
         from_config(DetectorConfig, "iou_threshold", "NMS IoU threshold (YOLO backends)."),
         from_config(DetectorConfig, "max_detections", "Maximum detections per image."),
         from_config(DetectorConfig, "device", "Torch device."),
+        from_config(DetectorConfig, "threads", "Intra-op threads of the runtime (ONNX Runtime, OpenVINO, "
+                    "torch; 0 = the runtime's default, one per core). Each competes for the cores "
+                    "with the other nodes."),
+        from_config(DetectorConfig, "precision", "Arithmetic of the 'openvino' backend: 'f32' or 'bf16' "
+                    "(bfloat16 on AVX-512 BF16 / AMX units; faster, boxes differ from f32 by about a "
+                    "pixel). The other backends compute in f32."),
         Param("publish_debug_image", False, "Publish an annotated image on debug_image_topic."),
         Param("image_topic", COLOR_TOPIC, "Input colour image topic."),
         Param("detections_topic", DETECTIONS_TOPIC, "Output Detection2DArray topic."),
