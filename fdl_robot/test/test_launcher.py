@@ -172,3 +172,22 @@ def test_unknown_nodes_and_bad_overrides_are_refused_before_anything_starts(tmp_
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 2 and "fdl-robot launch:" in err, (args, err)
         assert "started" not in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(3))
+def test_sim_node_stops_cleanly_on_a_doubled_sigint_while_it_steps(attempt, tmp_path):
+    pytest.importorskip("mujoco")
+    proc = _launch(tmp_path, "--graph", "sim", "--nodes", "sim_node", "-p", "sim_node:width:=96",
+                   "-p", "sim_node:height:=72")
+    (pid,) = _node_pids(proc, 1).values()
+    assert wait_for(lambda: "MuJoCo cell" in (tmp_path / "sim_node.log").read_text(), 60)
+    time.sleep(3.0 + 0.3 * attempt)          # stepping and publishing (the first frame compiles
+                                             # llvmpipe's shaders: ~1-2 s) when the signals come
+    proc.send_signal(signal.SIGINT)
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    _logs_clean(tmp_path, ["sim_node"])
+    assert "measured real-time factor" in (tmp_path / "sim_node.log").read_text()

@@ -104,3 +104,12 @@ def test_bad_tracks_are_rejected_and_an_unknown_class_reported_once():
     assert inputs.set_target_class("cube") and inputs.target is None
     inputs.add_tracks([track(1, cls="cube")], "", "s", 10.2)
     assert inputs.target is not None and not inputs.set_target_class("cube")
+
+
+def test_the_observation_carries_the_joint_states_measurement_time_not_the_steps():
+    """The policy's velocity is a finite difference over measurement times: steps that come
+    early or late (a loaded machine, event-driven commands) must not distort it."""
+    inputs = ready()
+    inputs.add_joint_state(PolicyInputsConfig().joint_names, np.zeros(7), 10_020_000_000, 10.03)
+    for now_s in (10.031, 10.047, 10.049):
+        assert inputs.step(now_s).observation.stamp_s == pytest.approx(10.02)

@@ -37,12 +37,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Sequence
 
@@ -75,6 +77,13 @@ CLOSED_LOOP_EVAL = EvalConfig(episodes=50, max_sim_s=20.0)
 SIM_DEFAULTS = {"width": 320, "height": 240}
 #: How the graph's nodes run: a process per node (as deployed) or all in this process.
 RUNNERS = ("processes", "one-process")
+#: SCHED_FIFO priorities of ``--realtime``: the controller above the robot (sim_node, whose
+#: priority the monitor shares), the robot above perception, and everything above the rest of
+#: the machine. On two cores the default scheduler lets a 50 Hz tick wait for the detector's
+#: and the renderer's time slices; ros2_control runs its control loop under SCHED_FIFO for the
+#: same reason.
+REALTIME_PRIORITIES = {"policy_node": 30, "sim_node": 20, "detector_node": 10, "localizer_node": 10,
+                       "tracker_node": 10}
 #: Simulated time ``sim/success`` must stay true for an episode to succeed.
 HOLD_S = 0.5
 #: Frames of the strip of the first episode.
@@ -167,6 +176,8 @@ class EpisodeMonitor(Node):
         with self.lock:
             self.commands += 1
             self.timing.command_rx_ns.append(rx_mono)
+            if is_hold(msg):
+                self.timing.hold_rx_ns.append(rx_mono)
             if self._frame_stamps.get(stamp) is False:          # first command from this image
                 self._frame_stamps[stamp] = True
                 capture = stamp if self.wall_stamps else self._capture_wall_ns.get(stamp)
@@ -195,6 +206,11 @@ class EpisodeMonitor(Node):
         with self.lock:
             self.timing.sim_steps, self.timing.wall_s = self.steps, time.monotonic() - self.t0
             return self.timing
+
+
+def is_hold(msg) -> bool:
+    """policy_node's hold: one point with all velocities zero (see policy_node's watchdog)."""
+    return len(msg.points) == 1 and len(msg.points[0].velocities) > 0 and not any(msg.points[0].velocities)
 
 
 def _call(client, timeout_s: float = 30.0) -> str:
@@ -228,8 +244,11 @@ class GraphOptions:
     config: str | None = None                       # parameters YAML ('' / None = the package's)
     num_threads: int = 1                            # executor threads of the one-process runner
     respawn: bool = False
+    respawn_delay: float = graphs.DEFAULT_ARGUMENTS.respawn_delay
     log_dir: Path | None = None                     # per-node logs (processes; default ~/.ros/log/...)
     prefix: dict = field(default_factory=dict)      # {node: [argv prefix]} (processes)
+    priority: dict = field(default_factory=dict)    # {node: SCHED_FIFO priority} (processes)
+    monitor_priority: int = 0                       # SCHED_FIFO priority of the monitor's thread
     env: dict = field(default_factory=dict)         # {node: {VAR: value}} (processes)
 
     def __post_init__(self):
@@ -245,7 +264,7 @@ class GraphOptions:
 
     def launch_arguments(self) -> graphs.LaunchArguments:
         return graphs.LaunchArguments(config=self.config or "", use_sim_time=self.use_sim_time,
-                                      respawn=self.respawn)
+                                      respawn=self.respawn, respawn_delay=self.respawn_delay)
 
 
 class _InProcessGraph:
@@ -268,6 +287,9 @@ class _InProcessGraph:
     def poll(self) -> None:
         pass
 
+    def pids(self) -> dict:
+        return {}
+
     def stop(self) -> None:
         for node in self.nodes:
             node.destroy_node()
@@ -280,7 +302,7 @@ class _ProcessGraph:
         from fdl_robot.ros.launcher import Launcher, graph_processes
 
         specs = graph_processes("sim", options.launch_arguments(), extra_overrides=overrides,
-                                prefix=options.prefix, env=options.env)
+                                prefix=options.prefix, env=options.env, priority=options.priority)
         self.launcher = Launcher(specs, options.log_dir, progress=progress).start()
         self.num_threads = 1
 
@@ -301,6 +323,9 @@ class _ProcessGraph:
 
     def poll(self) -> None:
         self.launcher.poll()
+
+    def pids(self) -> dict:
+        return self.launcher.pids()
 
     def stop(self) -> None:
         self.launcher.stop()
@@ -352,6 +377,7 @@ class ClosedLoopRun:
     videos: list[list[np.ndarray]]
     timing: dict                     # eval.timing.timing_summary over the episodes
     cpu_percent: dict                # {process: % of one core}, over all episodes
+    episode_timing: list[LoopTiming] = field(default_factory=list)   # what the monitor saw, per episode
 
     @property
     def real_time_factor(self) -> float:
@@ -390,17 +416,23 @@ def _wait_for_outcome(monitor: EpisodeMonitor, graph, limit_steps: int, hold_ste
 
 def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict],
                     max_sim_s: float = CLOSED_LOOP_EVAL.max_sim_s, hold_s: float = HOLD_S,
-                    record_episodes: int = 0, options: GraphOptions = GraphOptions(), progress=print
-                    ) -> ClosedLoopRun:
+                    record_episodes: int = 0, options: GraphOptions = GraphOptions(), progress=print,
+                    on_episode_start: Callable[[int, dict], None] | None = None) -> ClosedLoopRun:
     """Run the sim graph for ``episodes`` episodes (module docstring).
 
     ``overrides`` ({node name: {parameter: value}}) go on top of the YAML and
     :data:`SIM_DEFAULTS`; the first ``record_episodes`` episodes are drawn.
+    ``on_episode_start(i, pids)`` is called as episode i starts, with the node processes'
+    pids (processes runner; fault injection, ``benchmarks/crash_recovery.py``).
     """
     from fdl_robot.ros.runner import make_executor
 
     overrides = _with_sim_defaults(overrides, seed0)
     overrides["sim_node"].setdefault("real_time_factor", options.real_time_factor)
+    if options.monitor_priority > 0:
+        # the monitor receives commands as the robot does, at its priority: set before rclpy.init
+        # so that the DDS threads that deliver them inherit it
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(options.monitor_priority))
     context = rclpy.Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     graph, executor, spinner = None, None, None
@@ -417,7 +449,8 @@ def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict],
         resets = [monitor.create_client(Trigger, f"/{name}/reset")
                   for name in ("sim_node", "tracker_node", "policy_node")]
         _wait_until_up(monitor, graph, resets, progress)
-        return _episodes(monitor, graph, resets, episodes, max_sim_s, hold_s, record_episodes, progress)
+        return _episodes(monitor, graph, resets, episodes, max_sim_s, hold_s, record_episodes, progress,
+                         on_episode_start)
     finally:
         monitor.record = False
         if executor is not None:
@@ -430,7 +463,8 @@ def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict],
         rclpy.shutdown(context=context)
 
 
-def _episodes(monitor, graph, resets, episodes, max_sim_s, hold_s, record_episodes, progress) -> ClosedLoopRun:
+def _episodes(monitor, graph, resets, episodes, max_sim_s, hold_s, record_episodes, progress,
+              on_episode_start=None) -> ClosedLoopRun:
     results: list[EpisodeResult] = []
     videos: list[list[np.ndarray]] = []
     timings: list[LoopTiming] = []
@@ -447,6 +481,8 @@ def _episodes(monitor, graph, resets, episodes, max_sim_s, hold_s, record_episod
         monitor.frames = []
         start_ns = time.time_ns()
         monitor.begin()
+        if on_episode_start is not None:
+            on_episode_start(i, graph.pids())
         ok, end_step = _wait_for_outcome(monitor, graph, limit_steps, hold_steps)
         timings.append(monitor.finish())
         wall = time.monotonic() - t_wall
@@ -459,7 +495,7 @@ def _episodes(monitor, graph, resets, episodes, max_sim_s, hold_s, record_episod
         progress(f"episode {i + 1}/{episodes} seed {seed}: {'success' if ok else 'FAILED '} "
                  f"after {results[-1].duration_s:.1f} s sim ({wall:.0f} s wall, {monitor.detections} "
                  f"frames detected, {monitor.commands} commands)  {k}/{len(results)}")
-    return ClosedLoopRun(results, videos, timing_summary(timings), cpu.stop() if episodes else {})
+    return ClosedLoopRun(results, videos, timing_summary(timings), cpu.stop() if episodes else {}, timings)
 
 
 @dataclass(frozen=True)
@@ -483,6 +519,7 @@ class ClosedLoopReport:
     wall_s: float
     runner: str
     overrides: dict                   # {node: {parameter: value}} on top of the YAML
+    priority: dict = field(default_factory=dict)   # {node: SCHED_FIFO priority}
 
     @property
     def real_time_factor(self) -> float:
@@ -493,6 +530,7 @@ class ClosedLoopReport:
         summary = self.summary.as_dict("mean_duration_s")
         failed = summary.pop("failed_seeds")
         return {**summary, "real_time_factor": self.real_time_factor, "runner": self.runner,
+                "sched_fifo": self.priority,
                 "wall_s": round(self.wall_s, 1), "timing": self.timing, "cpu_percent": self.cpu_percent,
                 "overrides": self.overrides, "failed_seeds": failed, "results": [asdict(r) for r in self.results]}
 
@@ -539,7 +577,8 @@ class ClosedLoopEvaluator:
         results = run.results
         summary = SuccessSummary.of([r.seed for r in results], [r.success for r in results],
                                     [r.duration_s for r in results])
-        return ClosedLoopReport(summary, results, run.timing, run.cpu_percent, wall, self.graph.runner, overrides)
+        return ClosedLoopReport(summary, results, run.timing, run.cpu_percent, wall, self.graph.runner, overrides,
+                                dict(self.graph.priority))
 
     def _write_media(self, videos: list[list[np.ndarray]]) -> None:
         frames = [f for v in videos for f in v]
@@ -571,6 +610,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="sim_node real_time_factor; anything but 1 runs every node on the sim's /clock")
     p.add_argument("--threads", type=int, default=1,
                    help="executor threads of the one-process runner (1 = SingleThreadedExecutor)")
+    p.add_argument("--realtime", default="auto", choices=["auto", "on", "off"],
+                   help="SCHED_FIFO priorities for the nodes (REALTIME_PRIORITIES; processes runner); "
+                        "auto = where permitted (root or CAP_SYS_NICE)")
     p.add_argument("--respawn", action="store_true", help="restart a node that dies (processes)")
     p.add_argument("--log-dir", type=Path, default=None, help="per-node log files (processes)")
     p.add_argument("--prefix", action="append", default=[], metavar="NODE=CMD",
@@ -581,6 +623,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="episodes in the video (default: all when --video is given)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p
+
+
+def can_use_sched_fifo() -> bool:
+    """Whether this process may run threads under SCHED_FIFO (root or CAP_SYS_NICE)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except (PermissionError, OSError, AttributeError):
+        return False
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    return True
 
 
 def _interrupt(signum, _frame):
@@ -599,14 +651,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not sep:
             raise SystemExit(f"--prefix takes NODE=CMD, got '{item}'")
         prefix[name] = shlex.split(cmd)
+    realtime = args.runner == "processes" and (args.realtime == "on" or (args.realtime == "auto"
+                                                                         and can_use_sched_fifo()))
     graph = GraphOptions(runner=args.runner, real_time_factor=args.real_time_factor, config=args.config,
-                         num_threads=args.threads, respawn=args.respawn, log_dir=args.log_dir, prefix=prefix)
+                         num_threads=args.threads, respawn=args.respawn, log_dir=args.log_dir, prefix=prefix,
+                         priority=REALTIME_PRIORITIES if realtime else {},
+                         monitor_priority=REALTIME_PRIORITIES["sim_node"] if realtime else 0)
     evaluator = ClosedLoopEvaluator(
         config, sim={"width": args.width, "height": args.height},
         detector={"backend": args.backend} if args.backend else {}, record_episodes=record,
         graph=graph, video=args.video, strip=args.strip, progress=lambda s: print(s, flush=True))
     print(f"closed loop through the ROS graph ({args.runner}, real-time factor {args.real_time_factor:g}"
-          f"{', use_sim_time' if graph.use_sim_time else ', wall clock'}): {config.episodes} episodes, seeds "
+          f"{', use_sim_time' if graph.use_sim_time else ', wall clock'}"
+          f"{', SCHED_FIFO ' + str(REALTIME_PRIORITIES) if realtime else ''}): {config.episodes} episodes, seeds "
           f"{config.seed0}..{config.seed0 + config.episodes - 1}, policy {args.policy or 'from the YAML'}", flush=True)
     report = evaluator.run(NodePolicy(args.policy, args.policy_model, args.execution))
     if args.json:

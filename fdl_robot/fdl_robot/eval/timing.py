@@ -39,6 +39,7 @@ class LoopTiming:
     """What one episode's receiver saw: command receipt times, latencies, steps, wall time."""
 
     command_rx_ns: list[int] = field(default_factory=list)   # monotonic receipt times
+    hold_rx_ns: list[int] = field(default_factory=list)      # ... of those that were holds
     latency_ns: list[int] = field(default_factory=list)      # image stamp -> first command with it
     sim_steps: int = 0                                        # control steps simulated (joint states)
     wall_s: float = 0.0

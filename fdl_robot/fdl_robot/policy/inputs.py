@@ -239,7 +239,10 @@ class PolicyInputs:
         target = self.target if tracks_fresh else None
         observation = PolicyObservation(
             qpos_rad=self.q[:N_ARM_JOINTS], gripper=self.q[N_ARM_JOINTS], bin_p_base_m=self.bin_p_base_m,
-            stamp_s=now_s, target_p_base_m=None if target is None else target.p_base_m)
+            # the joint state's measurement time (its stamp), not this step's: the policy's
+            # velocity is a finite difference over measurement times, and steps jitter
+            stamp_s=now_s if self.q_stamp_ns is None else self.q_stamp_ns * 1e-9,
+            target_p_base_m=None if target is None else target.p_base_m)
         return Step(StepKind.ACT, observation=observation,
                     source_stamp=None if target is None else self.target_stamp,
                     recovered=status.recovered)

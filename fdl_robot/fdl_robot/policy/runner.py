@@ -71,6 +71,11 @@ class PolicyConfig:
     control_rate_hz: float = CONTROL_RATE_HZ
     chunk_execution: str = "ensemble"
     ensemble_m: float = 0.01
+    #: Points per published trajectory: this step's command, then the next of the chunk. An
+    #: arm controller holds the last point when commands stop, so this bounds the motion after
+    #: the last command (a crashed policy) to trajectory_points x dt; fewer points are also
+    #: cheaper to build, send and parse at 50 Hz. 0 = the whole chunk.
+    trajectory_points: int = 5
 
     def __post_init__(self):
         if self.policy not in POLICIES:
@@ -80,9 +85,9 @@ class PolicyConfig:
                              f"got '{self.chunk_execution}'")
         if not self.control_rate_hz > 0:
             raise ValueError(f"control_rate_hz must be positive, got {self.control_rate_hz}")
-        if self.policy_threads < 0 or self.ensemble_m < 0:
-            raise ValueError(f"policy_threads and ensemble_m must be >= 0, got "
-                             f"{self.policy_threads} and {self.ensemble_m}")
+        if self.policy_threads < 0 or self.ensemble_m < 0 or self.trajectory_points < 0:
+            raise ValueError(f"policy_threads, ensemble_m and trajectory_points must be >= 0, got "
+                             f"{self.policy_threads}, {self.ensemble_m} and {self.trajectory_points}")
 
     @property
     def dt_s(self) -> float:
@@ -116,7 +121,7 @@ class PolicyRunner:
     """Runs a :class:`~fdl_robot.policy.interface.Policy` at its dt through the safety layer."""
 
     def __init__(self, policy: Policy, limits: JointLimits, execution: str = _POLICY.chunk_execution,
-                 ensemble_m: float = _POLICY.ensemble_m):
+                 ensemble_m: float = _POLICY.ensemble_m, trajectory_points: int = 0):
         if execution not in EXECUTION_MODES:
             raise ValueError(f"chunk_execution must be one of {EXECUTION_MODES}, got '{execution}'")
         if limits.n != ACTION_DIM:
@@ -126,6 +131,7 @@ class PolicyRunner:
         self.safety = SafetyLayer(limits)
         self.execution = execution
         self.ensemble_m = float(ensemble_m)
+        self.trajectory_points = int(trajectory_points)        # 0 = the whole remaining chunk
         self.dt_s = float(policy.dt_s)
         self.k = int(policy.chunk_size)
         self.scheduler: ActionScheduler = (
@@ -165,6 +171,8 @@ class PolicyRunner:
                 self._chunk, self._chunk_step = chunk, self.scheduler.step
             target = self.scheduler.update(chunk)
             remaining = self._chunk[self.scheduler.step - self._chunk_step:]
+            if self.trajectory_points:
+                remaining = remaining[:self.trajectory_points - 1]
         q_meas = obs.joint_state
         result = self.safety.filter(target, q_meas, self.dt_s, self._last_cmd)
         self._last_cmd = result.q_cmd_rad

@@ -16,6 +16,12 @@ from fdl_robot.ros import parameters
 
 WARN_PERIOD_S = 2.0
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data   # images: best effort, keep last 5
+#: A consumer that must always work on the newest frame (the detector): best effort, keep
+#: last 1. With depth 5, a detector that falls behind once works through a queue of stale
+#: frames from then on (measured at real time on 2 cores: detections 180 ms old at p50).
+LATEST_SENSOR_QOS: QoSProfile = QoSProfile(history=qos_profile_sensor_data.history, depth=1,
+                                           reliability=qos_profile_sensor_data.reliability,
+                                           durability=qos_profile_sensor_data.durability)
 RELIABLE_QOS = 10                                    # everything else: reliable, depth 10
 
 

@@ -15,7 +15,7 @@ from sensor_msgs.msg import Image
 
 from fdl_robot.perception.detector import Detector, DetectorConfig, make_detector
 from fdl_robot.ros import parameters
-from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
+from fdl_robot.ros.base import LATEST_SENSOR_QOS, RELIABLE_QOS, SENSOR_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, detections_to_msg, image_to_rgb,
                                        rgb_to_image)
 
@@ -33,7 +33,7 @@ class DetectorNode(FdlNode):
         self.pub = self.create_publisher(Detection2DArray, p["detections_topic"], RELIABLE_QOS)
         self.debug_pub = (self.create_publisher(Image, p["debug_image_topic"], SENSOR_QOS)
                           if p["publish_debug_image"] else None)
-        self.create_subscription(Image, p["image_topic"], self.on_image, SENSOR_QOS)
+        self.create_subscription(Image, p["image_topic"], self.on_image, LATEST_SENSOR_QOS)
 
     def on_image(self, msg: Image) -> None:
         try:

@@ -15,6 +15,9 @@ list, :class:`~fdl_robot.ros.graph.LaunchArguments`, the YAML and the per-node o
 * SIGINT or SIGTERM stops the graph: SIGINT to every node, SIGTERM to those still running
   after ``sigterm_timeout_s``, SIGKILL after ``sigkill_timeout_s`` more (launch's
   defaults, 5 s each), exit status 0 when every node stopped cleanly;
+* ``--priority node=N`` runs a node under SCHED_FIFO (what ros2_control's controller
+  manager does for its control loop), so that on a loaded machine its callbacks run when
+  they are due instead of when the scheduler gets to them;
 * a node that exits without ``respawn`` (it failed to start, or died) stops the graph and
   the launcher exits with status 1 and one line saying which node, how, and its log's last
   line -- ``on_exit=Shutdown()`` in the launch files.
@@ -49,6 +52,9 @@ POLL_S = 0.05
 #: for SIGTERM when its parent dies (``runner.die_with_launcher``), so a launcher killed
 #: with SIGKILL leaves no orphans behind.
 LAUNCHER_PID_VARIABLE = "FDL_ROBOT_LAUNCHER_PID"
+#: Set in a node's environment when it is to run under SCHED_FIFO at this priority
+#: (``runner.apply_priority``, before rclpy creates its threads, so they inherit it).
+PRIORITY_VARIABLE = "FDL_ROBOT_SCHED_FIFO"
 
 
 def ros_args(config: str | Path, overrides: dict, namespace: str = "") -> list[str]:
@@ -72,6 +78,7 @@ class ProcessSpec:
     env: dict = field(default_factory=dict)   # added to the launcher's environment
     respawn: bool = False
     respawn_delay_s: float = 2.0
+    priority: int = 0                      # SCHED_FIFO priority (1-99) of the process; 0 = the default scheduler
 
     @property
     def command(self) -> list[str]:
@@ -81,11 +88,12 @@ class ProcessSpec:
 def graph_processes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_ARGUMENTS,
                     only: list[str] | None = None, extra_overrides: dict[str, dict] | None = None,
                     prefix: dict[str, list[str]] | None = None, env: dict[str, dict] | None = None,
-                    python: str = sys.executable) -> list[ProcessSpec]:
+                    priority: dict[str, int] | None = None, python: str = sys.executable) -> list[ProcessSpec]:
     """The processes of ``graph`` (or of its nodes in ``only``), as the launch files start them.
 
     ``extra_overrides`` ({node: {parameter: value}}) go after the launch overrides, like
-    ``-p`` on a ``ros2 run`` command line; ``prefix`` and ``env`` are per node.
+    ``-p`` on a ``ros2 run`` command line; ``prefix``, ``env`` and ``priority`` (SCHED_FIFO)
+    are per node.
     """
     config = args.config_path()
     if not config.is_file():
@@ -94,7 +102,8 @@ def graph_processes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_AR
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise ValueError(f"nodes {unknown} are not in the '{graph}' graph {names}")
-    for what, table in (("extra_overrides", extra_overrides), ("prefix", prefix), ("env", env)):
+    for what, table in (("extra_overrides", extra_overrides), ("prefix", prefix), ("env", env),
+                        ("priority", priority)):
         stray = sorted(set(table or {}) - set(names))
         if stray:
             raise ValueError(f"{what} names nodes {stray} that are not in the '{graph}' graph {names}")
@@ -105,7 +114,7 @@ def graph_processes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_AR
         overrides = {**graphs.node_overrides(name, graph, args), **(extra_overrides or {}).get(name, {})}
         argv = (python, "-m", graphs.NODES[name].module, *ros_args(config, overrides, args.namespace))
         specs.append(ProcessSpec(name, argv, tuple((prefix or {}).get(name, ())), dict((env or {}).get(name, {})),
-                                 args.respawn, args.respawn_delay))
+                                 args.respawn, args.respawn_delay, int((priority or {}).get(name, 0))))
     return specs
 
 
@@ -158,6 +167,8 @@ class _Child:
             out.flush()
         try:
             env = {**os.environ, **self.spec.env, LAUNCHER_PID_VARIABLE: str(os.getpid())}
+            if self.spec.priority:
+                env[PRIORITY_VARIABLE] = str(self.spec.priority)
             self.proc = subprocess.Popen(self.spec.command, env=env,
                                          stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT if out else None, start_new_session=True)
@@ -360,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="log", choices=["log", "screen"], help="node output to log files or the screen")
     p.add_argument("--prefix", action="append", default=[], metavar="NODE=CMD",
                    help="command prefix of a node's process, e.g. sim_node='ip netns exec pc1'")
+    p.add_argument("--priority", action="append", default=[], metavar="NODE=N",
+                   help="run a node under SCHED_FIFO at priority N (1-99; needs root or CAP_SYS_NICE)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NODE:NAME:=VALUE",
                    help="parameter override of one node, after the YAML and the launch overrides")
     args = p.parse_args(argv)
@@ -367,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         specs = graph_processes(args.graph, launch_arguments(args),
                                 only=[n for n in args.nodes.split(",") if n] or None,
                                 extra_overrides=_parameter_overrides(args.param),
-                                prefix={k: shlex.split(v) for k, v in _node_values(args.prefix, "prefix").items()})
+                                prefix={k: shlex.split(v) for k, v in _node_values(args.prefix, "prefix").items()},
+                                priority={k: int(v) for k, v in _node_values(args.priority, "priority").items()})
     except (ValueError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
         print(f"fdl-robot launch: {exc}", file=sys.stderr)
         return 2

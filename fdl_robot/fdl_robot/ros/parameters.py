@@ -213,6 +213,10 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         from_config(PolicyInputsConfig, "bin_class", "Class of the tracked bin: the position of its most-hit CONFIRMED "
                     "track replaces bin_position ('' = always use bin_position)."),
         from_config(PolicyConfig, "control_rate_hz", "Rate of JointTrajectory commands."),
+        from_config(PolicyConfig, "trajectory_points", "Points per JointTrajectory: this step's command, then "
+                    "the next points of the chunk (0 = the whole chunk). The arm holds the last point when "
+                    "commands stop, so this bounds the motion after the last command to trajectory_points / "
+                    "control_rate_hz seconds."),
         from_config(PacingConfig, "command_timing", "When commands go out: 'on_tracks' (as soon as fresh "
                     "tracks arrive if the interval bound allows, else as soon as it does; without "
                     "fresh tracks on a dt grid phased to their arrivals: policy.pacing) or 'fixed' (a "

@@ -36,7 +36,8 @@ seen among the tracks is warned about once.
 Output
 ------
 One JointTrajectory per control step: point 0 is this step's safety-filtered command,
-points 1.. the remaining (also limited) points of the chunk, one per dt. Timing follows
+points 1.. the next (also limited) points of the chunk, one per dt, up to ``trajectory_points``
+in all (the arm holds the last point if commands stop: that bounds the motion after the last one). Timing follows
 the JointTrajectory contract, point j is due at ``header.stamp + time_from_start_j``:
 
 * with a target, ``header.stamp`` is the *source image stamp* of the tracks used, so
@@ -113,7 +114,8 @@ class PolicyNode(FdlNode):
         self.dt_s = config.dt_s
         policy = make_policy(config.policy, dt_s=self.dt_s, model_path=config.model_path,
                              threads=config.policy_threads)
-        self.runner = PolicyRunner(policy, limits, config.chunk_execution, config.ensemble_m)
+        self.runner = PolicyRunner(policy, limits, config.chunk_execution, config.ensemble_m,
+                                   config.trajectory_points)
         self.holding = False
 
         self.pub = self.create_publisher(JointTrajectory, p["trajectory_topic"], RELIABLE_QOS)

@@ -29,7 +29,8 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.signals import SignalHandlerOptions
 
 from fdl_robot.ros import graph as graphs
-from fdl_robot.ros.launcher import LAUNCHER_PID_VARIABLE, add_launch_arguments, launch_arguments, ros_args
+from fdl_robot.ros.launcher import (LAUNCHER_PID_VARIABLE, PRIORITY_VARIABLE, add_launch_arguments,
+                                   launch_arguments, ros_args)
 
 SPIN_TIMEOUT_S = 0.1      # the spin loop looks at the stop flag at least this often
 
@@ -140,6 +141,24 @@ def die_with_launcher(environ=os.environ) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def apply_priority(environ=os.environ) -> int:
+    """SCHED_FIFO at the priority the launcher asked for (``--priority``), for this process
+    and every thread it starts later (rclpy's and the DDS's included); 0 if none was asked.
+
+    Without the permission (root or CAP_SYS_NICE) the node warns and keeps the default scheduler.
+    """
+    wanted = int(environ.get(PRIORITY_VARIABLE, "0") or 0)
+    if wanted <= 0:
+        return 0
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(wanted))
+    except (PermissionError, OSError) as exc:
+        print(f"warning: cannot run under SCHED_FIFO {wanted} ({exc}); using the default scheduler",
+              file=sys.stderr, flush=True)
+        return 0
+    return wanted
+
+
 def run_until_signal(make_nodes: Callable[[], Sequence], args: list[str] | None = None, num_threads: int = 1) -> int:
     """Init rclpy (no rclpy signal handlers), build the nodes, spin until SIGINT / SIGTERM.
 
@@ -148,6 +167,7 @@ def run_until_signal(make_nodes: Callable[[], Sequence], args: list[str] | None 
     """
     with StopOnSignals(ignore_after=True) as stop:
         die_with_launcher()
+        apply_priority()
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         try:
             nodes = list(make_nodes())
@@ -158,10 +178,11 @@ def run_until_signal(make_nodes: Callable[[], Sequence], args: list[str] | None 
     return 0
 
 
-def node_main(node_cls) -> Callable[[list[str] | None], None]:
-    """The ``main`` of a node's module: ``ros2 run fdl_robot <node>`` / ``python -m ...``."""
+def node_main(make_node: Callable[[], object]) -> Callable[[list[str] | None], None]:
+    """The ``main`` of a node's module (``ros2 run fdl_robot <node>``, ``python -m ...``):
+    ``make_node`` is its class, or a function that builds it alone in its process."""
     def main(args: list[str] | None = None) -> None:
-        sys.exit(run_until_signal(lambda: [node_cls()], args))
+        sys.exit(run_until_signal(lambda: [make_node()], args))
 
     return main
 

@@ -166,8 +166,11 @@ def command_target(command: JointCommand, now_ns: int) -> np.ndarray:
 class SimNode(FdlNode):
     """ROS wrapper of :class:`~fdl_robot.sim.env.PickPlaceEnv` (see the module docstring)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, preload_torchvision: bool = True, **kwargs):
+        """``preload_torchvision``: see ``PickPlaceConfig``; False only in a process of its own
+        (``main``), where no detector will load torchvision after the GL context."""
         super().__init__("sim_node", **kwargs)
+        self._preload_torchvision = preload_torchvision
         p = self.params
         try:
             if not p["camera_rate_hz"] > 0:
@@ -276,7 +279,8 @@ class SimNode(FdlNode):
             self._env = PickPlaceEnv(PickPlaceConfig(image_width=p["width"],
                                                      image_height=p["height"],
                                                      shadows=p["shadows"],
-                                                     shadow_map_px=p["shadow_map_px"]))
+                                                     shadow_map_px=p["shadow_map_px"],
+                                                     preload_torchvision=self._preload_torchvision))
             self._reset_episode(self._env, self.seed, first=True)
         except BaseException as exc:  # noqa: BLE001 - re-raised by the constructor
             self._startup_error = exc
@@ -429,7 +433,7 @@ class SimNode(FdlNode):
 def main(args=None) -> None:
     from fdl_robot.ros.runner import node_main
 
-    node_main(SimNode)(args)
+    node_main(lambda: SimNode(preload_torchvision=False))(args)
 
 
 if __name__ == "__main__":

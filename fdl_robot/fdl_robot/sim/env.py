@@ -112,6 +112,11 @@ class PickPlaceConfig:
     #: dominates a 320x240 frame: 512 renders about 2.3x faster than 2048 and changes a frame
     #: by 0.4/255 in the mean (only shadow edges; the 99th percentile pixel is unchanged).
     shadow_map_px: int = 0
+    #: Load torchvision's compiled ops before the first GL context (see
+    #: :func:`load_torchvision_ops_before_egl`), so that a detector in the same process may load
+    #: them later. A process that never runs torchvision (sim_node on its own) skips it and
+    #: starts rendering ~3 s sooner, ~300 MB lighter.
+    preload_torchvision: bool = True
     #: Episode length limit in control steps (truncated afterwards); 0 = no limit.
     max_episode_steps: int = 600
     #: End the episode (terminated=True) as soon as success() holds.
@@ -147,7 +152,7 @@ def _rot_z(yaw_rad: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-def _load_torchvision_ops_before_egl() -> None:
+def load_torchvision_ops_before_egl() -> None:
     """Load torchvision's compiled ops, if installed, before the first OpenGL context.
 
     Loading them (ultralytics does, for NMS) after MuJoCo made an EGL context crashes the
@@ -493,7 +498,8 @@ class PickPlaceEnv:
     def _renderer(self, width: int, height: int) -> mujoco.Renderer:
         key = (width, height)
         if key not in self._renderers:
-            _load_torchvision_ops_before_egl()
+            if self.config.preload_torchvision:
+                load_torchvision_ops_before_egl()
             if self.config.shadow_map_px:           # read by the renderer's context at creation
                 self.model.vis.quality.shadowsize = self.config.shadow_map_px
             r = mujoco.Renderer(self.model, height=height, width=width)
