@@ -75,6 +75,11 @@ CLOSED_LOOP_EVAL = EvalConfig(episodes=50, max_sim_s=20.0)
 #: sim_node settings of the closed loop, unless overridden: 320x240 (the detector runs at
 #: 320 px either way).
 SIM_DEFAULTS = {"width": 320, "height": 240}
+#: detector_node settings of the closed loop, unless overridden: the fastest CPU runtime of the
+#: shipped YOLO (OpenVINO bf16 on one thread; boxes within 1 px of f32 at p95, see
+#: test_detector_backends.py): on two cores the loop at real time is short of CPU, and detection
+#: is its second largest consumer after rendering.
+DETECTOR_DEFAULTS = {"backend": "openvino", "precision": "bf16", "threads": 1}
 #: How the graph's nodes run: a process per node (as deployed) or all in this process.
 RUNNERS = ("processes", "one-process")
 #: SCHED_FIFO priorities of ``--realtime``: the controller above the robot (sim_node, whose
@@ -600,7 +605,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="", help="policy_node policy, 'act' or 'scripted' ('' = the YAML's)")
     p.add_argument("--policy-model", default="", help="policy_node model_path ('' = the shipped ACT weights)")
     p.add_argument("--execution", default="", help="policy_node chunk_execution ('' = the YAML's)")
-    p.add_argument("--backend", default="", help="detector_node backend ('' = the YAML's)")
+    p.add_argument("--backend", default="", help=f"detector_node backend (default {DETECTOR_DEFAULTS})")
     p.add_argument("--width", type=int, default=SIM_DEFAULTS["width"],
                    help="sim camera width (the detector runs at 320 px either way)")
     p.add_argument("--height", type=int, default=SIM_DEFAULTS["height"])
@@ -659,7 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          monitor_priority=REALTIME_PRIORITIES["sim_node"] if realtime else 0)
     evaluator = ClosedLoopEvaluator(
         config, sim={"width": args.width, "height": args.height},
-        detector={"backend": args.backend} if args.backend else {}, record_episodes=record,
+        detector={**DETECTOR_DEFAULTS, **({"backend": args.backend} if args.backend else {})}, record_episodes=record,
         graph=graph, video=args.video, strip=args.strip, progress=lambda s: print(s, flush=True))
     print(f"closed loop through the ROS graph ({args.runner}, real-time factor {args.real_time_factor:g}"
           f"{', use_sim_time' if graph.use_sim_time else ', wall clock'}"
