@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fdl_robot.eval.closed_loop import GraphOptions, run_closed_loop
+from fdl_robot.eval.closed_loop import DETECTOR_DEFAULTS, GraphOptions, run_closed_loop
 
 NODES = ["detector_node", "localizer_node", "tracker_node", "policy_node", "sim_node"]
 OUT = Path(__file__).resolve().parent / "results" / "issue13" / "crash_recovery.json"
@@ -88,8 +88,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     killer = Killer(args.nodes.split(","), args.kill_after_s)
-    options = GraphOptions(respawn=True, respawn_delay=args.respawn_delay, log_dir=args.out.with_suffix(".logs"))
-    run = run_closed_loop(args.episodes, args.seed0, {}, args.max_sim_s, options=options,
+    options = GraphOptions.with_realtime("auto", respawn=True, respawn_delay=args.respawn_delay,
+                                         log_dir=args.out.with_suffix(".logs"))
+    run = run_closed_loop(args.episodes, args.seed0, {"detector_node": dict(DETECTOR_DEFAULTS)}, args.max_sim_s,
+                          options=options,
                           progress=lambda s: print(s, flush=True), on_episode_start=killer)
     rows = []
     for r, timing in zip(run.results, run.episode_timing, strict=True):

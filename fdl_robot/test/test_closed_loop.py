@@ -15,10 +15,12 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def test_one_pick_and_place_from_pixels_through_a_process_per_node(tmp_path):
-    from fdl_robot.eval.closed_loop import GraphOptions, run_closed_loop
+    from fdl_robot.eval.closed_loop import DETECTOR_DEFAULTS, GraphOptions, run_closed_loop
 
-    run = run_closed_loop(episodes=1, seed0=5000, overrides={}, max_sim_s=20.0, record_episodes=1,
-                          options=GraphOptions(log_dir=tmp_path), progress=print)
+    # what fdl-robot-closed-loop (scripts/demo.sh) runs: its detector, SCHED_FIFO where permitted
+    run = run_closed_loop(episodes=1, seed0=5000, overrides={"detector_node": dict(DETECTOR_DEFAULTS)}, max_sim_s=20.0,
+                          record_episodes=1, options=GraphOptions.with_realtime("auto", log_dir=tmp_path),
+                          progress=print)
     (r,) = run.results
     assert r.success, (r, run.timing)
     assert 3.0 < r.duration_s < 20.0

@@ -262,6 +262,15 @@ class GraphOptions:
         if not self.real_time_factor >= 0:
             raise ValueError(f"real_time_factor must be >= 0, got {self.real_time_factor}")
 
+    @classmethod
+    def with_realtime(cls, realtime: str = "auto", **kwargs) -> GraphOptions:
+        """Options with :data:`REALTIME_PRIORITIES` for ``realtime`` 'on', or 'auto' where
+        permitted (processes runner only), else none."""
+        runner = kwargs.get("runner", cls.runner)
+        on = runner == "processes" and (realtime == "on" or (realtime == "auto" and can_use_sched_fifo()))
+        return cls(**kwargs, priority=REALTIME_PRIORITIES if on else {},
+                   monitor_priority=REALTIME_PRIORITIES["sim_node"] if on else 0)
+
     @property
     def use_sim_time(self) -> bool:
         """Anything but real time needs the simulator's clock (see sim_node's publish_clock)."""
@@ -656,12 +665,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not sep:
             raise SystemExit(f"--prefix takes NODE=CMD, got '{item}'")
         prefix[name] = shlex.split(cmd)
-    realtime = args.runner == "processes" and (args.realtime == "on" or (args.realtime == "auto"
-                                                                         and can_use_sched_fifo()))
-    graph = GraphOptions(runner=args.runner, real_time_factor=args.real_time_factor, config=args.config,
-                         num_threads=args.threads, respawn=args.respawn, log_dir=args.log_dir, prefix=prefix,
-                         priority=REALTIME_PRIORITIES if realtime else {},
-                         monitor_priority=REALTIME_PRIORITIES["sim_node"] if realtime else 0)
+    graph = GraphOptions.with_realtime(args.realtime, runner=args.runner, real_time_factor=args.real_time_factor,
+                                       config=args.config, num_threads=args.threads, respawn=args.respawn,
+                                       log_dir=args.log_dir, prefix=prefix)
+    realtime = bool(graph.priority)
     evaluator = ClosedLoopEvaluator(
         config, sim={"width": args.width, "height": args.height},
         detector={**DETECTOR_DEFAULTS, **({"backend": args.backend} if args.backend else {})}, record_episodes=record,
