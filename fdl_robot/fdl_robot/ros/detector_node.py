@@ -2,9 +2,10 @@
 
     ros2 run fdl_robot detector_node --ros-args --params-file config/fdl_robot.yaml
 
-Subscribes ``image_topic`` (rgb8/bgr8, sensor QoS); publishes ``detections_topic`` with
-the source image's header (stamp and frame_id) and, when ``publish_debug_image`` is
-set, an annotated image. The backend (ultralytics, onnx, detr or color) is built by
+Subscribes ``image_topic`` (rgb8/bgr8, best effort, keep last 1: it always works on the
+newest frame, never through a backlog); publishes ``detections_topic`` with the source
+image's header (stamp and frame_id) and, when ``publish_debug_image`` is set, an annotated
+image. The backend (ultralytics, onnx, openvino, detr or color) is built by
 :func:`fdl_robot.perception.detector.make_detector` from the node's
 :class:`~fdl_robot.perception.detector.DetectorConfig` parameters; a test can pass its own.
 """
