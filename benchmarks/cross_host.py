@@ -4,6 +4,7 @@
     sudo .venv/bin/python benchmarks/cross_host.py                  # plain, 1 %, 5 % loss; 5 episodes each
     sudo .venv/bin/python benchmarks/cross_host.py --loss 0 --episodes 2 --out /tmp/x.json
     sudo .venv/bin/python benchmarks/cross_host.py --local          # also the same graph on one host
+    sudo .venv/bin/python benchmarks/cross_host.py --local --loss   # only that
 
 What runs
 ---------
@@ -427,7 +428,8 @@ def _table(levels: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--loss", type=float, nargs="+", default=[0.0, 1.0, 5.0], help="packet loss levels, %% each way")
+    p.add_argument("--loss", type=float, nargs="*", default=[0.0, 1.0, 5.0],
+                   help="packet loss levels, %% each way (none: with --local, only the one-host run)")
     p.add_argument("--local", action="store_true", help="also run the same graph on one host (reference)")
     p.add_argument("--episodes", type=int, default=5, help="episodes per level")
     p.add_argument("--seed0", type=int, default=5000, help="seeds seed0 .. seed0 + N - 1 at every level")
