@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import signal
 import sys
 import threading
@@ -64,6 +63,7 @@ from fdl_robot.eval.timing import LoopTiming, timing_summary
 from fdl_robot.ros import graph as graphs
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS
 from fdl_robot.ros.conversions import detections_from_msg, image_to_rgb, stamp_to_ns
+from fdl_robot.ros.launcher import parse_prefixes
 from fdl_robot.ros.parameters import defaults
 
 __all__ = ["CLOSED_LOOP_EVAL", "RUNNERS", "ClosedLoopEvaluator", "ClosedLoopReport", "EpisodeMonitor",
@@ -659,12 +659,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = from_arguments(args, CLOSED_LOOP_EVAL)
     record = args.record_episodes if args.record_episodes is not None else (
         config.episodes if args.video else (1 if args.strip else 0))
-    prefix = {}
-    for item in args.prefix:
-        name, sep, cmd = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--prefix takes NODE=CMD, got '{item}'")
-        prefix[name] = shlex.split(cmd)
+    try:
+        prefix = parse_prefixes(args.prefix)
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit(str(exc)) from exc
     graph = GraphOptions.with_realtime(args.realtime, runner=args.runner, real_time_factor=args.real_time_factor,
                                        config=args.config, num_threads=args.threads, respawn=args.respawn,
                                        log_dir=args.log_dir, prefix=prefix)

@@ -88,6 +88,14 @@ ARGUMENT_HELP = {
 }
 
 
+def parse_bool(text: str) -> bool:
+    """A launch argument's boolean text ('true'/'false', '1'/'0', 'yes'/'no', any case)."""
+    value = str(text).strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"expected true or false, got '{text}'")
+    return value in ("true", "1", "yes")
+
+
 def node_overrides(name: str, graph: str, args: LaunchArguments = DEFAULT_ARGUMENTS) -> dict:
     """Per-node parameter overrides from the launch arguments ('' = keep the YAML's).
 

@@ -30,7 +30,7 @@ def arguments_from_context(context) -> graphs.LaunchArguments:
         text = LaunchConfiguration(f.name).perform(context)
         default = f.default
         if isinstance(default, bool):
-            values[f.name] = text.strip().lower() in ("true", "1", "yes")
+            values[f.name] = graphs.parse_bool(text)
         elif isinstance(default, float):
             values[f.name] = float(text)
         else:

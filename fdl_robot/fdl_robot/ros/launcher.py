@@ -319,7 +319,7 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(graphs.LaunchArguments):
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
-            parser.add_argument(flag, type=_bool, default=f.default, metavar="true|false",
+            parser.add_argument(flag, type=graphs.parse_bool, default=f.default, metavar="true|false",
                                 help=graphs.ARGUMENT_HELP[f.name])
         else:
             parser.add_argument(flag, type=type(f.default), default=f.default, help=graphs.ARGUMENT_HELP[f.name])
@@ -327,13 +327,6 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
 
 def launch_arguments(args: argparse.Namespace) -> graphs.LaunchArguments:
     return graphs.LaunchArguments(**{f.name: getattr(args, f.name) for f in fields(graphs.LaunchArguments)})
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value not in ("true", "false", "1", "0"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
-    return value in ("true", "1")
 
 
 def _node_values(items: list[str], what: str) -> dict[str, str]:
@@ -344,6 +337,11 @@ def _node_values(items: list[str], what: str) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"--{what} takes node=value, got '{item}'")
         out[name] = value
     return out
+
+
+def parse_prefixes(items: list[str]) -> dict[str, list[str]]:
+    """``node=command`` items (``--prefix``) -> {node: argv prefix}."""
+    return {name: shlex.split(cmd) for name, cmd in _node_values(items, "prefix").items()}
 
 
 def _parameter_overrides(items: list[str]) -> dict[str, dict]:
@@ -380,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = graph_processes(args.graph, launch_arguments(args),
                                 only=[n for n in args.nodes.split(",") if n] or None,
                                 extra_overrides=_parameter_overrides(args.param),
-                                prefix={k: shlex.split(v) for k, v in _node_values(args.prefix, "prefix").items()},
+                                prefix=parse_prefixes(args.prefix),
                                 priority={k: int(v) for k, v in _node_values(args.priority, "priority").items()})
     except (ValueError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
         print(f"fdl-robot launch: {exc}", file=sys.stderr)
