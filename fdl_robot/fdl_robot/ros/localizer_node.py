@@ -14,6 +14,7 @@ import numpy as np
 from fdl_robot_interfaces.msg import Detection2DArray, Object3D, Object3DArray
 from sensor_msgs.msg import CameraInfo, Image
 
+from fdl_robot.core.timebase import StampOrder, classify_stamp
 from fdl_robot.perception.extrinsics import StaticExtrinsics
 from fdl_robot.perception.lifting import LiftingConfig, lift_detections
 from fdl_robot.ros import parameters
@@ -21,10 +22,6 @@ from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera, detections_from_msg,
                                        image_to_depth_m, stamp_to_ns, stamp_to_s)
 from fdl_robot.ros.sync import StampSynchronizer
-
-
-#: A stamp older than the newest one by more than this is a time jump, not a late frame.
-TIME_JUMP_NS = 1_000_000_000
 
 
 class LocalizerNode(FdlNode):
@@ -35,7 +32,7 @@ class LocalizerNode(FdlNode):
                                            xyz=p["camera_xyz"], quat_xyzw=p["camera_quat_xyzw"])
         self.config = parameters.build_config("localizer_node", LiftingConfig, p)
         self.camera = None
-        self.last_stamp_ns = -1
+        self.last_stamp_ns: int | None = None   # stamp of the last published frame
         self.sync = StampSynchronizer(2, round(p["sync_tolerance_s"] * 1e9), p["sync_queue_size"],
                                       on_drop=lambda i, _s: self.reject(
                                           "unmatched " + ("detections" if i == 0 else "depth")))
@@ -58,16 +55,14 @@ class LocalizerNode(FdlNode):
 
     def localize(self, det_msg: Detection2DArray, depth_msg: Image) -> None:
         stamp_ns = stamp_to_ns(det_msg.header.stamp)
-        if stamp_ns < self.last_stamp_ns - TIME_JUMP_NS:
-            # a jump back in time, not a late frame: a bag looping, a restarted simulator or
-            # one earlier stamp from the future; start a new time base instead of refusing
-            # every frame from now on
-            self.reject("time jumped back", f"{(self.last_stamp_ns - stamp_ns) * 1e-9:.3f} s: "
-                        "restarting from this stamp")
-            self.last_stamp_ns = -1
-        if stamp_ns <= self.last_stamp_ns:
+        order = classify_stamp(stamp_ns, self.last_stamp_ns)
+        if order is StampOrder.OUT_OF_ORDER:
             self.reject("out-of-order stamp", f"{stamp_ns} after {self.last_stamp_ns} ns")
             return
+        if order is StampOrder.NEW_BASE:          # a bag played again, a restarted simulator
+            self.get_logger().info(f"time jumped back {(self.last_stamp_ns - stamp_ns) * 1e-9:.3f} s: "
+                                   "a new time base")
+            self.counters["new time base"] += 1
         if self.camera is None:
             self.reject("missing camera_info", "no valid CameraInfo received yet")
             return
