@@ -175,6 +175,27 @@ def test_localizer_rejects_bad_input_without_publishing():
         assert out[-1].objects == [] and out[-1].header.stamp.sec == 7
 
 
+def test_localizer_takes_a_jump_back_as_a_new_time_base():
+    """A bag played again: the old time line's unmatched depth is dropped, the new line lifted."""
+    with RosHarness() as ros:
+        node, pubs, out = _localizer(ros)
+        _, _, info, boxes = frame_messages(7_900_000_000)
+        pubs["info"].publish(info)
+        ros.spin_for(0.1)
+        for stamp in (7_900_000_000, 8_000_000_000):       # the end of a first play ...
+            pubs["depth"].publish(frame_messages(stamp)[1])
+        pubs["det"].publish(detections_msg(7_900_000_000, boxes))   # ... the detector skipped 8.0 s
+        assert ros.spin_until(lambda: len(out) == 1 and node.sync.pending() == [0, 1])
+        stamp = 100_000_000                                   # the second play starts at 0.1 s
+        pubs["depth"].publish(frame_messages(stamp)[1])
+        pubs["det"].publish(detections_msg(stamp, boxes))
+        assert ros.spin_until(lambda: len(out) == 2)
+        assert out[-1].header.stamp == ns_to_stamp(stamp) and len(out[-1].objects) == 2
+        assert node.counters["new time base"] == 1 and node.counters["stale after time jump"] == 1
+        assert node.sync.pending() == [0, 0]
+        assert not any(k.startswith(("out-of-order", "unmatched")) for k in node.counters), node.counters
+
+
 # --- tracker_node -----------------------------------------------------------------------------
 
 def objects_msg(stamp_ns: int, points, names=("red_cube",), frame="base_link") -> Object3DArray:
@@ -204,13 +225,18 @@ def test_tracker_node_confirms_a_track_and_rejects_bad_stamps():
         assert abs(track.position.x - 0.453) < 0.005
         assert (out[-1].header.stamp.sec, out[-1].header.stamp.nanosec) == (10, 200_000_001)
 
-        pub.publish(objects_msg(9_000_000_000, [p]))              # back in time
-        assert ros.spin_until(lambda: node.counters["bad objects"] == 1)
+        pub.publish(objects_msg(9_700_000_000, [p]))              # 0.5 s back: a late message
+        assert ros.spin_until(lambda: node.counters["out-of-order stamp"] == 1)
         pub.publish(objects_msg(11_000_000_000, [p], frame="map"))  # frame switch
         assert ros.spin_until(lambda: node.counters["frame changed"] == 1)
         pub.publish(objects_msg(11_000_000_000, [[np.nan, 0, 0]]))  # NaN object: dropped
         assert ros.spin_until(lambda: len(out) == 5)   # the frame counts, the NaN row does not
         assert node.counters["non-finite object"] == 1 and out[-1].tracks[0].state == out[-1].tracks[0].LOST
+
+        pub.publish(objects_msg(2_000_000_000, [p]))   # 9 s back: a new time base (a bag played again)
+        assert ros.spin_until(lambda: len(out) == 6)
+        assert node.counters["new time base"] == 1 and node.counters["out-of-order stamp"] == 1
+        assert out[-1].tracks == [] and [(t.id, t.hits) for t in node.tracker.tracks()] == [(1, 1)]
 
         client = ros.probe.create_client(Trigger, f"{ros.namespace}/tracker_node/reset")
         assert client.wait_for_service(timeout_sec=5)

@@ -47,6 +47,7 @@ Track lifecycle (:class:`TrackState`; durations in seconds of stamp time)
 
 One call of ``update(z_1..z_N, t)``
 -----------------------------------
+0. a stamp more than 1 s before the last one: start over (a new time base, below);
 1. predict every track from the previous stamp to ``t``;
 2. gate: the cost of every (detection, track) pair, forbidden outside the gate;
 3. assign: gated Hungarian, established tracks first, then tentative ones;
@@ -57,8 +58,17 @@ One call of ``update(z_1..z_N, t)``
 
 Detections with a non-finite coordinate (NaN depth) or a non-finite covariance are
 dropped before anything else (their count is in ``last_num_dropped``); they never
-touch the filter.  An update whose stamp is older than the last processed one raises
-``ValueError`` and leaves the tracker unchanged.
+touch the filter.
+
+Stamp order (:func:`fdl_robot.core.timebase.classify_stamp`, jump ``J = TIME_JUMP_S``
+= 1 s): an update or prediction at most J older than the last processed stamp is a late
+or duplicated message and raises :class:`OutOfOrderStamp` (a ``ValueError``), leaving
+the tracker unchanged.  A stamp more than J older starts a **new time base** (a bag
+played again or with ``--loop``, a restarted simulator or camera): the tracker forgets
+every track and restarts as after :meth:`MultiObjectTracker.reset` (ids from 1), then
+processes the update; ``last_time_jump_s`` holds the size of the jump (s) for that one
+call, None otherwise.  So a second play of a recording gives exactly the first play's
+tracks.
 """
 
 from __future__ import annotations
@@ -82,11 +92,13 @@ from fdl_robot.core.kalman import (
     kf_update,
     mahalanobis_sq,
 )
+from fdl_robot.core.timebase import StampOrder, classify_stamp
 
 __all__ = [
     "INIT_VELOCITY_STD_MPS",
     "ConstantVelocityKF",
     "MultiObjectTracker",
+    "OutOfOrderStamp",
     "Track",
     "TrackState",
     "TrackerConfig",
@@ -94,6 +106,11 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+
+
+class OutOfOrderStamp(ValueError):
+    """A stamp older than the last processed one by at most ``TIME_JUMP_S``: a late or
+    duplicated message, rejected (older still is a new time base, module doc)."""
 Gating = Literal["mahalanobis", "euclidean"]
 
 INIT_VELOCITY_STD_MPS = 0.5
@@ -441,6 +458,9 @@ class MultiObjectTracker:
         self._next_id = 1
         self._tracks = _TrackTable.empty(self.dim)
         self.last_num_dropped = 0
+        # seconds the stamp jumped back in the latest update/predict, which therefore
+        # started a new time base (module doc); None if it did not
+        self.last_time_jump_s: float | None = None
 
     @property
     def stamp_s(self) -> float | None:
@@ -479,16 +499,32 @@ class MultiObjectTracker:
 
     # ------------------------------------------------------------------- input
 
-    def _check_stamp(self, stamp_s: float) -> float:
+    def _check_stamp(self, stamp_s: float) -> tuple[float, float | None]:
+        """The stamp (s) and, if it starts a new time base, how far it jumped back (s).
+
+        Raises ValueError for a non-finite stamp, :class:`OutOfOrderStamp` for a late one;
+        changes nothing (:meth:`_start_time_base` applies a jump).
+        """
         stamp = float(stamp_s)
         if not np.isfinite(stamp):
             raise ValueError(f"stamp_s must be finite, got {stamp_s}")
-        if self._stamp_s is not None and stamp < self._stamp_s:
-            raise ValueError(
+        if self._stamp_s is None:
+            return stamp, None
+        order = classify_stamp(round(stamp * 1e9), round(self._stamp_s * 1e9), allow_equal=True)
+        if order is StampOrder.OUT_OF_ORDER:
+            raise OutOfOrderStamp(
                 f"out-of-order stamp {stamp:.6f} s is older than the last processed "
                 f"{self._stamp_s:.6f} s; detections rejected"
             )
-        return stamp
+        return stamp, (self._stamp_s - stamp if order is StampOrder.NEW_BASE else None)
+
+    def _start_time_base(self, jump_s: float | None) -> None:
+        """After a jump back (``jump_s`` not None): forget everything, as :meth:`reset`."""
+        if jump_s is not None:
+            dropped = self.last_num_dropped
+            self.reset()
+            self.last_num_dropped = dropped
+        self.last_time_jump_s = jump_s
 
     def _check_detections(
         self,
@@ -524,10 +560,11 @@ class MultiObjectTracker:
         """Coast all tracks to ``stamp_s`` without detections and return them.
 
         No track counts as missed (states do not change), but tracks whose
-        ``time_since_update_s`` now exceeds ``max_age_s`` are deleted.
-        Raises ValueError for a stamp older than the last processed one.
+        ``time_since_update_s`` now exceeds ``max_age_s`` are deleted.  Stamp order as
+        for :meth:`update` (a late stamp raises, a jump back starts a new time base).
         """
-        stamp = self._check_stamp(stamp_s)
+        stamp, jump_s = self._check_stamp(stamp_s)
+        self._start_time_base(jump_s)
         self._predict_to(stamp)
         self._prune(stamp)
         return self.tracks()
@@ -568,8 +605,9 @@ class MultiObjectTracker:
         stamp_s
             Time of the detections (s), e.g. the source image stamp.  ``dt`` to the
             previous update comes from it.  Equal to the last stamp: no prediction
-            (a second detection set for the same instant).  Older: ValueError, and
-            the tracker is left unchanged.
+            (a second detection set for the same instant).  Older by at most
+            ``TIME_JUMP_S``: :class:`OutOfOrderStamp`, and the tracker is left
+            unchanged; older still: a new time base (tracks forgotten, module doc).
         labels
             Optional class ids/names (length N).  A detection never matches a track
             of a different label; ``None`` matches anything.  A track keeps the label
@@ -586,8 +624,9 @@ class MultiObjectTracker:
             All live tracks (tentative, confirmed, lost), ordered by id.  Use
             :meth:`confirmed_tracks` for the established ones.
         """
-        stamp = self._check_stamp(stamp_s)
+        stamp, jump_s = self._check_stamp(stamp_s)
         dets = self._check_detections(positions, labels, scores, covariances)
+        self._start_time_base(jump_s)                 # 0. a jump back: start over
         self._predict_to(stamp)                       # 1. predict
         cost, gate = self._gated_cost(dets)           # 2. gate
         det, trk = self._assign(cost, gate)           # 3. assign

@@ -67,6 +67,7 @@ import numpy as np
 
 from fdl_robot.core.camera import PinholeCamera
 from fdl_robot.core.config import from_mapping
+from fdl_robot.core.timebase import StampOrder, classify_stamp
 
 __all__ = [
     "Frame", "FrameSource", "SourceError", "EndOfStream", "RealSenseSource", "VideoSource",
@@ -201,13 +202,16 @@ def capture_stamp_ns(frame_stamp_s: float, live: bool, clock_now_ns: int, wall_n
     clock's time at capture: now minus the frame's age (``wall_now_s - frame_stamp_s``,
     never negative), which also holds on a simulated clock.  Frames played from a file
     are stamped with the clock's now: their recorded times lie in the past and repeat
-    when the file loops.  Stamps never go backwards: a stamp not after ``last_stamp_ns``
-    becomes ``last_stamp_ns + 1``.
+    when the file loops.  Stamps never go backwards on one time line: a stamp not after
+    ``last_stamp_ns`` becomes ``last_stamp_ns + 1``, unless it lies more than
+    ``TIME_JUMP_S`` before it (:mod:`fdl_robot.core.timebase`): the clock itself jumped
+    back (``use_sim_time`` with a bag played again or a restarted simulator), and the
+    frame is stamped on the new time line as it is.
     """
     stamp = int(clock_now_ns)
     if live:
         stamp -= max(0, round((wall_now_s - frame_stamp_s) * 1e9))
-    if last_stamp_ns is not None and stamp <= last_stamp_ns:
+    if classify_stamp(stamp, last_stamp_ns) is StampOrder.OUT_OF_ORDER:
         stamp = last_stamp_ns + 1
     return stamp
 

@@ -10,19 +10,32 @@ import time
 from collections import Counter
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
 
 from fdl_robot.ros import parameters
 
 WARN_PERIOD_S = 2.0
-SENSOR_QOS: QoSProfile = qos_profile_sensor_data   # images: best effort, keep last 5
-#: A consumer that must always work on the newest frame (the detector): best effort, keep
-#: last 1. With depth 5, a detector that falls behind once works through a queue of stale
-#: frames from then on (measured at real time on 2 cores: detections 180 ms old at p50).
-LATEST_SENSOR_QOS: QoSProfile = QoSProfile(history=qos_profile_sensor_data.history, depth=1,
-                                           reliability=qos_profile_sensor_data.reliability,
-                                           durability=qos_profile_sensor_data.durability)
+SENSOR_QOS: QoSProfile = qos_profile_sensor_data   # best effort, keep last 5 (joint states)
 RELIABLE_QOS = 10                                    # everything else: reliable, depth 10
+#: The counter of the times a node's input stamps jumped back and it started over on a new
+#: time base (:mod:`fdl_robot.core.timebase`); not a rejection.
+NEW_TIME_BASE = "new time base"
+_RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
+
+
+def image_qos(values, prefix: str = "image_qos") -> QoSProfile:
+    """The image QoS that parameters ``<prefix>_reliability`` and ``<prefix>_depth`` in
+    ``values`` describe: keep last ``depth``, volatile (the defaults and why:
+    :data:`fdl_robot.ros.parameters.IMAGE_PUBLISHER_QOS` and its neighbours).
+    ValueError naming the parameter for a value that is not one."""
+    reliability, depth = values[f"{prefix}_reliability"], values[f"{prefix}_depth"]
+    if reliability not in _RELIABILITY:
+        raise ValueError(f"{prefix}_reliability must be one of {list(_RELIABILITY)}, got '{reliability}'")
+    if depth < 1:
+        raise ValueError(f"{prefix}_depth must be >= 1, got {depth}")
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth), reliability=_RELIABILITY[reliability],
+                      durability=DurabilityPolicy.VOLATILE)
 
 
 class FdlNode(Node):
@@ -34,6 +47,13 @@ class FdlNode(Node):
         self.counters: Counter[str] = Counter()
         self._last_warn_s: dict[str, float] = {}
 
+    def image_qos(self, prefix: str = "image_qos") -> QoSProfile:
+        """:func:`image_qos` of this node's parameters; ValueError names node and parameter."""
+        try:
+            return image_qos(self.params, prefix)
+        except ValueError as exc:
+            raise ValueError(f"{self.get_name()}: {exc}") from None
+
     def reject(self, reason: str, detail: str = "") -> None:
         """Count a rejected input and warn (throttled per reason)."""
         self.counters[reason] += 1
@@ -44,7 +64,7 @@ class FdlNode(Node):
                 f"{reason}{': ' + detail if detail else ''} (seen {self.counters[reason]}x)")
 
     def destroy_node(self):
-        bad = {k: v for k, v in self.counters.items() if not k.startswith("ok")}
+        bad = {k: v for k, v in self.counters.items() if not k.startswith("ok") and k != NEW_TIME_BASE}
         if bad:
             self.get_logger().info(f"rejected inputs: {dict(bad)}")
         return super().destroy_node()

@@ -21,11 +21,11 @@ Stamps: a live camera's frame is stamped with the ROS time at which it was captu
 (:func:`~fdl_robot.perception.sources.capture_stamp_ns`); a file is stamped with the
 ROS time at which it is read, so stamps keep increasing when it loops.
 
-QoS: images use the sensor-data profile (best effort, keep last 5) as everywhere in
-fdl_robot, so subscribers must be best effort too (``qos_profile_sensor_data``);
-camera_info is reliable (depth 10): small, and a reliable publisher serves reliable
-and best-effort subscribers alike (realsense-ros publishes both with the default,
-reliable, profile).
+QoS: images are published with the parameters ``image_qos_reliability`` (default
+reliable) and ``image_qos_depth`` (keep last 5); camera_info is reliable (depth 10). A
+reliable publisher serves reliable subscribers (a default RViz2 Image display) and
+best-effort ones (fdl_robot's own, ``qos_profile_sensor_data``) alike, as realsense-ros
+4.x's reliable images do.
 
 At the end of a recording or video file that does not loop, the node logs it once and
 stops publishing (``finished`` becomes True). A failing read is counted and warned
@@ -42,7 +42,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from fdl_robot.perception.sources import (EndOfStream, Frame, FrameSource, SourceError,
                                           capture_stamp_ns, make_source)
-from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
+from fdl_robot.ros.base import RELIABLE_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, camera_to_camera_info, depth_to_image,
                                        ns_to_stamp, rgb_to_image)
 
@@ -68,11 +68,16 @@ class CameraNode(FdlNode):
         except BaseException:
             super().destroy_node()
             raise
+        try:
+            image_qos = self.image_qos()
+        except ValueError:
+            self.destroy_node()
+            raise
         self.finished = False
         self._last_stamp_ns: int | None = None
         self._period_s = 1.0 / p["fps"]
-        self.color_pub = self.create_publisher(Image, p["color_topic"], SENSOR_QOS)
-        self.depth_pub = self.create_publisher(Image, p["depth_topic"], SENSOR_QOS)
+        self.color_pub = self.create_publisher(Image, p["color_topic"], image_qos)
+        self.depth_pub = self.create_publisher(Image, p["depth_topic"], image_qos)
         self.info_pub = self.create_publisher(CameraInfo, p["camera_info_topic"], RELIABLE_QOS)
         self.timer = self.create_timer(self._period_s, self.on_timer)
         kind = "live" if self.source.live else "file"

@@ -2,10 +2,13 @@
 
     ros2 run fdl_robot detector_node --ros-args --params-file config/fdl_robot.yaml
 
-Subscribes ``image_topic`` (rgb8/bgr8, best effort, keep last 1: it always works on the
-newest frame, never through a backlog); publishes ``detections_topic`` with the source
-image's header (stamp and frame_id) and, when ``publish_debug_image`` is set, an annotated
-image. The backend (ultralytics, onnx, openvino, detr or color) is built by
+Subscribes ``image_topic`` (rgb8/bgr8; QoS ``image_qos_*``, default best effort, keep last
+1: it receives from reliable and best-effort publishers and always works on the newest
+frame, never through a backlog); publishes ``detections_topic`` with the source image's
+header (stamp and frame_id) and, when ``publish_debug_image`` is set, an annotated image
+(``debug_image_qos_*``, default reliable, keep last 5: a default RViz2 Image display shows
+it). The node keeps no state from frame to frame, so time jumping back (a bag played
+again) needs nothing here. The backend (ultralytics, onnx, openvino, detr or color) is built by
 :func:`fdl_robot.perception.detector.make_detector` from the node's
 :class:`~fdl_robot.perception.detector.DetectorConfig` parameters; a test can pass its own.
 """
@@ -16,7 +19,7 @@ from sensor_msgs.msg import Image
 
 from fdl_robot.perception.detector import Detector, DetectorConfig, make_detector
 from fdl_robot.ros import parameters
-from fdl_robot.ros.base import LATEST_SENSOR_QOS, RELIABLE_QOS, SENSOR_QOS, FdlNode
+from fdl_robot.ros.base import RELIABLE_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, detections_to_msg, image_to_rgb,
                                        rgb_to_image)
 
@@ -25,6 +28,7 @@ class DetectorNode(FdlNode):
     def __init__(self, detector: Detector | None = None, **kwargs):
         super().__init__("detector_node", **kwargs)
         p = self.params
+        image_qos, debug_qos = self.image_qos(), self.image_qos("debug_image_qos")
         if detector is None:
             try:
                 detector = make_detector(parameters.build_config("detector_node", DetectorConfig, p))
@@ -32,9 +36,9 @@ class DetectorNode(FdlNode):
                 raise RuntimeError(f"detector_node: {exc}") from exc
         self.detector = detector
         self.pub = self.create_publisher(Detection2DArray, p["detections_topic"], RELIABLE_QOS)
-        self.debug_pub = (self.create_publisher(Image, p["debug_image_topic"], SENSOR_QOS)
+        self.debug_pub = (self.create_publisher(Image, p["debug_image_topic"], debug_qos)
                           if p["publish_debug_image"] else None)
-        self.create_subscription(Image, p["image_topic"], self.on_image, LATEST_SENSOR_QOS)
+        self.create_subscription(Image, p["image_topic"], self.on_image, image_qos)
 
     def on_image(self, msg: Image) -> None:
         try:

@@ -4,7 +4,11 @@
 
 Detections and depth are matched by header stamp (both carry the colour image's stamp;
 :class:`~fdl_robot.ros.sync.StampSynchronizer`); camera_info is calibration and the
-latest valid one is used (its size must match the depth image). The math is in
+latest valid one is used (its size must match the depth image). Stamp order
+(:mod:`fdl_robot.core.timebase`): a frame up to 1 s older than the last published one is
+rejected as out of order; one more than 1 s older starts a new time base (a bag played
+again or with ``--loop``, a restarted simulator), logged once and counted ("new time
+base"), and the synchroniser drops what it still held of the old time line. The math is in
 :func:`fdl_robot.perception.lifting.lift_detections`. Output header: the source image
 stamp and ``target_frame``. Bad input is counted and warned about, never published.
 """
@@ -18,7 +22,7 @@ from fdl_robot.core.timebase import StampOrder, classify_stamp
 from fdl_robot.perception.extrinsics import StaticExtrinsics
 from fdl_robot.perception.lifting import LiftingConfig, lift_detections
 from fdl_robot.ros import parameters
-from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
+from fdl_robot.ros.base import NEW_TIME_BASE, RELIABLE_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera, detections_from_msg,
                                        image_to_depth_m, stamp_to_ns, stamp_to_s)
 from fdl_robot.ros.sync import StampSynchronizer
@@ -35,12 +39,18 @@ class LocalizerNode(FdlNode):
         self.last_stamp_ns: int | None = None   # stamp of the last published frame
         self.sync = StampSynchronizer(2, round(p["sync_tolerance_s"] * 1e9), p["sync_queue_size"],
                                       on_drop=lambda i, _s: self.reject(
-                                          "unmatched " + ("detections" if i == 0 else "depth")))
+                                          "unmatched " + ("detections" if i == 0 else "depth")),
+                                      on_new_base=self.on_sync_new_base)
         self.pub = self.create_publisher(Object3DArray, p["objects_topic"], RELIABLE_QOS)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self.on_camera_info, RELIABLE_QOS)
         self.create_subscription(Detection2DArray, p["detections_topic"],
                                  lambda m: self.on_input(0, m), RELIABLE_QOS)
-        self.create_subscription(Image, p["depth_topic"], lambda m: self.on_input(1, m), SENSOR_QOS)
+        self.create_subscription(Image, p["depth_topic"], lambda m: self.on_input(1, m), self.image_qos())
+
+    def on_sync_new_base(self, _index: int, _stamp_ns: int, discarded: int) -> None:
+        """An input's stamps jumped back: the queued messages of the old time line are gone."""
+        if discarded:
+            self.counters["stale after time jump"] += discarded
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         try:
@@ -62,7 +72,7 @@ class LocalizerNode(FdlNode):
         if order is StampOrder.NEW_BASE:          # a bag played again, a restarted simulator
             self.get_logger().info(f"time jumped back {(self.last_stamp_ns - stamp_ns) * 1e-9:.3f} s: "
                                    "a new time base")
-            self.counters["new time base"] += 1
+            self.counters[NEW_TIME_BASE] += 1
         if self.camera is None:
             self.reject("missing camera_info", "no valid CameraInfo received yet")
             return

@@ -45,6 +45,21 @@ JOINT_STATES_TOPIC = "joint_states"
 TRAJECTORY_TOPIC = "joint_trajectory_controller/joint_trajectory"
 
 
+# Image QoS. A reliable publisher serves reliable and best-effort subscribers alike; a
+# best-effort subscriber receives from reliable and best-effort publishers alike. So images
+# are published reliable and subscribed best effort, and each works with the common tools:
+# * RViz2's Image display subscribes reliable, volatile, keep last 5 (rclcpp::QoS(5) in
+#   rviz_common's RosTopicDisplay; changeable under the display's Topic > QoS properties);
+#   a best-effort publisher gets "incompatible QoS" and the display stays empty.
+# * realsense-ros 4.x publishes images with SYSTEM_DEFAULT (``<stream>_qos``, constants.h
+#   IMAGE_QOS): the DDS's own default, under Fast DDS reliable + transient local + keep last 1
+#   (seen here), under Cyclone DDS reliable + volatile; ``color_qos:=SENSOR_DATA`` makes
+#   them best effort. A best-effort subscriber receives either.
+IMAGE_PUBLISHER_QOS = ("reliable", 5)        # reliability, keep-last depth
+IMAGE_SUBSCRIBER_QOS = ("best_effort", 5)
+NEWEST_IMAGE_QOS = ("best_effort", 1)       # a consumer that must work on the newest frame
+
+
 @dataclass(frozen=True)
 class Param:
     """One ROS parameter: name, default (its type is the parameter's type), description.
@@ -68,6 +83,27 @@ def from_config(config: type, name: str, description: str, field: str | None = N
     """A parameter that sets ``config.<field>`` (default: the same name), with its default."""
     field = field or name
     return Param(name, _ros_value(field_default(config, field)), description, config, field)
+
+
+def image_qos_params(qos: tuple[str, int], endpoint: str, prefix: str = "image_qos") -> tuple[Param, Param]:
+    """``<prefix>_reliability`` and ``<prefix>_depth`` of a node's image ``endpoint`` (e.g.
+    "colour and depth image publishers"), defaults ``qos``; the node builds the profile with
+    ``FdlNode.image_qos(prefix)``."""
+    reliability, depth = qos
+    if "publisher" in endpoint:
+        why = ("'reliable' serves reliable subscribers (a default RViz2 Image display: reliable, keep "
+               "last 5) and best-effort ones alike; 'best_effort' (qos_profile_sensor_data) leaves a "
+               "reliable subscriber with nothing ('incompatible QoS').")
+        history = "."
+    else:
+        why = ("'best_effort' receives from reliable and best-effort publishers alike (realsense-ros 4.x: "
+               "SYSTEM_DEFAULT, under Fast DDS reliable + transient local; or SENSOR_DATA, best "
+               "effort); 'reliable' receives nothing from a best-effort publisher.")
+        history = ("; 1: always the newest frame (a detector that falls behind skips frames instead of "
+                   "working through a queue of stale ones: detections were 180 ms old at p50 with 5)."
+                   if depth == 1 else ".")
+    return (Param(f"{prefix}_reliability", reliability, f"QoS reliability of the {endpoint}: {why}"),
+            Param(f"{prefix}_depth", depth, f"QoS history depth (keep last N) of the {endpoint}{history}"))
 
 
 C = TypeVar("C")
@@ -103,6 +139,7 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("color_topic", COLOR_TOPIC, "Colour image topic (rgb8)."),
         Param("depth_topic", DEPTH_TOPIC, "Aligned depth topic (16UC1, millimetres, 0 = invalid)."),
         Param("camera_info_topic", CAMERA_INFO_TOPIC, "CameraInfo topic of the colour camera."),
+        *image_qos_params(IMAGE_PUBLISHER_QOS, "colour and depth image publishers"),
     ),
     "sim_node": (
         Param("seed", 0, "Seed of the first episode; each ~/reset starts the next episode with "
@@ -125,6 +162,7 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("color_topic", COLOR_TOPIC, "Colour image topic (rgb8)."),
         Param("depth_topic", DEPTH_TOPIC, "Aligned depth topic (16UC1, millimetres, 0 = invalid)."),
         Param("camera_info_topic", CAMERA_INFO_TOPIC, "CameraInfo topic of the colour camera."),
+        *image_qos_params(IMAGE_PUBLISHER_QOS, "colour and depth image publishers"),
         Param("joint_states_topic", JOINT_STATES_TOPIC, "Output JointState topic (6 arm joints "
               "in rad + gripper_joint closure, 0 = open .. 1 = closed)."),
         Param("trajectory_topic", TRAJECTORY_TOPIC, "Input JointTrajectory topic (the commands)."),
@@ -160,10 +198,14 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("image_topic", COLOR_TOPIC, "Input colour image topic."),
         Param("detections_topic", DETECTIONS_TOPIC, "Output Detection2DArray topic."),
         Param("debug_image_topic", "detections/image", "Annotated image topic."),
+        *image_qos_params(NEWEST_IMAGE_QOS, "colour image subscription (image_topic)"),
+        *image_qos_params(IMAGE_PUBLISHER_QOS, "annotated image publisher (debug_image_topic)",
+                          prefix="debug_image_qos"),
     ),
     "localizer_node": (
         Param("detections_topic", DETECTIONS_TOPIC, "Input Detection2DArray topic."),
         Param("depth_topic", DEPTH_TOPIC, "Aligned depth image topic (16UC1 mm or 32FC1 m)."),
+        *image_qos_params(IMAGE_SUBSCRIBER_QOS, "depth image subscription (depth_topic)"),
         Param("camera_info_topic", CAMERA_INFO_TOPIC, "CameraInfo of the image the detections "
               "came from."),
         Param("objects_topic", OBJECTS_TOPIC, "Output Object3DArray topic (in target_frame)."),

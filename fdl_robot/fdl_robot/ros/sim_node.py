@@ -103,7 +103,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
+from fdl_robot.ros.base import RELIABLE_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, camera_to_camera_info, depth_to_image,
                                        ns_to_stamp, rgb_to_image, stamp_to_ns)
 from fdl_robot.ros.parameters import ARM_JOINTS, GRIPPER_JOINT
@@ -197,8 +197,8 @@ class SimNode(FdlNode):
         self._rtf_window: collections.deque = collections.deque(maxlen=250)  # (wall s, sim ns)
         self.resyncs = 0          # times the loop fell MAX_LAG_S behind and re-anchored
 
-        self.color_pub = self.create_publisher(Image, p["color_topic"], SENSOR_QOS)
-        self.depth_pub = self.create_publisher(Image, p["depth_topic"], SENSOR_QOS)
+        self.color_pub = self.create_publisher(Image, p["color_topic"], self.image_qos())
+        self.depth_pub = self.create_publisher(Image, p["depth_topic"], self.image_qos())
         self.info_pub = self.create_publisher(CameraInfo, p["camera_info_topic"], RELIABLE_QOS)
         self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], RELIABLE_QOS)
         self.truth_pub = self.create_publisher(MarkerArray, p["ground_truth_topic"], RELIABLE_QOS)

@@ -2,8 +2,11 @@
 
     ros2 run fdl_robot tracker_node --ros-args --params-file config/fdl_robot.yaml
 
-dt comes from the source image stamps carried in the Object3DArray headers; an
-out-of-order stamp or a change of frame is rejected (counted, warned, not published).
+dt comes from the source image stamps carried in the Object3DArray headers; a stamp up
+to 1 s older than the last one (out of order) or a change of frame is rejected (counted,
+warned, not published). A stamp more than 1 s older is a new time base (a bag played
+again or with ``--loop``, a restarted simulator; :mod:`fdl_robot.core.timebase`): the
+tracker starts over as after ``~/reset``, logs it once and counts it ("new time base").
 Every input array, also an empty one, advances the tracker so that unmatched tracks age
 and die. Service ``~/reset`` (std_srvs/Trigger) forgets all tracks.
 """
@@ -14,9 +17,9 @@ from fdl_robot_interfaces.msg import Object3DArray, Track, TrackArray
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
-from fdl_robot.core.tracking import MultiObjectTracker, TrackerConfig, TrackState
+from fdl_robot.core.tracking import MultiObjectTracker, OutOfOrderStamp, TrackerConfig, TrackState
 from fdl_robot.ros import parameters
-from fdl_robot.ros.base import RELIABLE_QOS, FdlNode
+from fdl_robot.ros.base import NEW_TIME_BASE, RELIABLE_QOS, FdlNode
 from fdl_robot.ros.conversions import stamp_to_s
 
 
@@ -53,9 +56,16 @@ class TrackerNode(FdlNode):
         try:
             tracks = self.tracker.update(positions, stamp_to_s(msg.header.stamp), labels=labels,
                                          scores=scores, covariances=covariances)
-        except ValueError as exc:                  # out-of-order stamp, bad shapes
+        except OutOfOrderStamp as exc:
+            self.reject("out-of-order stamp", str(exc))
+            return
+        except ValueError as exc:                  # bad shapes, covariances
             self.reject("bad objects", str(exc))
             return
+        if self.tracker.last_time_jump_s is not None:
+            self.counters[NEW_TIME_BASE] += 1
+            self.get_logger().info(f"time jumped back {self.tracker.last_time_jump_s:.3f} s: a new time "
+                                   "base; tracks forgotten, ids restart at 1")
         if self.tracker.last_num_dropped:
             self.reject("non-finite object", f"{self.tracker.last_num_dropped} dropped")
         self.frame_id = msg.header.frame_id
