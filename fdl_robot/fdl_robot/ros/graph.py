@@ -65,7 +65,7 @@ class LaunchArguments:
     namespace: str = ""         # namespace of every node
     camera_source: str = ""     # override camera_node source ('' = the YAML's)
     model_path: str = ""        # override detector_node model_path ('' = the YAML's)
-    use_sim_time: bool = False  # every node on /clock; in the sim graph sim_node publishes it
+    use_sim_time: bool = False  # every node on /clock: a bag's (played with --clock) or sim_node's
     respawn: bool = False       # restart a node that exits (launch_ros Node(respawn=...))
     respawn_delay: float = 2.0  # seconds between a node's exit and its restart
 
@@ -81,8 +81,10 @@ ARGUMENT_HELP = {
     "namespace": "namespace of every node",
     "camera_source": "override camera_node source: realsense | video (or a registered one)",
     "model_path": "override detector_node model_path",
-    "use_sim_time": "run every node on /clock (sim graph: sim_node publishes simulated time on it; "
-                    "needed for a real_time_factor other than 1)",
+    "use_sim_time": "run every node on /clock: the time of a bag played with `fdl-robot-bag play BAG --clock` "
+                    "(or `ros2 bag play BAG --clock`), or in the sim graph sim_node's simulated time (needed "
+                    "for a real_time_factor other than 1). A jump back of that time (a bag played again, "
+                    "--loop) is a new time base for every node",
     "respawn": "restart a node that exits, after respawn_delay (process-per-node launchers only)",
     "respawn_delay": "seconds between a node's exit and its restart",
 }
@@ -100,9 +102,11 @@ def node_overrides(name: str, graph: str, args: LaunchArguments = DEFAULT_ARGUME
     """Per-node parameter overrides from the launch arguments ('' = keep the YAML's).
 
     Clock: with ``use_sim_time`` every node runs on ``/clock``; in the ``sim`` graph sim_node
-    then stamps with simulated time and publishes it (``publish_clock``). Without it, sim_node
-    stamps with the wall clock, as a camera driver and an arm driver do, and the graph runs
-    on the system clock like a real robot (sim_node's ``real_time_factor`` must then be 1).
+    then stamps with simulated time and publishes it (``publish_clock``); fed from a bag, the
+    player publishes the bag's time (``fdl-robot-bag play BAG --clock``, ``ros2 bag play --clock``).
+    Without it, sim_node stamps with the wall clock, as a camera driver and an arm driver do,
+    and the graph runs on the system clock like a real robot (sim_node's ``real_time_factor``
+    must then be 1).
     """
     overrides: dict = {}
     if name == "camera_node" and args.camera_source:
