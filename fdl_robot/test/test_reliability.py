@@ -465,6 +465,7 @@ def test_tracker_node_is_never_poisoned_by_bad_objects():
         send(objects_msg(stamp - 5 * period, [p]))                   # backwards
         send(objects_msg(stamp + period, [p], frame="map"))          # another frame
         assert node.counters["bad objects"] >= 1 and node.counters["frame changed"] == 1
+        assert node.counters["out-of-order stamp"] == 1                # the one 0.33 s backwards
 
         # the track of the real object survives or is re-born, and comes out where it is
         for _ in range(4):
@@ -659,15 +660,10 @@ def _call_reset(ros: RosHarness, node_name: str) -> None:
 
 def test_a_clock_that_jumps_back_for_good_is_refused_until_reset():
     """A stamp from the future (a bogus publisher, a restarted sim or bag) makes every later,
-    correct stamp look old: tracker and policy refuse them, safely (no output, one hold),
-    until ``~/reset``; then the new time base is accepted."""
-    from fdl_robot.ros.tracker_node import TrackerNode
-
+    correct stamp look old: the policy refuses them, safely (no output, one hold), until
+    ``~/reset``; then the new time base is accepted."""
     with RosHarness() as ros:
         rig = PolicyRig(ros)
-        tracker = ros.add(TrackerNode, {"n_init": 1})
-        objects = ros.publisher(Object3DArray, "objects")
-        ros.wait_for_subscribers(objects)
         rig.play(0.3, rig.state_msg, rig.tracks_msg)
 
         future = rig.now_msg()
@@ -683,15 +679,26 @@ def test_a_clock_that_jumps_back_for_good_is_refused_until_reset():
         rig.play(0.3, rig.state_msg, rig.tracks_msg)
         assert rig.commands.n - n > 5 and not is_hold(rig.commands.last)
 
+
+def test_tracker_recovers_from_one_stamp_from_the_future():
+    """After one far-future stamp the real stamps jump back by more than 1 s: a new time base
+    (core.timebase), taken without ``~/reset``; a stamp less than 1 s back stays refused."""
+    from fdl_robot.ros.tracker_node import TrackerNode
+
+    with RosHarness() as ros:
+        tracker = ros.add(TrackerNode, {"n_init": 1})
+        objects = ros.publisher(Object3DArray, "objects")
+        ros.wait_for_subscribers(objects)
         p = [0.45, 0.05, 0.02]
-        ok = lambda: tracker.counters["ok frames"]  # noqa: E731 (policy's rig also sends tracks)
+        ok = lambda: tracker.counters["ok frames"]  # noqa: E731
         objects.publish(objects_msg(1_000_000 * 1_000_000_000, [p]))   # far future
         assert ros.spin_until(lambda: ok() == 1)
         objects.publish(objects_msg(1_000_000_000, [p]))                # the real time base
-        assert ros.spin_until(lambda: tracker.counters["bad objects"] == 1) and ok() == 1
-        _call_reset(ros, "tracker_node")
+        assert ros.spin_until(lambda: ok() == 2) and tracker.counters["new time base"] == 1
+        objects.publish(objects_msg(600_000_000, [p]))                  # 0.4 s back: late
+        assert ros.spin_until(lambda: tracker.counters["out-of-order stamp"] == 1) and ok() == 2
         objects.publish(objects_msg(1_100_000_000, [p]))
-        assert ros.spin_until(lambda: ok() == 2)
+        assert ros.spin_until(lambda: ok() == 3) and tracker.counters["new time base"] == 1
 
 
 def test_localizer_recovers_from_one_stamp_from_the_future():

@@ -96,6 +96,9 @@ def test_camera_stamps_follow_a_clock_that_jumped_back():
     last = 100 * S
     assert capture_stamp_ns(0.0, False, last - S // 2, 0.0, last) == last + 1       # 0.5 s back: kept in order
     assert capture_stamp_ns(0.0, False, 3 * S, 0.0, last) == 3 * S                  # 97 s back: the new line
+    wall = 1000.0
+    assert capture_stamp_ns(wall - 0.2, True, 3 * S, wall, last) == 3 * S - S // 5   # live, 0.2 s old
+    assert capture_stamp_ns(0.0, True, last + S, wall, last) == last + 1            # a bogus capture time
 
 
 @pytest.mark.ros

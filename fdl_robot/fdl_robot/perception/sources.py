@@ -203,15 +203,17 @@ def capture_stamp_ns(frame_stamp_s: float, live: bool, clock_now_ns: int, wall_n
     never negative), which also holds on a simulated clock.  Frames played from a file
     are stamped with the clock's now: their recorded times lie in the past and repeat
     when the file loops.  Stamps never go backwards on one time line: a stamp not after
-    ``last_stamp_ns`` becomes ``last_stamp_ns + 1``, unless it lies more than
-    ``TIME_JUMP_S`` before it (:mod:`fdl_robot.core.timebase`): the clock itself jumped
-    back (``use_sim_time`` with a bag played again or a restarted simulator), and the
-    frame is stamped on the new time line as it is.
+    ``last_stamp_ns`` becomes ``last_stamp_ns + 1`` (also for a live frame with a bogus,
+    ancient capture time), unless the clock itself jumped back, to more than
+    ``TIME_JUMP_S`` before ``last_stamp_ns`` (:mod:`fdl_robot.core.timebase`;
+    ``use_sim_time`` with a bag played again or a restarted simulator): then the frame is
+    stamped on the new time line as it is.
     """
     stamp = int(clock_now_ns)
     if live:
         stamp -= max(0, round((wall_now_s - frame_stamp_s) * 1e9))
-    if classify_stamp(stamp, last_stamp_ns) is StampOrder.OUT_OF_ORDER:
+    new_base = classify_stamp(int(clock_now_ns), last_stamp_ns) is StampOrder.NEW_BASE
+    if last_stamp_ns is not None and stamp <= last_stamp_ns and not new_base:
         stamp = last_stamp_ns + 1
     return stamp
 
