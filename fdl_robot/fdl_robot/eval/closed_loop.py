@@ -57,6 +57,7 @@ from std_srvs.srv import Trigger
 
 from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
+from fdl_robot.ros.interfaces import PROFILES
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip, write_video
 from fdl_robot.eval.stats import SuccessSummary
 from fdl_robot.eval.timing import LoopTiming, timing_summary
@@ -119,11 +120,18 @@ class EpisodeMonitor(Node):
     capture time of a frame is the receipt time of the joint state with its stamp).
     """
 
-    def __init__(self, wall_stamps: bool, record_images: bool = False, **kwargs):
+    def __init__(self, wall_stamps: bool, record_images: bool = False, interface=None, **kwargs):
+        """``interface``: the robot profile's RobotInterface (default: the simulated cell's):
+        where the arm's commands and joint states are."""
         super().__init__("episode_monitor", **kwargs)
         from fdl_robot_interfaces.msg import Detection2DArray
+        from std_msgs.msg import Float64MultiArray
         from trajectory_msgs.msg import JointTrajectory
 
+        from fdl_robot.ros.interfaces import RobotInterface
+
+        interface = interface or RobotInterface()
+        self._step_joint = interface.arm_joint_names[0]      # one arm JointState per control step
         self.wall_stamps = wall_stamps
         self.lock = threading.Lock()
         self.record = False
@@ -134,10 +142,10 @@ class EpisodeMonitor(Node):
         self._capture_wall_ns: dict[int, int] = {}          # stamp -> wall ns of its capture
         self._frame_stamps: dict[int, bool] = {}            # recent image stamps -> answered yet
         self.begin()
-        self.create_subscription(JointState, "joint_states", self.on_joint_state, RELIABLE_QOS)
+        self.create_subscription(JointState, interface.joint_states_topic, self.on_joint_state, RELIABLE_QOS)
         self.create_subscription(Bool, "sim/success", self.on_success, RELIABLE_QOS)
-        self.create_subscription(JointTrajectory, "joint_trajectory_controller/joint_trajectory",
-                                 self.on_command, RELIABLE_QOS)
+        command_type = JointTrajectory if interface.arm_command_interface == "trajectory" else Float64MultiArray
+        self.create_subscription(command_type, interface.arm_command_topic, self.on_command, RELIABLE_QOS)
         self.create_subscription(CameraInfo, "camera/color/camera_info", self.on_camera_info, RELIABLE_QOS)
         self.create_subscription(Detection2DArray, "detections", self.on_detections, RELIABLE_QOS)
         if record_images:
@@ -154,6 +162,8 @@ class EpisodeMonitor(Node):
             self._frame_stamps.clear()
 
     def on_joint_state(self, msg: JointState) -> None:
+        if self._step_joint not in msg.name:                   # the gripper driver's message
+            return
         with self.lock:
             self.steps += 1
             self.last_joint_state_wall = time.monotonic()
@@ -214,7 +224,10 @@ class EpisodeMonitor(Node):
 
 
 def is_hold(msg) -> bool:
-    """policy_node's hold: one point with all velocities zero (see policy_node's watchdog)."""
+    """policy_node's hold: one point with all velocities zero (see policy_node's watchdog);
+    position commands (forward_command_controller) carry no hold mark."""
+    if not hasattr(msg, "points"):
+        return False
     return len(msg.points) == 1 and len(msg.points[0].velocities) > 0 and not any(msg.points[0].velocities)
 
 
@@ -255,6 +268,9 @@ class GraphOptions:
     priority: dict = field(default_factory=dict)    # {node: SCHED_FIFO priority} (processes)
     monitor_priority: int = 0                       # SCHED_FIFO priority of the monitor's thread
     env: dict = field(default_factory=dict)         # {node: {VAR: value}} (processes)
+    #: robot profile (ros.interfaces): the UR-like one by default, so the loop proves the
+    #: wiring of a real cell (arm JTC without the gripper, gripper action, merged joint states)
+    profile: str = "ur5e"
 
     def __post_init__(self):
         if self.runner not in RUNNERS:
@@ -278,7 +294,15 @@ class GraphOptions:
 
     def launch_arguments(self) -> graphs.LaunchArguments:
         return graphs.LaunchArguments(config=self.config or "", use_sim_time=self.use_sim_time,
-                                      respawn=self.respawn, respawn_delay=self.respawn_delay)
+                                      respawn=self.respawn, respawn_delay=self.respawn_delay,
+                                      profile=self.profile)
+
+    @property
+    def interface(self):
+        """The profile's :class:`~fdl_robot.ros.interfaces.RobotInterface`."""
+        from fdl_robot.ros.interfaces import PROFILES
+
+        return PROFILES[self.profile].interface
 
 
 class _InProcessGraph:
@@ -451,6 +475,7 @@ def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict],
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     graph, executor, spinner = None, None, None
     monitor = EpisodeMonitor(wall_stamps=not options.use_sim_time, record_images=record_episodes > 0,
+                             interface=options.interface,
                              context=context)
     try:
         graph = (_ProcessGraph(options, overrides, progress) if options.runner == "processes"
@@ -627,6 +652,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", default="auto", choices=["auto", "on", "off"],
                    help="SCHED_FIFO priorities for the nodes (REALTIME_PRIORITIES; processes runner); "
                         "auto = where permitted (root or CAP_SYS_NICE)")
+    p.add_argument("--profile", default=GraphOptions.profile, choices=sorted(PROFILES),
+                   help="robot profile that sim_node plays and policy_node commands (ros.interfaces)")
     p.add_argument("--respawn", action="store_true", help="restart a node that dies (processes)")
     p.add_argument("--log-dir", type=Path, default=None, help="per-node log files (processes)")
     p.add_argument("--prefix", action="append", default=[], metavar="NODE=CMD",
@@ -664,6 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except argparse.ArgumentTypeError as exc:
         raise SystemExit(str(exc)) from exc
     graph = GraphOptions.with_realtime(args.realtime, runner=args.runner, real_time_factor=args.real_time_factor,
+                                       profile=args.profile,
                                        config=args.config, num_threads=args.threads, respawn=args.respawn,
                                        log_dir=args.log_dir, prefix=prefix)
     realtime = bool(graph.priority)
