@@ -26,7 +26,7 @@ def test_a_bad_joint_state_makes_the_state_invalid_until_a_good_one():
     with pytest.raises(InputError):
         inputs.add_joint_state(list(JOINT_NAMES), [np.inf] * 7, stamp_ns=2, now_s=10.01)
     step = inputs.step(10.02)
-    assert step.kind is StepKind.HOLD and step.stale == JOINT_NAMES    # each invalid joint, by name
+    assert step.kind is StepKind.HOLD and step.stale == JOINT_NAMES    # each non-finite joint, by name
     assert np.array_equal(step.q_hold, Q)
     assert inputs.step(10.04).kind is StepKind.STALE
     inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=3, now_s=10.05)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
+import rclpy.time  # noqa: E402
 from fdl_robot_interfaces.msg import Track, TrackArray  # noqa: E402
 from fdl_robot_interfaces.srv import SetTargetClass  # noqa: E402
 from ros_harness import RosHarness  # noqa: E402
@@ -29,7 +30,8 @@ from fdl_robot.ros.policy_node import PolicyNode  # noqa: E402
 pytestmark = pytest.mark.ros
 
 P = defaults("policy_node")
-NAMES = P["joint_names"]
+NAMES = P["arm_joint_names"] + [P["gripper_joint"]]     # joint states: arm, then gripper
+ARM = NAMES[:6]
 LOWER, UPPER = np.array(P["joint_lower_rad"]), np.array(P["joint_upper_rad"])
 VMAX = np.array(P["max_velocity_rad_s"])
 EMAX = np.array(P["max_tracking_error_rad"])
@@ -49,8 +51,10 @@ class Cell:
         self.node = ros.add(node_class, {"input_timeout_s": TIMEOUT_S, "policy": "scripted", **(params or {})})
         self.js_pub = ros.publisher(JointState, "joint_states")
         self.tracks_pub = ros.publisher(TrackArray, "tracks")
-        self.commands: list[JointTrajectory] = ros.collect(
-            JointTrajectory, "joint_trajectory_controller/joint_trajectory")
+        # the arm's commands (six joints) and the gripper's, on their own controllers' topics
+        self.commands: list[JointTrajectory] = ros.collect(JointTrajectory, P["arm_trajectory_topic"])
+        self.gripper_commands: list[JointTrajectory] = ros.collect(JointTrajectory,
+                                                                   P["gripper_trajectory_topic"])
         ros.wait_for_subscribers(self.js_pub)
         ros.wait_for_subscribers(self.tracks_pub)
         self.q = HOME7.copy()
@@ -83,7 +87,9 @@ class Cell:
         while time.monotonic() < end:
             now = time.monotonic()
             if echo and self.commands and self.commands[-1].points:
-                self.q = np.array(self.commands[-1].points[0].positions)   # a perfect servo
+                self.q[:6] = self.commands[-1].points[0].positions        # a perfect servo
+                if self.gripper_commands:
+                    self.q[6] = self.gripper_commands[-1].points[0].positions[0]
             if state and now >= next_js:
                 self.publish_state()
                 next_js = now + 0.01
@@ -119,7 +125,7 @@ class Cell:
 
 
 def is_hold(msg: JointTrajectory) -> bool:
-    return len(msg.points) == 1 and list(msg.points[0].velocities) == [0.0] * 7
+    return len(msg.points) == 1 and list(msg.points[0].velocities) == [0.0] * len(msg.joint_names)
 
 
 def tfs(point) -> float:
@@ -167,22 +173,24 @@ def test_commands_at_rate_within_limits_toward_the_target(timing):
         tracks_ns = {stamp_to_ns(s) for s in cell.tracks_stamps}
         previous = None
         for msg in cell.commands:
-            assert list(msg.joint_names) == NAMES and not is_hold(msg)
+            assert list(msg.joint_names) == ARM and not is_hold(msg)       # the arm's joints only
             pts = np.array([p.positions for p in msg.points])
-            assert pts.shape[1] == 7 and len(pts) >= 1
-            assert np.all((pts >= LOWER - 1e-9) & (pts <= UPPER + 1e-9))
+            assert pts.shape[1] == 6 and len(pts) >= 1
+            assert np.all((pts >= LOWER[:6] - 1e-9) & (pts <= UPPER[:6] + 1e-9))
             # rate limited command to command and point to point; never further than
             # e_max from the (motionless) robot
             if previous is not None:
-                assert np.all(np.abs(pts[0] - previous) <= VMAX * DT + 1e-9)
-            assert np.all(np.abs(np.diff(pts, axis=0)) <= VMAX * DT + 1e-9)
-            assert np.all(np.abs(pts[0] - HOME7) <= EMAX + 1e-9)
+                assert np.all(np.abs(pts[0] - previous) <= VMAX[:6] * DT + 1e-9)
+            assert np.all(np.abs(np.diff(pts, axis=0)) <= VMAX[:6] * DT + 1e-9)
+            assert np.all(np.abs(pts[0] - HOME7[:6]) <= EMAX[:6] + 1e-9)
             previous = pts[0]
             # header.stamp is the source image stamp of the tracks; points due at now + (j+1) dt
             assert stamp_to_ns(msg.header.stamp) in tracks_ns
             times = np.array([tfs(p) for p in msg.points])
             assert DT - 1e-9 <= times[0] <= DT + 0.2
             np.testing.assert_allclose(np.diff(times), DT, atol=1e-6)
+        gripper = cell.gripper_commands[-1]                  # the gripper on its own controller
+        assert list(gripper.joint_names) == [P["gripper_joint"]] and len(cell.gripper_commands) >= len(cell.commands) - 2
 
         start = np.linalg.norm(kin.tcp_position(HOME7[:6]) - PREGRASP)
         cell.run(2.0, echo=True)            # a perfect servo follows the commands
@@ -197,7 +205,7 @@ def test_no_tracks_then_stale_joint_states_hold_once_at_the_last_position():
         cell = Cell(ros)
         cell.run(0.5, tracks=False)         # perception silent: one hold, no motion
         assert len(cell.commands) == 1 and is_hold(cell.commands[0])
-        np.testing.assert_allclose(cell.commands[0].points[0].positions, HOME7)
+        np.testing.assert_allclose(cell.commands[0].points[0].positions, HOME7[:6])
 
         cell.run(0.4)                       # tracks arrive: commands resume
         assert len(cell.commands) > 5 and not is_hold(cell.commands[-1])
@@ -208,7 +216,7 @@ def test_no_tracks_then_stale_joint_states_hold_once_at_the_last_position():
         after = cell.commands[n:]
         holds = [m for m in after if is_hold(m)]
         assert len(holds) == 1 and is_hold(after[-1])       # one hold, then silence
-        np.testing.assert_allclose(holds[0].points[0].positions, last_state)
+        np.testing.assert_allclose(holds[0].points[0].positions, last_state[:6])
         assert len(after) <= TIMEOUT_S / DT + 3             # commands only until the timeout
         assert cell.node.holding
 
@@ -240,18 +248,25 @@ def test_invalid_joint_states_are_rejected_counted_and_never_move_the_arm():
         after = cell.commands[n:]
         first_hold = next(i for i, m in enumerate(after) if is_hold(m))
         assert first_hold <= 3 and len(after) == first_hold + 1   # nothing after the hold
-        np.testing.assert_allclose(after[first_hold].points[0].positions, good)
+        np.testing.assert_allclose(after[first_hold].points[0].positions, good[:6])
         for msg in cell.commands:                 # nothing ever contained the NaN
             assert np.all(np.isfinite([p.positions for p in msg.points]))
 
-        cell.publish_state(names=NAMES[:-1])      # gripper missing
+        short = JointState(name=NAMES, position=[0.0] * 3)      # names and positions disagree
+        cell.js_pub.publish(short)
         ros.spin_until(lambda: cell.node.counters["bad joint_states"] >= 6, 2.0)
         ok = cell.node.counters["ok joint_states"]
-        old = JointState(name=NAMES, position=[float(v) for v in HOME7])
-        old.header.stamp.sec = 1                  # far older than the last accepted stamp
-        cell.js_pub.publish(old)
+        late = JointState(name=NAMES, position=[float(v) for v in HOME7])
+        last_ns = max(cell.node.inputs.joints.stamp_ns)
+        late.header.stamp = rclpy.time.Time(nanoseconds=last_ns - 500_000_000).to_msg()   # 0.5 s late
+        cell.js_pub.publish(late)
         assert ros.spin_until(lambda: cell.node.counters["joint_states out of order"] == 1, 2.0)
         assert cell.node.counters["ok joint_states"] == ok
+        old = JointState(name=NAMES, position=[float(v) for v in HOME7])
+        old.header.stamp.sec = 1        # far older: time jumped back (a bag played again)
+        cell.js_pub.publish(old)
+        assert ros.spin_until(lambda: cell.node.counters["new time base"] == 1, 2.0)
+        assert cell.node.counters["ok joint_states"] == ok + 1
 
 
 def test_unknown_class_means_no_target_until_set_target_class():

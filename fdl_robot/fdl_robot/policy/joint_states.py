@@ -18,7 +18,7 @@ older than a joint's last one is rejected as out of order, unless time jumped ba
 than the jump threshold (a bag played again, a restarted driver or simulator): that starts
 a new time base, reported to the caller (:attr:`Update.new_time_base`), which restarts the
 policy. A message with a non-finite position of a used joint, or whose names and positions
-disagree in length, is rejected and leaves those joints *invalid* until a good sample.
+disagree in length, is rejected whole; a non-finite joint stays *invalid* until a good sample.
 """
 from __future__ import annotations
 
@@ -90,8 +90,9 @@ class JointStateMerger:
             raise JointStateError("bad joint_states", f"duplicate joint names in {list(names)}")
         values = np.array([x for _, x in used])
         if not np.all(np.isfinite(values)):
-            self.valid[rows] = False
-            bad = [self.joint_names[i] for i, x in used if not np.isfinite(x)]
+            bad_rows = [i for i, x in used if not np.isfinite(x)]
+            self.valid[bad_rows] = False
+            bad = [self.joint_names[i] for i in bad_rows]
             raise JointStateError("bad joint_states", f"non-finite position for {bad}")
         orders = {classify_stamp(stamp_ns, self.stamp_ns[i]) for i in rows}
         if StampOrder.OUT_OF_ORDER in orders:

@@ -223,7 +223,7 @@ class PolicyNode(FdlNode):
             self.holding = True
             self.commands.hold(step.q_hold, self.get_clock().now().to_msg(), self.dt_s)
             self.counters["holds"] += 1
-            self.get_logger().warning(f"watchdog: {', '.join(step.stale)} stale or invalid; "
+            self.get_logger().warning(f"watchdog: {self.describe(step.stale)} stale or invalid; "
                                       "holding at the last joint position")
             return True
         if step.kind is StepKind.STALE:
@@ -246,6 +246,13 @@ class PolicyNode(FdlNode):
             stamp, latency_s = source_stamp, max(0.0, (now_ns - stamp_to_ns(source_stamp)) * 1e-9)
         return stamp, [latency_s + (j + 1) * self.dt_s for j in range(m)]
 
+    def describe(self, inputs: tuple[str, ...]) -> str:
+        """Input names for a log line, the six arm joints said as one."""
+        arm = self.interface.arm_joint_names
+        if set(arm) <= set(inputs):
+            inputs = ("the arm's joint states", *(n for n in inputs if n not in arm))
+        return ", ".join(inputs)
+
     def log_waiting(self, missing: tuple[str, ...]) -> None:
         """Say once which joints were never received, then at most every _WAIT_LOG_PERIOD_S."""
         self.counters["waiting for joint_states"] += 1
@@ -254,7 +261,7 @@ class PolicyNode(FdlNode):
             return
         self._waiting_logged_s = now
         topics = " and ".join(f"'{t}'" for t in self.interface.joint_states_topics)
-        self.get_logger().info(f"waiting for joint states of {list(missing)} on {topics}; nothing is "
+        self.get_logger().info(f"waiting for {self.describe(missing)} on {topics}; nothing is "
                                "commanded until every joint has been received")
 
     # --- services and run-time parameters -----------------------------------------------
