@@ -190,7 +190,8 @@ def test_commands_at_rate_within_limits_toward_the_target(timing):
             assert DT - 1e-9 <= times[0] <= DT + 0.2
             np.testing.assert_allclose(np.diff(times), DT, atol=1e-6)
         gripper = cell.gripper_commands[-1]                  # the gripper on its own controller
-        assert list(gripper.joint_names) == [P["gripper_joint"]] and len(cell.gripper_commands) >= len(cell.commands) - 2
+        assert list(gripper.joint_names) == [P["gripper_joint"]]
+        assert len(cell.gripper_commands) >= len(cell.commands) - 2
 
         start = np.linalg.norm(kin.tcp_position(HOME7[:6]) - PREGRASP)
         cell.run(2.0, echo=True)            # a perfect servo follows the commands

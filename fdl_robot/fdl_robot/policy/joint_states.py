@@ -18,7 +18,8 @@ older than a joint's last one is rejected as out of order, unless time jumped ba
 than the jump threshold (a bag played again, a restarted driver or simulator): that starts
 a new time base, reported to the caller (:attr:`Update.new_time_base`), which restarts the
 policy. A message with a non-finite position of a used joint, or whose names and positions
-disagree in length, is rejected whole; a non-finite joint stays *invalid* until a good sample.
+disagree in length, is rejected whole; the non-finite joints (all the joints it names, when the
+lengths disagree) stay *invalid* until a good sample.
 """
 from __future__ import annotations
 
@@ -80,11 +81,12 @@ class JointStateMerger:
             arrival_s: float) -> Update:
         """Take one JointState's (names, positions) stamped ``stamp_ns``, received at
         ``arrival_s`` (caller's clock); JointStateError if it is rejected."""
-        if len(positions) != len(names):
+        if len(positions) != len(names):          # a broken publisher: distrust what it names
+            self.valid[[self._index[n] for n in names if n in self._index]] = False
             raise JointStateError("bad joint_states", f"{len(names)} names but {len(positions)} positions")
         used = [(self._index[n], float(x)) for n, x in zip(names, positions, strict=True) if n in self._index]
-        if not used:
-            return Update(())
+        if not used:       # not ours (another robot's, a typo in the names): it proves nothing
+            raise JointStateError("bad joint_states", f"none of the joints {list(self.joint_names)} in {list(names)}")
         rows = [i for i, _ in used]
         if len(set(rows)) != len(rows):
             raise JointStateError("bad joint_states", f"duplicate joint names in {list(names)}")
