@@ -36,7 +36,6 @@ frame rate (it plays in real time, in a browser) and an image strip of the first
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -61,6 +60,7 @@ from fdl_robot.ros.interfaces import PROFILES
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip, write_video
 from fdl_robot.eval.stats import SuccessSummary
 from fdl_robot.eval.timing import LoopTiming, timing_summary
+from fdl_robot.outputs import DIRECTORY, IMAGE, JSON, VIDEO, check_args, exit_on_error, write_json
 from fdl_robot.ros import graph as graphs
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS
 from fdl_robot.ros.conversions import detections_from_msg, image_to_rgb, stamp_to_ns
@@ -559,6 +559,8 @@ class ClosedLoopReport:
     runner: str
     overrides: dict                   # {node: {parameter: value}} on top of the YAML
     priority: dict = field(default_factory=dict)   # {node: SCHED_FIFO priority}
+    #: captioned camera frames of each recorded episode (for the video and strip; not in as_dict)
+    videos: list[list[np.ndarray]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def real_time_factor(self) -> float:
@@ -596,7 +598,7 @@ class ClosedLoopEvaluator:
 
     ``sim`` / ``detector``: sim_node / detector_node parameter overrides; ``graph``: how the
     nodes run (:class:`GraphOptions`); ``video`` (every recorded episode) and ``strip`` (the
-    first) are written after the run.
+    first) are written by :meth:`write_media` from the report, once its results are safe.
     """
 
     def __init__(self, config: EvalConfig = CLOSED_LOOP_EVAL, sim: dict | None = None, detector: dict | None = None,
@@ -612,14 +614,15 @@ class ClosedLoopEvaluator:
         run = run_closed_loop(self.config.episodes, self.config.seed0, overrides, self.config.max_sim_s,
                               record_episodes=self.record_episodes, options=self.graph, progress=self.progress)
         wall = time.monotonic() - t0
-        self._write_media(run.videos)
         results = run.results
         summary = SuccessSummary.of([r.seed for r in results], [r.success for r in results],
                                     [r.duration_s for r in results])
         return ClosedLoopReport(summary, results, run.timing, run.cpu_percent, wall, self.graph.runner, overrides,
-                                dict(self.graph.priority))
+                                dict(self.graph.priority), run.videos)
 
-    def _write_media(self, videos: list[list[np.ndarray]]) -> None:
+    def write_media(self, report: ClosedLoopReport) -> None:
+        """Write the video and the strip of ``report``'s recorded episodes (OutputError if one fails)."""
+        videos = report.videos
         frames = [f for v in videos for f in v]
         if frames and self.video:
             # the camera's frame rate: the video plays in simulated time, which is real time at 1.0
@@ -680,8 +683,11 @@ def _interrupt(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args, {"--json": JSON, "--video": VIDEO, "--strip": IMAGE, "--log-dir": DIRECTORY})
     signal.signal(signal.SIGTERM, _interrupt)     # stop the graph cleanly on SIGTERM as on Ctrl-C
     config = from_arguments(args, CLOSED_LOOP_EVAL)
     record = args.record_episodes if args.record_episodes is not None else (
@@ -704,10 +710,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{', SCHED_FIFO ' + str(REALTIME_PRIORITIES) if realtime else ''}): {config.episodes} episodes, seeds "
           f"{config.seed0}..{config.seed0 + config.episodes - 1}, policy {args.policy or 'from the YAML'}", flush=True)
     report = evaluator.run(NodePolicy(args.policy, args.policy_model, args.execution))
+    print("\n".join(report.lines()), flush=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.as_dict(), indent=2))
-    print("\n".join(report.lines()))
+        write_json(args.json, report.as_dict(), "--json")
+        print(f"results: {args.json}")
+    evaluator.write_media(report)
     return 0
 
 

@@ -47,6 +47,7 @@ from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
 from fdl_robot.eval.media import caption, write_strip
 from fdl_robot.eval.sim_expert import EXPERT_EVAL
 from fdl_robot.eval.stats import SuccessSummary
+from fdl_robot.outputs import IMAGE, check_args, exit_on_error
 from fdl_robot.ros.base import SENSOR_QOS
 from fdl_robot.ros.conversions import image_to_rgb, stamp_to_ns
 from fdl_robot.ros.interfaces import RobotInterface
@@ -219,6 +220,7 @@ class RosExpertEvaluator:
             self.progress(f"image strip of seed {seed} from the camera topic: {self.strip}")
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     from fdl_robot.sim.expert import ScriptedExpert
 
@@ -233,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strip", type=Path, default=Path("outputs/ros_expert_strip.png"))
     parser.add_argument("--strip-period-s", type=float, default=0.8)
     args = parser.parse_args(argv)
+    check_args(parser, args, {"--strip": IMAGE})
     evaluator = RosExpertEvaluator(from_arguments(args, EXPERT_EVAL), args.width, args.height,
                                    args.camera_rate_hz, args.real_time_factor, not args.no_shadows,
                                    args.strip, args.strip_period_s, progress=lambda s: print(s, flush=True))

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
+from fdl_robot.outputs import DIRECTORY, check_args
 from fdl_robot.ros import graph as graphs
 
 __all__ = ["Launcher", "NodeExited", "ProcessSpec", "default_log_dir", "graph_processes", "main"]
@@ -378,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-p", "--param", action="append", default=[], metavar="NODE:NAME:=VALUE",
                    help="parameter override of one node, after the YAML and the launch overrides")
     args = p.parse_args(argv)
+    check_args(p, args, {"--log-dir": DIRECTORY})
     try:
         specs = graph_processes(args.graph, launch_arguments(args),
                                 only=[n for n in args.nodes.split(",") if n] or None,
