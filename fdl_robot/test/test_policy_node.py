@@ -23,7 +23,10 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from fdl_robot.core import kinematics as kin  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
 from fdl_robot.ros.conversions import stamp_to_ns  # noqa: E402
+from fdl_robot.ros.interfaces import PROFILES  # noqa: E402
 from fdl_robot.ros.parameters import defaults  # noqa: E402
 from fdl_robot.ros.policy_node import PolicyNode  # noqa: E402
 
@@ -336,6 +339,52 @@ def test_on_tracks_falls_back_to_the_fixed_timer_on_simulated_time():
     with RosHarness() as ros:
         node = ros.add(PolicyNode, {"policy": "scripted", "use_sim_time": True})
         assert node.command_timing == "fixed" and node.pacer is None
+
+
+def test_position_interfaces_and_a_gripper_in_its_native_units():
+    """Arm to a forward_command_controller, gripper (a finger joint in metres, on its own
+    driver's joint states) to another, as the ros2_control profile wires them."""
+    from std_msgs.msg import Float64MultiArray
+
+    itf = PROFILES["ros2_control"].interface
+    params = {"input_timeout_s": 1.0, "policy": "scripted", "arm_command_interface": "position",
+              "gripper_joint": itf.gripper_joint, "gripper_closed_position": itf.gripper_closed_position,
+              "gripper_command_interface": "position", "gripper_joint_states_topic": "gripper/joint_states"}
+    with RosHarness() as ros:
+        node = ros.add(PolicyNode, params)
+        arm_state = ros.publisher(JointState, "joint_states")
+        gripper_state = ros.publisher(JointState, "gripper/joint_states")
+        tracks = ros.publisher(TrackArray, "tracks")
+        arm_cmds = ros.collect(Float64MultiArray, P["arm_position_topic"])
+        gripper_cmds = ros.collect(Float64MultiArray, P["gripper_position_topic"])
+        for pub in (arm_state, gripper_state, tracks):
+            ros.wait_for_subscribers(pub)
+
+        def publish(gripper=True):
+            stamp = ros.probe.get_clock().now().to_msg()
+            arm_state.publish(JointState(name=ARM, position=[float(v) for v in HOME7[:6]], header=Header(stamp=stamp)))
+            if gripper:
+                gripper_state.publish(JointState(name=[itf.gripper_joint], position=[0.01],   # 1 cm of 4
+                                                 header=Header(stamp=stamp)))
+            msg = TrackArray(header=Header(stamp=stamp, frame_id="base_link"))
+            t = Track(id=1, state=Track.CONFIRMED, class_name="red_cube", hits=10, score=0.9)
+            t.position.x, t.position.y, t.position.z = (float(v) for v in CUBE)
+            msg.tracks.append(t)
+            tracks.publish(msg)
+
+        for _ in range(20):                          # no gripper state: nothing moves
+            publish(gripper=False)
+            ros.spin_for(0.02)
+        assert not arm_cmds and not gripper_cmds and node.counters["waiting for joint_states"] > 0
+        for _ in range(30):
+            publish()
+            ros.spin_for(0.02)
+        assert len(arm_cmds) > 10 and len(gripper_cmds) > 10
+        assert all(len(m.data) == 6 and np.all(np.isfinite(m.data)) for m in arm_cmds)
+        assert np.all(np.abs(np.array(arm_cmds[0].data) - HOME7[:6]) <= EMAX[:6] + 1e-9)
+        assert node.q[6] == pytest.approx(0.25)      # the policy sees closure 0.25
+        x = [m.data[0] for m in gripper_cmds]        # and commands metres, within the stops
+        assert all(len(m.data) == 1 for m in gripper_cmds) and 0.0 <= min(x) <= max(x) <= 0.04
 
 
 def test_construction_errors_are_clear():
