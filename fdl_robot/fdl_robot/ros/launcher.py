@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
+from fdl_robot.outputs import DIRECTORY, check_args
 from fdl_robot.ros import graph as graphs
 
 __all__ = ["Launcher", "NodeExited", "ProcessSpec", "default_log_dir", "graph_processes", "main"]
@@ -57,9 +58,12 @@ LAUNCHER_PID_VARIABLE = "FDL_ROBOT_LAUNCHER_PID"
 PRIORITY_VARIABLE = "FDL_ROBOT_SCHED_FIFO"
 
 
-def ros_args(config: str | Path, overrides: dict, namespace: str = "") -> list[str]:
-    """The node-local command line a launch file gives: params file, ``-p k:=v``, namespace."""
-    args = ["--ros-args", "--params-file", str(config)]
+def ros_args(config: str | Path | list, overrides: dict, namespace: str = "") -> list[str]:
+    """The node-local command line a launch file gives: params file(s) (a later one wins),
+    ``-p k:=v``, namespace."""
+    args = ["--ros-args"]
+    for path in config if isinstance(config, list) else [config]:
+        args += ["--params-file", str(path)]
     for key, value in overrides.items():
         text = str(value).lower() if isinstance(value, bool) else value
         args += ["-p", f"{key}:={text}"]
@@ -95,9 +99,10 @@ def graph_processes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_AR
     ``-p`` on a ``ros2 run`` command line; ``prefix``, ``env`` and ``priority`` (SCHED_FIFO)
     are per node.
     """
-    config = args.config_path()
-    if not config.is_file():
-        raise FileNotFoundError(f"parameters file not found: {config}")
+    config = args.param_files()
+    for path in config:
+        if not path.is_file():
+            raise FileNotFoundError(f"parameters file not found: {path}")
     names = graphs.graph_nodes(graph)
     unknown = sorted(set(only or []) - set(names))
     if unknown:
@@ -374,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-p", "--param", action="append", default=[], metavar="NODE:NAME:=VALUE",
                    help="parameter override of one node, after the YAML and the launch overrides")
     args = p.parse_args(argv)
+    check_args(p, args, {"--log-dir": DIRECTORY})
     try:
         specs = graph_processes(args.graph, launch_arguments(args),
                                 only=[n for n in args.nodes.split(",") if n] or None,

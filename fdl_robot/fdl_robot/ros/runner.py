@@ -42,9 +42,10 @@ def build_nodes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_ARGUME
     ``extra_overrides`` ({node name: {parameter: value}}) go after the launch overrides,
     like ``-p`` arguments on a ``ros2 run`` command line.
     """
-    config = args.config_path()
-    if not config.is_file():
-        raise FileNotFoundError(f"parameters file not found: {config}")
+    config = args.param_files()
+    for path in config:
+        if not path.is_file():
+            raise FileNotFoundError(f"parameters file not found: {path}")
     nodes = []
     try:
         for name in graphs.graph_nodes(graph):
