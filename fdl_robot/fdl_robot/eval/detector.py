@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.metrics import evaluate_detections
 from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
 from fdl_robot.eval.matching import match_by_class
@@ -258,7 +259,8 @@ class DetectorEvaluator:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="fdl-robot-eval-detector", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="fdl-robot-eval-detector", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--backend", default=_DETECTOR.backend, help="'ultralytics' (.pt/.onnx), 'onnx', 'detr', 'color'")
     p.add_argument("--weights", default="", help="weights ('' = the shipped best.pt)")
     p.add_argument("--dataset", default="", help="(unused; frames are re-rendered from their seeds)")

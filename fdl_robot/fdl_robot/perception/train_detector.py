@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.perception.detector import default_model_dir
 
 __all__ = ["main", "train"]
@@ -74,7 +75,7 @@ def export_onnx(weights: Path, imgsz: int) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--dataset", type=Path, default=Path("outputs/detection_dataset"),
                    help="dataset directory (rendered first if it has no dataset.yaml)")
     p.add_argument("--train-episodes", type=int, default=250, help="episodes rendered for training")

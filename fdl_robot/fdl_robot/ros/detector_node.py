@@ -25,12 +25,8 @@ class DetectorNode(FdlNode):
     def __init__(self, detector: Detector | None = None, **kwargs):
         super().__init__("detector_node", **kwargs)
         p = self.params
-        if detector is None:
-            try:
-                detector = make_detector(parameters.build_config("detector_node", DetectorConfig, p))
-            except (FileNotFoundError, ValueError) as exc:
-                raise RuntimeError(f"detector_node: {exc}") from exc
-        self.detector = detector
+        self.detector = detector if detector is not None else make_detector(
+            parameters.build_config("detector_node", DetectorConfig, p))
         self.pub = self.create_publisher(Detection2DArray, p["detections_topic"], RELIABLE_QOS)
         self.debug_pub = (self.create_publisher(Image, p["debug_image_topic"], SENSOR_QOS)
                           if p["publish_debug_image"] else None)

@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
+from fdl_robot.cli_format import HelpFormatter
+
 __all__ = ["main", "record_main", "evaluate_main", "bench_main", "snapshot_main"]
 
 
@@ -59,7 +61,8 @@ def _record(args: argparse.Namespace) -> int:
 
 def record_main(argv: Sequence[str] | None = None) -> int:
     """Console entry: record expert demonstrations (see ``--help``)."""
-    return _record(_record_parser(argparse.ArgumentParser(description="Record expert demos (ACT HDF5)."))
+    return _record(_record_parser(argparse.ArgumentParser(description="Record expert demos (ACT HDF5).",
+                                                               formatter_class=HelpFormatter))
                    .parse_args(argv))
 
 
@@ -78,7 +81,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     """Console entry: expert success rate over N seeds, image strip / video of one episode."""
-    return _evaluate(_evaluate_parser(argparse.ArgumentParser(description="Evaluate the scripted expert."))
+    return _evaluate(_evaluate_parser(argparse.ArgumentParser(description="Evaluate the scripted expert.",
+                                                                   formatter_class=HelpFormatter))
                      .parse_args(argv))
 
 
@@ -139,7 +143,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def bench_main(argv: Sequence[str] | None = None) -> int:
     """Console entry: real-time factor of physics+control, with and without the camera."""
-    return _bench(_bench_parser(argparse.ArgumentParser(description="Simulator real-time factor.")).parse_args(argv))
+    return _bench(_bench_parser(argparse.ArgumentParser(description="Simulator real-time factor.",
+                                                             formatter_class=HelpFormatter)).parse_args(argv))
 
 
 # --------------------------------------------------------------------------- snapshot
@@ -176,13 +181,15 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 def snapshot_main(argv: Sequence[str] | None = None) -> int:
     """Console entry: one scene as RGB, depth, segmentation and wrist view."""
-    return _snapshot(_snapshot_parser(argparse.ArgumentParser(description="Render one scene.")).parse_args(argv))
+    return _snapshot(_snapshot_parser(argparse.ArgumentParser(description="Render one scene.",
+                                                                   formatter_class=HelpFormatter)).parse_args(argv))
 
 
 # --------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fdl_robot.sim.cli {record,evaluate,bench,snapshot} ...``"""
-    parser = argparse.ArgumentParser(prog="fdl_sim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="fdl_sim", description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {
         "record": (_record_parser, _record, "record expert demonstrations (ACT HDF5)"),
@@ -191,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "snapshot": (_snapshot_parser, _snapshot, "render RGB, depth, segmentation of one scene"),
     }
     for name, (build, _, help_text) in commands.items():
-        build(sub.add_parser(name, help=help_text))
+        build(sub.add_parser(name, help=help_text, formatter_class=HelpFormatter))
     args = parser.parse_args(argv)
     return commands[args.command][1](args)
 

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.config import field_default
 from fdl_robot.policy.act.config import ACTConfig
 from fdl_robot.policy.act.model import ACTModel, act_loss
@@ -405,7 +406,8 @@ def config_from_args(args: argparse.Namespace, config_cls: type = ACTConfig,
 
 def _parser() -> argparse.ArgumentParser:
     run = _RUN_DEFAULTS
-    p = argparse.ArgumentParser(prog="fdl-robot-train-act", description="Train the ACT policy on recorded demos.")
+    p = argparse.ArgumentParser(prog="fdl-robot-train-act", description="Train the ACT policy on recorded demos.",
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="directory of episode_*.hdf5 (fdl_sim record)")
     p.add_argument("--out", type=Path, default=Path("outputs/act/train"), help="output directory")
     p.add_argument("--max-episodes", type=int, default=run["max_episodes"],
