@@ -31,13 +31,14 @@ trained) and ``color`` (HSV blobs; no threads or size, timed once).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+
+from fdl_robot.outputs import JSON, check_args, exit_on_error, write_json
 
 
 def sim_frames(n: int) -> list[np.ndarray]:
@@ -130,6 +131,7 @@ def row(variant: str, size: int | None, threads: int | None, wall_s: np.ndarray,
             "cpu_ms_per_frame": round(cpu_s * 1e3 / len(t), 2), "fps": round(1e3 / float(np.median(t)), 1)}
 
 
+@exit_on_error
 def main() -> int:
     from fdl_robot.perception.detector import default_model_dir, make_detector
 
@@ -143,6 +145,7 @@ def main() -> int:
                    default=["ultralytics", "onnx", "openvino-f32", "openvino-bf16", "detr", "color"])
     p.add_argument("--json", type=Path, default=Path("outputs/bench_detector.json"))
     args = p.parse_args()
+    check_args(p, args, {"--json": JSON})
 
     frames = sim_frames(10)          # render before torch is imported (EGL + torch import order)
 
@@ -193,13 +196,12 @@ def main() -> int:
     for group, by_backend in ratios.items():
         print(f"\nspeed-up over ONNX Runtime at {group} (median, same run): "
               + ", ".join(f"{b} {x:.2f}x" for b, x in by_backend.items()))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"rows": rows, "speedup_over_onnx_runtime": ratios,
-                                     "cpu_cores": os.cpu_count(), "frames": per_round * args.rounds,
-                                     "rounds": args.rounds, "load_average_1min": {
-                                         "start": load_at_start, "end": os.getloadavg()[0]},
-                                     "other_processes_cores": round(others, 3),
-                                     "versions": versions()}, indent=2))
+    write_json(args.json, {"rows": rows, "speedup_over_onnx_runtime": ratios,
+                           "cpu_cores": os.cpu_count(), "frames": per_round * args.rounds,
+                           "rounds": args.rounds, "load_average_1min": {
+                               "start": load_at_start, "end": os.getloadavg()[0]},
+                           "other_processes_cores": round(others, 3),
+                           "versions": versions()}, "--json")
     return 0
 
 

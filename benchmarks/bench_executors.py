@@ -14,12 +14,13 @@ difference is the executor.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from fdl_robot.outputs import JSON, check_args, exit_on_error, write_json
 
 SUBSCRIBER = r'''
 import os, sys, time, threading, resource
@@ -91,6 +92,7 @@ def run(kind: str, rate: float, seconds: float) -> dict:
             "idle_cpu_percent": 100 * idle_per_s, "cpu_percent_at_rate": 100 * cpu_s / dt}
 
 
+@exit_on_error
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rate", type=float, default=200.0)
@@ -101,15 +103,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "outputs" / "bench"
                     / "executors.json")
     args = ap.parse_args(argv)
+    check_args(ap, args, {"--out": JSON})
     rows = [run(k, args.rate, args.seconds) for k in args.executors]
     print(f"| executor | messages received / sent at {args.rate:g} Hz | CPU per message (ms) | "
           "idle CPU (%) |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['executor']} | {r['received']} / {r['sent']} | {r['cpu_ms_per_message']:.3f} | "
               f"{r['idle_cpu_percent']:.1f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rate_hz": args.rate, "seconds": args.seconds, "rows": rows,
-                                    "loadavg": os.getloadavg()}, indent=1))
+    write_json(args.out, {"rate_hz": args.rate, "seconds": args.seconds, "rows": rows,
+                          "loadavg": os.getloadavg()}, "--out", indent=1)
     return 0
 
 

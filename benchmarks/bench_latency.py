@@ -47,7 +47,6 @@ Output: a markdown table on stdout, JSON (``--out``) and a PNG of histograms (``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -61,6 +60,7 @@ from _common import (OUT_DIR, REPO, FrameSource, Graph, load_frames,  # noqa: E4
                      machine_info, percentiles, write_config)
 
 from fdl_robot.core.robot import CONTROL_DT_S  # noqa: E402
+from fdl_robot.outputs import FIGURE, JSON, check_args, exit_on_error, write_figure, write_json  # noqa: E402
 from fdl_robot.ros.parameters import (DETECTIONS_TOPIC, OBJECTS_TOPIC, TRACKS_TOPIC,  # noqa: E402
                                       TRAJECTORY_TOPIC)
 
@@ -593,11 +593,11 @@ def plot(report: dict, path: Path) -> None:
                  f"{cfg['executor']}, sensor QoS depth {cfg['sensor_depth']}, "
                  f"{report['machine']['cpus']} CPUs", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    write_figure(path, fig, "plot", dpi=110)
     plt.close(fig)
 
 
+@exit_on_error
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rates", type=float, nargs="+", default=[15.0, 30.0], help="camera rates, Hz")
@@ -631,6 +631,7 @@ def main(argv=None) -> int:
                          "one thread per core: the comparison in the README)")
     ap.add_argument("--keep-raw", action="store_true", help="keep per-frame latencies in the JSON")
     args = ap.parse_args(argv)
+    check_args(ap, args, {"--out": JSON, "--png": FIGURE})
 
     if args.dds_profile:
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(args.dds_profile).resolve())
@@ -676,13 +677,11 @@ def main(argv=None) -> int:
             print(f"  e2e p50 {_f(e['p50'])} p99 {_f(e['p99'])} ms, lost {run['lost_at_stage']}",
                   file=sys.stderr)
     png = args.png or args.out.with_suffix(".png")
-    plot(report, png)
-    if not args.keep_raw:
-        for run in report["runs"]:
-            run.pop("raw_latency_ms")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    saved = report if args.keep_raw else {
+        **report, "runs": [{k: v for k, v in run.items() if k != "raw_latency_ms"} for run in report["runs"]]}
+    write_json(args.out, saved, "--out", indent=1)
     print(markdown(report))
+    plot(report, png)                        # from the per-frame latencies
     print(f"\nJSON: {args.out}\nPNG:  {png}")
     return 0
 

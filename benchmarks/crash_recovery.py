@@ -21,7 +21,6 @@ Writes ``benchmarks/results/issue13/crash_recovery.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fdl_robot.eval.closed_loop import DETECTOR_DEFAULTS, GraphOptions, run_closed_loop
+from fdl_robot.outputs import JSON, check_args, exit_on_error, write_json
 
 NODES = ["detector_node", "localizer_node", "tracker_node", "policy_node", "sim_node"]
 OUT = Path(__file__).resolve().parent / "results" / "issue13" / "crash_recovery.json"
@@ -77,6 +77,7 @@ def analyse(timing, kill_ns: int) -> dict:
     }
 
 
+@exit_on_error
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--episodes", type=int, default=20)
@@ -87,6 +88,7 @@ def main() -> int:
     ap.add_argument("--max-sim-s", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    check_args(ap, args, {"--out": JSON})
     killer = Killer(args.nodes.split(","), args.kill_after_s)
     options = GraphOptions.with_realtime("auto", respawn=True, respawn_delay=args.respawn_delay,
                                          log_dir=args.out.with_suffix(".logs"))
@@ -114,8 +116,7 @@ def main() -> int:
     summary = {"episodes": len(rows), "successes": sum(r["success"] for r in rows), "per_node": per_node,
                "kill_after_s": args.kill_after_s, "respawn_delay_s": args.respawn_delay, "timing": run.timing,
                "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2))
+    write_json(args.out, summary, "--out")
     for name, v in per_node.items():
         print(f"{name:15s} success {v['successes']}/{v['episodes']}, time to hold max {v['time_to_hold_s_max']} s, "
               f"recover median {v['time_to_recover_s_median']} s, stale commands {v['stale_commands']}")

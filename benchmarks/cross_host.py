@@ -66,6 +66,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine_info  # noqa: E402
+from fdl_robot.outputs import JSON, check_args, exit_on_error, write_json  # noqa: E402
 
 NETNS = REPO / "scripts" / "netns.sh"
 UDP_ONLY_PROFILE = REPO / "fdl_robot" / "fdl_robot" / "ros" / "fastdds_udp_only.xml"
@@ -425,6 +426,7 @@ def _table(levels: dict) -> str:
     return "\n".join(rows)
 
 
+@exit_on_error
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -448,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         return worker(args)
     if os.geteuid() != 0:
         p.error("needs root: network namespaces (run it with sudo)")
+    check_args(p, args, {"--out": JSON})
     env = {**os.environ, "FDL_NETNS_ROBOT": args.robot_ns, "FDL_NETNS_WORKSTATION": args.workstation_ns,
            "FDL_NETNS_SUBNET": SUBNET, "FDL_NETNS_MULTICAST": "router"}
     netns("up", env=env)
@@ -456,9 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         for loss in ([None] if args.local else []) + list(args.loss):
             label = "one_host" if loss is None else f"loss_{loss:g}"
             levels[label] = run_level(loss, args, env)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"machine": machine_info(), "episodes_per_level": args.episodes,
-                                            "seed0": args.seed0, "levels": levels}, indent=2))
+            write_json(args.out, {"machine": machine_info(), "episodes_per_level": args.episodes,
+                                  "seed0": args.seed0, "levels": levels}, "--out")
     finally:
         netns("loss", "0", env=env)
         if not args.keep:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
 import threading
@@ -37,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT_DIR, FrameSource, load_frames, machine_info, write_config  # noqa: E402
 
+from fdl_robot.outputs import FIGURE, JSON, check_args, exit_on_error, write_figure, write_json  # noqa: E402
 from fdl_robot.ros.parameters import (DETECTIONS_TOPIC, OBJECTS_TOPIC, TRACKS_TOPIC,  # noqa: E402
                                       TRAJECTORY_TOPIC)
 
@@ -306,11 +306,11 @@ def plot(report: dict, path: Path) -> None:
         title += f", heap {summ['heap_mb']['slope_mb_per_min']:+.3f} MB/min"
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    write_figure(path, fig, "plot", dpi=110)
     plt.close(fig)
 
 
+@exit_on_error
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -330,12 +330,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT_DIR / "soak.json")
     ap.add_argument("--png", type=Path, default=None)
     args = ap.parse_args(argv)
+    check_args(ap, args, {"--out": JSON, "--png": FIGURE})
     report = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    write_json(args.out, report, "--out", indent=1)
     png = args.png or args.out.with_suffix(".png")
-    plot(report, png)
     print(markdown(report))
+    plot(report, png)
     print(f"\nJSON: {args.out}\nPNG:  {png}")
     return 0
 

@@ -14,7 +14,6 @@ descriptors and threads (constant = no leak), and writes JSON and a PNG of RSS o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fdl_robot.eval.closed_loop import DETECTOR_DEFAULTS, GraphOptions, run_closed_loop
+from fdl_robot.outputs import JSON, check_args, exit_on_error, write_figure, write_json
 
 OUT = Path(__file__).resolve().parent / "results" / "issue13" / "soak_closed_loop.json"
 EPISODE_WALL_S = 10.0          # about one episode at real time, to size the run
@@ -39,6 +39,7 @@ def slope_mb_per_h(t_s: np.ndarray, rss_mb: np.ndarray) -> tuple[float, float]:
     return float(coef[0] * 3600), float(se * 3600)
 
 
+@exit_on_error
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=60.0)
@@ -46,6 +47,7 @@ def main() -> int:
     ap.add_argument("--warmup-min", type=float, default=2.0)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    check_args(ap, args, {"--out": JSON})
     import psutil
 
     samples: list[dict] = []
@@ -85,8 +87,7 @@ def main() -> int:
                "timing": run.timing, "cpu_percent": run.cpu_percent, "sched_fifo": options.priority,
                "per_node": per_node, "samples": samples,
                "results": [r.__dict__ for r in run.results]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2))
+    write_json(args.out, summary, "--out")
     for name, v in per_node.items():
         print(f"{name:16s} RSS {v['rss_mb_first']} -> {v['rss_mb_last']} MB, slope {v['rss_slope_mb_per_h']:+.2f} "
               f"+- {v['rss_slope_se_mb_per_h']:.2f} MB/h, fds {v['fds_range']}, threads {v['threads_range']}")
@@ -110,7 +111,7 @@ def _plot(samples: list[dict], path: Path) -> None:
     ax.set_title("closed loop at real time, a process per node")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_figure(path, fig, "plot", dpi=100)
 
 
 if __name__ == "__main__":

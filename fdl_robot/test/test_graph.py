@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from fdl_robot.ros import graph as graphs
-from fdl_robot.ros import parameters
+from fdl_robot.ros import interfaces, parameters
+from fdl_robot.ros.interfaces import PROFILES, profile_path
 
 PKG = Path(__file__).resolve().parents[1]
 README = PKG.parent / "README.md"
@@ -118,8 +119,8 @@ def test_launch_files_and_launchers_start_the_same_nodes_with_the_same_parameter
     for n in launched:
         assert n["package"] == "fdl_robot" and n["namespace"] == "arm1"
         assert n["executable"] == graphs.NODES[n["name"]].executable
-        assert n["parameters"][0] == str(config)
-        assert n["parameters"][1] == graphs.node_overrides(n["name"], graph, typed)
+        assert n["parameters"][:2] == [str(config), str(profile_path("sim"))]   # config, then the profile
+        assert n["parameters"][2] == graphs.node_overrides(n["name"], graph, typed)
         assert n["respawn"] is respawn and n["respawn_delay"] == 0.5
         assert (n["on_exit"] is None) == respawn          # without respawn a dead node ends the launch
 
@@ -127,16 +128,28 @@ def test_launch_files_and_launchers_start_the_same_nodes_with_the_same_parameter
     processes = graph_processes(graph, typed)             # fdl-robot launch: a process per node
     assert [p.name for p in processes] == graphs.graph_nodes(graph)
     for n, proc in zip(launched, processes, strict=True):
-        overrides = n["parameters"][1]
+        overrides = n["parameters"][2]
         assert list(proc.argv[1:3]) == ["-m", graphs.NODES[n["name"]].module]
-        assert list(proc.argv[3:]) == ros_args(config, overrides, "arm1")
+        assert list(proc.argv[3:]) == ros_args(typed.param_files(), overrides, "arm1")
         assert proc.respawn is respawn and proc.respawn_delay_s == 0.5
-        cli = ros_args(config, overrides)                  # fdl-robot run: the same file and overrides
-        assert cli[:3] == ["--ros-args", "--params-file", str(config)]
+        cli = ros_args(typed.param_files(), overrides)     # fdl-robot run: the same files and overrides
+        assert cli[:5] == ["--ros-args", "--params-file", str(config), "--params-file", str(profile_path("sim"))]
         as_text = {k: str(v).lower() if isinstance(v, bool) else v for k, v in overrides.items()}
-        assert dict(a.split(":=") for a in cli[4::2]) == as_text
+        assert dict(a.split(":=") for a in cli[6::2]) == as_text
         clock = "publish_clock" if n["name"] == "sim_node" else "use_sim_time"
         assert overrides[clock] is True
+
+
+def test_robot_profiles_files_are_current_and_the_sim_profile_is_the_declared_default():
+    for name in PROFILES:
+        assert profile_path(name).read_text() == interfaces.to_yaml(name), (
+            f"config/profiles/{name}.yaml is stale: python -m fdl_robot.ros.interfaces --yaml {name}")
+    declared = {p.name: p.default for p in parameters.ROBOT_INTERFACE}
+    assert declared == {f.name: parameters._ros_value(getattr(PROFILES["sim"].interface, f.name))
+                        for f in dataclasses.fields(interfaces.RobotInterface)}
+    for node in interfaces.INTERFACE_NODES:       # both sides of the wiring declare all of it
+        assert set(declared) <= set(parameters.defaults(node))
+    assert interfaces.to_markdown() in README.read_text(), "README profile table is stale"
 
 
 def test_the_clock_follows_use_sim_time_in_the_sim_graph():

@@ -78,5 +78,5 @@ def test_one_process_graph_carries_frames_to_joint_commands(tmp_path):
         np.testing.assert_allclose([track.position.x, track.position.y, track.position.z], RED.p_base,
                                    atol=0.005)
         command = stamped()[-1]
-        assert list(command.joint_names) == parameters.ARM_JOINTS + [parameters.GRIPPER_JOINT]
+        assert list(command.joint_names) == parameters.ARM_JOINTS          # the arm's controller: its joints only
         assert command.points and all(np.all(np.isfinite(p.positions)) for p in command.points)

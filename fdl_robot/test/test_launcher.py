@@ -136,7 +136,7 @@ def test_perception_graph_a_process_per_node_stops_cleanly_on_a_doubled_sigint(t
     pids = _node_pids(proc, 4)
     assert set(pids) == {"detector_node", "localizer_node", "tracker_node", "policy_node"}
     # up: every node has logged (policy_node warns that it waits for joint states)
-    assert wait_for(lambda: "waiting for joint_states" in (tmp_path / "policy_node.log").read_text(), 90)
+    assert wait_for(lambda: "waiting for the arm's joint states" in (tmp_path / "policy_node.log").read_text(), 90)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     for pid in pids.values():                 # what a launcher that forwards Ctrl-C to a group does

@@ -143,7 +143,7 @@ def test_an_int_is_taken_where_a_double_is_declared():
                                     "quote it to pass a string: \"0\""),
     ("localizer_node", "camera_xyz", None, "localizer_node: parameter 'camera_xyz' is a double array, "
                                            "got an empty array or no value"),
-    ("policy_node", "joint_names", [1, 2], "policy_node: parameter 'joint_names' is a string array, "
+    ("policy_node", "arm_joint_names", [1, 2], "policy_node: parameter 'arm_joint_names' is a string array, "
                                            "got an integer array [1, 2]"),
 ])
 def test_a_wrong_type_is_one_line_naming_node_parameter_expected_and_given(node, name, value, expected):

@@ -4,8 +4,7 @@ import pytest
 
 from fdl_robot.core.robot import JOINT_NAMES
 from fdl_robot.core.tracking import TrackState
-from fdl_robot.policy.inputs import (InputError, PolicyInputs, PolicyInputsConfig, StepKind,
-                                     TrackedObject, joint_positions)
+from fdl_robot.policy.inputs import InputError, PolicyInputs, PolicyInputsConfig, StepKind, TrackedObject
 
 Q = np.linspace(-1.0, 0.5, 7)
 
@@ -21,24 +20,13 @@ def ready(config=None, now_s=10.0, tracks=()):
     return inputs
 
 
-def test_joint_positions_by_name_ignoring_extra_joints():
-    names = list(JOINT_NAMES)[::-1] + ["other_joint"]
-    assert np.array_equal(joint_positions(names, list(Q[::-1]) + [9.0], JOINT_NAMES), Q)
-    with pytest.raises(InputError, match="missing joints"):
-        joint_positions(list(JOINT_NAMES[:6]), Q[:6].tolist(), JOINT_NAMES)
-    with pytest.raises(InputError, match="non-finite"):
-        joint_positions(list(JOINT_NAMES), [np.nan] + Q[1:].tolist(), JOINT_NAMES)
-    with pytest.raises(InputError, match="names but"):
-        joint_positions(list(JOINT_NAMES), Q[:3].tolist(), JOINT_NAMES)
-
-
 def test_a_bad_joint_state_makes_the_state_invalid_until_a_good_one():
     inputs = ready()
     assert inputs.step(10.0).kind is StepKind.ACT
     with pytest.raises(InputError):
         inputs.add_joint_state(list(JOINT_NAMES), [np.inf] * 7, stamp_ns=2, now_s=10.01)
     step = inputs.step(10.02)
-    assert step.kind is StepKind.HOLD and step.stale == ("joint_states",)
+    assert step.kind is StepKind.HOLD and step.stale == JOINT_NAMES    # each non-finite joint, by name
     assert np.array_equal(step.q_hold, Q)
     assert inputs.step(10.04).kind is StepKind.STALE
     inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=3, now_s=10.05)
@@ -46,13 +34,35 @@ def test_a_bad_joint_state_makes_the_state_invalid_until_a_good_one():
     assert step.kind is StepKind.ACT and step.recovered
 
 
-def test_out_of_order_joint_state_is_rejected_until_reset():
+def test_out_of_order_joint_state_is_rejected_until_reset_or_a_jump_back():
     inputs = ready()
-    with pytest.raises(InputError, match="< previous") as err:
-        inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=0, now_s=10.1)
+    inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=2_000_000_000, now_s=10.0)
+    with pytest.raises(InputError, match="< previous") as err:      # late by 0.5 s: out of order
+        inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=1_500_000_000, now_s=10.1)
     assert err.value.reason == "joint_states out of order"
     inputs.reset()
-    inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=0, now_s=10.1)
+    assert not inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=1_500_000_000, now_s=10.1)
+    # back by more than a second (a bag played again): a new time base, no reset needed
+    assert inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=100, now_s=10.2)
+    assert inputs.step(10.2).kind is StepKind.ACT
+
+
+def test_joints_from_two_publishers_are_merged_and_each_must_be_fresh():
+    """The arm from joint_state_broadcaster (alphabetical order), the gripper from its driver."""
+    inputs = PolicyInputs()
+    arm = sorted(JOINT_NAMES[:6])
+    arm_q = [Q[JOINT_NAMES.index(n)] for n in arm]
+    inputs.add_joint_state(arm, arm_q, stamp_ns=1, now_s=10.0)
+    step = inputs.step(10.0)
+    assert step.kind is StepKind.WAIT and step.stale == (JOINT_NAMES[6],)      # says which is missing
+    inputs.add_joint_state([JOINT_NAMES[6], "other_joint"], [Q[6], 5.0], stamp_ns=1, now_s=10.0)
+    inputs.add_tracks([], "base_link", "stamp-A", 10.0)
+    assert np.array_equal(inputs.q, Q) and inputs.step(10.0).kind is StepKind.ACT
+    for t in (10.2, 10.4, 10.6):                 # the arm keeps coming, the gripper driver died
+        inputs.add_joint_state(arm, arm_q, stamp_ns=round(t * 1e9), now_s=t)
+        inputs.add_tracks([], "base_link", "stamp-A", t)
+    step = inputs.step(10.6)
+    assert step.kind is StepKind.HOLD and step.stale == (JOINT_NAMES[6],)
 
 
 def test_wait_without_joint_states_and_hold_once_when_tracks_go_stale():
@@ -110,6 +120,6 @@ def test_the_observation_carries_the_joint_states_measurement_time_not_the_steps
     """The policy's velocity is a finite difference over measurement times: steps that come
     early or late (a loaded machine, event-driven commands) must not distort it."""
     inputs = ready()
-    inputs.add_joint_state(PolicyInputsConfig().joint_names, np.zeros(7), 10_020_000_000, 10.03)
+    inputs.add_joint_state(JOINT_NAMES, np.zeros(7), 10_020_000_000, 10.03)
     for now_s in (10.031, 10.047, 10.049):
         assert inputs.step(now_s).observation.stamp_s == pytest.approx(10.02)

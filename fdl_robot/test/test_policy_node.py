@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
+import rclpy.time  # noqa: E402
 from fdl_robot_interfaces.msg import Track, TrackArray  # noqa: E402
 from fdl_robot_interfaces.srv import SetTargetClass  # noqa: E402
 from ros_harness import RosHarness  # noqa: E402
@@ -22,14 +23,18 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from fdl_robot.core import kinematics as kin  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
 from fdl_robot.ros.conversions import stamp_to_ns  # noqa: E402
+from fdl_robot.ros.interfaces import PROFILES  # noqa: E402
 from fdl_robot.ros.parameters import defaults  # noqa: E402
 from fdl_robot.ros.policy_node import PolicyNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
 P = defaults("policy_node")
-NAMES = P["joint_names"]
+NAMES = P["arm_joint_names"] + [P["gripper_joint"]]     # joint states: arm, then gripper
+ARM = NAMES[:6]
 LOWER, UPPER = np.array(P["joint_lower_rad"]), np.array(P["joint_upper_rad"])
 VMAX = np.array(P["max_velocity_rad_s"])
 EMAX = np.array(P["max_tracking_error_rad"])
@@ -49,8 +54,10 @@ class Cell:
         self.node = ros.add(node_class, {"input_timeout_s": TIMEOUT_S, "policy": "scripted", **(params or {})})
         self.js_pub = ros.publisher(JointState, "joint_states")
         self.tracks_pub = ros.publisher(TrackArray, "tracks")
-        self.commands: list[JointTrajectory] = ros.collect(
-            JointTrajectory, "joint_trajectory_controller/joint_trajectory")
+        # the arm's commands (six joints) and the gripper's, on their own controllers' topics
+        self.commands: list[JointTrajectory] = ros.collect(JointTrajectory, P["arm_trajectory_topic"])
+        self.gripper_commands: list[JointTrajectory] = ros.collect(JointTrajectory,
+                                                                   P["gripper_trajectory_topic"])
         ros.wait_for_subscribers(self.js_pub)
         ros.wait_for_subscribers(self.tracks_pub)
         self.q = HOME7.copy()
@@ -83,7 +90,9 @@ class Cell:
         while time.monotonic() < end:
             now = time.monotonic()
             if echo and self.commands and self.commands[-1].points:
-                self.q = np.array(self.commands[-1].points[0].positions)   # a perfect servo
+                self.q[:6] = self.commands[-1].points[0].positions        # a perfect servo
+                if self.gripper_commands:
+                    self.q[6] = self.gripper_commands[-1].points[0].positions[0]
             if state and now >= next_js:
                 self.publish_state()
                 next_js = now + 0.01
@@ -119,7 +128,7 @@ class Cell:
 
 
 def is_hold(msg: JointTrajectory) -> bool:
-    return len(msg.points) == 1 and list(msg.points[0].velocities) == [0.0] * 7
+    return len(msg.points) == 1 and list(msg.points[0].velocities) == [0.0] * len(msg.joint_names)
 
 
 def tfs(point) -> float:
@@ -167,22 +176,25 @@ def test_commands_at_rate_within_limits_toward_the_target(timing):
         tracks_ns = {stamp_to_ns(s) for s in cell.tracks_stamps}
         previous = None
         for msg in cell.commands:
-            assert list(msg.joint_names) == NAMES and not is_hold(msg)
+            assert list(msg.joint_names) == ARM and not is_hold(msg)       # the arm's joints only
             pts = np.array([p.positions for p in msg.points])
-            assert pts.shape[1] == 7 and len(pts) >= 1
-            assert np.all((pts >= LOWER - 1e-9) & (pts <= UPPER + 1e-9))
+            assert pts.shape[1] == 6 and len(pts) >= 1
+            assert np.all((pts >= LOWER[:6] - 1e-9) & (pts <= UPPER[:6] + 1e-9))
             # rate limited command to command and point to point; never further than
             # e_max from the (motionless) robot
             if previous is not None:
-                assert np.all(np.abs(pts[0] - previous) <= VMAX * DT + 1e-9)
-            assert np.all(np.abs(np.diff(pts, axis=0)) <= VMAX * DT + 1e-9)
-            assert np.all(np.abs(pts[0] - HOME7) <= EMAX + 1e-9)
+                assert np.all(np.abs(pts[0] - previous) <= VMAX[:6] * DT + 1e-9)
+            assert np.all(np.abs(np.diff(pts, axis=0)) <= VMAX[:6] * DT + 1e-9)
+            assert np.all(np.abs(pts[0] - HOME7[:6]) <= EMAX[:6] + 1e-9)
             previous = pts[0]
             # header.stamp is the source image stamp of the tracks; points due at now + (j+1) dt
             assert stamp_to_ns(msg.header.stamp) in tracks_ns
             times = np.array([tfs(p) for p in msg.points])
             assert DT - 1e-9 <= times[0] <= DT + 0.2
             np.testing.assert_allclose(np.diff(times), DT, atol=1e-6)
+        gripper = cell.gripper_commands[-1]                  # the gripper on its own controller
+        assert list(gripper.joint_names) == [P["gripper_joint"]]
+        assert len(cell.gripper_commands) >= len(cell.commands) - 2
 
         start = np.linalg.norm(kin.tcp_position(HOME7[:6]) - PREGRASP)
         cell.run(2.0, echo=True)            # a perfect servo follows the commands
@@ -197,7 +209,7 @@ def test_no_tracks_then_stale_joint_states_hold_once_at_the_last_position():
         cell = Cell(ros)
         cell.run(0.5, tracks=False)         # perception silent: one hold, no motion
         assert len(cell.commands) == 1 and is_hold(cell.commands[0])
-        np.testing.assert_allclose(cell.commands[0].points[0].positions, HOME7)
+        np.testing.assert_allclose(cell.commands[0].points[0].positions, HOME7[:6])
 
         cell.run(0.4)                       # tracks arrive: commands resume
         assert len(cell.commands) > 5 and not is_hold(cell.commands[-1])
@@ -208,7 +220,7 @@ def test_no_tracks_then_stale_joint_states_hold_once_at_the_last_position():
         after = cell.commands[n:]
         holds = [m for m in after if is_hold(m)]
         assert len(holds) == 1 and is_hold(after[-1])       # one hold, then silence
-        np.testing.assert_allclose(holds[0].points[0].positions, last_state)
+        np.testing.assert_allclose(holds[0].points[0].positions, last_state[:6])
         assert len(after) <= TIMEOUT_S / DT + 3             # commands only until the timeout
         assert cell.node.holding
 
@@ -240,18 +252,25 @@ def test_invalid_joint_states_are_rejected_counted_and_never_move_the_arm():
         after = cell.commands[n:]
         first_hold = next(i for i, m in enumerate(after) if is_hold(m))
         assert first_hold <= 3 and len(after) == first_hold + 1   # nothing after the hold
-        np.testing.assert_allclose(after[first_hold].points[0].positions, good)
+        np.testing.assert_allclose(after[first_hold].points[0].positions, good[:6])
         for msg in cell.commands:                 # nothing ever contained the NaN
             assert np.all(np.isfinite([p.positions for p in msg.points]))
 
-        cell.publish_state(names=NAMES[:-1])      # gripper missing
+        short = JointState(name=NAMES, position=[0.0] * 3)      # names and positions disagree
+        cell.js_pub.publish(short)
         ros.spin_until(lambda: cell.node.counters["bad joint_states"] >= 6, 2.0)
         ok = cell.node.counters["ok joint_states"]
-        old = JointState(name=NAMES, position=[float(v) for v in HOME7])
-        old.header.stamp.sec = 1                  # far older than the last accepted stamp
-        cell.js_pub.publish(old)
+        late = JointState(name=NAMES, position=[float(v) for v in HOME7])
+        last_ns = max(cell.node.inputs.joints.stamp_ns)
+        late.header.stamp = rclpy.time.Time(nanoseconds=last_ns - 500_000_000).to_msg()   # 0.5 s late
+        cell.js_pub.publish(late)
         assert ros.spin_until(lambda: cell.node.counters["joint_states out of order"] == 1, 2.0)
         assert cell.node.counters["ok joint_states"] == ok
+        old = JointState(name=NAMES, position=[float(v) for v in HOME7])
+        old.header.stamp.sec = 1        # far older: time jumped back (a bag played again)
+        cell.js_pub.publish(old)
+        assert ros.spin_until(lambda: cell.node.counters["new time base"] == 1, 2.0)
+        assert cell.node.counters["ok joint_states"] == ok + 1
 
 
 def test_unknown_class_means_no_target_until_set_target_class():
@@ -320,6 +339,52 @@ def test_on_tracks_falls_back_to_the_fixed_timer_on_simulated_time():
     with RosHarness() as ros:
         node = ros.add(PolicyNode, {"policy": "scripted", "use_sim_time": True})
         assert node.command_timing == "fixed" and node.pacer is None
+
+
+def test_position_interfaces_and_a_gripper_in_its_native_units():
+    """Arm to a forward_command_controller, gripper (a finger joint in metres, on its own
+    driver's joint states) to another, as the ros2_control profile wires them."""
+    from std_msgs.msg import Float64MultiArray
+
+    itf = PROFILES["ros2_control"].interface
+    params = {"input_timeout_s": 1.0, "policy": "scripted", "arm_command_interface": "position",
+              "gripper_joint": itf.gripper_joint, "gripper_closed_position": itf.gripper_closed_position,
+              "gripper_command_interface": "position", "gripper_joint_states_topic": "gripper/joint_states"}
+    with RosHarness() as ros:
+        node = ros.add(PolicyNode, params)
+        arm_state = ros.publisher(JointState, "joint_states")
+        gripper_state = ros.publisher(JointState, "gripper/joint_states")
+        tracks = ros.publisher(TrackArray, "tracks")
+        arm_cmds = ros.collect(Float64MultiArray, P["arm_position_topic"])
+        gripper_cmds = ros.collect(Float64MultiArray, P["gripper_position_topic"])
+        for pub in (arm_state, gripper_state, tracks):
+            ros.wait_for_subscribers(pub)
+
+        def publish(gripper=True):
+            stamp = ros.probe.get_clock().now().to_msg()
+            arm_state.publish(JointState(name=ARM, position=[float(v) for v in HOME7[:6]], header=Header(stamp=stamp)))
+            if gripper:
+                gripper_state.publish(JointState(name=[itf.gripper_joint], position=[0.01],   # 1 cm of 4
+                                                 header=Header(stamp=stamp)))
+            msg = TrackArray(header=Header(stamp=stamp, frame_id="base_link"))
+            t = Track(id=1, state=Track.CONFIRMED, class_name="red_cube", hits=10, score=0.9)
+            t.position.x, t.position.y, t.position.z = (float(v) for v in CUBE)
+            msg.tracks.append(t)
+            tracks.publish(msg)
+
+        for _ in range(20):                          # no gripper state: nothing moves
+            publish(gripper=False)
+            ros.spin_for(0.02)
+        assert not arm_cmds and not gripper_cmds and node.counters["waiting for joint_states"] > 0
+        for _ in range(30):
+            publish()
+            ros.spin_for(0.02)
+        assert len(arm_cmds) > 10 and len(gripper_cmds) > 10
+        assert all(len(m.data) == 6 and np.all(np.isfinite(m.data)) for m in arm_cmds)
+        assert np.all(np.abs(np.array(arm_cmds[0].data) - HOME7[:6]) <= EMAX[:6] + 1e-9)
+        assert node.q[6] == pytest.approx(0.25)      # the policy sees closure 0.25
+        x = [m.data[0] for m in gripper_cmds]        # and commands metres, within the stops
+        assert all(len(m.data) == 1 for m in gripper_cmds) and 0.0 <= min(x) <= max(x) <= 0.04
 
 
 def test_construction_errors_are_clear():

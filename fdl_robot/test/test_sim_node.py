@@ -25,9 +25,9 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 from fdl_robot.ros.base import SENSOR_QOS  # noqa: E402
 from fdl_robot.ros.conversions import (image_to_depth_m, image_to_rgb, ns_to_stamp,  # noqa: E402
                                        stamp_to_ns)
+from fdl_robot.ros.interfaces import PROFILES  # noqa: E402
 from fdl_robot.ros.parameters import ARM_JOINTS, GRIPPER_JOINT  # noqa: E402
-from fdl_robot.ros.sim_node import (JOINT_NAMES, SimNode, command_target,  # noqa: E402
-                                    parse_trajectory)
+from fdl_robot.ros.sim_node import SimNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -35,7 +35,12 @@ pytestmark = pytest.mark.ros
 SMALL = {"width": 160, "height": 120, "shadows": False, "publish_clock": True}
 
 
-def trajectory(positions, times_s, stamp_ns: int = 0, names=JOINT_NAMES) -> JointTrajectory:
+JOINT_NAMES = ARM_JOINTS + [GRIPPER_JOINT]
+ARM_TOPIC = "joint_trajectory_controller/joint_trajectory"
+GRIPPER_TOPIC = "gripper_controller/joint_trajectory"
+
+
+def trajectory(positions, times_s, stamp_ns: int = 0, names=ARM_JOINTS) -> JointTrajectory:
     msg = JointTrajectory(joint_names=list(names))
     msg.header.stamp = ns_to_stamp(stamp_ns)
     for q, t in zip(positions, times_s, strict=True):
@@ -43,43 +48,6 @@ def trajectory(positions, times_s, stamp_ns: int = 0, names=JOINT_NAMES) -> Join
         msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
                                                time_from_start=Duration(sec=sec, nanosec=nanosec)))
     return msg
-
-
-# --- pure command handling -------------------------------------------------------------------
-
-def test_parse_trajectory_reorders_joints_and_rejects_bad_messages():
-    names = [GRIPPER_JOINT] + ARM_JOINTS[::-1] + ["extra_joint"]
-    msg = trajectory([[0.5, 6, 5, 4, 3, 2, 1, 9], [1.0, 6, 5, 4, 3, 2, 1.5, 9]], [0.02, 0.04],
-                     stamp_ns=3_000_000_000, names=names)
-    cmd = parse_trajectory(msg, receipt_ns=7)
-    np.testing.assert_array_equal(cmd.positions[0], [1, 2, 3, 4, 5, 6, 0.5])
-    np.testing.assert_array_equal(cmd.due_ns, [3_020_000_000, 3_040_000_000])
-    # due times: first point due at or after now, else the last (hold the end)
-    assert command_target(cmd, 3_000_000_000)[6] == 0.5
-    assert command_target(cmd, 3_020_000_000)[6] == 0.5
-    assert command_target(cmd, 3_020_000_001)[6] == 1.0
-    assert command_target(cmd, 9_000_000_000)[6] == 1.0
-    # a zero stamp means "at receipt"
-    msg.header.stamp = ns_to_stamp(0)
-    np.testing.assert_array_equal(parse_trajectory(msg, 100).due_ns, [20_000_100, 40_000_100])
-
-    bad = {
-        "no points": trajectory([], []),
-        "missing gripper": trajectory([[0] * 6], [0.1], names=ARM_JOINTS),
-        "NaN": trajectory([[0, 0, math.nan, 0, 0, 0, 0]], [0.1]),
-        "inf": trajectory([[0, 0, 0, 0, 0, math.inf, 0]], [0.1]),
-        "short point": trajectory([[0, 0, 0]], [0.1]),
-        "time goes back": trajectory([[0] * 7, [0] * 7], [0.2, 0.1]),
-        "duplicate names": trajectory([[0] * 8], [0.1], names=JOINT_NAMES + [ARM_JOINTS[0]]),
-    }
-    accepted = []
-    for case, msg in bad.items():
-        try:
-            parse_trajectory(msg, 0)
-            accepted.append(case)
-        except ValueError:
-            pass
-    assert accepted == []
 
 
 # --- the node -------------------------------------------------------------------------------
@@ -138,16 +106,21 @@ def test_camera_topics_share_stamps_and_depth_is_millimetres():
 def test_joint_states_and_clock_advance_together():
     with RosHarness() as ros:
         ros.add(SimNode, {**SMALL, "camera_rate_hz": 5.0})
-        states = ros.collect(JointState, "joint_states")
+        all_states = ros.collect(JointState, "joint_states")
         clocks = ros.collect(Clock, "/clock")
-        assert ros.spin_until(lambda: len(states) >= 25 and len(clocks) >= 25, timeout_s=10)
+        assert ros.spin_until(lambda: len(all_states) >= 50 and len(clocks) >= 25, timeout_s=10)
+        # as joint_state_broadcaster (the arm, alphabetical, not chain order) and the gripper's
+        # driver (its own message) publish them
+        states = [m for m in all_states if GRIPPER_JOINT not in m.name]
+        grippers = [m for m in all_states if list(m.name) == [GRIPPER_JOINT]]
+        assert len(states) + len(grippers) == len(all_states) and abs(len(states) - len(grippers)) <= 1
         msg = states[-1]
-        assert list(msg.name) == ARM_JOINTS + [GRIPPER_JOINT]
-        assert len(msg.position) == len(msg.velocity) == 7 and len(msg.effort) == 0
-        q = np.array(msg.position)
+        assert list(msg.name) == sorted(ARM_JOINTS) != ARM_JOINTS
+        assert len(msg.position) == len(msg.velocity) == 6 and len(msg.effort) == 0
+        q = dict(zip(msg.name, msg.position, strict=True))
         home = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
-        assert np.all(np.abs(q[:6] - home) < 0.06)                 # start posture +- 0.05 rad
-        assert 0.0 <= q[6] < 0.05                                   # gripper open
+        assert np.all(np.abs(np.array([q[n] for n in ARM_JOINTS]) - home) < 0.06)   # start posture
+        assert 0.0 <= grippers[-1].position[0] < 0.05                              # gripper open
         stamps = [stamp_to_ns(m.header.stamp) for m in states]
         assert all(b > a for a, b in pairwise(stamps))
         assert all(s % 20_000_000 == 0 for s in stamps)              # 50 Hz control steps
@@ -158,43 +131,84 @@ def test_joint_states_and_clock_advance_together():
         assert ticks[-1] - ticks[0] >= 0.4e9
 
 
+def arm_q(states) -> np.ndarray:
+    """The arm's positions (6,) in chain order from the last arm JointState."""
+    msg = next(m for m in reversed(states) if ARM_JOINTS[0] in m.name)
+    q = dict(zip(msg.name, msg.position, strict=True))
+    return np.array([q[n] for n in ARM_JOINTS])
+
+
+def gripper_x(states, name=GRIPPER_JOINT) -> float:
+    return next(m for m in reversed(states) if list(m.name) == [name]).position[0]
+
+
 def test_trajectory_moves_the_arm_and_bad_commands_are_rejected():
     with RosHarness() as ros:
         node = ros.add(SimNode, {**SMALL, "camera_rate_hz": 5.0, "real_time_factor": 2.0})
         states = ros.collect(JointState, "joint_states")
-        pub = ros.publisher(JointTrajectory, "joint_trajectory_controller/joint_trajectory")
+        pub = ros.publisher(JointTrajectory, ARM_TOPIC)
+        gripper = ros.publisher(JointTrajectory, GRIPPER_TOPIC)
         ros.wait_for_subscribers(pub)
-        assert ros.spin_until(lambda: len(states) >= 5)
-        q0 = np.array(states[-1].position)
+        ros.wait_for_subscribers(gripper)
+        assert ros.spin_until(lambda: len(states) >= 10)
+        q0 = arm_q(states)
         target = q0.copy()
         target[0] += 0.15                                          # shoulder pan
         target[5] -= 0.2                                           # wrist 3
-        target[6] = 0.0
-        # a ramp over 0.4 s, zero stamp = "from receipt"
-        pub.publish(trajectory([q0 + (target - q0) * s for s in (0.25, 0.5, 0.75, 1.0)],
-                               [0.1, 0.2, 0.3, 0.4]))
-        assert ros.spin_until(lambda: np.all(np.abs(np.array(states[-1].position)[:6] - target[:6])
-                                             < 0.01), timeout_s=10)
-        assert node.counters["ok trajectories"] == 1
+        # a ramp over 0.4 s, zero stamp = "start now", joints in another order than the chain
+        order = ARM_JOINTS[::-1]
+        ramp = [q0 + (target - q0) * s for s in (0.25, 0.5, 0.75, 1.0)]
+        pub.publish(trajectory([q[::-1] for q in ramp], [0.1, 0.2, 0.3, 0.4], names=order))
+        assert ros.spin_until(lambda: np.all(np.abs(arm_q(states) - target) < 0.01), timeout_s=10)
+        assert node.counters["ok arm trajectories"] == 1
 
-        # bad commands are counted and the arm holds its last valid target
+        # what a JointTrajectoryController rejects is rejected whole; the arm holds its target
         nan_target = target.copy()
         nan_target[1] = math.nan
-        pub.publish(trajectory([nan_target], [0.1]))
-        pub.publish(trajectory([], []))
-        pub.publish(trajectory([target[:6]], [0.1], names=ARM_JOINTS))
-        assert ros.spin_until(lambda: node.counters["bad trajectory"] == 3, timeout_s=5)
+        bad = [trajectory([nan_target], [0.1]),
+               trajectory([], []),
+               trajectory([[*target, 0.0]], [0.1], names=JOINT_NAMES),           # the gripper too
+               trajectory([target[:5]], [0.1], names=ARM_JOINTS[:5]),            # a joint missing
+               trajectory([target, target], [0.2, 0.2]),                         # not increasing
+               trajectory([target], [0.1], stamp_ns=1)]                          # ends in the past
+        for msg in bad:
+            pub.publish(msg)
+        assert ros.spin_until(lambda: node.counters["arm trajectory rejected"] == len(bad), timeout_s=5)
         n = len(states)
-        ros.spin_until(lambda: len(states) >= n + 15, timeout_s=5)  # 0.3 s of sim time
-        later = np.array([m.position for m in states[n:]])
+        ros.spin_until(lambda: len(states) >= n + 30, timeout_s=5)  # 0.3 s of sim time
+        later = np.array([arm_q(states[:k]) for k in range(n + 2, len(states), 2)])
         assert np.all(np.isfinite(later)) and len(later) >= 10
-        assert np.all(np.abs(later[:, :6] - target[:6]) < 0.01)
+        assert np.all(np.abs(later - target) < 0.01)
 
-        # the gripper closes on command (normalised closure, 0 open .. 1 closed)
-        closed = target.copy()
-        closed[6] = 1.0
-        pub.publish(trajectory([closed], [0.05]))
-        assert ros.spin_until(lambda: states[-1].position[6] > 0.9, timeout_s=10)
+        # the gripper closes on its own controller (closure is the sim cell's native unit)
+        gripper.publish(trajectory([[1.0]], [0.05], names=[GRIPPER_JOINT]))
+        assert ros.spin_until(lambda: gripper_x(states) > 0.9, timeout_s=10)
+        assert node.counters["ok gripper trajectories"] == 1
+
+
+def test_the_ur5e_profile_serves_a_gripper_action_in_native_units():
+    from control_msgs.action import GripperCommand
+    from rclpy.action import ActionClient
+
+    ur = PROFILES["ur5e"].interface
+    params = {**SMALL, "camera_rate_hz": 5.0, "real_time_factor": 2.0,
+              **{k: list(v) if isinstance(v, tuple) else v for k, v in vars(ur).items()}}
+    with RosHarness() as ros:
+        node = ros.add(SimNode, params)
+        states = ros.collect(JointState, "joint_states")
+        client = ActionClient(ros.probe, GripperCommand, f"{ros.namespace}/{ur.gripper_action}")
+        assert client.wait_for_server(timeout_sec=5)
+        assert ros.spin_until(lambda: len(states) >= 10)
+        assert gripper_x(states, ur.gripper_joint) < 0.05
+        goal = GripperCommand.Goal()
+        goal.command.position = 0.5 * ur.gripper_closed_position          # half closed, radians
+        sent = client.send_goal_async(goal)
+        assert ros.spin_until(sent.done, timeout_s=5) and sent.result().accepted
+        result = sent.result().get_result_async()
+        assert ros.spin_until(result.done, timeout_s=10)
+        assert result.result().result.reached_goal
+        assert gripper_x(states, ur.gripper_joint) == pytest.approx(goal.command.position, abs=0.03)
+        assert node.counters["ok gripper goals"] == 1
 
 
 def test_reset_starts_the_next_seed_and_the_clock_keeps_going():

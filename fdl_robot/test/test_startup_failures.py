@@ -138,6 +138,10 @@ def _entry_points() -> list[tuple[str, str, str]]:
     return re.findall(r'"([\w-]+) = ([\w.]+):(\w+)"', text)
 
 
+#: Commands run as ``python -m <module>`` (not console scripts), whose --help must show defaults too.
+MODULE_COMMANDS = [(m.rsplit(".", 1)[-1], m, "main") for m in (
+    "fdl_robot.ros.parameters", "fdl_robot.ros.interfaces", "fdl_robot.policy.act.record",
+    "fdl_robot.eval.replay", "fdl_robot.eval.ros_expert", "fdl_robot.eval.sim_expert")]
 NODE_SCRIPTS = {"camera_node", "detector_node", "localizer_node", "tracker_node", "policy_node", "sim_node"}
 
 
@@ -173,7 +177,8 @@ def _assert_defaults_shown(parser: argparse.ArgumentParser, out: str, where: str
     return subcommands
 
 
-@pytest.mark.parametrize("script,module,func", _entry_points(), ids=[e[0] for e in _entry_points()])
+@pytest.mark.parametrize("script,module,func", _entry_points() + MODULE_COMMANDS,
+                         ids=[e[0] for e in _entry_points() + MODULE_COMMANDS])
 def test_every_console_command_help_shows_its_defaults(script, module, func, monkeypatch, capsys):
     import importlib
 

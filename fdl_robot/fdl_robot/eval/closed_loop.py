@@ -36,7 +36,6 @@ frame rate (it plays in real time, in a browser) and an image strip of the first
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -58,9 +57,11 @@ from std_srvs.srv import Trigger
 from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
+from fdl_robot.ros.interfaces import PROFILES
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip, write_video
 from fdl_robot.eval.stats import SuccessSummary
 from fdl_robot.eval.timing import LoopTiming, timing_summary
+from fdl_robot.outputs import DIRECTORY, IMAGE, JSON, VIDEO, check_args, exit_on_error, write_json
 from fdl_robot.ros import graph as graphs
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS
 from fdl_robot.ros.conversions import detections_from_msg, image_to_rgb, stamp_to_ns
@@ -120,11 +121,18 @@ class EpisodeMonitor(Node):
     capture time of a frame is the receipt time of the joint state with its stamp).
     """
 
-    def __init__(self, wall_stamps: bool, record_images: bool = False, **kwargs):
+    def __init__(self, wall_stamps: bool, record_images: bool = False, interface=None, **kwargs):
+        """``interface``: the robot profile's RobotInterface (default: the simulated cell's):
+        where the arm's commands and joint states are."""
         super().__init__("episode_monitor", **kwargs)
         from fdl_robot_interfaces.msg import Detection2DArray
+        from std_msgs.msg import Float64MultiArray
         from trajectory_msgs.msg import JointTrajectory
 
+        from fdl_robot.ros.interfaces import RobotInterface
+
+        interface = interface or RobotInterface()
+        self._step_joint = interface.arm_joint_names[0]      # one arm JointState per control step
         self.wall_stamps = wall_stamps
         self.lock = threading.Lock()
         self.record = False
@@ -135,10 +143,10 @@ class EpisodeMonitor(Node):
         self._capture_wall_ns: dict[int, int] = {}          # stamp -> wall ns of its capture
         self._frame_stamps: dict[int, bool] = {}            # recent image stamps -> answered yet
         self.begin()
-        self.create_subscription(JointState, "joint_states", self.on_joint_state, RELIABLE_QOS)
+        self.create_subscription(JointState, interface.joint_states_topic, self.on_joint_state, RELIABLE_QOS)
         self.create_subscription(Bool, "sim/success", self.on_success, RELIABLE_QOS)
-        self.create_subscription(JointTrajectory, "joint_trajectory_controller/joint_trajectory",
-                                 self.on_command, RELIABLE_QOS)
+        command_type = JointTrajectory if interface.arm_command_interface == "trajectory" else Float64MultiArray
+        self.create_subscription(command_type, interface.arm_command_topic, self.on_command, RELIABLE_QOS)
         self.create_subscription(CameraInfo, "camera/color/camera_info", self.on_camera_info, RELIABLE_QOS)
         self.create_subscription(Detection2DArray, "detections", self.on_detections, RELIABLE_QOS)
         if record_images:
@@ -155,6 +163,8 @@ class EpisodeMonitor(Node):
             self._frame_stamps.clear()
 
     def on_joint_state(self, msg: JointState) -> None:
+        if self._step_joint not in msg.name:                   # the gripper driver's message
+            return
         with self.lock:
             self.steps += 1
             self.last_joint_state_wall = time.monotonic()
@@ -215,7 +225,10 @@ class EpisodeMonitor(Node):
 
 
 def is_hold(msg) -> bool:
-    """policy_node's hold: one point with all velocities zero (see policy_node's watchdog)."""
+    """policy_node's hold: one point with all velocities zero (see policy_node's watchdog);
+    position commands (forward_command_controller) carry no hold mark."""
+    if not hasattr(msg, "points"):
+        return False
     return len(msg.points) == 1 and len(msg.points[0].velocities) > 0 and not any(msg.points[0].velocities)
 
 
@@ -256,6 +269,9 @@ class GraphOptions:
     priority: dict = field(default_factory=dict)    # {node: SCHED_FIFO priority} (processes)
     monitor_priority: int = 0                       # SCHED_FIFO priority of the monitor's thread
     env: dict = field(default_factory=dict)         # {node: {VAR: value}} (processes)
+    #: robot profile (ros.interfaces): the UR-like one by default, so the loop proves the
+    #: wiring of a real cell (arm JTC without the gripper, gripper action, merged joint states)
+    profile: str = "ur5e"
 
     def __post_init__(self):
         if self.runner not in RUNNERS:
@@ -279,7 +295,15 @@ class GraphOptions:
 
     def launch_arguments(self) -> graphs.LaunchArguments:
         return graphs.LaunchArguments(config=self.config or "", use_sim_time=self.use_sim_time,
-                                      respawn=self.respawn, respawn_delay=self.respawn_delay)
+                                      respawn=self.respawn, respawn_delay=self.respawn_delay,
+                                      profile=self.profile)
+
+    @property
+    def interface(self):
+        """The profile's :class:`~fdl_robot.ros.interfaces.RobotInterface`."""
+        from fdl_robot.ros.interfaces import PROFILES
+
+        return PROFILES[self.profile].interface
 
 
 class _InProcessGraph:
@@ -452,6 +476,7 @@ def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict],
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     graph, executor, spinner = None, None, None
     monitor = EpisodeMonitor(wall_stamps=not options.use_sim_time, record_images=record_episodes > 0,
+                             interface=options.interface,
                              context=context)
     try:
         graph = (_ProcessGraph(options, overrides, progress) if options.runner == "processes"
@@ -535,6 +560,8 @@ class ClosedLoopReport:
     runner: str
     overrides: dict                   # {node: {parameter: value}} on top of the YAML
     priority: dict = field(default_factory=dict)   # {node: SCHED_FIFO priority}
+    #: captioned camera frames of each recorded episode (for the video and strip; not in as_dict)
+    videos: list[list[np.ndarray]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def real_time_factor(self) -> float:
@@ -572,7 +599,7 @@ class ClosedLoopEvaluator:
 
     ``sim`` / ``detector``: sim_node / detector_node parameter overrides; ``graph``: how the
     nodes run (:class:`GraphOptions`); ``video`` (every recorded episode) and ``strip`` (the
-    first) are written after the run.
+    first) are written by :meth:`write_media` from the report, once its results are safe.
     """
 
     def __init__(self, config: EvalConfig = CLOSED_LOOP_EVAL, sim: dict | None = None, detector: dict | None = None,
@@ -588,14 +615,15 @@ class ClosedLoopEvaluator:
         run = run_closed_loop(self.config.episodes, self.config.seed0, overrides, self.config.max_sim_s,
                               record_episodes=self.record_episodes, options=self.graph, progress=self.progress)
         wall = time.monotonic() - t0
-        self._write_media(run.videos)
         results = run.results
         summary = SuccessSummary.of([r.seed for r in results], [r.success for r in results],
                                     [r.duration_s for r in results])
         return ClosedLoopReport(summary, results, run.timing, run.cpu_percent, wall, self.graph.runner, overrides,
-                                dict(self.graph.priority))
+                                dict(self.graph.priority), run.videos)
 
-    def _write_media(self, videos: list[list[np.ndarray]]) -> None:
+    def write_media(self, report: ClosedLoopReport) -> None:
+        """Write the video and the strip of ``report``'s recorded episodes (OutputError if one fails)."""
+        videos = report.videos
         frames = [f for v in videos for f in v]
         if frames and self.video:
             # the camera's frame rate: the video plays in simulated time, which is real time at 1.0
@@ -628,6 +656,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", default="auto", choices=["auto", "on", "off"],
                    help="SCHED_FIFO priorities for the nodes (REALTIME_PRIORITIES; processes runner); "
                         "auto = where permitted (root or CAP_SYS_NICE)")
+    p.add_argument("--profile", default=GraphOptions.profile, choices=sorted(PROFILES),
+                   help="robot profile that sim_node plays and policy_node commands (ros.interfaces)")
     p.add_argument("--respawn", action="store_true", help="restart a node that dies (processes)")
     p.add_argument("--log-dir", type=Path, default=None, help="per-node log files (processes)")
     p.add_argument("--prefix", action="append", default=[], metavar="NODE=CMD",
@@ -654,8 +684,11 @@ def _interrupt(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args, {"--json": JSON, "--video": VIDEO, "--strip": IMAGE, "--log-dir": DIRECTORY})
     signal.signal(signal.SIGTERM, _interrupt)     # stop the graph cleanly on SIGTERM as on Ctrl-C
     config = from_arguments(args, CLOSED_LOOP_EVAL)
     record = args.record_episodes if args.record_episodes is not None else (
@@ -665,6 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except argparse.ArgumentTypeError as exc:
         raise SystemExit(str(exc)) from exc
     graph = GraphOptions.with_realtime(args.realtime, runner=args.runner, real_time_factor=args.real_time_factor,
+                                       profile=args.profile,
                                        config=args.config, num_threads=args.threads, respawn=args.respawn,
                                        log_dir=args.log_dir, prefix=prefix)
     realtime = bool(graph.priority)
@@ -677,10 +711,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{', SCHED_FIFO ' + str(REALTIME_PRIORITIES) if realtime else ''}): {config.episodes} episodes, seeds "
           f"{config.seed0}..{config.seed0 + config.episodes - 1}, policy {args.policy or 'from the YAML'}", flush=True)
     report = evaluator.run(NodePolicy(args.policy, args.policy_model, args.execution))
+    print("\n".join(report.lines()), flush=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.as_dict(), indent=2))
-    print("\n".join(report.lines()))
+        write_json(args.json, report.as_dict(), "--json")
+        print(f"results: {args.json}")
+    evaluator.write_media(report)
     return 0
 
 

@@ -29,7 +29,6 @@ for information.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -39,6 +38,7 @@ from tqdm import tqdm
 
 from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.metrics import evaluate_detections
+from fdl_robot.outputs import FIGURE, JSON, check_args, exit_on_error, write_figure, write_json
 from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
 from fdl_robot.eval.matching import match_by_class
 from fdl_robot.perception.detector import Detector, DetectorConfig, default_model_path, make_detector
@@ -192,7 +192,7 @@ def plot_errors(rows: list[dict], path: Path) -> None:
     axes[0].set_ylabel("fraction of cubes")
     axes[0].legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_figure(path, fig, "plot", dpi=110)
     plt.close(fig)
 
 
@@ -258,6 +258,7 @@ class DetectorEvaluator:
         }
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fdl-robot-eval-detector", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
@@ -273,18 +274,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=Path("outputs/detector_eval.json"))
     p.add_argument("--plot", type=Path, default=None, help="CDF plot (default: next to --json)")
     args = p.parse_args(argv)
+    if args.plot is None:
+        args.plot = args.json.with_suffix(".png")
+    check_args(p, args, {"--json": JSON, "--plot": FIGURE})
 
     weights = args.weights or default_model_path(args.backend)
     # mAP needs the low-score tail of the detections: evaluate at a low threshold for 2D
     detector = make_detector(args.backend, weights, image_size=args.imgsz, score_threshold=0.001,
                              max_detections=100)
-    plot = args.plot or args.json.with_suffix(".png")
-    evaluator = DetectorEvaluator(from_arguments(args, DETECTOR_EVAL), args.score_threshold, plot)
+    evaluator = DetectorEvaluator(from_arguments(args, DETECTOR_EVAL), args.score_threshold, args.plot)
     summary = {"backend": args.backend, "weights": str(weights), "imgsz": args.imgsz, **evaluator.run(detector)}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(summary, indent=2))
     print(markdown(summary))
-    print(f"\nwritten: {args.json}, {plot}")
+    write_json(args.json, summary, "--json")
+    print(f"\nwritten: {args.json}, {args.plot}")
     return 0
 
 

@@ -1,14 +1,19 @@
 """Pictures of an evaluation: captioned frames, image strips, videos.
 
 Frames are RGB ``uint8`` arrays (H, W, 3), as the simulator renders and ``image_to_rgb``
-returns them; the files are written through OpenCV (BGR), parent directories created.
+returns them; the files are written whole or not at all, parent directories created, and a
+failed write raises :class:`fdl_robot.outputs.OutputError` (check the paths before the run
+with :func:`fdl_robot.outputs.check_args`: ``IMAGE`` for strips, ``VIDEO`` for videos).
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from fdl_robot.outputs import OutputError, write_image
 
 __all__ = ["caption", "evenly_spaced", "write_strip", "write_video"]
 
@@ -30,13 +35,13 @@ def evenly_spaced(items: Sequence, n: int) -> list:
 
 
 def write_strip(frames: Sequence[np.ndarray], path: Path, cols: int = 4) -> None:
-    """Tile ``frames`` row by row, ``cols`` per row (the last row padded black), into an image file."""
+    """Tile ``frames`` row by row, ``cols`` per row (the last row padded black), into an image
+    file of the path's extension (OutputError if it cannot be written)."""
     import cv2
 
     tiles = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]
     tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % cols)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.vstack([np.hstack(tiles[j:j + cols]) for j in range(0, len(tiles), cols)]))
+    write_image(path, np.vstack([np.hstack(tiles[j:j + cols]) for j in range(0, len(tiles), cols)]), "image strip")
 
 
 def write_video(frames: Sequence[np.ndarray], path: Path, fps: float) -> None:
@@ -44,8 +49,8 @@ def write_video(frames: Sequence[np.ndarray], path: Path, fps: float) -> None:
 
     H.264 High profile, yuv420p (what browsers decode; odd sizes are padded to even),
     ``+faststart`` (the index first, so it streams). Encoded by the ffmpeg of
-    ``imageio-ffmpeg`` (OpenCV's ffmpeg has no H.264 encoder); raises RuntimeError with
-    ffmpeg's message when encoding fails, and never leaves a partial file behind.
+    ``imageio-ffmpeg`` (OpenCV's ffmpeg has no H.264 encoder); raises OutputError with
+    ffmpeg's message when encoding or writing fails, and never leaves a partial file behind.
     """
     import subprocess
 
@@ -56,7 +61,8 @@ def write_video(frames: Sequence[np.ndarray], path: Path, fps: float) -> None:
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
     h, w = frames[0].shape[:2]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):      # a failure to create it is ffmpeg's to report
+        path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.mp4")
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
            "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "-", "-an", "-c:v", "libx264", "-preset", "veryfast",
@@ -66,5 +72,10 @@ def write_video(frames: Sequence[np.ndarray], path: Path, fps: float) -> None:
     result = subprocess.run(cmd, input=data, capture_output=True)
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
-        raise RuntimeError(f"ffmpeg could not write {path}: {result.stderr.decode(errors='replace').strip()}")
-    partial.replace(path)
+        reason = " ".join(result.stderr.decode(errors="replace").split()) or f"exit status {result.returncode}"
+        raise OutputError(f"cannot write video {path}: ffmpeg: {reason}")
+    try:
+        partial.replace(path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OutputError(f"cannot write video {path}: {exc.strerror or exc}") from exc

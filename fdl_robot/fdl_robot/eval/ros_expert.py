@@ -33,24 +33,25 @@ from typing import Any, Sequence
 
 import numpy as np
 import rclpy
-from builtin_interfaces.msg import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
 from fdl_robot.eval.media import caption, write_strip
 from fdl_robot.eval.sim_expert import EXPERT_EVAL
 from fdl_robot.eval.stats import SuccessSummary
+from fdl_robot.outputs import IMAGE, check_args, exit_on_error
 from fdl_robot.ros.base import SENSOR_QOS
 from fdl_robot.ros.conversions import image_to_rgb, stamp_to_ns
-from fdl_robot.ros.parameters import JOINT_STATES_TOPIC, TRAJECTORY_TOPIC
+from fdl_robot.ros.interfaces import RobotInterface
 
 __all__ = ["ExpertDriver", "RosExpertEvaluator", "RosExpertReport", "main"]
 
@@ -64,12 +65,21 @@ SETTLE_NS = 25 * CONTROL_DT_NS
 class ExpertDriver(Node):
     """``expert`` fed by joint_states + sim/ground_truth, commanding by JointTrajectory."""
 
-    def __init__(self, expert: Any, strip_period_s: float = 1.0, **kwargs):
+    def __init__(self, expert: Any, strip_period_s: float = 1.0, interface: RobotInterface | None = None,
+                 **kwargs):
+        """``interface``: the robot's wiring (default: the simulated cell's)."""
+        from fdl_robot.policy.joint_states import JointStateMerger
+        from fdl_robot.ros.commands import CommandPublisher
+
         super().__init__("expert_driver", **kwargs)
         self.expert = expert
         self.strip_period_ns = round(strip_period_s * 1e9)
-        self.pub = self.create_publisher(JointTrajectory, TRAJECTORY_TOPIC, 10)
-        self.create_subscription(JointState, JOINT_STATES_TOPIC, self.on_joint_state, LATEST)
+        interface = interface or RobotInterface()
+        self.joints = JointStateMerger(interface.arm_joint_names, interface.gripper_joint,
+                                       interface.gripper_scale())
+        self.commander = CommandPublisher(self, interface)
+        for topic in interface.joint_states_topics:
+            self.create_subscription(JointState, topic, self.on_joint_state, QoSProfile(depth=10))
         self.create_subscription(MarkerArray, "sim/ground_truth", self.on_truth, LATEST)
         self.create_subscription(Bool, "sim/success", self.on_success, 10)
         self.create_subscription(Image, "camera/color/image_raw", self.on_color, SENSOR_QOS)
@@ -100,16 +110,20 @@ class ExpertDriver(Node):
 
     def on_joint_state(self, msg: JointState) -> None:
         t_ns = stamp_to_ns(msg.header.stamp)
-        if t_ns <= self.start_ns or self.objects is None:
+        if t_ns <= self.start_ns:
             return
-        q = np.asarray(msg.position, dtype=np.float64)
+        try:
+            update = self.joints.add(msg.name, msg.position, t_ns, t_ns * 1e-9)
+        except ValueError:
+            return
+        q = self.joints.positions()
+        # act once per control step: on the arm's message, once every joint is known
+        if self.objects is None or q is None or self.joints.joint_names[0] not in update.joints:
+            return
         obs = {"qpos": q[:6], "gripper": q[6], "objects": self.objects, "time_s": t_ns * 1e-9}
         action = self.expert.act(obs)
-        cmd = JointTrajectory(joint_names=list(msg.name))
-        cmd.header.stamp = msg.header.stamp
-        cmd.points = [JointTrajectoryPoint(positions=action.tolist(),
-                                           time_from_start=Duration(nanosec=CONTROL_DT_NS))]
-        self.pub.publish(cmd)
+        # stamp 0: "start now", due one control period after the controller takes it
+        self.commander.publish(np.asarray(action)[None], Time(), [CONTROL_DT_NS * 1e-9])
         self.commands += 1
         self.last_ns = t_ns
         if self.expert.done and self.done_ns is None:
@@ -207,10 +221,11 @@ class RosExpertEvaluator:
             self.progress(f"image strip of seed {seed} from the camera topic: {self.strip}")
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     from fdl_robot.sim.expert import ScriptedExpert
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     add_arguments(parser, EXPERT_EVAL, "seconds", seed0_help="seeds seed0 .. seed0 + N - 1")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
@@ -221,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strip", type=Path, default=Path("outputs/ros_expert_strip.png"))
     parser.add_argument("--strip-period-s", type=float, default=0.8)
     args = parser.parse_args(argv)
+    check_args(parser, args, {"--strip": IMAGE})
     evaluator = RosExpertEvaluator(from_arguments(args, EXPERT_EVAL), args.width, args.height,
                                    args.camera_rate_hz, args.real_time_factor, not args.no_shadows,
                                    args.strip, args.strip_period_s, progress=lambda s: print(s, flush=True))

@@ -31,7 +31,6 @@ Wilson interval, mean time to success, failed seeds) and a JSON file with every 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -45,6 +44,7 @@ from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.eval.base import EvalConfig, OwnsSimulator, add_arguments, from_arguments
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip
 from fdl_robot.eval.stats import SuccessSummary
+from fdl_robot.outputs import IMAGE, JSON, check_args, exit_on_error, write_json
 from fdl_robot.policy.runner import EXECUTION_MODES
 from fdl_robot.ros.parameters import defaults
 
@@ -196,7 +196,8 @@ class ACTEvaluator(OwnsSimulator):
     """Runs a policy through :class:`~fdl_robot.policy.runner.PolicyRunner` for every
     (inputs, execution) row over ``config``'s seeds, in its own simulator.
 
-    ``strip``: image strip of the first episode.
+    ``strip``: image strip of the first episode, written as soon as it ends (a failed
+    write, OutputError, stops the run there).
     """
 
     def __init__(self, config: EvalConfig = POLICY_EVAL, rows: PolicyEvalConfig = _DEFAULTS,
@@ -236,12 +237,13 @@ class ACTEvaluator(OwnsSimulator):
                     outcomes.append(run_episode(env, runner, seed, mode, cfg.max_steps, rows_cfg.settle_s,
                                                 rows_cfg.latency_s, rows_cfg.bin_bias_m,
                                                 on_step=capture if first else None))
+                    if first and frames:
+                        write_strip([caption(rgb, text) for rgb, text in evenly_spaced(frames, STRIP_FRAMES)],
+                                    self.strip)
                     bar.set_postfix(success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}")
                 rows.append({"inputs": mode, "execution": execution, **_summary(outcomes),
                              "wall_s": round(time.perf_counter() - t0, 1),
                              "episodes_detail": [asdict(o) for o in outcomes]})
-        if self.strip is not None and frames:
-            write_strip([caption(rgb, text) for rgb, text in evenly_spaced(frames, STRIP_FRAMES)], self.strip)
         return {"seeds": [cfg.seed0, cfg.seed0 + cfg.episodes - 1], "chunk_size": policy.chunk_size,
                 "dt_s": policy.dt_s, "ensemble_m": rows_cfg.ensemble_m, "max_steps": cfg.max_steps,
                 "settle_s": rows_cfg.settle_s, "latency_s": rows_cfg.latency_s, "bin_bias_m": rows_cfg.bin_bias_m,
@@ -281,8 +283,11 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
-    a = _parser().parse_args(argv)
+    parser = _parser()
+    a = parser.parse_args(argv)
+    check_args(parser, a, {"--json": JSON, "--strip": IMAGE})
     import torch
 
     from fdl_robot.policy.runner import make_policy
@@ -301,8 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"mean predict_chunk (incl. runner step): "
           f"{np.mean([r['mean_predict_ms'] for r in result['rows']]):.2f} ms; wall {result['wall_s']:.0f} s")
     if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(a.json, result, "--json", indent=1)
         print(f"wrote {a.json}")
     return 0
 

@@ -13,7 +13,6 @@ episode (every second control step rendered, captioned with time and expert phas
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,13 +20,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.robot import CONTROL_DT_S, CONTROL_RATE_HZ
 from fdl_robot.eval.base import EvalConfig, OwnsSimulator, add_arguments, from_arguments
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip, write_video
 from fdl_robot.eval.stats import SuccessSummary
+from fdl_robot.outputs import IMAGE, JSON, VIDEO, check_args, exit_on_error, write_json
 
-__all__ = ["EXPERT_EVAL", "ExpertEvaluator", "ExpertReport", "add_expert_arguments", "evaluate_from_arguments",
-           "main"]
+__all__ = ["EXPERT_EVAL", "EXPERT_OUTPUTS", "ExpertEvaluator", "ExpertReport", "add_expert_arguments",
+           "evaluate_from_arguments", "main"]
 
 #: The expert's evaluations (here and through ROS, :mod:`fdl_robot.eval.ros_expert`): seeds
 #: from 1000 on, held out from the recorded demonstrations (``fdl_sim record`` starts at 0);
@@ -63,7 +64,8 @@ class ExpertReport:
 class ExpertEvaluator(OwnsSimulator):
     """Runs a :class:`~fdl_robot.sim.expert.ScriptedExpert` over ``config``'s seeds in its own env.
 
-    ``strip`` / ``video``: image strip (``strip_frames`` frames) / MP4 of the first episode.
+    ``strip`` / ``video``: image strip (``strip_frames`` frames) / MP4 of the first episode,
+    written as soon as it ends (a failed write, OutputError, stops the run there).
     """
 
     def __init__(self, config: EvalConfig = EXPERT_EVAL, width: int = 320, height: int = 240,
@@ -96,18 +98,26 @@ class ExpertEvaluator(OwnsSimulator):
             results.append(run_expert_episode(env, expert, seed, max_steps=self.config.max_steps,
                                               on_step=capture if (want_frames and not results) else None))
             bar.set_postfix(success=f"{sum(x.success for x in results)}/{len(results)}")
+            if len(results) == 1:
+                self._write_media(frames)
         wall_s = time.perf_counter() - t0
         summary = SuccessSummary.of([r.seed for r in results], [r.success for r in results],
                                     [r.duration_s for r in results])
+        return ExpertReport(results, summary, wall_s, want_frames, len(frames))
+
+    def _write_media(self, frames: list[np.ndarray]) -> None:
         if frames and self.strip:
             write_strip(evenly_spaced(frames, self.strip_frames), self.strip)
         if frames and self.video:
             write_video(frames, self.video, fps=CONTROL_RATE_HZ / FRAME_EVERY)
-        return ExpertReport(results, summary, wall_s, want_frames, len(frames))
+
+
+#: The output options of ``fdl_sim evaluate`` (:func:`fdl_robot.outputs.check_args`).
+EXPERT_OUTPUTS = {"--strip": IMAGE, "--video": VIDEO, "--json": JSON}
 
 
 def add_expert_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options of ``fdl_sim evaluate``."""
+    """The options of ``fdl_sim evaluate`` (check the outputs, EXPERT_OUTPUTS, after parsing)."""
     add_arguments(p, EXPERT_EVAL, "steps", seed0_help="first seed (held out from the default demo seeds)")
     p.add_argument("--strip", type=Path, default=None, help="PNG strip of the first episode's camera view")
     p.add_argument("--strip-frames", type=int, default=8)
@@ -121,7 +131,7 @@ def add_expert_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def evaluate_from_arguments(args: argparse.Namespace) -> int:
-    """Run ``fdl_sim evaluate``; exit code 0 if every episode succeeded."""
+    """Run ``fdl_sim evaluate`` (outputs already checked); exit code 0 if every episode succeeded."""
     from fdl_robot.sim.expert import ExpertConfig, ScriptedExpert
 
     config = from_arguments(args, EXPERT_EVAL)
@@ -129,7 +139,8 @@ def evaluate_from_arguments(args: argparse.Namespace) -> int:
         report = evaluator.run(ScriptedExpert(evaluator.env.model, ExpertConfig(align_yaw=not args.no_align_yaw)))
     print("\n".join(report.lines()))
     if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in report.results], indent=1))
+        write_json(args.json, [asdict(r) for r in report.results], "--json", indent=1)
+        print(f"per-seed results: {args.json}")
     if report.frames and args.strip:
         print(f"image strip of seed {config.seed0}: {args.strip}")
     if report.frames and args.video:
@@ -137,6 +148,11 @@ def evaluate_from_arguments(args: argparse.Namespace) -> int:
     return 0 if report.summary.successes == report.summary.episodes else 1
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fdl_sim evaluate", description="Evaluate the scripted expert.")
-    return evaluate_from_arguments(add_expert_arguments(parser).parse_args(argv))
+    parser = add_expert_arguments(argparse.ArgumentParser(prog="fdl_sim evaluate",
+                                                          description="Evaluate the scripted expert.",
+                                                          formatter_class=HelpFormatter))
+    args = parser.parse_args(argv)
+    check_args(parser, args, EXPERT_OUTPUTS)
+    return evaluate_from_arguments(args)

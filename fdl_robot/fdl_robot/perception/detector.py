@@ -41,6 +41,8 @@ from typing import Protocol
 
 import numpy as np
 
+from fdl_robot.outputs import SHIPPED_MODELS_DIR
+
 
 BACKENDS = ("ultralytics", "onnx", "openvino", "detr", "color")
 #: Inference precisions of the openvino backend: OpenVINO's ``INFERENCE_PRECISION_HINT``.
@@ -121,7 +123,7 @@ class Detections:
 
 def default_model_dir() -> Path:
     """Directory of the shipped detector (``fdl_robot/models/detector``)."""
-    return Path(__file__).resolve().parent.parent / "models" / "detector"
+    return SHIPPED_MODELS_DIR / "detector"
 
 
 def default_model_path(backend: str = "ultralytics") -> str:

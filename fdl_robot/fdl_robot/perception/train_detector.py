@@ -4,6 +4,7 @@
     fdl-robot-train-detector --hours 0.75 --imgsz 320 --model yolo11n.yaml
     fdl-robot-train-detector --model fdl_robot/fdl_robot/models/detector/best.pt --hours 0.8
                                                    # fine-tune the shipped weights
+    fdl-robot-train-detector ... --ship            # and replace them with the result
 
 No pretrained weights exist on these machines, so the network starts from random
 initialisation (``pretrained=False``) and learns from the simulator alone; with a ``.pt``
@@ -11,10 +12,13 @@ as ``--model`` training continues from those weights (our own earlier run) inste
 runs the training loop (mosaic, HSV/scale/flip augmentation, cosine-free linear LR
 decay fitted to the time budget by ``time=``); the dataset comes from
 :mod:`fdl_robot.sim.detection_dataset`. The best checkpoint (by ultralytics' fitness,
-0.1 mAP50 + 0.9 mAP50-95 on the validation split) is copied to
-``fdl_robot/models/detector/best.pt``, exported to ``best.onnx``, evaluated with
-:mod:`fdl_robot.eval.detector`, and the command, wall time and metrics
-are written next to it (``training.json``, ``MODEL_CARD.md`` is kept by hand).
+0.1 mAP50 + 0.9 mAP50-95 on the validation split) is copied to ``--out/best.pt`` (a run
+directory, ``outputs/detector/train`` by default), exported to ``best.onnx``, evaluated with
+:mod:`fdl_robot.eval.detector` (``metrics.json``, ``metrics.png``), and the command, wall time
+and settings are written next to it (``training.json``). The shipped weights
+(``fdl_robot/models/detector``) are replaced only with ``--ship``: once the run and its
+evaluation have succeeded, its files (:data:`SHIPPED_FILES`) are copied there
+(``MODEL_CARD.md`` is kept by hand). Every output is checked before any work.
 """
 from __future__ import annotations
 
@@ -27,15 +31,24 @@ from pathlib import Path
 from typing import Sequence
 
 from fdl_robot.cli_format import HelpFormatter
+from fdl_robot.outputs import DIRECTORY, OutputError, check, check_args, copy_into, exit_on_error, write_json, writing
 from fdl_robot.perception.detector import default_model_dir
 
-__all__ = ["main", "train"]
+__all__ = ["DEFAULT_OUT", "SHIPPED_FILES", "main", "train"]
+
+#: The run directory of ``--out`` by default: never the shipped model (``--ship`` copies there).
+DEFAULT_OUT = Path("outputs/detector/train")
+#: ultralytics' own run directories (``project=``): epochs' weights, plots, results.csv.
+RUNS_DIR = Path("outputs/detector_runs")
+#: The files of a run that ``--ship`` copies into the shipped model directory.
+SHIPPED_FILES = ("best.pt", "best.onnx", "training.json", "metrics.json", "metrics.png", "train_results.png",
+                 "train_confusion_matrix_normalized.png", "train_BoxPR_curve.png", "train_PR_curve.png")
 
 
 def train(data_yaml: Path, out_dir: Path, *, model: str = "yolo11n.yaml", imgsz: int = 320,
           hours: float = 0.75, epochs: int = 100, batch: int = 16, workers: int = 2, seed: int = 0,
           lr0: float = 0.01, warmup_epochs: float = 3.0, optimizer: str = "auto",
-          run_dir: Path = Path("outputs/detector_runs"), name: str = "yolo") -> dict:
+          run_dir: Path = RUNS_DIR, name: str = "yolo") -> dict:
     """Train from scratch (a yaml) or fine-tune (a .pt); copy best.pt to ``out_dir``; return a summary."""
     from ultralytics import YOLO
 
@@ -51,11 +64,13 @@ def train(data_yaml: Path, out_dir: Path, *, model: str = "yolo11n.yaml", imgsz:
                optimizer=optimizer)
     wall_s = time.time() - t0
     save_dir = Path(yolo.trainer.save_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(save_dir / "weights" / "best.pt", out_dir / "best.pt")
+    with writing(out_dir / "best.pt", "weights"):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(save_dir / "weights" / "best.pt", out_dir / "best.pt")
     for plot in ("results.png", "confusion_matrix_normalized.png", "BoxPR_curve.png", "PR_curve.png"):
         if (save_dir / plot).exists():
-            shutil.copy(save_dir / plot, out_dir / f"train_{plot}")
+            with writing(out_dir / f"train_{plot}", "training plot"):
+                shutil.copy(save_dir / plot, out_dir / f"train_{plot}")
     results_csv = (save_dir / "results.csv").read_text() if (save_dir / "results.csv").exists() else ""
     epochs_done = max(0, len(results_csv.strip().splitlines()) - 1)
     return {"model": model, "imgsz": imgsz, "hours_budget": hours, "epochs_run": epochs_done, "batch": batch,
@@ -73,6 +88,7 @@ def export_onnx(weights: Path, imgsz: int) -> Path:
     return onnx_path
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
@@ -94,9 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="initial learning rate (ultralytics lr0; used only with an explicit --optimizer)")
     p.add_argument("--warmup-epochs", type=float, default=3.0, help="ultralytics warmup_epochs")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--out", type=Path, default=default_model_dir(), help="where best.pt/best.onnx go")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="run directory: best.pt, best.onnx, training.json, metrics.json")
+    p.add_argument("--ship", action="store_true",
+                   help=f"after the run and its evaluation, copy its weights and metrics over the shipped ones "
+                        f"({default_model_dir()}); also needed for an --out inside it")
     p.add_argument("--skip-eval", action="store_true", help="do not run the held-out evaluation")
     args = p.parse_args(argv)
+    _check_outputs(p, args)
 
     yaml_path = args.dataset / "dataset.yaml"
     if not yaml_path.exists():
@@ -112,14 +133,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary["dataset"] = json.loads((args.dataset / "info.json").read_text())
     onnx_path = export_onnx(args.out / "best.pt", args.imgsz)
     summary["onnx"] = onnx_path.name
-    (args.out / "training.json").write_text(json.dumps(summary, indent=2))
+    write_json(args.out / "training.json", summary, "training summary")
     print(json.dumps({k: v for k, v in summary.items() if k != "dataset"}, indent=2))
+    code = 0
     if not args.skip_eval:
         from fdl_robot.eval.detector import main as evaluate_main
 
-        return evaluate_main(["--weights", str(args.out / "best.pt"), "--dataset", str(args.dataset),
+        code = evaluate_main(["--weights", str(args.out / "best.pt"), "--dataset", str(args.dataset),
                               "--imgsz", str(args.imgsz), "--json", str(args.out / "metrics.json")])
-    return 0
+    if args.ship and code == 0:
+        shipped = copy_into(default_model_dir(), [args.out / name for name in SHIPPED_FILES], "shipped file")
+        print(f"shipped into {default_model_dir()}: {', '.join(shipped)}")
+    return code
+
+
+def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every directory the run will write, before any work (parser.error on the first that fails)."""
+    if args.ship and args.skip_eval:
+        parser.error("--ship needs the evaluation (the shipped metrics.json must describe the shipped weights); "
+                     "drop --skip-eval")
+    rendered = not (args.dataset / "dataset.yaml").exists()
+    check_args(parser, args, {"--out": DIRECTORY, **({"--dataset": DIRECTORY} if rendered else {})},
+               shipped_ok=args.ship)
+    try:
+        check(RUNS_DIR, DIRECTORY, "(ultralytics runs)")
+        if args.ship:
+            check(default_model_dir(), DIRECTORY, "--ship", shipped_ok=True)
+    except OutputError as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

@@ -4,13 +4,14 @@ Pure Python/numpy (no ROS): ``policy_node`` parses its messages into the plain v
 below, calls :class:`PolicyInputs` and publishes what the control step decides; tests and
 evaluation loops can drive the same object without a ROS graph.
 
-Joint state
+Joint state (:mod:`fdl_robot.policy.joint_states`)
 -----------
-A joint state is mapped by name onto the configured joint order (6 arm joints and the
-gripper, extra joints ignored; :func:`joint_positions`). A message missing a joint, with a
-non-finite position, or whose names and positions disagree in length is rejected and makes
-the state *invalid* until a good one arrives; a stamp older than the previous one is
-rejected and ignored.
+Joint states are merged by name from any number of messages and publishers (the arm from
+joint_state_broadcaster, the gripper from its driver), with freshness kept per joint; the
+gripper's native position becomes its closure through ``gripper_open_position`` /
+``gripper_closed_position``. A message with a non-finite position makes its joints
+*invalid* until a good one arrives; a stamp older than a joint's previous one is rejected,
+unless time jumped back by more than a second (a new time base: the policy restarts).
 
 Tracks (in ``base_frame``)
 --------------------------
@@ -26,9 +27,10 @@ Freshness (one check, :class:`~fdl_robot.core.safety.Watchdog`)
 An input received at t_last is fresh at t_now when |t_now - t_last| <= input_timeout_s
 (arrival times on the caller's clock). The control step is:
 
-* ``WAIT``: no valid joint state yet, nothing to hold;
-* ``HOLD``: the joint states (or, if ``require_tracks``, the tracks) just became stale or
-  invalid: command one hold at the last valid position;
+* ``WAIT``: a joint has never been received, nothing to hold (:attr:`Step.stale` names
+  the missing joints);
+* ``HOLD``: a joint (or, if ``require_tracks``, the tracks) just became stale or invalid:
+  command one hold at the last valid position (:attr:`Step.stale` says which);
 * ``STALE``: still stale since the hold: command nothing;
 * ``ACT``: every required input is fresh: run the policy on :attr:`Step.observation`. With
   ``require_tracks`` false, stale tracks only mean *no target*.
@@ -41,13 +43,14 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from fdl_robot.core.robot import BASE_FRAME, JOINT_NAMES, N_ARM_JOINTS
+from fdl_robot.core.robot import ARM_JOINT_NAMES, BASE_FRAME, GRIPPER_JOINT_NAME, N_ARM_JOINTS
 from fdl_robot.core.safety import Watchdog, WatchdogStatus
 from fdl_robot.core.tracking import TrackState
 from fdl_robot.policy.interface import PolicyObservation
+from fdl_robot.policy.joint_states import JointStateError, JointStateMerger
 
 __all__ = ["PolicyInputsConfig", "InputError", "TrackedObject", "StepKind", "Step", "PolicyInputs",
-           "joint_positions", "select_target"]
+           "select_target"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,6 @@ class PolicyInputsConfig:
     require_tracks: bool = True
     target_max_lost_s: float = 0.3
     base_frame: str = BASE_FRAME
-    joint_names: tuple[str, ...] = JOINT_NAMES
 
     def __post_init__(self):
         if not self.target_class:
@@ -72,9 +74,6 @@ class PolicyInputsConfig:
             raise ValueError(f"input_timeout_s must be positive, got {self.input_timeout_s}")
         if not self.target_max_lost_s >= 0:
             raise ValueError(f"target_max_lost_s must be >= 0, got {self.target_max_lost_s}")
-        if len(self.joint_names) != len(JOINT_NAMES) or len(set(self.joint_names)) != len(self.joint_names):
-            raise ValueError(f"joint_names must list {N_ARM_JOINTS} arm joints and the gripper, "
-                             f"each once, got {list(self.joint_names)}")
 
 
 class InputError(ValueError):
@@ -109,8 +108,8 @@ class Step:
 
     ``q_hold`` (7,): the last valid joint state (HOLD); ``observation``: the policy's input
     (ACT); ``source_stamp``: the stamp of the tracks that gave the target, or None without
-    a target (ACT); ``stale``: the stale inputs (HOLD, STALE); ``recovered``: this ACT step
-    ends a stale episode.
+    a target (ACT); ``stale``: the stale or invalid inputs, joints by name (HOLD, STALE),
+    or the joints never received (WAIT); ``recovered``: this ACT step ends a stale episode.
     """
 
     kind: StepKind
@@ -119,22 +118,6 @@ class Step:
     source_stamp: Any = None
     stale: tuple[str, ...] = ()
     recovered: bool = False
-
-
-def joint_positions(names: Sequence[str], positions: Sequence[float],
-                    joint_names: Sequence[str]) -> np.ndarray:
-    """Positions in ``joint_names`` order from a named joint state (extra joints ignored)."""
-    if len(positions) != len(names):
-        raise InputError("bad joint_states", f"{len(names)} names but {len(positions)} positions")
-    index = {name: i for i, name in enumerate(names)}
-    missing = [n for n in joint_names if n not in index]
-    if missing:
-        raise InputError("bad joint_states", f"missing joints {missing}")
-    q = np.array([positions[index[n]] for n in joint_names], dtype=np.float64)
-    if not np.all(np.isfinite(q)):
-        bad = [n for n, v in zip(joint_names, q, strict=True) if not np.isfinite(v)]
-        raise InputError("bad joint_states", f"non-finite position for {bad}")
-    return q
 
 
 def select_target(tracks: Iterable[Any], class_name: str, max_lost_s: float):
@@ -155,15 +138,16 @@ def select_target(tracks: Iterable[Any], class_name: str, max_lost_s: float):
 class PolicyInputs:
     """The latest valid inputs of the policy and the control step they allow."""
 
-    def __init__(self, config: PolicyInputsConfig = PolicyInputsConfig()):
+    def __init__(self, config: PolicyInputsConfig = PolicyInputsConfig(),
+                 joints: JointStateMerger | None = None):
+        """``joints``: the joint-state merger (its names and gripper scale; default: the
+        simulated cell's joints, closure as the gripper's native position)."""
         self.config = config
         self.watchdog = Watchdog(config.input_timeout_s)
         self.target_class = config.target_class
         self.seen_classes: set[str] = set()
         self._reported_unknown: set[str] = set()   # target classes reported as never seen
-        self.q: np.ndarray | None = None           # last valid joint state (7,)
-        self.q_arrival_s: float | None = None      # its arrival, caller's clock
-        self.q_valid = False                       # false after a rejected message
+        self.joints = joints or JointStateMerger(ARM_JOINT_NAMES, GRIPPER_JOINT_NAME)
         self.tracks_arrival_s: float | None = None
         self.target: TrackedObject | None = None   # chosen track, or None
         self.target_stamp: Any = None              # source image stamp of its track array
@@ -173,22 +157,28 @@ class PolicyInputs:
         """New episode: forget the bin, the freshness episode and the joint-state time base."""
         self.bin_p_base_m = np.asarray(self.config.bin_position, dtype=np.float64)
         self.watchdog.reset()
-        self.q_stamp_ns: int | None = None         # accept a new time base (a restarted sim or bag)
+        self.joints.reset()                        # accept a new time base (a restarted sim or bag)
+
+    @property
+    def q(self) -> np.ndarray | None:
+        """The last valid joint state (7,): arm rad and gripper closure; None until every
+        joint has been received."""
+        return self.joints.positions()
 
     # --- inputs -----------------------------------------------------------------------
 
     def add_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp_ns: int,
-                        now_s: float) -> None:
-        """Take a joint state received at ``now_s``; InputError if it is rejected."""
-        if self.q_stamp_ns is not None and stamp_ns < self.q_stamp_ns:
-            raise InputError("joint_states out of order",
-                             f"stamp {stamp_ns} ns < previous {self.q_stamp_ns} ns")
+                        now_s: float) -> bool:
+        """Take a joint state received at ``now_s`` (any subset of the joints); InputError if
+        it is rejected. True if its stamp started a new time base (the caller restarts the
+        policy: its chunks and velocities belong to the old time line)."""
         try:
-            q = joint_positions(names, positions, self.config.joint_names)
-        except InputError:
-            self.q_valid = False
-            raise
-        self.q, self.q_stamp_ns, self.q_arrival_s, self.q_valid = q, stamp_ns, now_s, True
+            update = self.joints.add(names, positions, stamp_ns, now_s)
+        except JointStateError as exc:
+            raise InputError(exc.reason, str(exc)) from None
+        if update.new_time_base:
+            self.watchdog.reset()
+        return update.new_time_base
 
     def add_tracks(self, tracks: Sequence[TrackedObject], frame_id: str, stamp: Any,
                    now_s: float) -> bool:
@@ -228,27 +218,28 @@ class PolicyInputs:
 
     def step(self, now_s: float) -> Step:
         """Decide this control step at ``now_s`` (see the module docstring)."""
-        if self.q is None:
-            return Step(StepKind.WAIT)
+        q = self.q
+        if q is None:
+            return Step(StepKind.WAIT, stale=self.joints.missing)
         status = self._freshness(now_s)
         if not status.ok:
             kind = StepKind.HOLD if status.entered else StepKind.STALE
-            return Step(kind, q_hold=self.q.copy(), stale=status.stale)
+            return Step(kind, q_hold=q, stale=status.stale)
         tracks_fresh = self.config.require_tracks or self.watchdog.check(
             now_s, {"tracks": self.tracks_arrival_s}).ok
         target = self.target if tracks_fresh else None
         observation = PolicyObservation(
-            qpos_rad=self.q[:N_ARM_JOINTS], gripper=self.q[N_ARM_JOINTS], bin_p_base_m=self.bin_p_base_m,
-            # the joint state's measurement time (its stamp), not this step's: the policy's
+            qpos_rad=q[:N_ARM_JOINTS], gripper=q[N_ARM_JOINTS], bin_p_base_m=self.bin_p_base_m,
+            # the arm state's measurement time (its stamp), not this step's: the policy's
             # velocity is a finite difference over measurement times, and steps jitter
-            stamp_s=now_s if self.q_stamp_ns is None else self.q_stamp_ns * 1e-9,
+            stamp_s=now_s if (arm_ns := self.joints.arm_stamp_ns()) is None else arm_ns * 1e-9,
             target_p_base_m=None if target is None else target.p_base_m)
         return Step(StepKind.ACT, observation=observation,
                     source_stamp=None if target is None else self.target_stamp,
                     recovered=status.recovered)
 
     def _freshness(self, now_s: float) -> WatchdogStatus:
-        last = {"joint_states": self.q_arrival_s}
+        last = self.joints.arrivals()
         if self.config.require_tracks:
             last["tracks"] = self.tracks_arrival_s
-        return self.watchdog.update(now_s, last, valid={"joint_states": self.q_valid})
+        return self.watchdog.update(now_s, last, valid=self.joints.validity())

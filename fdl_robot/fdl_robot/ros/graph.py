@@ -68,9 +68,17 @@ class LaunchArguments:
     use_sim_time: bool = False  # every node on /clock; in the sim graph sim_node publishes it
     respawn: bool = False       # restart a node that exits (launch_ros Node(respawn=...))
     respawn_delay: float = 2.0  # seconds between a node's exit and its restart
+    profile: str = "sim"        # robot profile: config/profiles/<profile>.yaml (ros.interfaces)
 
     def config_path(self) -> Path:
         return Path(self.config) if self.config else default_config()
+
+    def param_files(self) -> list[Path]:
+        """The parameters files every node gets, in order (a later one wins): the config,
+        then the robot profile's (``ros.interfaces``)."""
+        from fdl_robot.ros.interfaces import profile_path
+
+        return [self.config_path(), profile_path(self.profile)]
 
 
 DEFAULT_ARGUMENTS = LaunchArguments()
@@ -85,6 +93,8 @@ ARGUMENT_HELP = {
                     "needed for a real_time_factor other than 1)",
     "respawn": "restart a node that exits, after respawn_delay (process-per-node launchers only)",
     "respawn_delay": "seconds between a node's exit and its restart",
+    "profile": "robot profile (config/profiles/<profile>.yaml): how arm and gripper are commanded and "
+               "where their joint states come from: sim | ur5e | ros2_control",
 }
 
 

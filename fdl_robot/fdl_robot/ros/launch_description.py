@@ -45,13 +45,13 @@ def generate(graph: str):
 
     def nodes(context, *args, **kwargs):
         value = arguments_from_context(context)
-        config = str(value.config_path())
+        files = [str(f) for f in value.param_files()]
         return [
             Node(package="fdl_robot", executable=graphs.NODES[name].executable, name=name,
                  namespace=value.namespace, output="screen",
                  respawn=value.respawn, respawn_delay=value.respawn_delay,
                  on_exit=None if value.respawn else Shutdown(reason=f"{name} exited"),
-                 parameters=[config, graphs.node_overrides(name, graph, value)])
+                 parameters=[*files, graphs.node_overrides(name, graph, value)])
             for name in graphs.graph_nodes(graph)
         ]
 

@@ -42,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 
 from fdl_robot.cli_format import HelpFormatter
+from fdl_robot.outputs import DIRECTORY, check_args
 from fdl_robot.ros import graph as graphs
 from fdl_robot.ros.parameter_check import check_sources, resolve_overrides
 
@@ -59,9 +60,12 @@ LAUNCHER_PID_VARIABLE = "FDL_ROBOT_LAUNCHER_PID"
 PRIORITY_VARIABLE = "FDL_ROBOT_SCHED_FIFO"
 
 
-def ros_args(config: str | Path, overrides: dict, namespace: str = "") -> list[str]:
-    """The node-local command line a launch file gives: params file, ``-p k:=v``, namespace."""
-    args = ["--ros-args", "--params-file", str(config)]
+def ros_args(config: str | Path | list, overrides: dict, namespace: str = "") -> list[str]:
+    """The node-local command line a launch file gives: params file(s) (a later one wins),
+    ``-p k:=v``, namespace."""
+    args = ["--ros-args"]
+    for path in config if isinstance(config, list) else [config]:
+        args += ["--params-file", str(path)]
     for key, value in overrides.items():
         text = str(value).lower() if isinstance(value, bool) else value
         args += ["-p", f"{key}:={text}"]
@@ -97,9 +101,9 @@ def graph_processes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_AR
     ``-p`` on a ``ros2 run`` command line; ``prefix``, ``env`` and ``priority`` (SCHED_FIFO)
     are per node.
     """
-    config = args.config_path()
+    config = args.param_files()
     names = graphs.graph_nodes(graph)
-    check_sources([("file", str(config))], names)
+    check_sources([("file", str(path)) for path in config], names)
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise ValueError(f"nodes {unknown} are not in the '{graph}' graph {names}")
@@ -370,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="run a node under SCHED_FIFO at priority N (1-99; needs root or CAP_SYS_NICE)")
     add_param_option(p)
     args = p.parse_args(argv)
+    check_args(p, args, {"--log-dir": DIRECTORY})
     try:
         specs = graph_processes(args.graph, launch_arguments(args),
                                 only=[n for n in args.nodes.split(",") if n] or None,

@@ -30,6 +30,7 @@ from fdl_robot.perception.sources import CameraConfig
 from fdl_robot.policy.inputs import PolicyInputsConfig
 from fdl_robot.policy.pacing import PacingConfig
 from fdl_robot.policy.runner import PolicyConfig
+from fdl_robot.ros.interfaces import RobotInterface
 
 # Joint order of every joint vector in the stack (core.robot), as ROS string arrays.
 ARM_JOINTS = list(ARM_JOINT_NAMES)
@@ -42,8 +43,11 @@ DEPTH_TOPIC = "camera/aligned_depth_to_color/image_raw"
 DETECTIONS_TOPIC = "detections"
 OBJECTS_TOPIC = "objects"
 TRACKS_TOPIC = "tracks"
-JOINT_STATES_TOPIC = "joint_states"
-TRAJECTORY_TOPIC = "joint_trajectory_controller/joint_trajectory"
+JOINT_STATES_TOPIC = RobotInterface.joint_states_topic        # the simulated cell's (ros.interfaces)
+TRAJECTORY_TOPIC = RobotInterface.arm_trajectory_topic
+
+
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,6 @@ def from_config(config: type, name: str, description: str, field: str | None = N
     return Param(name, _ros_value(field_default(config, field)), description, config, field)
 
 
-C = TypeVar("C")
-
-
 def build_config(node_name: str, config: type[C], values: Mapping[str, Any]) -> C:
     """The ``config`` a node's parameter ``values`` describe: by keyword, from every
     parameter of ``node_name`` declared with :func:`from_config` for it."""
@@ -81,6 +82,40 @@ def build_config(node_name: str, config: type[C], values: Mapping[str, Any]) -> 
               if p.config is config and p.name in values}
     return from_mapping(config, fields)
 
+
+#: The wiring of arm and gripper (ros.interfaces.RobotInterface), declared alike by the node
+#: that commands (policy_node) and the node that plays the robot (sim_node); a robot profile
+#: (config/profiles/*.yaml) sets them for both.
+ROBOT_INTERFACE: tuple[Param, ...] = (
+    from_config(RobotInterface, "arm_joint_names", "The arm's joints in chain order, as its controller and "
+                "joint_state_broadcaster name them (commands list exactly these)."),
+    from_config(RobotInterface, "gripper_joint", "The gripper's joint, as its driver names it in joint "
+                "states and trajectory commands."),
+    from_config(RobotInterface, "gripper_open_position", "The gripper joint's native position when open "
+                "(closure 0): metres of travel or gap, or radians."),
+    from_config(RobotInterface, "gripper_closed_position", "The gripper joint's native position when closed "
+                "(closure 1), same units."),
+    from_config(RobotInterface, "arm_command_interface", "'trajectory' (JointTrajectory to a "
+                "JointTrajectoryController on arm_trajectory_topic) or 'position' (Float64MultiArray to a "
+                "forward_command_controller on arm_position_topic, every control step): ros.interfaces."),
+    from_config(RobotInterface, "arm_trajectory_topic", "The arm JTC's topic (ur_robot_driver: "
+                "scaled_joint_trajectory_controller/joint_trajectory)."),
+    from_config(RobotInterface, "arm_position_topic", "The arm forward_command_controller's topic."),
+    from_config(RobotInterface, "gripper_command_interface", "'trajectory' (JointTrajectory of gripper_joint "
+                "to a gripper JTC), 'position' (Float64MultiArray to a forward_command_controller) or 'action' "
+                "(control_msgs/GripperCommand goals, GripperActionController and most gripper drivers)."),
+    from_config(RobotInterface, "gripper_trajectory_topic", "The gripper JTC's topic ('trajectory')."),
+    from_config(RobotInterface, "gripper_position_topic", "The gripper forward_command_controller's topic "
+                "('position')."),
+    from_config(RobotInterface, "gripper_action", "The GripperCommand action ('action')."),
+    from_config(RobotInterface, "gripper_max_effort", "max_effort of GripperCommand goals, N (0 = the "
+                "driver's own limit)."),
+    from_config(RobotInterface, "gripper_goal_deadband", "'action': a new goal is sent when the commanded "
+                "closure moves by more than this from the last goal."),
+    from_config(RobotInterface, "joint_states_topic", "JointState topic of the arm (joint_state_broadcaster)."),
+    from_config(RobotInterface, "gripper_joint_states_topic", "JointState topic of the gripper's driver "
+                "(often joint_states too, from another publisher: merged by joint name)."),
+)
 
 NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
     "camera_node": (
@@ -126,9 +161,7 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("color_topic", COLOR_TOPIC, "Colour image topic (rgb8)."),
         Param("depth_topic", DEPTH_TOPIC, "Aligned depth topic (16UC1, millimetres, 0 = invalid)."),
         Param("camera_info_topic", CAMERA_INFO_TOPIC, "CameraInfo topic of the colour camera."),
-        Param("joint_states_topic", JOINT_STATES_TOPIC, "Output JointState topic (6 arm joints "
-              "in rad + gripper_joint closure, 0 = open .. 1 = closed)."),
-        Param("trajectory_topic", TRAJECTORY_TOPIC, "Input JointTrajectory topic (the commands)."),
+        *ROBOT_INTERFACE,
         Param("ground_truth_topic", "sim/ground_truth", "Ground-truth object poses (MarkerArray "
               "in base_frame, ns = object name), for evaluation only."),
         Param("success_topic", "sim/success", "std_msgs/Bool: the red cube rests in the bin."),
@@ -232,7 +265,6 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         from_config(PolicyConfig, "chunk_execution", "'ensemble' (temporal ensembling every step) or "
                     "'chunk' (execute each chunk open loop)."),
         from_config(PolicyConfig, "ensemble_m", "Temporal ensembling weight decay m, w_i = exp(-m i)."),
-        from_config(PolicyInputsConfig, "joint_names", "Joint order of commands and states."),
         from_config(SafetyConfig, "joint_lower_rad", "Lower position limits (gripper: 0 = open)."),
         from_config(SafetyConfig, "joint_upper_rad", "Upper position limits (gripper: 1 = closed)."),
         from_config(SafetyConfig, "max_velocity_rad_s", "Velocity limit per joint: consecutive "
@@ -247,9 +279,8 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
                     "to be this one; any other is rejected)."),
         from_config(PolicyInputsConfig, "target_max_lost_s", "A LOST track of the target class stays the target "
                     "while unmatched for at most this, seconds."),
-        Param("joint_states_topic", JOINT_STATES_TOPIC, "Input JointState topic."),
         Param("tracks_topic", TRACKS_TOPIC, "Input TrackArray topic."),
-        Param("trajectory_topic", TRAJECTORY_TOPIC, "Output JointTrajectory topic."),
+        *ROBOT_INTERFACE,
     ),
 }
 

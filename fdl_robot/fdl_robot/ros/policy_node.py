@@ -1,4 +1,4 @@
-"""policy_node: joint states + tracks -> JointTrajectory commands through the safety layer.
+"""policy_node: joint states + tracks -> arm and gripper commands through the safety layer.
 
     ros2 run fdl_robot policy_node --ros-args --params-file config/fdl_robot.yaml
 
@@ -6,8 +6,11 @@ Once per control period dt = 1 / control_rate_hz (see *Command timing*) the node
 :class:`~fdl_robot.policy.inputs.PolicyInputs` what the step may do (wait, hold, or act on
 a :class:`~fdl_robot.policy.interface.PolicyObservation` of the latest joint state, target
 and bin), runs :class:`~fdl_robot.policy.runner.PolicyRunner` (policy, chunked or
-temporally ensembled execution, the safety layer) and publishes a
-``trajectory_msgs/JointTrajectory`` for ros2_control's JointTrajectoryController.
+temporally ensembled execution, the safety layer) and sends the arm's and the gripper's
+parts of the command to their own controllers (``ros.interfaces``: a JointTrajectory to
+the arm's JointTrajectoryController by default, or position commands; the gripper by
+JointTrajectory, position command or GripperCommand action). A robot profile
+(``profile:=ur5e``) sets that wiring for a real cell.
 
 Command timing (``command_timing``)
 -----------------------------------
@@ -25,15 +28,17 @@ so the node then keeps ``fixed`` (and says so at start-up).
 
 Inputs (their validation, freshness and the target and bin choice: ``policy.inputs``)
 ------
-``joint_states`` (sensor_msgs/JointState): mapped by name onto ``joint_names`` (6 arm
-joints + gripper, extra joints ignored). Joints from several publishers must be merged
-upstream (every message must carry all joints).
+``joint_states_topic`` and ``gripper_joint_states_topic`` (sensor_msgs/JointState):
+merged by name onto ``arm_joint_names`` + ``gripper_joint`` from any number of publishers
+(the arm from joint_state_broadcaster, the gripper from its driver), freshness per joint,
+the gripper's native position mapped to its closure (``policy.joint_states``). Nothing
+moves before every joint has been received; the node says once which are missing.
 
 ``tracks`` (fdl_robot_interfaces/TrackArray, ``base_frame``): the target is a track of
 ``target_class``, the bin one of ``bin_class`` (else ``bin_position``); a class never
 seen among the tracks is warned about once.
 
-Output
+Output (the arm's; the gripper's follows ``gripper_command_interface``)
 ------
 One JointTrajectory per control step: point 0 is this step's safety-filtered command,
 points 1.. the next (also limited) points of the chunk, one per dt, up to ``trajectory_points``
@@ -51,11 +56,13 @@ tracker and policy must share a clock (``use_sim_time`` for the simulator and ba
 
 Watchdog
 --------
-When the joint states are older than ``input_timeout_s`` (node clock, arrival time) or
-invalid, or the tracks are (if ``require_tracks``), the node publishes ONE hold: a single
-point at the last valid joint position with zero velocity, due in dt. It then publishes
-nothing until every input is fresh again, and restarts the policy from a fresh chunk.
-Nothing computed from invalid data is ever published.
+When a joint's state is older than ``input_timeout_s`` (node clock, arrival time) or
+invalid, or the tracks are (if ``require_tracks``), the node publishes ONE hold: the arm at
+its last valid position with zero velocity, due in dt, the gripper at its last command. It
+then publishes nothing until every input is fresh again, and restarts the policy from a
+fresh chunk. Nothing computed from invalid data is ever published. Joint-state stamps
+that jump back by more than a second (a bag played again, a restarted robot) start a new
+time base: the policy restarts instead of rejecting every message from then on.
 
 Services: ``~/set_target_class`` (fdl_robot_interfaces/SetTargetClass; also the
 ``target_class`` parameter at run time), ``~/reset`` (std_srvs/Trigger: new episode).
@@ -65,31 +72,29 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from builtin_interfaces.msg import Duration
 from fdl_robot_interfaces.msg import TrackArray
 from fdl_robot_interfaces.srv import SetTargetClass
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from fdl_robot.policy.inputs import InputError, PolicyInputs, PolicyInputsConfig, StepKind, TrackedObject
+from fdl_robot.policy.joint_states import JointStateMerger
 from fdl_robot.policy.pacing import CommandPacer, PacingConfig
 from fdl_robot.policy.runner import PolicyConfig, PolicyRunner, limits_from_params, make_policy
 from fdl_robot.ros import parameters
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
+from fdl_robot.ros.commands import CommandPublisher
 from fdl_robot.ros.conversions import ns_to_stamp, stamp_to_ns
+from fdl_robot.ros.interfaces import RobotInterface
 
 # Parameters that can change while the node runs; the others need a restart.
 _RUNTIME_PARAMETERS = {"target_class"}
 # A due time this close counts as now (float seconds of a wall clock resolve ~0.2 us).
 _DUE_SLACK_S = 1e-6
-
-
-def _duration(t_s: float) -> Duration:
-    sec, nanosec = divmod(round(t_s * 1e9), 1_000_000_000)
-    return Duration(sec=int(sec), nanosec=int(nanosec))
+# An idle graph says once that it waits for joint states, then at most this often.
+_WAIT_LOG_PERIOD_S = 60.0
 
 
 def tracked_objects(msg: TrackArray) -> list[TrackedObject]:
@@ -106,7 +111,10 @@ class PolicyNode(FdlNode):
         try:
             config = parameters.build_config("policy_node", PolicyConfig, p)
             limits = limits_from_params(p)
-            self.inputs = PolicyInputs(parameters.build_config("policy_node", PolicyInputsConfig, p))
+            self.interface = parameters.build_config("policy_node", RobotInterface, p)
+            joints = JointStateMerger(self.interface.arm_joint_names, self.interface.gripper_joint,
+                                      self.interface.gripper_scale())
+            self.inputs = PolicyInputs(parameters.build_config("policy_node", PolicyInputsConfig, p), joints)
             pacing = parameters.build_config("policy_node", PacingConfig, p)
             pacer = CommandPacer(config.dt_s, pacing, start_s=self.now_s())
         except ValueError as exc:
@@ -117,11 +125,12 @@ class PolicyNode(FdlNode):
         self.runner = PolicyRunner(policy, limits, config.chunk_execution, config.ensemble_m,
                                    config.trajectory_points)
         self.holding = False
+        self._waiting_logged_s: float | None = None
 
-        self.pub = self.create_publisher(JointTrajectory, p["trajectory_topic"], RELIABLE_QOS)
-        # Best effort subscription: matches reliable and best-effort JointState publishers.
-        self.create_subscription(JointState, p["joint_states_topic"], self.on_joint_state,
-                                 SENSOR_QOS)
+        self.commands = CommandPublisher(self, self.interface, on_error=self.reject)
+        # Best effort subscriptions: match reliable and best-effort JointState publishers.
+        for topic in self.interface.joint_states_topics:
+            self.create_subscription(JointState, topic, self.on_joint_state, SENSOR_QOS)
         self.create_subscription(TrackArray, p["tracks_topic"], self.on_tracks, RELIABLE_QOS)
         self.create_service(SetTargetClass, "~/set_target_class", self.on_set_target_class)
         self.create_service(Trigger, "~/reset", self.on_reset)
@@ -152,11 +161,16 @@ class PolicyNode(FdlNode):
 
     def on_joint_state(self, msg: JointState) -> None:
         try:
-            self.inputs.add_joint_state(msg.name, msg.position, stamp_to_ns(msg.header.stamp),
-                                        self.now_s())
+            new_time_base = self.inputs.add_joint_state(msg.name, msg.position,
+                                                        stamp_to_ns(msg.header.stamp), self.now_s())
         except InputError as exc:
             self.reject(exc.reason, str(exc))
             return
+        if new_time_base:                       # a bag played again, a restarted robot
+            self.runner.reset()
+            self.commands.reset()
+            self.counters["new time base"] += 1
+            self.get_logger().info("joint-state stamps jumped back: a new time base, policy restarted")
         self.counters["ok joint_states"] += 1
 
     def on_tracks(self, msg: TrackArray) -> None:
@@ -202,15 +216,14 @@ class PolicyNode(FdlNode):
         """One control step at ``now_s``; True if it published (a command or a hold)."""
         step = self.inputs.step(now_s)
         if step.kind is StepKind.WAIT:          # nothing to hold yet: publish nothing
-            self.reject("waiting for joint_states",
-                        f"no valid JointState on '{self.params['joint_states_topic']}' yet")
+            self.log_waiting(step.stale)
             return False
         if step.kind is StepKind.HOLD:
             self.runner.reset()
             self.holding = True
-            self.pub.publish(self.hold_msg(step.q_hold))
+            self.commands.hold(step.q_hold, self.get_clock().now().to_msg(), self.dt_s)
             self.counters["holds"] += 1
-            self.get_logger().warning(f"watchdog: {', '.join(step.stale)} stale or invalid; "
+            self.get_logger().warning(f"watchdog: {self.describe(step.stale)} stale or invalid; "
                                       "holding at the last joint position")
             return True
         if step.kind is StepKind.STALE:
@@ -219,33 +232,37 @@ class PolicyNode(FdlNode):
             self.holding = False
             self.get_logger().info("watchdog: inputs fresh again, resuming")
         out = self.runner.step(step.observation, now_s)
-        self.pub.publish(self.trajectory_msg(out.trajectory, now_s, step.source_stamp))
+        self.commands.publish(out.trajectory, *self.due_times(len(out.trajectory), now_s, step.source_stamp))
         self.counters["ok commands"] += 1
         return True
 
-    def trajectory_msg(self, points: np.ndarray, now_s: float,
-                       source_stamp=None) -> JointTrajectory:
-        """Points (m, 7) -> JointTrajectory, point j due at now + (j + 1) dt (module doc)."""
-        msg = JointTrajectory(joint_names=list(self.inputs.config.joint_names))
+    def due_times(self, m: int, now_s: float, source_stamp=None) -> tuple:
+        """(header stamp, time_from_start of m points): point j due at now + (j + 1) dt
+        (module doc); the stamp is the source image's when there is a target."""
         now_ns = round(now_s * 1e9)
         if source_stamp is None:
-            msg.header.stamp, latency_s = ns_to_stamp(now_ns), 0.0
+            stamp, latency_s = ns_to_stamp(now_ns), 0.0
         else:
-            msg.header.stamp = source_stamp
-            latency_s = max(0.0, (now_ns - stamp_to_ns(source_stamp)) * 1e-9)
-        msg.points = [
-            JointTrajectoryPoint(positions=row.tolist(),
-                                 time_from_start=_duration(latency_s + (j + 1) * self.dt_s))
-            for j, row in enumerate(points)]
-        return msg
+            stamp, latency_s = source_stamp, max(0.0, (now_ns - stamp_to_ns(source_stamp)) * 1e-9)
+        return stamp, [latency_s + (j + 1) * self.dt_s for j in range(m)]
 
-    def hold_msg(self, q: np.ndarray) -> JointTrajectory:
-        """One point at ``q`` with zero velocity, due one period from now."""
-        msg = JointTrajectory(joint_names=list(self.inputs.config.joint_names))
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.points = [JointTrajectoryPoint(positions=q.tolist(), velocities=[0.0] * len(q),
-                                           time_from_start=_duration(self.dt_s))]
-        return msg
+    def describe(self, inputs: tuple[str, ...]) -> str:
+        """Input names for a log line, the six arm joints said as one."""
+        arm = self.interface.arm_joint_names
+        if set(arm) <= set(inputs):
+            inputs = ("the arm's joint states", *(n for n in inputs if n not in arm))
+        return ", ".join(inputs)
+
+    def log_waiting(self, missing: tuple[str, ...]) -> None:
+        """Say once which joints were never received, then at most every _WAIT_LOG_PERIOD_S."""
+        self.counters["waiting for joint_states"] += 1
+        now = self.now_s()
+        if self._waiting_logged_s is not None and 0 <= now - self._waiting_logged_s < _WAIT_LOG_PERIOD_S:
+            return
+        self._waiting_logged_s = now
+        topics = " and ".join(f"'{t}'" for t in self.interface.joint_states_topics)
+        self.get_logger().info(f"waiting for {self.describe(missing)} on {topics}; nothing is "
+                               "commanded until every joint has been received")
 
     # --- services and run-time parameters -----------------------------------------------
 
@@ -285,6 +302,7 @@ class PolicyNode(FdlNode):
     def on_reset(self, _request, response):
         self.runner.reset()
         self.inputs.reset()
+        self.commands.reset()
         self.holding = False
         response.success, response.message = True, "policy reset"
         return response

@@ -54,10 +54,10 @@ def build_nodes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_ARGUME
     (:func:`~fdl_robot.ros.parameter_check.check_sources`); a node that fails to start
     names itself (:func:`startup_line`).
     """
-    config = args.config_path()
+    config = args.param_files()
     names = [n for n in graphs.graph_nodes(graph) if only is None or n in only]
     items = parameter_arguments(ros_arguments)
-    check_sources([("file", str(config)), *items], names)
+    check_sources([*(("file", str(path)) for path in config), *items], names)
     nodes = []
     try:
         for name in names:

@@ -53,10 +53,13 @@ Outputs (topics are parameters)
   (``camera_color_optical_frame``). The camera's pose is not published (no /tf here):
   the localizer's ``camera_xyz``/``camera_quat_xyzw`` defaults are the cell's calibrated
   (nominal) pose; each episode jitters the true pose by a few mm / < 1 deg.
-* ``joint_states``: ``sensor_msgs/JointState``, names = the 6 UR arm joints +
-  ``gripper_joint``; position rad and, for the gripper, the normalised closure
-  (0 = open .. 1 = closed, the scale of the commands); velocity rad/s and 1/s; no
-  effort. Reliable, every control step.
+* ``joint_states_topic``: ``sensor_msgs/JointState`` of the six arm joints, as
+  joint_state_broadcaster publishes them: in its order (alphabetical, as on Jazzy; not the
+  chain order: consumers must map by name), position rad, velocity rad/s, no effort,
+  reliable, every control step;
+* ``gripper_joint_states_topic``: a separate JointState of ``gripper_joint`` in native
+  units, as the gripper's driver publishes it (by default on the same topic: two
+  publishers' messages, merged by name downstream).
 * ``sim/ground_truth``: ``visualization_msgs/MarkerArray`` in ``base_frame``, one CUBE
   marker per object (``ns`` = object name: ``red_cube``, the episode's
   ``distractor_k``, ``bin``; ``id`` 0), ``pose`` = the true pose of the object's body
@@ -65,19 +68,27 @@ Outputs (topics are parameters)
 * ``sim/success``: ``std_msgs/Bool``, the episode's success (the red cube rests in the
   bin, see ``PickPlaceEnv.success``), with each camera frame.
 
-Commands
+Commands (``ros.interfaces``; the controllers' contracts: ``sim.controllers``)
 --------
-``trajectory_topic`` (``trajectory_msgs/JointTrajectory``, reliable), as a
-JointTrajectoryController takes them: ``joint_names`` must contain the 6 arm joints and
-``gripper_joint`` (any order; other names are ignored), every point a finite position
-per name (velocities, accelerations and efforts are ignored: the joints are position
-servos), ``time_from_start`` not decreasing. Point j is due at ``header.stamp +
-time_from_start_j`` (a zero stamp means "now", the time of receipt). At each control
-step the target is the first point due at or after the current time, else the last
-point, so the arm holds the end of a finished trajectory; a new message replaces the
-previous one. Arm targets are clipped to the joint limits and the gripper to [0, 1].
-A bad message is rejected (counted, warned about) and the arm keeps its previous
-target; before the first command the arm holds its start posture.
+sim_node plays the controllers a real cell runs, strictly, as its ``RobotInterface``
+parameters say (a robot profile sets them, e.g. ``config/profiles/ur5e.yaml``):
+
+* the arm: a JointTrajectoryController on ``arm_trajectory_topic`` (exactly the six
+  ``arm_joint_names``; a message naming another joint, e.g. the gripper's, is rejected
+  whole, as JTC does), or a forward_command_controller on ``arm_position_topic``;
+* the gripper, on its own interface: a JTC for ``gripper_joint`` on
+  ``gripper_trajectory_topic``, a forward_command_controller on ``gripper_position_topic``,
+  or a ``control_msgs/GripperCommand`` action server on ``gripper_action`` (a new goal
+  preempts the running one, which is aborted; a goal succeeds when the gripper is within
+  ``GRIPPER_GOAL_TOLERANCE`` of it or has stalled, as GripperActionController's do).
+  Positions are the gripper's native units, mapped to the cell's closure by
+  ``gripper_open_position`` / ``gripper_closed_position``.
+
+Trajectories are sampled at every physics step (500 Hz, a UR's controller rate): linear
+between points, from the measured state at the first update after the message, holding
+the last point; a new message replaces the running trajectory. A rejected command is
+counted and warned about with the controller's reason; the running command continues.
+Before the first command the arm holds its start posture.
 
 Services
 --------
@@ -91,74 +102,45 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import rclpy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
+from fdl_robot.ros import parameters
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
-from fdl_robot.ros.conversions import (InvalidInput, camera_to_camera_info, depth_to_image,
-                                       ns_to_stamp, rgb_to_image, stamp_to_ns)
-from fdl_robot.ros.parameters import ARM_JOINTS, GRIPPER_JOINT
+from fdl_robot.ros.conversions import camera_to_camera_info, depth_to_image, ns_to_stamp, rgb_to_image, stamp_to_ns
+from fdl_robot.ros.interfaces import RobotInterface
+from fdl_robot.sim.controllers import CommandRejected, ForwardController, TrajectoryController, TrajectoryPoint
 
-__all__ = ["JOINT_NAMES", "JointCommand", "SimNode", "command_target", "parse_trajectory", "main"]
+__all__ = ["SimNode", "trajectory_points", "GRIPPER_GOAL_TOLERANCE", "main"]
 
-JOINT_NAMES = ARM_JOINTS + [GRIPPER_JOINT]   # order of joint_states and of env actions
 MAX_LAG_S = 0.25                             # wall-clock lag after which pacing re-anchors
+#: A gripper goal is reached within this closure of its position (GripperActionController's
+#: goal_tolerance is 0.01 in the joint's units; ours is in closure).
+GRIPPER_GOAL_TOLERANCE = 0.02
+#: The gripper has stalled (on an object) when its closure moved less than this per second
+#: for GRIPPER_STALL_S (GripperActionController: stall_velocity_threshold, stall_timeout).
+GRIPPER_STALL_VELOCITY = 0.05
+GRIPPER_STALL_S = 0.3
 GROUND_TRUTH_LIFETIME_S = 1.0
 _MARKER_SIZE_M = {"bin": (0.18, 0.18, 0.005)}            # bin: its floor; cubes: 4 cm
 _MARKER_RGBA = {"red_cube": (1.0, 0.0, 0.0, 1.0), "bin": (0.1, 0.3, 1.0, 0.6)}
 _GREY = (0.6, 0.6, 0.6, 1.0)                             # distractors
 
 
-# --- commands (pure functions) ------------------------------------------------------------
+# --- commands (message -> plain values) ----------------------------------------------------
 
-@dataclass(frozen=True)
-class JointCommand:
-    """A validated trajectory: due times (ns, sim clock) and positions in JOINT_NAMES order."""
-
-    due_ns: np.ndarray      # (m,) int64, not decreasing
-    positions: np.ndarray   # (m, 7) float64, finite
-
-
-def parse_trajectory(msg: JointTrajectory, receipt_ns: int) -> JointCommand:
-    """JointTrajectory -> JointCommand, or InvalidInput saying what is wrong with it."""
-    names = list(msg.joint_names)
-    if len(set(names)) != len(names):
-        raise InvalidInput(f"duplicate joint names {names}")
-    missing = [n for n in JOINT_NAMES if n not in names]
-    if missing:
-        raise InvalidInput(f"joint_names lack {missing}")
-    if not msg.points:
-        raise InvalidInput("trajectory has no points")
-    columns = [names.index(n) for n in JOINT_NAMES]
-    rows = []
-    for j, point in enumerate(msg.points):
-        if len(point.positions) != len(names):
-            raise InvalidInput(f"point {j} has {len(point.positions)} positions for "
-                               f"{len(names)} joint names")
-        rows.append([point.positions[c] for c in columns])
-    positions = np.asarray(rows, dtype=np.float64)
-    if not np.all(np.isfinite(positions)):
-        raise InvalidInput("non-finite position (NaN or inf)")
-    start_ns = stamp_to_ns(msg.header.stamp) or receipt_ns
-    offsets = np.array([stamp_to_ns(p.time_from_start) for p in msg.points], dtype=np.int64)
-    if np.any(np.diff(offsets) < 0):
-        raise InvalidInput("time_from_start decreases")
-    return JointCommand(due_ns=start_ns + offsets, positions=positions)
-
-
-def command_target(command: JointCommand, now_ns: int) -> np.ndarray:
-    """Positions (7,) of the first point due at or after ``now_ns``, else of the last point."""
-    j = int(np.searchsorted(command.due_ns, now_ns, side="left"))
-    return command.positions[min(j, len(command.positions) - 1)]
+def trajectory_points(msg: JointTrajectory) -> list[TrajectoryPoint]:
+    """A JointTrajectory's points as ``sim.controllers`` takes them."""
+    return [TrajectoryPoint(tuple(p.positions), stamp_to_ns(p.time_from_start), tuple(p.velocities),
+                            tuple(p.accelerations), tuple(p.effort)) for p in msg.points]
 
 
 # --- the node ---------------------------------------------------------------------------------
@@ -180,13 +162,24 @@ class SimNode(FdlNode):
             if not p["publish_clock"] and p["real_time_factor"] != 1.0:
                 raise ValueError(f"real_time_factor {p['real_time_factor']:g} needs publish_clock:=true (and "
                                  "use_sim_time:=true on the other nodes): wall-clock stamps hold only at real time")
+            self.interface = parameters.build_config("sim_node", RobotInterface, p)
         except BaseException:
             super().destroy_node()
             raise
         self.episode = 0
         self.seed = int(p["seed"])
         self._frame_period_ns = round(1e9 / p["camera_rate_hz"])
-        self._command: JointCommand | None = None      # written by callbacks, read by the loop
+        itf = self.interface
+        self.scale = itf.gripper_scale()
+        self.arm = (TrajectoryController(itf.arm_joint_names) if itf.arm_command_interface == "trajectory"
+                    else ForwardController(itf.arm_joint_names))
+        self.gripper = (TrajectoryController([itf.gripper_joint]) if itf.gripper_command_interface == "trajectory"
+                        else ForwardController([itf.gripper_joint]))
+        # commands accepted by callbacks, handed to the controllers by the simulation thread
+        self._inbox_lock = threading.Lock()
+        self._inbox: dict[str, Any] = {}
+        self._goal: dict | None = None                 # the active gripper goal (action interface)
+        self._gripper_state = (0.0, 0.0)               # closure, closure/s at the last step
         self._now_ns = 0                               # stamp of the last step (any thread)
         self._sim_clock = bool(p["publish_clock"])     # stamps: simulated time, else the wall clock
         self._sim_now_ns = 0                           # simulated time of the last step
@@ -200,13 +193,29 @@ class SimNode(FdlNode):
         self.color_pub = self.create_publisher(Image, p["color_topic"], SENSOR_QOS)
         self.depth_pub = self.create_publisher(Image, p["depth_topic"], SENSOR_QOS)
         self.info_pub = self.create_publisher(CameraInfo, p["camera_info_topic"], RELIABLE_QOS)
-        self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], RELIABLE_QOS)
+        self.joint_pub = self.create_publisher(JointState, itf.joint_states_topic, RELIABLE_QOS)
+        self.gripper_state_pub = (self.joint_pub if itf.gripper_joint_states_topic == itf.joint_states_topic
+                                  else self.create_publisher(JointState, itf.gripper_joint_states_topic,
+                                                             RELIABLE_QOS))
         self.truth_pub = self.create_publisher(MarkerArray, p["ground_truth_topic"], RELIABLE_QOS)
         self.success_pub = self.create_publisher(Bool, p["success_topic"], RELIABLE_QOS)
         self.clock_pub = (self.create_publisher(Clock, p["clock_topic"], RELIABLE_QOS)
                           if p["publish_clock"] else None)
-        self.create_subscription(JointTrajectory, p["trajectory_topic"], self.on_trajectory,
-                                 RELIABLE_QOS)
+        self._arm_joint_order = sorted(itf.arm_joint_names)   # joint_state_broadcaster's (Jazzy)
+        if itf.arm_command_interface == "trajectory":
+            self.create_subscription(JointTrajectory, itf.arm_trajectory_topic,
+                                     lambda m: self.on_trajectory("arm", self.arm, m), RELIABLE_QOS)
+        else:
+            self.create_subscription(Float64MultiArray, itf.arm_position_topic,
+                                     lambda m: self.on_position("arm", self.arm, m), RELIABLE_QOS)
+        if itf.gripper_command_interface == "trajectory":
+            self.create_subscription(JointTrajectory, itf.gripper_trajectory_topic,
+                                     lambda m: self.on_trajectory("gripper", self.gripper, m), RELIABLE_QOS)
+        elif itf.gripper_command_interface == "position":
+            self.create_subscription(Float64MultiArray, itf.gripper_position_topic,
+                                     lambda m: self.on_position("gripper", self.gripper, m), RELIABLE_QOS)
+        else:
+            self._create_gripper_action_server(itf.gripper_action)
         self.create_service(Trigger, "~/reset", self.on_reset)
 
         self._thread = threading.Thread(target=self._run, name="sim_node.env", daemon=True)
@@ -229,14 +238,67 @@ class SimNode(FdlNode):
         else the wall clock (system time) at that step."""
         return self._now_ns
 
-    def on_trajectory(self, msg: JointTrajectory) -> None:
+    def on_trajectory(self, device: str, controller: TrajectoryController, msg: JointTrajectory) -> None:
         try:
-            command = parse_trajectory(msg, self._now_ns)
-        except InvalidInput as exc:
-            self.reject("bad trajectory", str(exc))
+            command = controller.validate(list(msg.joint_names), trajectory_points(msg),
+                                          stamp_to_ns(msg.header.stamp), self._now_ns)
+        except CommandRejected as exc:
+            self.reject(f"{device} trajectory rejected", str(exc))
             return
-        self._command = command
-        self.counters["ok trajectories"] += 1
+        self._deliver(device, command)
+        self.counters[f"ok {device} trajectories"] += 1
+
+    def on_position(self, device: str, controller: ForwardController, msg: Float64MultiArray) -> None:
+        try:
+            values = controller.validate(msg.data)
+        except CommandRejected as exc:
+            self.reject(f"{device} command rejected", str(exc))
+            return
+        self._deliver(device, values)
+        self.counters[f"ok {device} commands"] += 1
+
+    def _deliver(self, device: str, command: Any) -> None:
+        with self._inbox_lock:
+            self._inbox[device] = command
+
+    # --- the gripper's GripperCommand action --------------------------------------------
+
+    def _create_gripper_action_server(self, name: str) -> None:
+        from control_msgs.action import GripperCommand
+        from rclpy.action import ActionServer, GoalResponse
+
+        self._gripper_action_type = GripperCommand
+        self.gripper_server = ActionServer(self, GripperCommand, name, self._execute_gripper_goal,
+                                           goal_callback=lambda _goal: GoalResponse.ACCEPT)
+
+    async def _execute_gripper_goal(self, goal_handle):
+        """Take the goal's position as the gripper's target; finish when the simulation thread
+        says it is reached, stalled or preempted by a newer goal."""
+        from rclpy.task import Future as RosFuture
+
+        x = float(goal_handle.request.command.position)
+        result = self._gripper_action_type.Result()
+        if not np.isfinite(x):
+            self.reject("gripper goal rejected", f"non-finite position {x}")
+            goal_handle.abort()
+            return result
+        done = RosFuture(executor=self.executor)
+        goal = {"closure": float(np.clip(self.scale.to_closure(x), 0.0, 1.0)), "done": done}
+        self._deliver("gripper", np.array([x]))
+        with self._inbox_lock:
+            previous, self._goal = self._goal, goal
+        if previous is not None and not previous["done"].done():
+            previous["done"].set_result("preempted")
+        self.counters["ok gripper goals"] += 1
+        outcome = await done
+        state = self._gripper_state
+        result.position, result.effort = float(self.scale.open_position + state[0] * self.scale.span), 0.0
+        result.reached_goal, result.stalled = outcome == "reached", outcome == "stalled"
+        if outcome == "preempted":
+            goal_handle.abort()
+        else:
+            goal_handle.succeed()
+        return result
 
     def on_reset(self, _request, response):
         try:
@@ -346,7 +408,10 @@ class SimNode(FdlNode):
         if not first:
             self.episode += 1
         self.seed = seed
-        self._command = None
+        self.arm.reset()
+        self.gripper.reset()
+        with self._inbox_lock:
+            self._inbox.clear()
         self._episode_start_ns = self._sim_now_ns     # simulated time continues across episodes
         self._next_frame_ns = self._sim_now_ns
         self.get_logger().info(f"episode {self.episode}: seed {seed}, objects "
@@ -362,28 +427,72 @@ class SimNode(FdlNode):
         return sim_ns if self._sim_clock else self.get_clock().now().nanoseconds
 
     def _control_step(self, env) -> None:
-        command = self._command
-        if command is not None:
-            env.apply_action(command_target(command, self._stamp_ns(self._sim_ns(env))))
-        env.physics_step(env.physics_substeps)
+        """One 20 ms control step: the controllers sampled at each 2 ms physics step."""
+        with self._inbox_lock:
+            inbox, self._inbox = self._inbox, {}
+        if "arm" in inbox:
+            self.arm.take(inbox["arm"])
+        if "gripper" in inbox:
+            self.gripper.take(inbox["gripper"])
+        obs = env.observation()
+        q_arm = obs["qpos"]
+        x_gripper = self.scale.open_position + np.array([obs["gripper"]]) * self.scale.span
+        t0_ns = self._stamp_ns(self._sim_ns(env))
+        step_ns = round(env.physics_dt_s * 1e9)
+        for k in range(env.physics_substeps):
+            t_ns = t0_ns + k * step_ns
+            arm = self.arm.update(t_ns, q_arm)
+            gripper = self.gripper.update(t_ns, x_gripper)
+            if arm is not None or gripper is not None:
+                target = env.action_targets()
+                if arm is not None:
+                    target[:6] = arm
+                if gripper is not None:
+                    target[6] = self.scale.to_closure(gripper[0])
+                env.apply_action(target)
+            env.physics_step(1)
         self._sim_now_ns = sim_ns = self._sim_ns(env)
         self._now_ns = now_ns = self._stamp_ns(sim_ns)
         stamp = ns_to_stamp(now_ns)
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=stamp))
-        self.joint_pub.publish(self._joint_state(env, stamp))
+        arm_state, gripper_state = self._joint_states(env, stamp)
+        self.joint_pub.publish(arm_state)
+        self.gripper_state_pub.publish(gripper_state)
+        self._update_gripper_goal(self._gripper_state)
         if sim_ns >= self._next_frame_ns:
             self._next_frame_ns += self._frame_period_ns * max(
                 1, -(-(sim_ns - self._next_frame_ns) // self._frame_period_ns))
             self._publish_frame(env, stamp)
 
-    def _joint_state(self, env, stamp) -> JointState:
+    def _joint_states(self, env, stamp) -> tuple[JointState, JointState]:
+        """The arm's JointState (joint_state_broadcaster's order) and the gripper's (native)."""
         obs = env.observation()
-        msg = JointState(name=list(JOINT_NAMES),
-                         position=[*obs["qpos"].tolist(), obs["gripper"]],
-                         velocity=[*obs["qvel"].tolist(), obs["gripper_vel"]])
-        msg.header.stamp = stamp
-        return msg
+        q = dict(zip(self.interface.arm_joint_names, obs["qpos"].tolist(), strict=True))
+        v = dict(zip(self.interface.arm_joint_names, obs["qvel"].tolist(), strict=True))
+        arm = JointState(name=self._arm_joint_order, position=[q[n] for n in self._arm_joint_order],
+                         velocity=[v[n] for n in self._arm_joint_order])
+        arm.header.stamp = stamp
+        self._gripper_state = (float(obs["gripper"]), float(obs["gripper_vel"]))
+        gripper = JointState(name=[self.interface.gripper_joint],
+                             position=[self.scale.open_position + obs["gripper"] * self.scale.span],
+                             velocity=[obs["gripper_vel"] * self.scale.span])
+        gripper.header.stamp = stamp
+        return arm, gripper
+
+    def _update_gripper_goal(self, state: tuple[float, float]) -> None:
+        """Finish the active gripper goal when reached or stalled (simulation thread)."""
+        goal = self._goal
+        if goal is None or goal["done"].done():
+            return
+        closure, velocity = state
+        if abs(closure - goal["closure"]) <= GRIPPER_GOAL_TOLERANCE:
+            goal["done"].set_result("reached")
+            return
+        still = abs(velocity) < GRIPPER_STALL_VELOCITY
+        goal["still_s"] = goal.get("still_s", 0.0) + 0.02 if still else 0.0
+        if goal["still_s"] >= GRIPPER_STALL_S:
+            goal["done"].set_result("stalled")
 
     def _publish_frame(self, env, stamp) -> None:
         from fdl_robot.sim.camera import depth_m_to_mm_uint16

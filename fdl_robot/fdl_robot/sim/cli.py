@@ -6,8 +6,9 @@
     python -m fdl_robot.sim.cli snapshot --seed 0 --out scene.png
 
 Each subcommand also has its own ``*_main`` function for console-script entry points.
-``evaluate`` is :mod:`fdl_robot.eval.sim_expert`. Rendering is headless (``MUJOCO_GL=egl``,
-set by :mod:`fdl_robot.sim` if unset).
+``evaluate`` is :mod:`fdl_robot.eval.sim_expert`. Output paths are checked before any work
+(:mod:`fdl_robot.outputs`); a failed write ends the command with one line and status 1.
+Rendering is headless (``MUJOCO_GL=egl``, set by :mod:`fdl_robot.sim` if unset).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from fdl_robot.cli_format import HelpFormatter
+from fdl_robot.outputs import DIRECTORY, IMAGE, Output, check_args, exit_on_error, write_image
 
 __all__ = ["main", "record_main", "evaluate_main", "bench_main", "snapshot_main"]
 
@@ -59,11 +61,23 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, outputs: dict[str, Output]):
+    """``parser``'s arguments of ``argv``, their output paths checked (parser.error if one fails)."""
+    args = parser.parse_args(argv)
+    check_args(parser, args, outputs)
+    return args
+
+
+RECORD_OUTPUTS = {"--out": DIRECTORY}
+SNAPSHOT_OUTPUTS = {"--out": IMAGE}
+
+
+@exit_on_error
 def record_main(argv: Sequence[str] | None = None) -> int:
     """Console entry: record expert demonstrations (see ``--help``)."""
-    return _record(_record_parser(argparse.ArgumentParser(description="Record expert demos (ACT HDF5).",
-                                                               formatter_class=HelpFormatter))
-                   .parse_args(argv))
+    return _record(_parse(_record_parser(argparse.ArgumentParser(description="Record expert demos (ACT HDF5).",
+                                                                 formatter_class=HelpFormatter)),
+                          argv, RECORD_OUTPUTS))
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -79,11 +93,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     return evaluate_from_arguments(args)
 
 
+def _evaluate_outputs() -> dict[str, Output]:
+    from fdl_robot.eval.sim_expert import EXPERT_OUTPUTS
+
+    return EXPERT_OUTPUTS
+
+
+@exit_on_error
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     """Console entry: expert success rate over N seeds, image strip / video of one episode."""
-    return _evaluate(_evaluate_parser(argparse.ArgumentParser(description="Evaluate the scripted expert.",
-                                                                   formatter_class=HelpFormatter))
-                     .parse_args(argv))
+    return _evaluate(_parse(_evaluate_parser(argparse.ArgumentParser(description="Evaluate the scripted expert.",
+                                                                     formatter_class=HelpFormatter)),
+                            argv, _evaluate_outputs()))
 
 
 # --------------------------------------------------------------------------- bench
@@ -173,34 +194,38 @@ def _snapshot(args: argparse.Namespace) -> int:
     tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), depth_vis, palette[seg % len(palette)],
              cv2.cvtColor(wrist, cv2.COLOR_RGB2BGR)]
     grid = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), grid)
+    write_image(args.out, grid, "snapshot")
     print(f"seed {args.seed}: RGB | depth / segmentation | wrist camera -> {args.out}")
     return 0
 
 
+@exit_on_error
 def snapshot_main(argv: Sequence[str] | None = None) -> int:
     """Console entry: one scene as RGB, depth, segmentation and wrist view."""
-    return _snapshot(_snapshot_parser(argparse.ArgumentParser(description="Render one scene.",
-                                                                   formatter_class=HelpFormatter)).parse_args(argv))
+    return _snapshot(_parse(_snapshot_parser(argparse.ArgumentParser(description="Render one scene.",
+                                                                     formatter_class=HelpFormatter)), argv,
+                            SNAPSHOT_OUTPUTS))
 
 
 # --------------------------------------------------------------------------- main
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fdl_robot.sim.cli {record,evaluate,bench,snapshot} ...``"""
     parser = argparse.ArgumentParser(prog="fdl_sim", description=__doc__.splitlines()[0],
                                      formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {
-        "record": (_record_parser, _record, "record expert demonstrations (ACT HDF5)"),
-        "evaluate": (_evaluate_parser, _evaluate, "expert success rate, image strip, video"),
-        "bench": (_bench_parser, _bench, "real-time factor with and without the camera"),
-        "snapshot": (_snapshot_parser, _snapshot, "render RGB, depth, segmentation of one scene"),
+        "record": (_record_parser, _record, "record expert demonstrations (ACT HDF5)", RECORD_OUTPUTS),
+        "evaluate": (_evaluate_parser, _evaluate, "expert success rate, image strip, video", None),
+        "bench": (_bench_parser, _bench, "real-time factor with and without the camera", {}),
+        "snapshot": (_snapshot_parser, _snapshot, "render RGB, depth, segmentation of one scene", SNAPSHOT_OUTPUTS),
     }
-    for name, (build, _, help_text) in commands.items():
-        build(sub.add_parser(name, help=help_text, formatter_class=HelpFormatter))
+    parsers = {name: build(sub.add_parser(name, help=help_text, formatter_class=HelpFormatter))
+               for name, (build, _, help_text, _) in commands.items()}
     args = parser.parse_args(argv)
-    return commands[args.command][1](args)
+    _, run, _, outputs = commands[args.command]
+    check_args(parsers[args.command], args, _evaluate_outputs() if outputs is None else outputs)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fdl_robot import __version__
+from fdl_robot.outputs import write_json, writing
 from fdl_robot.sim import scene
 from fdl_robot.sim.camera import depth_m_to_mm_uint16
 from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
@@ -123,8 +124,9 @@ class RecordedEpisode:
     cameras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def save(self, path: str | Path, compression: str | None = "gzip") -> None:
-        """Write the ACT-layout HDF5 file (images/depth gzip-compressed per frame)."""
-        with h5py.File(path, "w") as f:
+        """Write the ACT-layout HDF5 file (images/depth gzip-compressed per frame);
+        :class:`fdl_robot.outputs.OutputError` if it cannot be written."""
+        with writing(path, "episode"), h5py.File(path, "w") as f:
             for key, value in self.attrs.items():
                 f.attrs[key] = value
             f.create_dataset("action", data=np.asarray(self.action))
@@ -262,7 +264,7 @@ def record_demos(n_episodes: int, out_path: str | Path, seed0: int = 0, episode_
         "camera_names": list(camera_names),
         "noise": asdict(noise if noise is not None else PerceptionNoise()),
     }
-    (out_dir / "dataset_info.json").write_text(json.dumps(info, indent=2))
+    write_json(out_dir / "dataset_info.json", info, "dataset info")
     if len(saved) < n_episodes:
         raise RuntimeError(f"only {len(saved)} of {n_episodes} successful episodes in {attempts} seeds")
     return saved

@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from fdl_robot.core.camera import PinholeCamera
 from fdl_robot.core.geometry import Transform
+from fdl_robot.outputs import write_image
 from fdl_robot.sim import scene
 from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
 from fdl_robot.sim.expert import ScriptedExpert
@@ -202,7 +203,7 @@ def write_yolo_dataset(out_dir: str | Path, n_train_episodes: int = 250, n_val_e
                     for frame in episode_frames(env, expert, seed, frames_per_episode):
                         stem = f"{frame.seed}_{frame.step:03d}"
                         bgr = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
-                        cv2.imwrite(str(out / "images" / split / f"{stem}.jpg"), bgr,
+                        write_image(out / "images" / split / f"{stem}.jpg", bgr, "dataset image",
                                     [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
                         (out / "labels" / split / f"{stem}.txt").write_text(
                             "".join(_yolo_line(lb, image_width, image_height) + "\n" for lb in frame.labels))

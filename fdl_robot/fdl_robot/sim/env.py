@@ -352,6 +352,11 @@ class PickPlaceEnv:
         self.data.ctrl[self._arm_act] = np.clip(a[:6], self.joint_limits_rad[:, 0], self.joint_limits_rad[:, 1])
         self.data.ctrl[self._gripper_act] = np.clip(a[6], 0.0, 1.0) * scene.GRIPPER_MAX_CLOSURE_M
 
+    def action_targets(self) -> np.ndarray:
+        """The current actuator targets as an action (7,): arm rad, gripper closure."""
+        return np.concatenate([self.data.ctrl[self._arm_act],
+                               [self.data.ctrl[self._gripper_act] / scene.GRIPPER_MAX_CLOSURE_M]])
+
     def physics_step(self, n_steps: int = 1) -> None:
         """Advance the physics by ``n_steps`` x 0.002 s holding the current targets."""
         for _ in range(n_steps):

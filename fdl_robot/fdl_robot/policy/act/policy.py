@@ -48,6 +48,7 @@ Checkpoint (``torch.save`` of a dict of tensors and plain values, loadable with
 """
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fdl_robot.outputs import SHIPPED_MODELS_DIR, write_bytes
 from fdl_robot.policy.act.config import ACTConfig
 from fdl_robot.policy.act.model import ACTModel
 from fdl_robot.policy.act.processor import Normalizer, chunk_from_model, observation_vector
@@ -65,13 +67,15 @@ __all__ = ["CHECKPOINT_FORMAT", "SHIPPED_MODEL_PATH", "ACTPolicy", "save_checkpo
 
 CHECKPOINT_FORMAT = "fdl_robot.act/1"
 #: The weights shipped with the package (``fdl_robot/models/act/act.pt``).
-SHIPPED_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "act" / "act.pt"
+SHIPPED_MODEL_PATH = SHIPPED_MODELS_DIR / "act" / "act.pt"
 
 
 def save_checkpoint(path: str | Path, model: ACTModel, normalizer: Normalizer,
                     inference_only: bool = True, meta: dict[str, Any] | None = None) -> None:
-    """Write model + config + normalizer (+ meta) to ``path`` (see the module docstring)."""
+    """Write model + config + normalizer (+ meta) to ``path`` (see the module docstring), whole
+    or not at all (:func:`fdl_robot.outputs.write_bytes`; OutputError if it cannot)."""
     state = model.inference_state_dict() if inference_only else model.state_dict()
+    buffer = io.BytesIO()
     torch.save({
         "format": CHECKPOINT_FORMAT,
         "config": model.cfg.to_dict(),
@@ -79,7 +83,8 @@ def save_checkpoint(path: str | Path, model: ACTModel, normalizer: Normalizer,
         "state_dict": {k: v.detach().cpu().clone() for k, v in state.items()},
         "with_vae_encoder": not inference_only and model.vae is not None,
         "meta": dict(meta or {}),
-    }, Path(path))
+    }, buffer)
+    write_bytes(path, buffer.getvalue(), "checkpoint")
 
 
 def load_checkpoint(path: str | Path) -> tuple[ACTModel, Normalizer, dict[str, Any]]:

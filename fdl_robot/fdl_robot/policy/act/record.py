@@ -44,6 +44,9 @@ from typing import Any, Sequence
 
 import numpy as np  # noqa: E402
 
+from fdl_robot.cli_format import HelpFormatter
+from fdl_robot.outputs import DIRECTORY, check_args, exit_on_error, write_json
+
 __all__ = ["RecorderConfig", "record", "main"]
 
 
@@ -147,13 +150,15 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
     base_env.close()
     info = {"episodes": saved, "n_saved": len(saved), "seeds": [seed0, seed - 1], "failures": failures,
             "recorder": asdict(cfg), **limits_meta, "wall_s": round(time.perf_counter() - t0, 1)}
-    (out / "dataset_info.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_json(out / "dataset_info.json", info, "dataset info", indent=1)
     return info
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     d = RecorderConfig()
-    ap = argparse.ArgumentParser(prog="python -m fdl_robot.policy.act.record", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m fdl_robot.policy.act.record", description=__doc__.splitlines()[0],
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--episodes", type=int, default=1000)
     ap.add_argument("--seed0", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
@@ -164,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--perturb-std", type=float, default=d.perturb_std_rad)
     ap.add_argument("--perturb-tau", type=float, default=d.perturb_tau_s)
     a = ap.parse_args(argv)
+    check_args(ap, a, {"--out": DIRECTORY})
     cfg = RecorderConfig(a.joint_speed, a.tcp_speed, a.steps, a.perturb_frac, a.perturb_std, a.perturb_tau)
 
     info = record(a.episodes, a.out, a.seed0, cfg)

@@ -1,11 +1,14 @@
 """Train ACT on recorded demonstrations: ``fdl-robot-train-act``.
 
     fdl_sim record --episodes 300 --seed0 0 --no-align-yaw --out outputs/act/demos_300
-    fdl-robot-train-act --data outputs/act/demos_300 --out outputs/act/run
+    fdl-robot-train-act --data outputs/act/demos_300 --out outputs/act/run [--ship]
 
-Writes to ``--out``: ``act.pt`` (best checkpoint by validation loss, inference weights +
-config + normalizer), ``config.json``, ``metrics.json``, ``train_log.csv`` and
-``loss.png``. The validation split is by episode (``--val-fraction``).
+Writes to ``--out`` (a run directory, ``outputs/act/train`` by default): ``act.pt`` (best
+checkpoint by validation loss, inference weights + config + normalizer), ``config.json``,
+``metrics.json``, ``train_log.csv`` and ``loss.png`` (:data:`RUN_FILES`). The shipped
+weights (``fdl_robot/models/act``) are replaced only with ``--ship``, which copies those files
+there once training has ended. Every output is checked before any work. The validation
+split is by episode (``--val-fraction``).
 
 Each training sample is one step t of one episode: observation o_t with perturbed object
 inputs (``processor.augment_objects``) and the action chunk a_{t..t+k-1} (padded with the
@@ -21,7 +24,7 @@ The command line has one option ``--field-name`` per field of :class:`ACTConfig`
 its :class:`AugmentConfig` (:func:`add_config_options`: type, default and help from the
 field) except ``FIXED_FIELDS``; ``OPTION_ALIASES`` keeps the earlier short names, and
 ``--absolute-actions`` is ``--no-relative-actions``. The run options (``--data``,
-``--out``, ``--max-episodes``, ``--max-minutes``, ``--threads``, ``--quiet``,
+``--out``, ``--ship``, ``--max-episodes``, ``--max-minutes``, ``--threads``, ``--quiet``,
 ``--no-augment``) are not part of the config.
 """
 from __future__ import annotations
@@ -44,9 +47,11 @@ from tqdm import tqdm
 
 from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.config import field_default
+from fdl_robot.outputs import (DIRECTORY, OutputError, check, check_args, copy_into, exit_on_error, write_figure,
+                               write_json, write_text, writing)
 from fdl_robot.policy.act.config import ACTConfig
 from fdl_robot.policy.act.model import ACTModel, act_loss
-from fdl_robot.policy.act.policy import save_checkpoint
+from fdl_robot.policy.act.policy import SHIPPED_MODEL_PATH, save_checkpoint
 from fdl_robot.policy.act.processor import DemoArrays, Normalizer, chunk_to_model, load_episodes
 
 __all__ = ["train", "main", "split_episodes", "lr_at", "TrainingData", "ValidationSet", "TrainLog",
@@ -219,7 +224,7 @@ class TrainLog:
         return int(self.rows[-1]["step"]) if self.rows else 0
 
     def write_csv(self, path: Path) -> None:
-        with open(path, "w", newline="") as f:
+        with writing(path, "training log"), open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(self.KEYS))
             w.writeheader()
             for r in self.rows:
@@ -265,7 +270,7 @@ def _plot(log: list[dict], path: Path) -> None:
     ax[1].grid(alpha=0.3)
     fig.suptitle("ACT training")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_figure(path, fig, "loss plot", dpi=110)
     plt.close(fig)
 
 
@@ -275,7 +280,7 @@ def write_artefacts(out: Path, data: TrainingData, val: ValidationSet, log: Trai
     checkpoint ``act.pt`` in ``out``; return the metrics."""
     log.write_csv(out / "train_log.csv")
     _plot(log.rows, out / "loss.png")
-    (out / "config.json").write_text(data.cfg.to_json() + "\n")
+    write_text(out / "config.json", data.cfg.to_json() + "\n", "config")
     tr, va = data.train, data.val
     last_train = log.last("train")
     metrics = {
@@ -295,7 +300,7 @@ def write_artefacts(out: Path, data: TrainingData, val: ValidationSet, log: Trai
         "checkpoint_bytes": os.path.getsize(out / "act.pt"),
         "loss": "L1 (normalised actions) + kl_weight * KL; val: z = 0 as at inference",
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "metrics.json", metrics, "metrics")
     return metrics
 
 
@@ -349,6 +354,9 @@ def train(cfg: ACTConfig, data_dir: str | Path, out_dir: str | Path, progress: b
 
 
 # --- command line ------------------------------------------------------------------------------
+
+#: What a run writes into ``--out`` (and ``--ship`` copies into the shipped model directory).
+RUN_FILES = ("act.pt", "config.json", "metrics.json", "train_log.csv", "loss.png")
 
 #: train()'s keyword defaults: the defaults of the run options (--max-episodes, ...).
 _RUN_DEFAULTS = {k: p.default for k, p in inspect.signature(train).parameters.items()}
@@ -409,7 +417,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fdl-robot-train-act", description="Train the ACT policy on recorded demos.",
                                 formatter_class=HelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="directory of episode_*.hdf5 (fdl_sim record)")
-    p.add_argument("--out", type=Path, default=Path("outputs/act/train"), help="output directory")
+    p.add_argument("--out", type=Path, default=Path("outputs/act/train"), help="run directory (RUN_FILES)")
+    p.add_argument("--ship", action="store_true",
+                   help=f"after training, copy the run's files over the shipped ones ({SHIPPED_MODEL_PATH.parent}); "
+                        "also needed for an --out inside it")
     p.add_argument("--max-episodes", type=int, default=run["max_episodes"],
                    help="use only the first N episodes")
     p.add_argument("--max-minutes", type=float, default=run["max_minutes"],
@@ -425,9 +436,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     a = parser.parse_args(argv)
+    check_args(parser, a, {"--out": DIRECTORY}, shipped_ok=a.ship)
+    try:
+        if a.ship:
+            check(SHIPPED_MODEL_PATH.parent, DIRECTORY, "--ship", shipped_ok=True)
+    except OutputError as exc:
+        parser.error(str(exc))
     try:
         cfg = config_from_args(a)
         if a.no_augment:
@@ -439,7 +457,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps({k: m[k] for k in ("episodes_train", "episodes_val", "steps_done", "best_step",
                                         "best_val_l1_noisy_objects", "best_val_l1_ground_truth",
                                         "train_wall_time_s", "checkpoint_bytes")}, indent=2))
-    print(f"wrote {a.out}/act.pt, config.json, metrics.json, train_log.csv, loss.png")
+    print(f"wrote {a.out}/{', '.join(RUN_FILES)}")
+    if a.ship:
+        shipped = copy_into(SHIPPED_MODEL_PATH.parent, [a.out / name for name in RUN_FILES], "shipped file")
+        print(f"shipped into {SHIPPED_MODEL_PATH.parent}: {', '.join(shipped)}; its eval.json and "
+              "closed_loop_eval.json still describe the previous weights: re-run fdl-robot-eval-act and "
+              "fdl-robot-closed-loop")
     return 0
 
 
