@@ -8,6 +8,11 @@ executor ("manual composition", the only composition rclpy has)::
     fdl-robot launch --graph sim                       # a process per node
     fdl-robot run --graph sim --config config/fdl_robot.yaml     # one process
     fdl-robot run --graph robot --camera-source realsense --namespace arm1
+    fdl-robot run --graph sim --ros-args -p max_age_s:=2.0     # after the YAML, as in ROS 2
+
+Start-up failures (a parameter typo, a missing device, bad weights) end the process with
+status 1 and one line, ``<node>: <reason>`` (:func:`startup_line`); ``FDL_ROBOT_DEBUG=1``
+adds the traceback.
 
 Stopping: SIGINT and SIGTERM both stop a process cleanly, however often they arrive. rclpy
 is initialised without its own signal handlers (which shut the context down at once, so a
