@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.camera import PinholeCamera
 from fdl_robot.core.geometry import Transform
 from fdl_robot.core.tracking import MultiObjectTracker
@@ -93,7 +94,7 @@ def _policy_stage(p_target_base) -> None:
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("outputs/pipeline_demo.png"))
     args = parser.parse_args(argv)

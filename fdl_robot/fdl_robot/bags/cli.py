@@ -18,6 +18,8 @@ import threading
 import time
 from datetime import datetime
 
+from fdl_robot.cli_format import HelpFormatter
+
 __all__ = ["main"]
 
 
@@ -134,10 +136,10 @@ def _info(args, _ros_args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fdl-robot-bag", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    rec = sub.add_parser("record", help="record topics into a new bag")
+    rec = sub.add_parser("record", help="record topics into a new bag", formatter_class=HelpFormatter)
     rec.add_argument("topics", nargs="*", help="topics to record")
     rec.add_argument("-a", "--all", action="store_true", help="record every topic (not /rosout, "
                      "/parameter_events, hidden topics)")
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--use-sim-time", action="store_true", help="stamp with /clock time")
     rec.set_defaults(run=_record)
 
-    play = sub.add_parser("play", help="publish a bag's messages")
+    play = sub.add_parser("play", help="publish a bag's messages", formatter_class=HelpFormatter)
     play.add_argument("bag")
     play.add_argument("-r", "--rate", type=float, default=1.0, help="playback speed factor")
     play.add_argument("--fast", action="store_true", help="as fast as possible")
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="first wait (at most this long) until every played topic has a subscriber")
     play.set_defaults(run=_play)
 
-    info = sub.add_parser("info", help="summarise a bag")
+    info = sub.add_parser("info", help="summarise a bag", formatter_class=HelpFormatter)
     info.add_argument("bag")
     info.set_defaults(run=_info)
 

@@ -54,6 +54,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
 from fdl_robot.ros.interfaces import PROFILES
@@ -636,7 +637,7 @@ class ClosedLoopEvaluator:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     add_arguments(p, CLOSED_LOOP_EVAL, "seconds", seed0_help="seeds seed0 .. seed0 + N - 1 (never trained on)")
     p.add_argument("--config", default=None, help="parameters YAML (default: config/fdl_robot.yaml)")
     p.add_argument("--policy", default="", help="policy_node policy, 'act' or 'scripted' ('' = the YAML's)")

@@ -36,6 +36,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.metrics import evaluate_detections
 from fdl_robot.outputs import FIGURE, JSON, check_args, exit_on_error, write_figure, write_json
 from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
@@ -259,7 +260,8 @@ class DetectorEvaluator:
 
 @exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="fdl-robot-eval-detector", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="fdl-robot-eval-detector", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--backend", default=_DETECTOR.backend, help="'ultralytics' (.pt/.onnx), 'onnx', 'detr', 'color'")
     p.add_argument("--weights", default="", help="weights ('' = the shipped best.pt)")
     p.add_argument("--dataset", default="", help="(unused; frames are re-rendered from their seeds)")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.bags.replay import ReplayResult, replay_perception
 from fdl_robot.core.mot_metrics import MOTAccumulator, idf1
 from fdl_robot.eval.matching import match_by_class
@@ -249,7 +250,8 @@ class ReplayEvaluator:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fdl_robot.bags.replay",
                                      description="replay a bag through detector, localizer and "
-                                                 "tracker and score them against its ground truth")
+                                                 "tracker and score them against its ground truth",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("bag")
     parser.add_argument("--backend", default="auto", help="auto (shipped weights if any, else "
                         "color), color, ultralytics, detr")

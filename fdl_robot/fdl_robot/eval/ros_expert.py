@@ -42,6 +42,7 @@ from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
 from fdl_robot.eval.media import caption, write_strip
@@ -224,7 +225,7 @@ class RosExpertEvaluator:
 def main(argv: Sequence[str] | None = None) -> int:
     from fdl_robot.sim.expert import ScriptedExpert
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     add_arguments(parser, EXPERT_EVAL, "seconds", seed0_help="seeds seed0 .. seed0 + N - 1")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.eval.base import EvalConfig, OwnsSimulator, add_arguments, from_arguments
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip
@@ -262,7 +263,8 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="fdl-robot-eval-act", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="fdl-robot-eval-act", description=__doc__.splitlines()[0],
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--model", default="", help="checkpoint ('' = the shipped weights)")
     add_arguments(ap, POLICY_EVAL, "steps", seed0_help="first seed (never used in training)")
     ap.add_argument("--inputs", nargs="+", default=list(_DEFAULTS.inputs), choices=INPUT_MODES)

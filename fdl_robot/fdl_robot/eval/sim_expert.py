@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.robot import CONTROL_DT_S, CONTROL_RATE_HZ
 from fdl_robot.eval.base import EvalConfig, OwnsSimulator, add_arguments, from_arguments
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip, write_video
@@ -150,7 +151,8 @@ def evaluate_from_arguments(args: argparse.Namespace) -> int:
 @exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = add_expert_arguments(argparse.ArgumentParser(prog="fdl_sim evaluate",
-                                                          description="Evaluate the scripted expert."))
+                                                          description="Evaluate the scripted expert.",
+                                                          formatter_class=HelpFormatter))
     args = parser.parse_args(argv)
     check_args(parser, args, EXPERT_OUTPUTS)
     return evaluate_from_arguments(args)

@@ -372,7 +372,8 @@ def make_detector(backend: str | DetectorConfig = _DEFAULT.backend, model_path: 
 
     ``make_detector(config)``, or ``make_detector(backend, model_path, **settings)`` with
     ``settings`` any other fields of DetectorConfig. An empty ``model_path`` resolves to
-    the backend's shipped weights; FileNotFoundError if there are none.
+    the backend's shipped weights; FileNotFoundError if there are none, ValueError naming
+    the backend and the path when the weights cannot be loaded (corrupt, wrong format).
     """
     config = backend if isinstance(backend, DetectorConfig) else DetectorConfig(
         backend=backend, model_path=str(model_path), **settings)
@@ -384,6 +385,17 @@ def make_detector(backend: str | DetectorConfig = _DEFAULT.backend, model_path: 
     if not path:
         raise FileNotFoundError(f"detector backend '{config.backend}': no model_path given and no "
                                 f"shipped weights in {default_model_dir()}")
+    try:
+        return _load_backend(config, path)
+    except (FileNotFoundError, ImportError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch, onnx, openvino and transformers raise anything
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise ValueError(f"cannot load the '{config.backend}' detector weights {path}: "
+                         f"{type(exc).__name__}: {detail}") from exc
+
+
+def _load_backend(config: DetectorConfig, path: str | Path) -> Detector:
     if config.backend == "ultralytics":
         return UltralyticsDetector(path, config.image_size, config.score_threshold,
                                    config.iou_threshold, config.max_detections, config.device,

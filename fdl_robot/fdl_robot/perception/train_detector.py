@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.outputs import DIRECTORY, OutputError, check, check_args, copy_into, exit_on_error, write_json, writing
 from fdl_robot.perception.detector import default_model_dir
 
@@ -90,7 +91,7 @@ def export_onnx(weights: Path, imgsz: int) -> Path:
 @exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--dataset", type=Path, default=Path("outputs/detection_dataset"),
                    help="dataset directory (rendered first if it has no dataset.yaml)")
     p.add_argument("--train-episodes", type=int, default=250, help="episodes rendered for training")

@@ -196,16 +196,24 @@ def make_policy(name: str, *, dt_s: float, model_path: str = "", threads: int = 
     'act' loads :class:`fdl_robot.policy.act.policy.ACTPolicy` from ``model_path`` ('' =
     the shipped weights; torch is imported only here) with ``threads`` torch threads per
     forward pass (0 = torch's setting); its control period is fixed by training, so
-    ``dt_s`` must equal it (ValueError otherwise).
+    ``dt_s`` must equal it (ValueError otherwise). A missing checkpoint raises
+    FileNotFoundError, one that cannot be loaded ValueError; both name the path.
     """
     if name == "scripted":
         from fdl_robot.policy.scripted import ScriptedPolicy
 
         return ScriptedPolicy(dt_s=dt_s, **kwargs)
     if name == "act":
-        from fdl_robot.policy.act.policy import ACTPolicy
+        from fdl_robot.policy.act.policy import SHIPPED_MODEL_PATH, ACTPolicy
 
-        policy = ACTPolicy.load(model_path, threads=threads, **kwargs)
+        try:
+            policy = ACTPolicy.load(model_path, threads=threads, **kwargs)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch.load raises anything on a corrupt file
+            detail = (str(exc).strip().splitlines() or [""])[0]
+            raise ValueError(f"cannot load the ACT checkpoint {model_path or SHIPPED_MODEL_PATH}: "
+                             f"{type(exc).__name__}: {detail}") from exc
         if abs(policy.dt_s - dt_s) > 1e-9:
             raise ValueError(f"the ACT model was trained at dt = {policy.dt_s} s "
                              f"({1 / policy.dt_s:g} Hz), not {dt_s} s")

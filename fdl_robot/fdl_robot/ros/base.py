@@ -14,6 +14,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
                        qos_profile_sensor_data)
 
 from fdl_robot.ros import parameters
+from fdl_robot.ros.parameter_check import check_sources, parameter_arguments
 
 WARN_PERIOD_S = 2.0
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data   # best effort, keep last 5 (joint states)
@@ -39,13 +40,24 @@ def image_qos(values, prefix: str = "image_qos") -> QoSProfile:
 
 
 class FdlNode(Node):
-    """rclpy Node with the parameters of ``node_name`` declared from the one table."""
+    """rclpy Node with the parameters of ``node_name`` declared from the one table.
+
+    The node's own arguments (``cli_args``) are checked before rcl reads them
+    (:func:`~fdl_robot.ros.parameter_check.check_sources`: a YAML key or ``-p`` that
+    matches no declared parameter raises ParameterError), the values by
+    :func:`~fdl_robot.ros.parameters.declare`.
+    """
 
     def __init__(self, node_name: str, **kwargs):
-        super().__init__(node_name, **kwargs)
-        self.params = parameters.declare(self, node_name)
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()      # before anything can fail: destroy_node reads it
         self._last_warn_s: dict[str, float] = {}
+        check_sources(parameter_arguments(kwargs.get("cli_args")), [node_name])
+        super().__init__(node_name, **kwargs)
+        try:
+            self.params = parameters.declare(self, node_name)
+        except BaseException:
+            super().destroy_node()
+            raise
 
     def image_qos(self, prefix: str = "image_qos") -> QoSProfile:
         """:func:`image_qos` of this node's parameters; ValueError names node and parameter."""

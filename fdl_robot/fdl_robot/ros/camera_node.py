@@ -34,14 +34,11 @@ about (throttled) and the node carries on.
 from __future__ import annotations
 
 import math
-import sys
 import time
 
-from rclpy.logging import get_logger
 from sensor_msgs.msg import CameraInfo, Image
 
-from fdl_robot.perception.sources import (EndOfStream, Frame, FrameSource, SourceError,
-                                          capture_stamp_ns, make_source)
+from fdl_robot.perception.sources import (EndOfStream, Frame, FrameSource, capture_stamp_ns, make_source)
 from fdl_robot.ros.base import RELIABLE_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, camera_to_camera_info, depth_to_image,
                                        ns_to_stamp, rgb_to_image)
@@ -149,16 +146,9 @@ class CameraNode(FdlNode):
 
 
 def main(args=None) -> None:
-    from fdl_robot.ros.runner import run_until_signal
+    from fdl_robot.ros.runner import node_main
 
-    def make_nodes():
-        try:
-            return [CameraNode()]
-        except (SourceError, FileNotFoundError, ValueError) as exc:
-            get_logger("camera_node").fatal(str(exc))
-            raise SystemExit(1) from exc
-
-    sys.exit(run_until_signal(make_nodes, args))
+    node_main(CameraNode)(args)
 
 
 if __name__ == "__main__":

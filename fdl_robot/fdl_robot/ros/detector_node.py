@@ -29,12 +29,8 @@ class DetectorNode(FdlNode):
         super().__init__("detector_node", **kwargs)
         p = self.params
         image_qos, debug_qos = self.image_qos(), self.image_qos("debug_image_qos")
-        if detector is None:
-            try:
-                detector = make_detector(parameters.build_config("detector_node", DetectorConfig, p))
-            except (FileNotFoundError, ValueError) as exc:
-                raise RuntimeError(f"detector_node: {exc}") from exc
-        self.detector = detector
+        self.detector = detector if detector is not None else make_detector(
+            parameters.build_config("detector_node", DetectorConfig, p))
         self.pub = self.create_publisher(Detection2DArray, p["detections_topic"], RELIABLE_QOS)
         self.debug_pub = (self.create_publisher(Image, p["debug_image_topic"], debug_qos)
                           if p["publish_debug_image"] else None)

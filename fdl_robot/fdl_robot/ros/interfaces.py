@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.gripper import GripperScale
 from fdl_robot.core.robot import ARM_JOINT_NAMES, GRIPPER_JOINT_NAME, N_ARM_JOINTS
 
@@ -203,7 +204,8 @@ def to_markdown() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Print a robot profile's parameters file or the README table.")
+    parser = argparse.ArgumentParser(description="Print a robot profile's parameters file or the README table.",
+                                     formatter_class=HelpFormatter)
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--yaml", choices=sorted(PROFILES), help="print config/profiles/<NAME>.yaml")
     group.add_argument("--markdown", action="store_true", help="print the README's profile table")

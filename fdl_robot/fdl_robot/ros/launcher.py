@@ -41,8 +41,10 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.outputs import DIRECTORY, check_args
 from fdl_robot.ros import graph as graphs
+from fdl_robot.ros.parameter_check import check_sources, resolve_overrides
 
 __all__ = ["Launcher", "NodeExited", "ProcessSpec", "default_log_dir", "graph_processes", "main"]
 
@@ -100,10 +102,8 @@ def graph_processes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_AR
     are per node.
     """
     config = args.param_files()
-    for path in config:
-        if not path.is_file():
-            raise FileNotFoundError(f"parameters file not found: {path}")
     names = graphs.graph_nodes(graph)
+    check_sources([("file", str(path)) for path in config], names)
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise ValueError(f"nodes {unknown} are not in the '{graph}' graph {names}")
@@ -133,14 +133,17 @@ class NodeExited(RuntimeError):
     """A node exited while the graph was running and was not to be respawned."""
 
 
-def _last_line(path: Path | None) -> str:
+def _last_line(path: Path | None, node: str = "") -> str:
+    """The line of a node's log that says why it stopped: its own ``<node>: <reason>`` line
+    (``runner.startup_line``), else the last line naming an error, else the last line."""
     if path is None or not path.is_file():
         return ""
     with open(path, "rb") as f:
         tail = deque(f, maxlen=20)
     lines = [ln.decode(errors="replace").strip() for ln in tail if ln.strip()]
+    own = [ln for ln in lines if node and ln.startswith(f"{node}: ")]
     errors = [ln for ln in lines if "Error" in ln or "error" in ln or "Exception" in ln]
-    return (errors or lines or [""])[-1][:300]
+    return (own or errors or lines or [""])[-1][:300]
 
 
 def _describe(code: int) -> str:
@@ -256,7 +259,7 @@ class Launcher:
                     continue
                 child.exits.append((now, code))
                 if not child.spec.respawn:
-                    last = _last_line(child.log_path)
+                    last = _last_line(child.log_path, name)
                     self.failure = (f"{name} {_describe(code)} {now - child.started_at:.1f} s after it started"
                                     + (f" (log {child.log_path})" if child.log_path else "")
                                     + (f": {last}" if last else ""))
@@ -349,25 +352,18 @@ def parse_prefixes(items: list[str]) -> dict[str, list[str]]:
     return {name: shlex.split(cmd) for name, cmd in _node_values(items, "prefix").items()}
 
 
-def _parameter_overrides(items: list[str]) -> dict[str, dict]:
-    """``node:name:=value`` items -> {node: {name: value}} (values as YAML scalars)."""
-    import yaml
-
-    out: dict[str, dict] = {}
-    for item in items:
-        key, sep, value = item.partition(":=")
-        node, sep2, name = key.partition(":")
-        if not (sep and sep2 and node and name):
-            raise argparse.ArgumentTypeError(f"-p takes node:parameter:=value, got '{item}'")
-        out.setdefault(node, {})[name] = yaml.safe_load(value)
-    return out
+def add_param_option(parser: argparse.ArgumentParser) -> None:
+    """``-p [NODE:]NAME:=VALUE`` (repeatable), resolved by ``parameter_check.resolve_overrides``."""
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="[NODE:]NAME:=VALUE",
+                        help="parameter override after the YAML and the launch overrides: NODE:NAME:=VALUE "
+                             "for one node, NAME:=VALUE for every node of the graph that declares NAME")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fdl-robot launch", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                formatter_class=HelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--graph", default="robot", choices=sorted(graphs.GRAPHS))
+    p.add_argument("--graph", default="robot", choices=sorted(graphs.GRAPHS), help="node graph to launch")
     add_launch_arguments(p)
     p.add_argument("--nodes", default="", help="comma-separated subset of the graph's nodes (default: all)")
     p.add_argument("--log-dir", type=Path, default=None, help="per-node log files (default: ~/.ros/log/fdl_robot_...)")
@@ -376,17 +372,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="command prefix of a node's process, e.g. sim_node='ip netns exec pc1'")
     p.add_argument("--priority", action="append", default=[], metavar="NODE=N",
                    help="run a node under SCHED_FIFO at priority N (1-99; needs root or CAP_SYS_NICE)")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="NODE:NAME:=VALUE",
-                   help="parameter override of one node, after the YAML and the launch overrides")
+    add_param_option(p)
     args = p.parse_args(argv)
     check_args(p, args, {"--log-dir": DIRECTORY})
     try:
         specs = graph_processes(args.graph, launch_arguments(args),
                                 only=[n for n in args.nodes.split(",") if n] or None,
-                                extra_overrides=_parameter_overrides(args.param),
+                                extra_overrides=resolve_overrides(args.param, graphs.graph_nodes(args.graph)),
                                 prefix=parse_prefixes(args.prefix),
                                 priority={k: int(v) for k, v in _node_values(args.priority, "priority").items()})
-    except (ValueError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
+    except (ValueError, argparse.ArgumentTypeError) as exc:
         print(f"fdl-robot launch: {exc}", file=sys.stderr)
         return 2
     return Launcher(specs, args.log_dir, args.output, progress=lambda s: print(s, flush=True)).run()

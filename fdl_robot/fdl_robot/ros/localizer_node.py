@@ -11,6 +11,8 @@ again or with ``--loop``, a restarted simulator), logged once and counted ("new 
 base"), and the synchroniser drops what it still held of the old time line. The math is in
 :func:`fdl_robot.perception.lifting.lift_detections`. Output header: the source image
 stamp and ``target_frame``. Bad input is counted and warned about, never published.
+Detections while no depth image has ever arrived (a colour-only source) are reported once,
+naming the depth topic, then only counted.
 """
 from __future__ import annotations
 
@@ -37,15 +39,28 @@ class LocalizerNode(FdlNode):
         self.config = parameters.build_config("localizer_node", LiftingConfig, p)
         self.camera = None
         self.last_stamp_ns: int | None = None   # stamp of the last published frame
+        self.depth_received = False              # has any depth image arrived since start?
         self.sync = StampSynchronizer(2, round(p["sync_tolerance_s"] * 1e9), p["sync_queue_size"],
-                                      on_drop=lambda i, _s: self.reject(
-                                          "unmatched " + ("detections" if i == 0 else "depth")),
-                                      on_new_base=self.on_sync_new_base)
+                                      on_drop=self.on_unmatched, on_new_base=self.on_sync_new_base)
         self.pub = self.create_publisher(Object3DArray, p["objects_topic"], RELIABLE_QOS)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self.on_camera_info, RELIABLE_QOS)
         self.create_subscription(Detection2DArray, p["detections_topic"],
                                  lambda m: self.on_input(0, m), RELIABLE_QOS)
-        self.create_subscription(Image, p["depth_topic"], lambda m: self.on_input(1, m), self.image_qos())
+        self.depth_sub = self.create_subscription(Image, p["depth_topic"], lambda m: self.on_input(1, m),
+                                                  self.image_qos())
+
+    def on_unmatched(self, index: int, _stamp_ns: int) -> None:
+        """A message the synchroniser dropped. Detections while no depth image has ever
+        arrived mean a source without depth (a colour-only camera): said once, then counted."""
+        if index == 0 and not self.depth_received:
+            self.counters["detections without depth"] += 1
+            if self.counters["detections without depth"] == 1:
+                self.get_logger().error(
+                    f"no depth image on {self.depth_sub.topic_name} (detections keep arriving): objects need "
+                    "aligned depth, which a colour-only source such as camera_node source:=video does not "
+                    "publish; detections are dropped until depth arrives")
+            return
+        self.reject("unmatched " + ("detections" if index == 0 else "depth"))
 
     def on_sync_new_base(self, _index: int, _stamp_ns: int, discarded: int) -> None:
         """An input's stamps jumped back: the queued messages of the old time line are gone."""
@@ -59,6 +74,7 @@ class LocalizerNode(FdlNode):
             self.reject("bad camera_info", str(exc))
 
     def on_input(self, index: int, msg) -> None:
+        self.depth_received = self.depth_received or index == 1
         matched = self.sync.add(index, stamp_to_ns(msg.header.stamp), msg)
         if matched is not None:
             self.localize(*matched)

@@ -19,6 +19,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.config import field_default, from_mapping
 from fdl_robot.core.robot import ARM_JOINT_NAMES, BASE_FRAME, GRIPPER_JOINT_NAME
 from fdl_robot.core.safety import SafetyConfig
@@ -331,14 +332,40 @@ def defaults(node_name: str) -> dict[str, Any]:
 
 
 def declare(node, node_name: str) -> dict[str, Any]:
-    """Declare all parameters of ``node_name`` on an rclpy node; return their values."""
+    """Declare all parameters of ``node_name`` on an rclpy node; return their values.
+
+    Each takes the value the node's parameter overrides give it (YAML files and ``-p``, as
+    rclpy merged them), else its default, through :func:`parameter_check.typed_value`: an
+    integer is taken where a double is declared, any other wrong type raises a one-line
+    ``ParameterError``. (The sources themselves are checked before rcl reads them:
+    :func:`parameter_check.check_sources`.)
+    """
     from rcl_interfaces.msg import ParameterDescriptor
 
+    from fdl_robot.ros.parameter_check import typed_value
+
+    overrides = node._parameter_overrides     # rclpy: {name: Parameter} from this node's arguments
     values = {}
     for p in NODE_PARAMETERS[node_name]:
-        node.declare_parameter(p.name, p.default, ParameterDescriptor(description=p.description))
+        value = typed_value(node_name, p, overrides[p.name].value) if p.name in overrides else p.default
+        node.declare_parameter(p.name, value, ParameterDescriptor(description=p.description),
+                               ignore_override=True)
         values[p.name] = node.get_parameter(p.name).value
     return values
+
+
+def node_help(node_name: str, summary: str = "") -> str:
+    """``<node> --help``: how to set parameters, and each one's type, default and description."""
+    from fdl_robot.ros.parameter_check import ros_type
+
+    lines = [f"usage: {node_name} [--ros-args [--params-file FILE] [-p NAME:=VALUE] ...]", ""]
+    if summary:
+        lines += [summary, ""]
+    lines.append("parameters (YAML files and -p apply in order, the later wins):")
+    for p in NODE_PARAMETERS[node_name]:
+        lines.append(f"  {p.name} ({ros_type(p.default)}, default: {_yaml_value(p.default)})")
+        lines.append(f"      {p.description}")
+    return "\n".join(lines) + "\n"
 
 
 # --- generated artefacts --------------------------------------------------------------
@@ -376,7 +403,7 @@ def to_markdown() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--yaml", action="store_true", help="print config/fdl_robot.yaml")
     group.add_argument("--markdown", action="store_true", help="print the README table")

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.outputs import DIRECTORY, IMAGE, Output, check_args, exit_on_error, write_image
 
 __all__ = ["main", "record_main", "evaluate_main", "bench_main", "snapshot_main"]
@@ -74,7 +75,8 @@ SNAPSHOT_OUTPUTS = {"--out": IMAGE}
 @exit_on_error
 def record_main(argv: Sequence[str] | None = None) -> int:
     """Console entry: record expert demonstrations (see ``--help``)."""
-    return _record(_parse(_record_parser(argparse.ArgumentParser(description="Record expert demos (ACT HDF5).")),
+    return _record(_parse(_record_parser(argparse.ArgumentParser(description="Record expert demos (ACT HDF5).",
+                                                                 formatter_class=HelpFormatter)),
                           argv, RECORD_OUTPUTS))
 
 
@@ -100,7 +102,8 @@ def _evaluate_outputs() -> dict[str, Output]:
 @exit_on_error
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     """Console entry: expert success rate over N seeds, image strip / video of one episode."""
-    return _evaluate(_parse(_evaluate_parser(argparse.ArgumentParser(description="Evaluate the scripted expert.")),
+    return _evaluate(_parse(_evaluate_parser(argparse.ArgumentParser(description="Evaluate the scripted expert.",
+                                                                     formatter_class=HelpFormatter)),
                             argv, _evaluate_outputs()))
 
 
@@ -161,7 +164,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def bench_main(argv: Sequence[str] | None = None) -> int:
     """Console entry: real-time factor of physics+control, with and without the camera."""
-    return _bench(_bench_parser(argparse.ArgumentParser(description="Simulator real-time factor.")).parse_args(argv))
+    return _bench(_bench_parser(argparse.ArgumentParser(description="Simulator real-time factor.",
+                                                             formatter_class=HelpFormatter)).parse_args(argv))
 
 
 # --------------------------------------------------------------------------- snapshot
@@ -198,7 +202,8 @@ def _snapshot(args: argparse.Namespace) -> int:
 @exit_on_error
 def snapshot_main(argv: Sequence[str] | None = None) -> int:
     """Console entry: one scene as RGB, depth, segmentation and wrist view."""
-    return _snapshot(_parse(_snapshot_parser(argparse.ArgumentParser(description="Render one scene.")), argv,
+    return _snapshot(_parse(_snapshot_parser(argparse.ArgumentParser(description="Render one scene.",
+                                                                     formatter_class=HelpFormatter)), argv,
                             SNAPSHOT_OUTPUTS))
 
 
@@ -206,7 +211,8 @@ def snapshot_main(argv: Sequence[str] | None = None) -> int:
 @exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fdl_robot.sim.cli {record,evaluate,bench,snapshot} ...``"""
-    parser = argparse.ArgumentParser(prog="fdl_sim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="fdl_sim", description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {
         "record": (_record_parser, _record, "record expert demonstrations (ACT HDF5)", RECORD_OUTPUTS),
@@ -214,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench": (_bench_parser, _bench, "real-time factor with and without the camera", {}),
         "snapshot": (_snapshot_parser, _snapshot, "render RGB, depth, segmentation of one scene", SNAPSHOT_OUTPUTS),
     }
-    parsers = {name: build(sub.add_parser(name, help=help_text)) for name, (build, _, help_text, _) in commands.items()}
+    parsers = {name: build(sub.add_parser(name, help=help_text, formatter_class=HelpFormatter))
+               for name, (build, _, help_text, _) in commands.items()}
     args = parser.parse_args(argv)
     _, run, _, outputs = commands[args.command]
     check_args(parsers[args.command], args, _evaluate_outputs() if outputs is None else outputs)

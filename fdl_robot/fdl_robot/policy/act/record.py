@@ -44,6 +44,7 @@ from typing import Any, Sequence
 
 import numpy as np  # noqa: E402
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.outputs import DIRECTORY, check_args, exit_on_error, write_json
 
 __all__ = ["RecorderConfig", "record", "main"]
@@ -156,7 +157,8 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
 @exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     d = RecorderConfig()
-    ap = argparse.ArgumentParser(prog="python -m fdl_robot.policy.act.record", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m fdl_robot.policy.act.record", description=__doc__.splitlines()[0],
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--episodes", type=int, default=1000)
     ap.add_argument("--seed0", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)

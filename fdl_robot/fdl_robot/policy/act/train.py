@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.config import field_default
 from fdl_robot.outputs import (DIRECTORY, OutputError, check, check_args, copy_into, exit_on_error, write_figure,
                                write_json, write_text, writing)
@@ -413,7 +414,8 @@ def config_from_args(args: argparse.Namespace, config_cls: type = ACTConfig,
 
 def _parser() -> argparse.ArgumentParser:
     run = _RUN_DEFAULTS
-    p = argparse.ArgumentParser(prog="fdl-robot-train-act", description="Train the ACT policy on recorded demos.")
+    p = argparse.ArgumentParser(prog="fdl-robot-train-act", description="Train the ACT policy on recorded demos.",
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="directory of episode_*.hdf5 (fdl_sim record)")
     p.add_argument("--out", type=Path, default=Path("outputs/act/train"), help="run directory (RUN_FILES)")
     p.add_argument("--ship", action="store_true",
