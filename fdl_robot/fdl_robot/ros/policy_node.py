@@ -62,7 +62,9 @@ its last valid position with zero velocity, due in dt, the gripper at its last c
 then publishes nothing until every input is fresh again, and restarts the policy from a
 fresh chunk. Nothing computed from invalid data is ever published. Joint-state stamps
 that jump back by more than a second (a bag played again, a restarted robot) start a new
-time base: the policy restarts instead of rejecting every message from then on.
+time base: the policy restarts instead of rejecting every message from then on. With
+``use_sim_time`` a clock that jumps back (a bag looping) makes the last arrivals lie in the
+future: the watchdog then sees them as stale and holds once, until the next messages.
 
 Services: ``~/set_target_class`` (fdl_robot_interfaces/SetTargetClass; also the
 ``target_class`` parameter at run time), ``~/reset`` (std_srvs/Trigger: new episode).
@@ -84,7 +86,7 @@ from fdl_robot.policy.joint_states import JointStateMerger
 from fdl_robot.policy.pacing import CommandPacer, PacingConfig
 from fdl_robot.policy.runner import PolicyConfig, PolicyRunner, limits_from_params, make_policy
 from fdl_robot.ros import parameters
-from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS, FdlNode
+from fdl_robot.ros.base import NEW_TIME_BASE, RELIABLE_QOS, SENSOR_QOS, FdlNode
 from fdl_robot.ros.commands import CommandPublisher
 from fdl_robot.ros.conversions import ns_to_stamp, stamp_to_ns
 from fdl_robot.ros.interfaces import RobotInterface
@@ -169,7 +171,7 @@ class PolicyNode(FdlNode):
         if new_time_base:                       # a bag played again, a restarted robot
             self.runner.reset()
             self.commands.reset()
-            self.counters["new time base"] += 1
+            self.counters[NEW_TIME_BASE] += 1
             self.get_logger().info("joint-state stamps jumped back: a new time base, policy restarted")
         self.counters["ok joint_states"] += 1
 

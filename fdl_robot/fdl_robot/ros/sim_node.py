@@ -45,9 +45,9 @@ Command due times are read on the same clock as the stamps.
 
 Outputs (topics are parameters)
 -------------------------------
-* ``camera/color/image_raw``: ``sensor_msgs/Image`` rgb8, sensor QoS;
+* ``camera/color/image_raw``: ``sensor_msgs/Image`` rgb8, ``image_qos_*`` (reliable, keep last 5);
 * ``camera/aligned_depth_to_color/image_raw``: 16UC1, millimetres along the optical axis
-  (z-depth), 0 = no return, pixel-aligned with the colour image, sensor QoS;
+  (z-depth), 0 = no return, pixel-aligned with the colour image, the same QoS;
 * ``camera/color/camera_info``: plumb_bob, zero distortion, reliable. Colour, depth and
   info of a frame share one header: the same stamp and ``frame_id``
   (``camera_color_optical_frame``). The camera's pose is not published (no /tf here):
