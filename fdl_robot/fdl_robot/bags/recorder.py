@@ -113,6 +113,7 @@ class BagRecorder:
         self._subscriptions: dict[str, object] = {}
         self._connections: dict[str, object] = {}
         self._writer = open_writer(self.path, storage, version, compress, custom_data)
+        self._sync_file()                     # the mcap magic and header: a valid start at once
         self._closed = False
         self.flush_period_s = float(flush_period_s)
         self._flushed_at = time.monotonic()
@@ -152,7 +153,13 @@ class BagRecorder:
                 return
             if chunk.msgs:                         # schemas and channels alone wait for a message
                 storage.close_chunk()
-                storage.bio.flush()
+                self._sync_file()
+
+    def _sync_file(self) -> None:
+        """Hand what rosbags' writer buffered in its file object to the operating system."""
+        bio = getattr(getattr(self._writer, "storage", None), "bio", None)
+        if hasattr(bio, "flush"):
+            bio.flush()
 
     def discover(self) -> None:
         """Subscribe to wanted topics that have appeared (called by the timer)."""

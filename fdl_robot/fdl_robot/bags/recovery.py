@@ -105,7 +105,11 @@ def scan_records(path: str | Path) -> ScanResult:
     size = path.stat().st_size
     records: list[Record] = []
     with open(path, "rb") as f:
-        if f.read(len(MAGIC)) != MAGIC:
+        magic = f.read(len(MAGIC))
+        if magic != MAGIC:
+            if len(magic) < len(MAGIC) and MAGIC.startswith(magic):   # killed before any write
+                return ScanResult([], size, 0, False, "the file ends before the end of the MCAP "
+                                  "magic: nothing was written")
             raise ValueError(f"{path} is not an mcap file (no MCAP magic at its start)")
         pos, reason, footer = len(MAGIC), "", False
         while pos < size:
