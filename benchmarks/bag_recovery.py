@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Messages recovered of messages published, after ``kill -9`` of a recorder at a random moment.
 
-    .venv/bin/python benchmarks/bag_recovery.py                    # 20 kills, 4 baseline, 2 SIGTERM (~2.5 min)
+    .venv/bin/python benchmarks/bag_recovery.py                    # 20 kills, 4 baseline, 4 SIGTERM (~3 min)
     .venv/bin/python benchmarks/bag_recovery.py --kills 4 --baseline-kills 0 --term-trials 0
 
 Each trial starts ``fdl-robot-bag record`` (a real process, default options) on topics
@@ -30,10 +30,24 @@ Modes: ``flush`` (the recorder as shipped: what it received goes to the file eve
 which writes a chunk per MiB of messages, as the recorder did before) and ``term``
 (SIGTERM instead of SIGKILL, then no reindex: the reference for transport losses).
 
-Per trial: published, recovered, lost (published, not in the bag), and the *loss window*:
-kill time minus the publish time of the oldest lost message (every message published
-longer than that before the kill is in the bag). Writes
-``benchmarks/results/issue14/bag_recovery.json``.
+Per trial: published, recovered, and the messages not in the bag split in two:
+
+* **lost to the kill**: published after the newest message in the bag (of any topic): what
+  the recorder held in memory or was still receiving. The **kill window** is the kill
+  time minus the publish time of that newest message: the last this-many seconds before
+  the kill are lost, everything older is in the bag unless it was never received;
+* **missing earlier** (holes before that message): never received by the recorder, e.g.
+  best-effort images dropped by the transport on a loaded machine or sent before the
+  recorder's reader of that topic had matched; a kill cannot cause these. The SIGTERM
+  trials (no kill) show the same.
+
+Also per trial: the *receipt lag* of the counted messages in the bag (the recorder's receipt time,
+its log time, minus the publish time in ``header.stamp``): a recorder that falls behind
+(starved of CPU on a loaded machine: it runs at this process' niceness) holds more in
+memory, which a kill loses; a kill window longer than the flush period comes with a long
+lag.
+
+Writes ``benchmarks/results/issue14/bag_recovery.json``.
 """
 from __future__ import annotations
 
@@ -119,6 +133,7 @@ class Publisher:
                 if now >= due[topic]:
                     msg = self.template[topic]
                     msg.header.frame_id = str(len(self.sent[topic]))
+                    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 10**9)
                     self.sent[topic].append(time.monotonic())
                     self.pubs[topic].publish(msg)
                     due[topic] += 1.0 / hz
@@ -129,13 +144,17 @@ class Publisher:
             self.node.destroy_publisher(pub)
 
 
-def recovered_numbers(bag: Path, namespace: str, topics: list[str]) -> dict[str, list[int]]:
+def recovered_numbers(bag: Path, namespace: str, topics: list[str]):
+    """Numbers in the bag per topic, and their receipt lags (log time - publish stamp, s) by number."""
     from fdl_robot.bags.reader import read_messages
 
     out: dict[str, list[int]] = {t: [] for t in topics}
-    for topic, _t, msg in read_messages(bag):
-        out[topic[len(namespace) + 1:]].append(int(msg.header.frame_id))
-    return out
+    lags: dict[str, dict[int, float]] = {t: {} for t in topics}
+    for topic, t_ns, msg in read_messages(bag):
+        name, number = topic[len(namespace) + 1:], int(msg.header.frame_id)
+        out[name].append(number)
+        lags[name][number] = (t_ns - (msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)) * 1e-9
+    return out, lags
 
 
 def trial(node, k: int, mode: str, scenario: str, duration_s: float, rng, workdir: Path) -> dict:
@@ -174,29 +193,50 @@ def trial(node, k: int, mode: str, scenario: str, duration_s: float, rng, workdi
     t0 = time.monotonic()
     result = None if mode == "term" else reindex(bag, keep_original=False)
     reindex_s = time.monotonic() - t0
-    got = recovered_numbers(bag, namespace, topics)
+    got, lags = recovered_numbers(bag, namespace, topics)
     size = sum(p.stat().st_size for p in bag.iterdir())
     shutil.rmtree(bag)
     row = {"mode": mode, "scenario": scenario, "trial": k, "kill_after_s": round(duration_s, 3),
            "ready_after_s": round(t_ready - t_start, 3), "bag_bytes": size, "reindex_s": round(reindex_s, 3),
-           "dropped_bytes": result.dropped_bytes if result else 0, "topics": {}}
-    published = recovered = 0
-    lost_ages = []
+           "dropped_bytes": result.dropped_bytes if result else 0,
+           "unreadable_records": result.unreadable if result else [],
+           "topics": {}}
+    counted = {t: {i for i, ti in enumerate(pub.sent[t]) if t_ready <= ti < t_kill} for t in topics}
+    recovered_sets = {t: counted[t] & set(got[t]) for t in topics}
+    newest = max([pub.sent[t][i] for t in topics for i in recovered_sets[t]], default=t_ready)
+    counted_lags = [lags[t][i] for t in topics for i in recovered_sets[t]]
+    row["receipt_lag_s"] = {k: round(v, 4) if v is not None else None
+                            for k, v in percentiles(counted_lags, ps=(50, 99)).items()}
     for topic in topics:
-        times = pub.sent[topic]
-        counted = {i for i, t in enumerate(times) if t_ready <= t < t_kill}   # ready .. kill
-        in_bag = got[topic]
-        lost = sorted(counted - set(in_bag))
-        lost_ages += [t_kill - times[i] for i in lost]
+        times, in_bag = pub.sent[topic], got[topic]
+        lost = counted[topic] - recovered_sets[topic]
         row["topics"][topic] = {
-            "published": len(counted), "recovered": len(counted) - len(lost),
+            "published": len(counted[topic]), "recovered": len(recovered_sets[topic]),
+            "lost_to_kill": sum(times[i] > newest for i in lost),
+            "missing_earlier": sum(times[i] <= newest for i in lost),
+            "missing_runs": _runs(sorted(i - min(counted[topic]) for i in lost if times[i] <= newest)),
             "duplicates": len(in_bag) - len(set(in_bag)),
             "unexpected": sum(not (0 <= i < len(times) and times[i] < t_kill) for i in set(in_bag))}
-        published += len(counted)
-        recovered += len(counted) - len(lost)
-    row.update(published=published, recovered=recovered, lost=published - recovered,
-               loss_window_s=round(max(lost_ages), 3) if lost_ages else 0.0)
+    total = {key: sum(v[key] for v in row["topics"].values())
+             for key in ("published", "recovered", "lost_to_kill", "missing_earlier")}
+    row.update(total, kill_window_s=round(t_kill - newest, 3))
     return row
+
+
+def _runs(values: list[int]) -> list[list[int]]:
+    """[[first, last], ...] of the consecutive runs in sorted ``values``."""
+    runs: list[list[int]] = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return runs
+
+
+def _pair(p: dict, unit: str) -> str:
+    """'p50 / max unit' of a percentiles() dict ('-' when empty)."""
+    return "-" if p["n"] == 0 else f"{p['p50']:.2f} / {p['max']:.2f} {unit}"
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -204,9 +244,12 @@ def summarize(rows: list[dict]) -> dict:
     recovered = sum(r["recovered"] for r in rows)
     return {"trials": len(rows), "published": published, "recovered": recovered,
             "recovered_fraction": round(recovered / published, 4) if published else None,
-            "complete_trials": sum(r["lost"] == 0 for r in rows),
-            "loss_window_s": percentiles([r["loss_window_s"] for r in rows], ps=(50, 95)),
-            "lost_per_trial": percentiles([r["lost"] for r in rows], ps=(50, 95)),
+            "lost_to_kill": sum(r["lost_to_kill"] for r in rows),
+            "missing_earlier": sum(r["missing_earlier"] for r in rows),
+            "complete_trials": sum(r["recovered"] == r["published"] for r in rows),
+            "kill_window_s": percentiles([r["kill_window_s"] for r in rows], ps=(50, 95)),
+            "receipt_lag_max_s": percentiles([r["receipt_lag_s"]["max"] for r in rows
+                                              if r["receipt_lag_s"]["max"] is not None], ps=(50, 95)),
             "unexpected_or_duplicates": sum(t["unexpected"] + t["duplicates"] for r in rows
                                             for t in r["topics"].values())}
 
@@ -216,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--kills", type=int, default=20, help="SIGKILL trials, recorder as shipped")
     parser.add_argument("--baseline-kills", type=int, default=4, help="SIGKILL trials, --flush-period 0")
-    parser.add_argument("--term-trials", type=int, default=2, help="SIGTERM trials (reference)")
+    parser.add_argument("--term-trials", type=int, default=4, help="SIGTERM trials (reference)")
     parser.add_argument("--min-s", type=float, default=0.0, help="earliest kill after the recorder is ready")
     parser.add_argument("--max-s", type=float, default=2.5, help="latest kill after the recorder is ready")
     parser.add_argument("--seed", type=int, default=0)
@@ -229,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     from fdl_robot.bags.recorder import FLUSH_PERIOD_S
 
     rng = np.random.default_rng(args.seed)
+    machine_at_start = machine_info()
     plan = (["flush"] * args.kills + ["baseline"] * args.baseline_kills + ["term"] * args.term_trials)
     rclpy.init()
     node = rclpy.create_node("bag_recovery_bench")
@@ -240,30 +284,34 @@ def main(argv: list[str] | None = None) -> int:
                 row = trial(node, k, mode, scenario, float(rng.uniform(args.min_s, args.max_s)), rng,
                             Path(tmp))
                 rows.append(row)
-                print(f"{mode:8s} {scenario:6s} #{k:2d} kill at {row['kill_after_s']:5.2f} s: recovered "
-                      f"{row['recovered']:4d} of {row['published']:4d}, loss window "
-                      f"{row['loss_window_s']:.2f} s, reindex {row['reindex_s']:.2f} s", flush=True)
+                print(f"{mode:8s} {scenario:6s} #{k:2d} stop at {row['kill_after_s']:4.2f} s: recovered "
+                      f"{row['recovered']:4d} of {row['published']:4d}, lost to the stop "
+                      f"{row['lost_to_kill']:3d} ({row['kill_window_s']:.2f} s), missing earlier "
+                      f"{row['missing_earlier']:3d}, reindex {row['reindex_s']:.2f} s", flush=True)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
     summary = {f"{mode}/{sc}": summarize(sel) for mode in dict.fromkeys(plan) for sc in SCENARIOS
                if (sel := [r for r in rows if r["mode"] == mode and r["scenario"] == sc])}
-    print("\n| recorder, stop | topics | stops | recovered / published | complete bags | loss window p50 / max |")
-    print("|---|---|---|---|---|---|")
+    report = {"command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+              "topics": {t: {"rate_hz": hz, "reliable": rel} for t, (hz, rel) in TOPICS.items()},
+              "scenarios": SCENARIOS,
+              "flush_period_s": FLUSH_PERIOD_S, "stop_after_ready_s": [args.min_s, args.max_s],
+              "seed": args.seed, "machine_at_start": machine_at_start, "machine": machine_info(),
+              "summary": summary, "trials": rows}
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print("\n| recorder, stop | topics | stops | recovered / published | lost to the stop | "
+          "kill window p50 / max | missing earlier | receipt lag max, p50 / max |")
+    print("|---|---|---|---|---|---|---|---|")
     for key, s in summary.items():
         mode, sc = key.split("/")
         label = {"flush": f"as shipped (flush every {FLUSH_PERIOD_S:g} s), SIGKILL",
                  "baseline": "--flush-period 0 (as before), SIGKILL", "term": "as shipped, SIGTERM"}[mode]
-        w = s["loss_window_s"]
+        w, lag = s["kill_window_s"], s["receipt_lag_max_s"]
         print(f"| {label} | {sc} | {s['trials']} | {s['recovered']} / {s['published']} "
-              f"({100 * s['recovered_fraction']:.1f} %) | {s['complete_trials']} | "
-              f"{w['p50']:.2f} / {w['max']:.2f} s |")
-    report = {"command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
-              "topics": {t: {"rate_hz": hz, "reliable": rel} for t, (hz, rel) in TOPICS.items()},
-              "scenarios": SCENARIOS,
-              "flush_period_s": FLUSH_PERIOD_S, "kill_window_s": [args.min_s, args.max_s],
-              "seed": args.seed, "machine": machine_info(), "summary": summary, "trials": rows}
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+              f"({100 * (s['recovered_fraction'] or 0):.1f} %) | {s['lost_to_kill']} | "
+              f"{_pair(w, 's')} | {s['missing_earlier']} | "
+              f"{_pair(lag, 's')} |")
     print(f"\nwrote {args.out}")
     return 0
 

@@ -239,9 +239,10 @@ def reindex(bag: str | Path, *, keep_original: bool = True, force: bool = False,
     old = _old_metadata(bag)
     custom = {str(k): str(v) for k, v in (old.get("custom_data") or {}).items() if k != "recorded_by"}
     custom["reindexed_by"] = "fdl-robot-bag reindex"
+    for stale in bag.glob(".reindex-*"):            # left by a reindex that was killed itself
+        shutil.rmtree(stale, ignore_errors=True)
     work = bag / f".reindex-{os.getpid()}"
     out = work / mcap.stem                 # rosbags names the file <directory>.mcap: keep the name
-    shutil.rmtree(work, ignore_errors=True)
     unreadable: list[str] = []
     try:
         writer = open_writer(out, compress=compress, version=int(old.get("version") or DEFAULT_VERSION),
