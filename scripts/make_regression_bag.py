@@ -7,7 +7,10 @@
 writes a rosbag2 bag (mcap, zstd chunks; see ``fdl_robot.bags``) with what ``sim_node``
 publishes during an episode, built directly from ``PickPlaceEnv`` renders so that it
 is deterministic (no executor, no dropped frames): its messages are equal across runs on
-one machine (not its bytes: rclpy's CDR buffers carry uninitialised padding). Time is
+one machine (not its bytes: rclpy's CDR buffers carry uninitialised padding). Messages are
+written as a subscriber receives them (:func:`fdl_robot.bags.cdr.serialize`: rclpy's
+``serialize_message`` returns 4-8 bytes too many for a JointState without efforts, which
+``rosbags`` rejects). Time is
 simulated time (the first control step is 0.02 s), as sim_node stamps it; every message
 is logged at its header stamp. Topics (sim_node's names and types):
 
@@ -94,10 +97,10 @@ def ground_truth_boxes(labels, stamp, width: int, height: int):
 def make_bag(out: Path, seed: int = DEFAULT_SEED, width: int = 320, height: int = 240,
              fps: float = 15.0, max_seconds: float = 8.0, settle_steps: int = 10,
              command: str = "") -> dict:
-    from rclpy.serialization import serialize_message
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
     from sensor_msgs.msg import JointState
 
+    from fdl_robot.bags.cdr import serialize
     from fdl_robot.bags.recorder import open_writer
     from fdl_robot.bags.typestore import typestore
     from fdl_robot.ros.conversions import camera_to_camera_info, depth_to_image, ns_to_stamp, rgb_to_image
@@ -139,7 +142,7 @@ def make_bag(out: Path, seed: int = DEFAULT_SEED, width: int = 320, height: int 
                                            offered_qos_profiles=offered(reliable))
 
     def write(key, t_ns, msg):
-        writer.write(conns[key], t_ns, serialize_message(msg))
+        writer.write(conns[key], t_ns, serialize(msg, store))
 
     period_ns = round(1e9 / fps)
     next_frame_ns = 0

@@ -25,6 +25,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from fdl_robot.bags import cli  # noqa: E402
+from fdl_robot.bags.cdr import serialize  # noqa: E402
 from fdl_robot.bags.player import BagPlayer  # noqa: E402
 from fdl_robot.bags.recorder import BagRecorder, open_writer  # noqa: E402
 from fdl_robot.bags.reader import read_messages, summarize  # noqa: E402
@@ -206,7 +207,7 @@ def write_timing_bag(path: Path, n: int = 13, period_ns: int = 50_000_000, t0_ns
     conn = writer.add_connection("/timing", "std_msgs/msg/Header", typestore=store)
     for k in range(n):
         header = Header(frame_id=str(k), stamp=ns_to_stamp(t0_ns + k * period_ns))
-        writer.write(conn, t0_ns + k * period_ns, serialize_message(header))
+        writer.write(conn, t0_ns + k * period_ns, serialize(header, store))
     writer.close()
     return (n - 1) * period_ns * 1e-9
 
@@ -263,7 +264,7 @@ def test_player_publishes_the_bag_time_on_clock(tmp_path):
 def test_sqlite3_storage_and_summary(tmp_path):
     writer = open_writer(tmp_path / "db", storage="sqlite3")
     conn = writer.add_connection("/x", "std_msgs/msg/Header", typestore=typestore())
-    writer.write(conn, 42, serialize_message(Header(frame_id="a")))
+    writer.write(conn, 42, serialize(Header(frame_id="a")))
     writer.close()
     assert (tmp_path / "db" / "db.db3").is_file()
     s = summarize(tmp_path / "db")

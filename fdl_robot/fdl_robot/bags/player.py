@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
 from fdl_robot.bags.qos import playback_qos
+from fdl_robot.bags.reader import open_reader
 from fdl_robot.bags.recorder import message_class
 
 __all__ = ["BagPlayer", "BagMessage", "PlayStats"]
@@ -80,8 +80,7 @@ class BagPlayer:
         self.namespace = namespace.rstrip("/")
         self.remap = dict(remap or {})
         self.clock_period_s = float(clock_period_s)
-        self.reader = Reader(self.path)
-        self.reader.open()
+        self.reader = open_reader(self.path)          # BagError: one line, says what to do
         try:
             by_topic = defaultdict(list)
             for c in self.reader.connections:

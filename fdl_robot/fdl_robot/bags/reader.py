@@ -1,13 +1,51 @@
-"""Read rosbag2 bags into rclpy messages, and summarise them (``fdl-robot-bag info``)."""
+"""Read rosbag2 bags into rclpy messages, and summarise them (``fdl-robot-bag info``).
+
+:func:`open_reader` opens every bag the tools read (info, play, replay): a bag that cannot
+be read is a :class:`BagError` of one line that says why and, for a recording that was
+never closed (no metadata.yaml, or an mcap without its footer), how to recover it.
+"""
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rosbags.rosbag2 import Reader
+from rosbags.rosbag2 import Reader, ReaderError
 
-__all__ = ["read_messages", "BagSummary", "TopicSummary", "summarize", "format_summary"]
+__all__ = ["BagError", "open_reader", "read_messages", "BagSummary", "TopicSummary", "summarize",
+           "format_summary"]
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be read (the message is one line)."""
+
+
+def _reindex_hint(path: Path) -> str:
+    return f"if its recorder was killed, recover it with: fdl-robot-bag reindex {path}"
+
+
+def open_reader(path: str | Path) -> Reader:
+    """An open rosbags Reader of ``path`` (a bag directory or one .mcap/.db3 file).
+
+    Raises :class:`BagError` naming the bag and the fault. Close it when done
+    (``with contextlib.closing(open_reader(path)) as reader``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"{path}: no such bag")
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        if any(path.glob("*.mcap")) or any(path.glob("*.db3")):
+            raise BagError(f"{path} has no metadata.yaml: the recording was not closed; "
+                           + _reindex_hint(path))
+        raise BagError(f"{path} is not a rosbag2 bag (no metadata.yaml, no .mcap or .db3 file)")
+    reader = Reader(path)
+    try:
+        reader.open()
+    except (ReaderError, OSError, ValueError, KeyError) as exc:
+        text = str(exc).rstrip(".") or type(exc).__name__
+        raise BagError(f"cannot read {path}: {text}; " + _reindex_hint(path)) from None
+    return reader
 
 
 def read_messages(path: str | Path, topics: list[str] | None = None):
@@ -20,7 +58,7 @@ def read_messages(path: str | Path, topics: list[str] | None = None):
 
     from fdl_robot.bags.recorder import message_class
 
-    with Reader(Path(path)) as reader:
+    with closing(open_reader(path)) as reader:
         conns = [c for c in reader.connections if topics is None or c.topic in topics]
         classes = {c.id: message_class(c.msgtype) for c in conns}
         for conn, t_ns, data in reader.messages(conns):
@@ -62,7 +100,7 @@ def summarize(path: str | Path) -> BagSummary:
     meta = {}
     if (path / "metadata.yaml").is_file():
         meta = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-    with Reader(path) as reader:
+    with closing(open_reader(path)) as reader:
         topics = [TopicSummary(name, info.msgtype or "?", info.msgcount,
                                info.connections[0].ext.serialization_format,
                                [q for c in info.connections for q in c.ext.offered_qos_profiles])

@@ -24,10 +24,21 @@ that every ``ros2 bag`` from Humble to Kilted reads (version 9, Kilted's, stores
 QoS profiles as a YAML list that Jazzy and Humble cannot parse; pass ``version=9`` to
 get it); mcap storage with zstd chunk compression (what rosbag2's ``zstd_fast`` mcap
 preset writes: compressed chunks, no rosbag2-level compression).
+
+Surviving a kill (:meth:`BagRecorder.flush`): rosbags' mcap writer keeps the open chunk
+(up to 1 MiB of messages) in memory and writes the summary, the footer and metadata.yaml
+only in ``close()``. So every ``flush_period_s`` (and on :meth:`close`) the recorder ends
+the chunk and hands it to the operating system: after SIGKILL the file holds every
+message received more than about ``flush_period_s`` before the kill (page cache: a power
+loss can take more), and ``fdl-robot-bag reindex`` (:mod:`fdl_robot.bags.recovery`)
+rebuilds the rest. This reaches into rosbags' ``McapWriter`` (``storage.chunk``,
+``close_chunk()``, ``bio``); with another storage or version it does nothing and says so
+once. sqlite3 bags (rosbags commits only at close) get no such protection.
 """
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from importlib import import_module
 from pathlib import Path
@@ -38,9 +49,12 @@ from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlu
 from fdl_robot.bags.qos import recording_qos, to_bag_qos
 from fdl_robot.bags.typestore import ensure_types, typestore
 
-__all__ = ["BagRecorder", "open_writer", "message_class", "DEFAULT_VERSION", "EXCLUDED_TOPICS"]
+__all__ = ["BagRecorder", "open_writer", "message_class", "DEFAULT_VERSION", "EXCLUDED_TOPICS",
+           "FLUSH_PERIOD_S"]
 
 DEFAULT_VERSION = 8
+#: Longest time a received message stays in memory only (see "Surviving a kill").
+FLUSH_PERIOD_S = 0.5
 #: Not recorded by ``all_topics``: per-node infrastructure, as rosbag2's defaults.
 EXCLUDED_TOPICS = ("/rosout", "/parameter_events")
 
@@ -79,13 +93,14 @@ class BagRecorder:
     with ``all_topics=True`` records every topic but :data:`EXCLUDED_TOPICS` and hidden
     ones. ``counts`` holds messages written per topic, ``skipped`` topics that cannot be
     recorded (unknown type definition) with the reason. Callbacks may run on several
-    executor threads: writes are serialised by a lock.
+    executor threads: writes are serialised by a lock. ``flush_period_s`` (0: never, rosbags
+    writes a chunk per MiB) bounds what a kill loses, see the module docstring.
     """
 
     def __init__(self, node, path: str | Path, topics: list[str] | None = None, *,
                  all_topics: bool = False, storage: str = "mcap", version: int = DEFAULT_VERSION,
                  compress: bool = True, custom_data: dict[str, str] | None = None,
-                 discovery_period_s: float = 0.1):
+                 discovery_period_s: float = 0.1, flush_period_s: float = FLUSH_PERIOD_S):
         if not topics and not all_topics:
             raise ValueError("name the topics to record or set all_topics=True")
         self.node = node
@@ -98,8 +113,12 @@ class BagRecorder:
         self._subscriptions: dict[str, object] = {}
         self._connections: dict[str, object] = {}
         self._writer = open_writer(self.path, storage, version, compress, custom_data)
+        self._sync_file()                     # the mcap magic and header: a valid start at once
         self._closed = False
-        self._timer = node.create_timer(discovery_period_s, self.discover)
+        self.flush_period_s = float(flush_period_s)
+        self._flushed_at = time.monotonic()
+        self._can_flush = True
+        self._timer = node.create_timer(discovery_period_s, self._tick)
         self.discover()
 
     @property
@@ -111,6 +130,36 @@ class BagRecorder:
         if self.topics is not None:
             return topic in self.topics
         return topic not in EXCLUDED_TOPICS and not any(p.startswith("_") for p in topic.split("/"))
+
+    def _tick(self) -> None:
+        self.discover()
+        if self.flush_period_s > 0 and time.monotonic() - self._flushed_at >= self.flush_period_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the messages held in memory (rosbags' open mcap chunk) to the file now."""
+        with self._lock:
+            self._flushed_at = time.monotonic()
+            if self._closed or not self._can_flush:
+                return
+            storage = getattr(self._writer, "storage", None)
+            chunk = getattr(storage, "chunk", None)
+            if not all(hasattr(x, a) for x, a in ((storage, "close_chunk"), (storage, "bio"),
+                                                  (chunk, "msgs"))):
+                self._can_flush = False
+                self.node.get_logger().warning(
+                    f"{type(storage).__name__} storage: cannot flush while recording; a kill "
+                    "loses what was received since the recording started")
+                return
+            if chunk.msgs:                         # schemas and channels alone wait for a message
+                storage.close_chunk()
+                self._sync_file()
+
+    def _sync_file(self) -> None:
+        """Hand what rosbags' writer buffered in its file object to the operating system."""
+        bio = getattr(getattr(self._writer, "storage", None), "bio", None)
+        if hasattr(bio, "flush"):
+            bio.flush()
 
     def discover(self) -> None:
         """Subscribe to wanted topics that have appeared (called by the timer)."""
@@ -148,6 +197,8 @@ class BagRecorder:
                 return
             self._writer.write(self._connections[topic], stamp_ns, data)
             self.counts[topic] += 1
+        if self.flush_period_s > 0 and time.monotonic() - self._flushed_at >= self.flush_period_s:
+            self.flush()
 
     def close(self) -> None:
         """Stop recording and finish the bag (idempotent)."""
