@@ -106,9 +106,29 @@ def test_run_stops_on_sigint_and_sigterm_and_exits_zero(sig, tmp_path):
 
 # --- the command line on real nodes ------------------------------------------------------------
 
+_LAUNCHED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_launched_graphs():
+    """A failed assertion must not leave a graph running: SIGTERM (the launcher stops its
+    nodes), then SIGKILL, whatever the test's outcome."""
+    yield
+    while _LAUNCHED:
+        proc = _LAUNCHED.pop()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def _launch(tmp_path: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fdl_robot.ros.launcher", "--log-dir", str(tmp_path), *args],
+    proc = subprocess.Popen([sys.executable, "-m", "fdl_robot.ros.launcher", "--log-dir", str(tmp_path), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _LAUNCHED.append(proc)
+    return proc
 
 
 def _node_pids(proc: subprocess.Popen, n: int, timeout_s: float = 60.0) -> dict[str, int]:
