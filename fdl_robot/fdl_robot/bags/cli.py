@@ -32,43 +32,10 @@ from datetime import datetime
 
 from fdl_robot.cli_format import HelpFormatter
 
-__all__ = ["main", "STOP_SIGNALS", "StopSignals"]
+__all__ = ["main", "STOP_SIGNALS"]
 
-#: Signals that end a recording cleanly.
+#: Signals that end a recording cleanly (SIGHUP not under nohup).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class StopSignals:
-    """Handlers for :data:`STOP_SIGNALS` that ask the recording to stop (a context manager).
-
-    ``stop`` is set by the first signal, ``hurry`` by the next; ``received`` names the first.
-    Installed whatever the inherited disposition (a job started with ``&`` by a
-    non-interactive shell has SIGINT ignored), except a SIGHUP ignored on entry (nohup).
-    The previous handlers come back on exit.
-    """
-
-    def __init__(self):
-        self.stop, self.hurry = threading.Event(), threading.Event()
-        self.received: str = ""
-        self._previous: dict = {}
-
-    def _handle(self, signum, _frame) -> None:
-        if self.stop.is_set():
-            self.hurry.set()
-        else:
-            self.received = signal.Signals(signum).name
-            self.stop.set()
-
-    def __enter__(self):
-        for sig in STOP_SIGNALS:
-            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
-                continue                                   # nohup: keep recording
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def _drain(executor, recorder, hurry: threading.Event | None = None, quiet_s: float = 0.2,
@@ -99,7 +66,10 @@ def _record(args, ros_args) -> int:
     # rclpy's own handlers would shut the context down at the first signal; ours only set a
     # flag, so the messages already delivered to the subscriptions are still taken and
     # written (drain below) before the bag is closed.
-    with StopSignals() as signals:
+    from fdl_robot.ros.runner import StopOnSignals
+
+    signals = StopOnSignals(signals=STOP_SIGNALS, keep_ignored=(signal.SIGHUP,))
+    with signals:
         rclpy.init(args=ros_args, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("fdl_bag_recorder", parameter_overrides=[
             Parameter("use_sim_time", value=args.use_sim_time)])
@@ -121,7 +91,7 @@ def _record(args, ros_args) -> int:
             node.destroy_node()
             rclpy.try_shutdown()
     total = sum(recorder.counts.values())
-    why = f" (stopped by {signals.received})" if signals.received else ""
+    why = f" (stopped by {signal.Signals(signals.received[0]).name})" if signals.received else ""
     print(f"wrote {total} messages on {len(recorder.recording)} topics to {out}{why}")
     for topic, reason in recorder.skipped.items():
         print(f"  not recorded: {topic}: {reason}", file=sys.stderr)

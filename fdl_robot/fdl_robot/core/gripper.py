@@ -11,7 +11,8 @@ positions at open and closed::
 ``x_closed < x_open`` is allowed (a jaw *gap* in metres shrinks as the gripper closes).
 Closure is clipped to [0, 1] in :meth:`GripperScale.to_native` (never command beyond the
 stops); :meth:`GripperScale.to_closure` does not clip, so a sensor beyond its calibrated
-range shows as c < 0 or c > 1.
+range shows as c < 0 or c > 1; ``to_native(c, clip=False)`` reports a measured closure in
+native units as it is.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ class GripperScale:
         """Closure c of native position(s) ``x`` (not clipped)."""
         return (np.asarray(x, dtype=np.float64) - self.open_position) / self.span
 
-    def to_native(self, c):
-        """Native position(s) of closure ``c``, clipped to the open..closed range."""
-        return self.open_position + np.clip(np.asarray(c, dtype=np.float64), 0.0, 1.0) * self.span
+    def to_native(self, c, clip: bool = True):
+        """Native position(s) of closure ``c``, clipped to the open..closed range unless
+        ``clip`` is False (a measured state, not a command)."""
+        c = np.asarray(c, dtype=np.float64)
+        return self.open_position + (np.clip(c, 0.0, 1.0) if clip else c) * self.span

@@ -103,8 +103,8 @@ class JointStateMerger:
         new_base = StampOrder.NEW_BASE in orders
         if new_base:                 # the other joints' stamps are on the old time line too
             self.reset()
-        g = self.n_arm
-        values = np.where(np.array(rows) == g, self.gripper.to_closure(values), values)
+        is_gripper = np.array(rows) == self.n_arm
+        values[is_gripper] = self.gripper.to_closure(values[is_gripper])
         self.position[rows] = values
         self.valid[rows] = True
         for i in rows:

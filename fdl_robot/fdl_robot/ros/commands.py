@@ -15,20 +15,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from builtin_interfaces.msg import Duration
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from fdl_robot.ros.base import RELIABLE_QOS
+from fdl_robot.ros.conversions import s_to_duration
 from fdl_robot.ros.interfaces import RobotInterface
 
-__all__ = ["duration", "CommandPublisher"]
-
-
-def duration(t_s: float) -> Duration:
-    """Seconds -> builtin_interfaces/Duration (rounded to the nanosecond)."""
-    sec, nanosec = divmod(round(t_s * 1e9), 1_000_000_000)
-    return Duration(sec=int(sec), nanosec=int(nanosec))
+__all__ = ["CommandPublisher"]
 
 
 def _trajectory(names: Sequence[str], columns: np.ndarray, stamp, times_s: Sequence[float],
@@ -36,7 +30,7 @@ def _trajectory(names: Sequence[str], columns: np.ndarray, stamp, times_s: Seque
     msg = JointTrajectory(joint_names=list(names))
     msg.header.stamp = stamp
     n = columns.shape[1]
-    msg.points = [JointTrajectoryPoint(positions=row.tolist(), time_from_start=duration(t),
+    msg.points = [JointTrajectoryPoint(positions=row.tolist(), time_from_start=s_to_duration(t),
                                        velocities=[0.0] * n if zero_velocity else [])
                   for row, t in zip(columns, times_s, strict=True)]
     return msg

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from builtin_interfaces.msg import Time
+from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import CameraInfo, Image
 
 from fdl_robot.core.camera import PinholeCamera
@@ -46,6 +46,13 @@ def ns_to_stamp(t_ns: int) -> Time:
 
 def s_to_stamp(t_s: float) -> Time:
     return ns_to_stamp(round(t_s * 1e9))
+
+
+def s_to_duration(t_s: float) -> Duration:
+    """Seconds -> builtin_interfaces/Duration (rounded to the nanosecond); ``stamp_to_ns``
+    reads a Duration back (same fields)."""
+    sec, nanosec = divmod(round(t_s * 1e9), 1_000_000_000)
+    return Duration(sec=int(sec), nanosec=int(nanosec))
 
 
 # --- images -----------------------------------------------------------------------------

@@ -109,11 +109,6 @@ class RobotInterface:
         return GripperScale(self.gripper_open_position, self.gripper_closed_position)
 
     @property
-    def joint_names(self) -> tuple[str, ...]:
-        """The policy's joint order: the arm joints, then the gripper's joint."""
-        return (*self.arm_joint_names, self.gripper_joint)
-
-    @property
     def joint_states_topics(self) -> tuple[str, ...]:
         """The distinct topics joint states come from."""
         return tuple(dict.fromkeys((self.joint_states_topic, self.gripper_joint_states_topic)))

@@ -101,29 +101,39 @@ def make_executor(num_threads: int = 1, context=None):
 
 
 class StopOnSignals:
-    """``with StopOnSignals() as stop:`` -- SIGINT / SIGTERM set ``stop`` (an Event), never raise.
+    """``with StopOnSignals() as stop:`` -- SIGINT / SIGTERM (or ``signals``) set ``stop``
+    (an Event), never raise; a second one also sets :attr:`hurry` (skip what is left of a
+    clean stop's waiting). ``received`` lists the signals in order of arrival.
 
-    On leaving the block the previous handlers come back, or, with ``ignore_after`` (a
-    process on its way out), the signals stay ignored: a late second SIGINT must not raise
-    KeyboardInterrupt in the interpreter's exit handlers. Only the main thread can install
-    signal handlers; elsewhere this does nothing.
+    The handlers are installed whatever the inherited disposition (a job started with ``&``
+    by a non-interactive shell has SIGINT ignored), except for a signal of ``keep_ignored``
+    that is ignored on entry (SIGHUP under ``nohup``). On leaving the block the previous
+    handlers come back, or, with ``ignore_after`` (a process on its way out), the signals
+    stay ignored: a late second SIGINT must not raise KeyboardInterrupt in the interpreter's
+    exit handlers. Only the main thread can install signal handlers; elsewhere this does
+    nothing.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, ignore_after: bool = False):
+    def __init__(self, ignore_after: bool = False, signals: Sequence[int] = SIGNALS,
+                 keep_ignored: Sequence[int] = ()):
         self.ignore_after = ignore_after
-        self.stop = threading.Event()
+        self.signals, self.keep_ignored = tuple(signals), tuple(keep_ignored)
+        self.stop, self.hurry = threading.Event(), threading.Event()
         self.received: list[int] = []
         self._previous: dict = {}
 
     def _handler(self, signum, _frame) -> None:
+        if self.stop.is_set():
+            self.hurry.set()
         self.received.append(signum)
         self.stop.set()
 
     def __enter__(self) -> threading.Event:
         if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+            self._previous = {s: signal.signal(s, self._handler) for s in self.signals
+                              if not (s in self.keep_ignored and signal.getsignal(s) == signal.SIG_IGN)}
         return self.stop
 
     def __exit__(self, *_exc) -> None:

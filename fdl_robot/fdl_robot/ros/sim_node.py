@@ -292,7 +292,7 @@ class SimNode(FdlNode):
         self.counters["ok gripper goals"] += 1
         outcome = await done
         state = self._gripper_state
-        result.position, result.effort = float(self.scale.open_position + state[0] * self.scale.span), 0.0
+        result.position, result.effort = float(self.scale.to_native(state[0], clip=False)), 0.0
         result.reached_goal, result.stalled = outcome == "reached", outcome == "stalled"
         if outcome == "preempted":
             goal_handle.abort()
@@ -436,7 +436,7 @@ class SimNode(FdlNode):
             self.gripper.take(inbox["gripper"])
         obs = env.observation()
         q_arm = obs["qpos"]
-        x_gripper = self.scale.open_position + np.array([obs["gripper"]]) * self.scale.span
+        x_gripper = self.scale.to_native([obs["gripper"]], clip=False)
         t0_ns = self._stamp_ns(self._sim_ns(env))
         step_ns = round(env.physics_dt_s * 1e9)
         for k in range(env.physics_substeps):
@@ -456,26 +456,27 @@ class SimNode(FdlNode):
         stamp = ns_to_stamp(now_ns)
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=stamp))
-        arm_state, gripper_state = self._joint_states(env, stamp)
+        obs = env.observation()
+        arm_state, gripper_state = self._joint_states(obs, stamp)
         self.joint_pub.publish(arm_state)
         self.gripper_state_pub.publish(gripper_state)
+        self._gripper_state = (float(obs["gripper"]), float(obs["gripper_vel"]))
         self._update_gripper_goal(self._gripper_state)
         if sim_ns >= self._next_frame_ns:
             self._next_frame_ns += self._frame_period_ns * max(
                 1, -(-(sim_ns - self._next_frame_ns) // self._frame_period_ns))
             self._publish_frame(env, stamp)
 
-    def _joint_states(self, env, stamp) -> tuple[JointState, JointState]:
-        """The arm's JointState (joint_state_broadcaster's order) and the gripper's (native)."""
-        obs = env.observation()
+    def _joint_states(self, obs: dict, stamp) -> tuple[JointState, JointState]:
+        """The arm's JointState (joint_state_broadcaster's order) and the gripper's (native),
+        from the env's observation ``obs``."""
         q = dict(zip(self.interface.arm_joint_names, obs["qpos"].tolist(), strict=True))
         v = dict(zip(self.interface.arm_joint_names, obs["qvel"].tolist(), strict=True))
         arm = JointState(name=self._arm_joint_order, position=[q[n] for n in self._arm_joint_order],
                          velocity=[v[n] for n in self._arm_joint_order])
         arm.header.stamp = stamp
-        self._gripper_state = (float(obs["gripper"]), float(obs["gripper_vel"]))
         gripper = JointState(name=[self.interface.gripper_joint],
-                             position=[self.scale.open_position + obs["gripper"] * self.scale.span],
+                             position=[float(self.scale.to_native(obs["gripper"], clip=False))],
                              velocity=[obs["gripper_vel"] * self.scale.span])
         gripper.header.stamp = stamp
         return arm, gripper
