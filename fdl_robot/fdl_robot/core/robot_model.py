@@ -98,12 +98,24 @@ class RobotModel:
         #: The arm joints in the order of q.
         self.joint_names: tuple[str, ...] = names
         self._arm_joint_ids = [model.getJointId(n) for n in names]
-        self._idx_v = np.array([model.joints[j].idx_v for j in self._arm_joint_ids])
+        arm = [model.joints[j] for j in self._arm_joint_ids]
+        self._idx_v = np.array([joint.idx_v for joint in arm])
+        # where q_k goes in pinocchio's configuration: idx_q (nq = 1), or (cos, sin) at idx_q (continuous)
+        self._k_1 = np.array([k for k, joint in enumerate(arm) if joint.nq == 1], dtype=int)
+        self._idx_q_1 = np.array([joint.idx_q for joint in arm if joint.nq == 1], dtype=int)
+        self._k_2 = np.array([k for k, joint in enumerate(arm) if joint.nq == 2], dtype=int)
+        self._idx_q_2 = np.array([joint.idx_q for joint in arm if joint.nq == 2], dtype=int)
+        n = len(arm)
+        first = int(self._idx_q_1[0]) if len(self._idx_q_1) else 0
+        in_order = (len(self._k_1) == n and np.array_equal(self._k_1, np.arange(n))
+                    and np.array_equal(self._idx_q_1, np.arange(first, first + n)))
+        self._q_slice = slice(first, first + n) if in_order else None     # the common case: a plain copy
         self._q_neutral = pin.neutral(model)
-        # T_root_base (fixed) and its inverse's rotation, for base-axes Jacobians
+        # T_base_root (fixed); None when the base is the root (saves a product per pose)
         data = model.createData()
         pin.framesForwardKinematics(model, data, self._q_neutral)
-        self._T_base_root = np.linalg.inv(data.oMf[base_id].homogeneous)
+        T_base_root = np.linalg.inv(data.oMf[base_id].homogeneous)
+        self._T_base_root = None if np.array_equal(T_base_root, np.eye(4)) else T_base_root
         # the URDF tree: (parent link, child link, child frame id) per joint, moving and fixed
         self._moving, self._fixed = [], []
         for i, f in enumerate(model.frames):
@@ -117,9 +129,8 @@ class RobotModel:
         self._other_joints = {model.names[j]: j for j in range(1, model.njoints)
                               if model.joints[j].nq > 0 and j not in self._arm_joint_ids}
         lo, hi = model.lowerPositionLimit, model.upperPositionLimit
-        self._limits = np.array([[lo[model.joints[j].idx_q], hi[model.joints[j].idx_q]]
-                                 if model.joints[j].nq == 1 else [-np.inf, np.inf]
-                                 for j in self._arm_joint_ids]).reshape(-1, 2)
+        self._limits = np.array([[lo[joint.idx_q], hi[joint.idx_q]] if joint.nq == 1 else [-np.inf, np.inf]
+                                 for joint in arm]).reshape(-1, 2)
         self._local = threading.local()
 
     # ------------------------------------------------------------------ construction
@@ -167,7 +178,8 @@ class RobotModel:
         for i, q in enumerate(Q):
             pin.forwardKinematics(model, data, q)
             out[i] = pin.updateFramePlacement(model, data, fid).homogeneous
-        out = self._T_base_root @ out
+        if self._T_base_root is not None:
+            out = self._T_base_root @ out
         return out[0] if single else out
 
     def jacobian(self, q_rad: np.ndarray, frame: str | None = None) -> np.ndarray:
@@ -178,13 +190,13 @@ class RobotModel:
         fid = self._frame_id(self.tool_frame if frame is None else frame)
         Q, single = self._q_batch(q_rad)
         model, data = self._model, self._data()
-        R_base_root = self._T_base_root[:3, :3]
         out = np.empty((len(Q), 6, self.n_joints))
         for i, q in enumerate(Q):
             J = pin.computeFrameJacobian(model, data, q, fid, pin.ReferenceFrame.LOCAL_WORLD_ALIGNED)
             out[i] = J[:, self._idx_v]
-        out[:, :3] = R_base_root @ out[:, :3]
-        out[:, 3:] = R_base_root @ out[:, 3:]
+        if self._T_base_root is not None:                 # root axes -> base axes
+            R_base_root = self._T_base_root[:3, :3]
+            out[:, :3], out[:, 3:] = R_base_root @ out[:, :3], R_base_root @ out[:, 3:]
         return out[0] if single else out
 
     def link_transforms(self, q_rad: np.ndarray, other_joints: Mapping[str, float] | None = None
@@ -245,16 +257,16 @@ class RobotModel:
         if q.ndim not in (1, 2) or q.shape[-1] != n:
             raise ValueError(f"expected joint angles of shape ({n},) or (N, {n}) for {self.joint_names}, "
                              f"got {q.shape}")
-        if not np.all(np.isfinite(q)):
+        if not np.isfinite(q.sum()):                    # a NaN or inf anywhere makes the sum one
             raise ValueError("joint angles contain NaN or inf")
-        Q = np.atleast_2d(q)
-        out = np.tile(self._q_neutral, (len(Q), 1))
-        for k, j in enumerate(self._arm_joint_ids):
-            joint = self._model.joints[j]
-            if joint.nq == 1:
-                out[:, joint.idx_q] = Q[:, k]
-            else:                                   # continuous: (cos q, sin q)
-                out[:, joint.idx_q], out[:, joint.idx_q + 1] = np.cos(Q[:, k]), np.sin(Q[:, k])
+        Q = q.reshape(-1, n)
+        out = self._q_neutral[None, :].copy() if len(Q) == 1 else np.repeat(self._q_neutral[None, :], len(Q), 0)
+        if self._q_slice is not None:
+            out[:, self._q_slice] = Q
+        else:
+            out[:, self._idx_q_1] = Q[:, self._k_1]
+        if len(self._k_2):                              # continuous joints: (cos q, sin q)
+            out[:, self._idx_q_2], out[:, self._idx_q_2 + 1] = np.cos(Q[:, self._k_2]), np.sin(Q[:, self._k_2])
         return out, q.ndim == 1
 
 

@@ -7,8 +7,8 @@ weights, so nodes and the ROS graph can be tested end to end (``policy: scripted
 Goal (7,) = [q_goal (6, rad), gripper]:
 
 * with a target at p (base_link): q_goal = IK(p + [0, 0, pregrasp_height_m], tool pointing
-  down) on the arm's URDF model (``core.robot_model``, TCP frame ``tcp``), warm-started at the previous goal (else at home, the elbow-up / wrist-down
-  branch); gripper 0 (open).
+  down) on the arm's URDF model (``core.robot_model``, TCP frame ``tcp``), warm-started
+  at the previous goal (else at home, the elbow-up / wrist-down branch); gripper 0 (open).
 * without a target, or when the IK does not converge (unreachable): q_goal = home, and
   the gripper stays where it is (a policy that lost its target does not drop things).
 
