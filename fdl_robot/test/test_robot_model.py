@@ -207,6 +207,8 @@ def test_bad_inputs_raise_clear_errors(ur5e):
         RobotModel.from_urdf(UR5E_URDF, base_frame="wrist_1_link")
     with pytest.raises(FileNotFoundError):
         RobotModel.from_urdf("/nonexistent/robot.urdf")
+    with pytest.raises(ValueError, match="valid URDF"):
+        RobotModel.from_urdf("<robot name='broken'><link name='a'/>")
 
 
 def test_from_xml_text_and_a_joint_order_of_the_callers_choice(ur5e):
@@ -217,6 +219,21 @@ def test_from_xml_text_and_a_joint_order_of_the_callers_choice(ur5e):
     q = RNG.uniform(-3, 3, size=6)
     np.testing.assert_allclose(model.frame_pose(q[::-1]), ur5e.frame_pose(q, "tcp"), atol=1e-15)
     np.testing.assert_allclose(model.jacobian(q[::-1]), ur5e.jacobian(q, "tcp")[:, ::-1], atol=1e-15)
+
+
+def test_copies_and_pickles_are_the_same_model(ur5e):
+    """Rebuilt from the URDF text (a pickled pinocchio model with mimic joints crashes, pin 4.1.0)."""
+    import copy
+    import pickle
+
+    q = RNG.uniform(-3, 3, size=6)
+    for clone in (pickle.loads(pickle.dumps(ur5e)), copy.deepcopy(ur5e)):
+        assert clone.joint_names == ur5e.joint_names and clone.tool_frame == ur5e.tool_frame
+        np.testing.assert_array_equal(clone.frame_pose(q, "tcp"), ur5e.frame_pose(q, "tcp"))
+        for (p1, c1, T1), (p2, c2, T2) in zip(clone.link_transforms(q, {"left_finger_joint": 0.01}),
+                                              ur5e.link_transforms(q, {"left_finger_joint": 0.01}), strict=True):
+            assert (p1, c1) == (p2, c2)
+            np.testing.assert_array_equal(T1, T2)
 
 
 def test_threads_share_a_model(ur5e):

@@ -104,7 +104,7 @@ TCP_FRAME = "tcp"
 #: Home: elbow up, tool pointing straight down, TCP at (0.492, 0.133, 0.353) m in
 #: base_link (the simulator's ``HOME_QPOS_RAD``).
 HOME_QPOS_RAD: np.ndarray = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
-#: Joint position range of the UR5e (elbow +-pi, the others +-2 pi), radians.
+#: Joint position range of the UR5e (elbow +-pi, the others +-2 pi), radians: the URDF's (a test checks).
 UR5E_LIMITS_RAD: np.ndarray = np.array([[-2 * np.pi, 2 * np.pi]] * 2 + [[-np.pi, np.pi]]
                                        + [[-2 * np.pi, 2 * np.pi]] * 3)
 
