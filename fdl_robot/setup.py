@@ -13,7 +13,8 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["models/*", "models/**/*", "sim/assets/*", "ros/*.xml"]},
+    package_data={PACKAGE: ["models/*", "models/**/*", "sim/assets/*", "ros/*.xml",
+                             "description/*.urdf"]},
     include_package_data=True,
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

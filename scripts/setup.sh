@@ -59,7 +59,7 @@ if ! stamp_ok requirements "$req_hash"; then
   "${PIP[@]}" install -q -r "$ROOT/requirements/requirements.txt" \
     -c "$ROOT/requirements/constraints.txt" 2>&1 | grep -v '^WARNING: Location' || true
   # pip's own exit status is hidden by the filter above: check the result instead.
-  "$VENV/bin/python" -c 'import rclpy, torch, torchvision, ultralytics, cv2, mujoco, rosbags' \
+  "$VENV/bin/python" -c 'import rclpy, torch, torchvision, ultralytics, cv2, mujoco, rosbags, pinocchio' \
     2>/dev/null || die "pip install did not produce a working environment (rerun to see pip's errors)"
   stamp_set requirements "$req_hash"
   rm -f "$STAMPS/fdl_robot_interfaces" "$STAMPS/control_msgs"   # they link against the (re)installed wheels
