@@ -291,6 +291,26 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
               "stamps differ by at most this."),
         Param("sync_queue_size", 30, "Messages kept per input while waiting for a match."),
     ),
+    "state_publisher_node": (
+        Param("urdf_path", "", "The robot's URDF ('' = the simulated UR5e + gripper, "
+              "fdl_robot.description.UR5E_URDF), published on robot_description_topic."),
+        Param("base_frame", BASE_FRAME, "The robot's base link, parent of the fixed camera's frame."),
+        Param("robot_description_topic", "robot_description", "std_msgs/String topic of the URDF (transient "
+              "local, as robot_state_publisher)."),
+        Param("static_camera_frame", "camera_color_optical_frame", "The fixed camera's optical frame, published "
+              "on /tf_static as base_frame -> it from camera_xyz / camera_quat_xyzw ('' = none, e.g. when the "
+              "camera driver publishes its own frames)."),
+        Param("arm_camera_frame", "wrist_camera_color_optical_frame", "The camera on the arm's optical frame, "
+              "published on /tf_static as camera_mount_frame -> it from camera_mount_xyz / "
+              "camera_mount_quat_xyzw ('' = none)."),
+        *CAMERA_EXTRINSICS,
+        *(p for p in ROBOT_INTERFACE if p.name in ("gripper_joint", "gripper_open_position",
+                                                   "gripper_closed_position", "joint_states_topic",
+                                                   "gripper_joint_states_topic")),
+        Param("gripper_urdf_joint", "left_finger_joint", "The URDF joint that gripper_joint's closure drives, "
+              "from its lower (open) to its upper (closed) limit, when gripper_joint is not a URDF joint "
+              "itself ('' = none)."),
+    ),
     "tracker_node": (
         Param("objects_topic", OBJECTS_TOPIC, "Input Object3DArray topic."),
         Param("tracks_topic", TRACKS_TOPIC, "Output TrackArray topic."),
