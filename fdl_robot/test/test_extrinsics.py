@@ -155,3 +155,26 @@ def test_tf2_source_without_tf2_ros_says_so(monkeypatch):
         import_tf2_ros()
     with pytest.raises(ImportError, match="tf2_ros"):
         Tf2Extrinsics(object())
+
+
+def test_the_default_camera_mount_is_the_simulated_wrist_cameras_nominal_mount():
+    """localizer_node / state_publisher_node's camera_mount_* defaults = the sim's wrist camera on tool0."""
+    from fdl_robot.ros import parameters
+    from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
+
+    env = PickPlaceEnv(PickPlaceConfig(preload_torchvision=False))
+    try:
+        if hasattr(env, "T_flange_cam_nominal"):
+            nominal = env.T_flange_cam_nominal
+            nominal = nominal() if callable(nominal) else nominal
+        else:
+            q = env.observation()["qpos"][:6]
+            nominal = (Transform.from_matrix(ur5e_gripper().frame_pose(q, "tool0")).inverse()
+                       @ env.camera_extrinsics("wrist_cam"))
+    finally:
+        env.close()
+    for node in ("localizer_node", "state_publisher_node"):
+        d = parameters.defaults(node)
+        assert d["camera_mount_frame"] == "tool0"
+        T = Transform.from_quaternion(d["camera_mount_quat_xyzw"], d["camera_mount_xyz"])
+        np.testing.assert_allclose(T.as_matrix(), nominal.as_matrix(), atol=1e-5)
