@@ -21,9 +21,10 @@ Boxes
    visible pixels ``M``. The visible fraction is ``|M| / A`` with ``A`` the area in
    pixels of the object's silhouette alone, inside the image (the convex hull of its
    projected corners: exact for a cube, an upper bound for the hollow bin).
-3. *Clipping.* A fully visible object keeps its sub-pixel amodal box; a partly hidden
-   one gets the amodal box intersected with the bounding box of ``M`` (an occluded
-   cube is labelled where it can be seen). Objects less than ``min_visibility`` visible
+3. *Clipping.* A fully visible object keeps its sub-pixel amodal box (cut by the image
+   border: the extent of its silhouette inside the image, which the wide wrist camera
+   often needs); a partly hidden one gets the amodal box intersected with the bounding box
+   of ``M`` (an occluded cube is labelled where it can be seen). Objects less than ``min_visibility`` visible
    or with fewer than ``min_pixels`` pixels get no label.
 
 Pixel convention: the pinhole model puts pixel centres at integer ``uv``
@@ -140,13 +141,18 @@ def label_objects(env: PickPlaceEnv, segmentation: np.ndarray, config: LabelConf
         uv = cam.project(p_cam)                        # pixel-centre convention
         hull = cv2.convexHull((uv + 0.5).astype(np.float32))           # edge coordinates
         frame = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-        area_px, _ = cv2.intersectConvexConvex(hull, frame)             # silhouette in the image
+        area_px, inside = cv2.intersectConvexConvex(hull, frame)        # silhouette in the image
         visible = segmentation == env.segmentation_labels[name]
         n_visible = int(visible.sum())
         visibility = min(1.0, n_visible / max(float(area_px), 1.0))
         if n_visible < config.min_pixels or visibility < config.min_visibility:
             continue
         box = np.concatenate([uv.min(axis=0), uv.max(axis=0)]) + 0.5   # edge convention
+        if np.any(box[:2] < 0) or np.any(box[2:] > (w, h)):
+            if inside is None:
+                continue
+            # cut by the image border: the extent of the part of the silhouette inside the image
+            box = np.concatenate([inside.reshape(-1, 2).min(axis=0), inside.reshape(-1, 2).max(axis=0)])
         box = np.clip(box, 0, [w, h, w, h])
         if visibility < config.full_visibility:
             rows, cols = np.nonzero(visible)
