@@ -47,6 +47,7 @@ setup(
             "tracker_node = fdl_robot.ros.tracker_node:main",
             "policy_node = fdl_robot.ros.policy_node:main",
             "sim_node = fdl_robot.ros.sim_node:main",
+            "state_publisher_node = fdl_robot.ros.state_publisher_node:main",
         ],
     },
 )
