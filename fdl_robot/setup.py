@@ -13,7 +13,8 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["models/*", "models/**/*", "sim/assets/*", "ros/*.xml"]},
+    package_data={PACKAGE: ["models/*", "models/**/*", "sim/assets/*", "ros/*.xml",
+                             "description/*.urdf"]},
     include_package_data=True,
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -46,6 +47,7 @@ setup(
             "tracker_node = fdl_robot.ros.tracker_node:main",
             "policy_node = fdl_robot.ros.policy_node:main",
             "sim_node = fdl_robot.ros.sim_node:main",
+            "state_publisher_node = fdl_robot.ros.state_publisher_node:main",
         ],
     },
 )

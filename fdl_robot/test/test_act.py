@@ -236,6 +236,23 @@ def test_observation_vector_layout():
         observation_vector(obs(target=None), vel, 0.02)
 
 
+def test_features_from_the_urdf_equal_the_dh_reference_for_the_shipped_policy():
+    """The p_tcp features (URDF model) are the DH chain's the shipped policy was trained on; same chunks."""
+    rng = np.random.default_rng(15)
+    n = 400
+    q7 = np.concatenate([HOME7 + rng.normal(0, 0.4, (n // 2, 7)),
+                         np.c_[rng.uniform(-2 * np.pi, 2 * np.pi, (n // 2, 6)), rng.uniform(0, 1, n // 2)]])
+    args = (rng.normal(0, 0.5, (n, 7)), np.full(n, 0.02), CUBE + rng.normal(0, 0.05, (n, 3)),
+            BIN[:2] + rng.normal(0, 0.03, (n, 2)))
+    urdf = features(q7, *args)
+    dh = features(q7, *args, tcp=kin.tcp_position(q7[:, :6]))
+    np.testing.assert_allclose(urdf, dh, rtol=0, atol=1e-6)
+    data = DemoArrays.from_episodes([synthetic_episode(T=30)])
+    np.testing.assert_allclose(data.tcp, kin.tcp_position(data.qpos[:, :6]), rtol=0, atol=1e-6)
+    policy = ACTPolicy.load(SHIPPED_MODEL_PATH)
+    np.testing.assert_allclose(policy.predict_vectors(urdf[:50]), policy.predict_vectors(dh[:50]), rtol=0, atol=1e-6)
+
+
 def test_policy_velocity_from_consecutive_observations():
     policy = tiny_policy()
     v, w = policy.velocity(obs(HOME7, t=1.0))

@@ -1,4 +1,4 @@
-"""core.kinematics: UR5e DH forward kinematics, Jacobian, SO(3) log/exp, DLS IK."""
+"""core.kinematics: the UR5e DH reference (FK, Jacobian), SO(3) log/exp, DLS IK on a RobotModel."""
 from __future__ import annotations
 
 import numpy as np
@@ -50,8 +50,6 @@ def test_fk_equals_the_simulator_model():
     site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, scene.TCP_SITE)
     base = model.body(scene.BASE_BODY)
     for q in RNG.uniform(-3, 3, size=(5, 6)):
-        np.testing.assert_allclose(kin.forward_kinematics(q, tcp_offset_m=0.0),
-                                   scene.ur5e_dh_forward_kinematics(q), atol=1e-12)
         data.qpos[joints] = q
         mujoco.mj_kinematics(model, data)
         p_world = data.site_xpos[site]
@@ -135,3 +133,27 @@ def test_ik_reports_an_unreachable_target():
     assert np.all(np.isfinite(res.q_rad))
     with pytest.raises(ValueError):
         kin.solve_ik_pointing_down((np.nan, 0, 0), kin.HOME_QPOS_RAD)
+
+
+def test_ik_on_the_urdf_equals_ik_on_the_dh_reference():
+    """Same algorithm, two models of the same arm: the same joints, iteration for iteration."""
+    ref = kin.DhReference()
+    for p, yaw in [((0.5, -0.1, 0.12), None), ((0.35, 0.25, 0.2), 0.4), ((0.65, 0.0, 0.06), -1.0)]:
+        urdf = kin.solve_ik_pointing_down(p, kin.HOME_QPOS_RAD, yaw_rad=yaw)
+        dh = kin.solve_ik_pointing_down(p, kin.HOME_QPOS_RAD, yaw_rad=yaw, model=ref)
+        assert urdf.converged and dh.converged and urdf.iterations == dh.iterations
+        np.testing.assert_allclose(urdf.q_rad, dh.q_rad, atol=1e-9)
+    with pytest.raises(ValueError, match="frames"):
+        ref.frame_pose(np.zeros(6), "flange")
+
+
+def test_ik_clips_to_the_models_limits_unless_given():
+    """Any frame of the model (here tool0); the URDF's limits by default, narrower ones when given."""
+    res = kin.solve_ik_pointing_down((0.3, 0.3, 0.1), kin.HOME_QPOS_RAD, frame="tool0")
+    assert res.converged
+    np.testing.assert_allclose(kin.forward_kinematics(res.q_rad, tcp_offset_m=0.0)[:3, 3], (0.3, 0.3, 0.1),
+                               atol=1e-4)
+    narrow = np.array(kin.UR5E_LIMITS_RAD)
+    narrow[0] = [2.5, 3.5]                                     # the base may not turn far from home
+    res = kin.solve_ik_pointing_down((0.3, -0.5, 0.1), kin.HOME_QPOS_RAD, limits_rad=narrow, max_iterations=60)
+    assert not res.converged and narrow[0, 0] <= res.q_rad[0] <= narrow[0, 1]

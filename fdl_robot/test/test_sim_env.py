@@ -23,20 +23,6 @@ def env():
     e.close()
 
 
-def test_mjcf_arm_equals_ur5e_dh_chain():
-    model = scene.load_model()
-    data = mujoco.MjData(model)
-    tool0 = model.body("tool0").id
-    qadr = [model.joint(n).qposadr[0] for n in scene.ARM_JOINT_NAMES]
-    rng = np.random.default_rng(0)
-    for q in rng.uniform(-np.pi, np.pi, size=(20, 6)):
-        data.qpos[qadr] = q
-        mujoco.mj_kinematics(model, data)
-        T = scene.ur5e_dh_forward_kinematics(q)
-        np.testing.assert_allclose(data.xpos[tool0], T[:3, 3], atol=1e-6)
-        np.testing.assert_allclose(data.xmat[tool0].reshape(3, 3), T[:3, :3], atol=1e-6)
-
-
 def test_mjcf_arm_joints_are_the_core_robot():
     """The MJCF spells the arm's joint names, chain order and ranges: they are core.robot's and core.kinematics'."""
     model = scene.load_model()

@@ -5,7 +5,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from fdl_robot.core.kinematics import down_rotation, rotation_exp, rotation_log, solve_ik
+from fdl_robot.core.kinematics import DhReference, down_rotation, rotation_exp, rotation_log, solve_ik
 from fdl_robot.core.robot import ARM_JOINT_NAMES
 from fdl_robot.sim import scene
 from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
@@ -72,7 +72,7 @@ def test_expert_refuses_a_model_off_the_core_chain():
     model = scene.load_model()
     check_model_matches_core_chain(model)
     model.site(scene.TCP_SITE).pos[2] += 0.01
-    with pytest.raises(ValueError, match="core UR5e chain"):
+    with pytest.raises(ValueError, match="off the URDF's 'tcp' frame"):
         ScriptedExpert(model)
 
 
@@ -87,6 +87,16 @@ def test_expert_succeeds_on_fixed_seeds(env, seed):
     assert actions.shape[1] == 7 and set(np.unique(actions[:, 6])) <= {0.0, 1.0}
     # joint targets move at bounded speed (2 rad/s at 50 Hz)
     assert np.max(np.abs(np.diff(actions[:, :6], axis=0))) <= 2.0 * env.control_dt_s + 1e-9
+
+
+def test_expert_demos_are_the_same_on_the_dh_reference(env):
+    """The URDF model (the default) and the DH reference chain drive the same demonstration."""
+    runs = []
+    for robot in (None, DhReference()):
+        runs.append([])
+        run_expert_episode(env, ScriptedExpert(env.model, robot=robot), 1, on_step=lambda obs, a: runs[-1].append(a))
+    assert len(runs[0]) == len(runs[1]) > 300
+    np.testing.assert_allclose(np.array(runs[0]), np.array(runs[1]), rtol=0, atol=1e-9)
 
 
 def test_expert_is_deterministic(env):

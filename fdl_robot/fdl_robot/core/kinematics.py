@@ -1,17 +1,23 @@
-"""UR5e forward kinematics (standard DH), SO(3) log/exp and damped-least-squares IK.
+"""Damped-least-squares IK on a RobotModel, SO(3) log/exp, and the UR5e DH reference chain.
 
 Frames
 ------
-``base_link`` (REP-103: x forward, y left, z up, metres) is the frame of the DH chain's
-base, as in the simulator (``sim/assets/pick_place_cell.xml`` builds its bodies from the
-same table, so FK here equals the MuJoCo model's). ``tool0`` is the flange frame after
-joint 6 (z = approach direction); the tool centre point (TCP) sits ``tcp_offset_m`` along
-tool0's z, between the gripper pads (0.135 m for the simulator's gripper, its ``tcp``
-site).
+``base_link`` (REP-103: x forward, y left, z up, metres) is the robot's base, as in the
+simulator (the MuJoCo world frame). ``tool0`` is the flange frame after joint 6 (z =
+approach direction); the tool centre point (TCP) is the URDF frame ``tcp``, 0.135 m along
+tool0's z between the gripper pads (``TCP_OFFSET_M``; the simulator's ``tcp`` site).
 
-Forward kinematics
-------------------
-With the standard Denavit-Hartenberg convention, link i contributes::
+Kinematic model
+---------------
+The stack's kinematics come from the robot's URDF through
+:class:`fdl_robot.core.robot_model.RobotModel` (``ur5e_gripper()`` for the simulated arm,
+``fdl_robot.description.UR5E_URDF``). The IK below takes any RobotModel and a frame.
+
+Reference: UR5e standard DH
+---------------------------
+The hand-written Denavit-Hartenberg chain kept here is the reference the URDF is checked
+against (tests: FK and Jacobian equal to 1e-6), not what the stack computes with. With the
+standard DH convention, link i contributes::
 
     A_i(q_i) = Rz(q_i) Tz(d_i) Tx(a_i) Rx(alpha_i)
 
@@ -25,10 +31,8 @@ With the standard Denavit-Hartenberg convention, link i contributes::
 UR5e (metres, radians):  d = (0.1625, 0, 0, 0.1333, 0.0997, 0.0996),
 a = (0, -0.425, -0.3922, 0, 0, 0),  alpha = (pi/2, 0, 0, pi/2, -pi/2, 0).
 
-Geometric Jacobian
-------------------
-Joint i rotates about z_{i-1}, the z axis of frame i-1 (frame 0 = base), through its
-origin o_{i-1}. For the TCP position p::
+Geometric Jacobian (DH reference): joint i rotates about z_{i-1}, the z axis of frame i-1
+(frame 0 = base), through its origin o_{i-1}. For the TCP position p::
 
     J_v[:, i] = z_{i-1} x (p - o_{i-1}),     J_w[:, i] = z_{i-1}          (base axes)
 
@@ -46,37 +50,42 @@ axis (tool z) = -z_base, tool x = (cos psi, sin psi, 0).
 
 Inverse kinematics
 ------------------
-The task is a TCP position p* and either a full orientation R* (6 constraints) or only
-an approach axis pointing down, a* = -z_base (5 constraints; the yaw about the vertical
-is left free). Errors, base axes::
+The task is a position p* of a frame of the model (default ``tcp``) and either a full
+orientation R* (6 constraints) or only an approach axis pointing down, a* = -z_base (5
+constraints; the yaw about the vertical is left free). With the model's pose T(q) =
+T_base_frame(q) = (R(q), p(q)) and Jacobian J(q) = [J_v; J_w] (base axes), the errors are::
 
     e_p = p* - p(q)
     e_r = log(R* R(q)^T)                                                (orientation R*)
     e_r = theta (a x a*) / |a x a*|,  theta = atan2(|a x a*|, a . a*)   (free yaw)
 
-where a(q) is the TCP's z axis; both e_r are rotation vectors (axis * angle).
+where a(q) is the frame's z axis; both e_r are rotation vectors (axis * angle).
 
 A Gauss-Newton step with Levenberg-Marquardt damping lambda on the stacked error
 e = [e_p; w e_r] and Jacobian J = [J_v; w J_w] is::
 
     dq = J^T (J J^T + lambda^2 I)^-1 e                                       (DLS)
 
-scaled down so that max_i |dq_i| <= max_step_rad, then q is clipped to the joint limits;
-the iteration stops when |e_p| and |e_r| are both under their tolerances. Damping bounds
-|dq| at singularities; with free yaw the minimum-norm step leaves the wrist's yaw where
-the start configuration had it, so warm starts keep the IK branch (elbow up, wrist down).
+scaled down so that max_i |dq_i| <= max_step_rad, then q is clipped to the joint limits
+(the URDF's unless given); the iteration stops when |e_p| and |e_r| are both under their
+tolerances. Damping bounds |dq| at singularities; with free yaw the minimum-norm step
+leaves the wrist's yaw where the start configuration had it, so warm starts keep the IK
+branch (elbow up, wrist down).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fdl_robot.core.geometry import matrix_to_quaternion
 
-__all__ = ["UR5E_DH", "TCP_OFFSET_M", "HOME_QPOS_RAD", "UR5E_LIMITS_RAD", "dh_transform",
-           "link_frames", "forward_kinematics", "tcp_position", "geometric_jacobian", "down_rotation",
+if TYPE_CHECKING:
+    from fdl_robot.core.robot_model import RobotModel
+
+__all__ = ["UR5E_DH", "TCP_OFFSET_M", "TCP_FRAME", "HOME_QPOS_RAD", "UR5E_LIMITS_RAD", "dh_transform",
+           "link_frames", "forward_kinematics", "tcp_position", "geometric_jacobian", "DhReference", "down_rotation",
            "rotation_log", "rotation_exp", "IkResult", "solve_ik", "solve_ik_pointing_down"]
 
 #: UR5e standard DH parameters (d_i, a_i, alpha_i) in metres and radians.
@@ -88,12 +97,14 @@ UR5E_DH: np.ndarray = np.array([
     [0.0997, 0.0, -np.pi / 2],
     [0.0996, 0.0, 0.0],
 ])
-#: tool0 -> TCP along tool0's z: the simulator gripper's ``tcp`` site, metres.
+#: tool0 -> TCP along tool0's z: the simulator gripper's ``tcp`` site, metres (the DH reference's).
 TCP_OFFSET_M = 0.135
+#: The TCP's frame in the URDF (``fdl_robot.description.UR5E_URDF``): TCP_OFFSET_M along tool0's z.
+TCP_FRAME = "tcp"
 #: Home: elbow up, tool pointing straight down, TCP at (0.492, 0.133, 0.353) m in
 #: base_link (the simulator's ``HOME_QPOS_RAD``).
 HOME_QPOS_RAD: np.ndarray = np.array([np.pi, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0.0])
-#: Joint position range of the UR5e (elbow +-pi, the others +-2 pi), radians.
+#: Joint position range of the UR5e (elbow +-pi, the others +-2 pi), radians: the URDF's (a test checks).
 UR5E_LIMITS_RAD: np.ndarray = np.array([[-2 * np.pi, 2 * np.pi]] * 2 + [[-np.pi, np.pi]]
                                        + [[-2 * np.pi, 2 * np.pi]] * 3)
 
@@ -154,6 +165,40 @@ def _jacobian_of_frames(frames: np.ndarray) -> np.ndarray:
     o = frames[:-2, :3, 3]                      # (6, 3) joint origins
     p = frames[-1, :3, 3]
     return np.vstack([np.cross(z, p - o).T, z.T])
+
+
+class DhReference:
+    """The UR5e DH reference behind RobotModel's query interface: a check, not the stack's model.
+
+    ``frame_pose``/``jacobian`` of the frames ``tool0`` and ``tcp`` (``tcp_offset_m`` along
+    tool0's z) from :func:`forward_kinematics` and :func:`geometric_jacobian`, so that the
+    IK and the expert can be run on the reference chain and compared with the URDF's.
+    """
+
+    base_frame = "base_link"
+    tool_frame = "tool0"
+    joint_names = ("shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint",
+                   "wrist_1_joint", "wrist_2_joint", "wrist_3_joint")
+    n_joints = 6
+
+    def __init__(self, tcp_offset_m: float = TCP_OFFSET_M):
+        self._offsets = {"tool0": 0.0, TCP_FRAME: float(tcp_offset_m)}
+
+    @property
+    def position_limits(self) -> np.ndarray:
+        return UR5E_LIMITS_RAD.copy()
+
+    def frame_pose(self, q_rad: np.ndarray, frame: str | None = None) -> np.ndarray:
+        return forward_kinematics(q_rad, self._offset(frame))
+
+    def jacobian(self, q_rad: np.ndarray, frame: str | None = None) -> np.ndarray:
+        return geometric_jacobian(q_rad, self._offset(frame))
+
+    def _offset(self, frame: str | None) -> float:
+        try:
+            return self._offsets[self.tool_frame if frame is None else frame]
+        except KeyError:
+            raise ValueError(f"the DH reference has the frames {sorted(self._offsets)}, not {frame!r}") from None
 
 
 def down_rotation(yaw_rad: float) -> np.ndarray:
@@ -219,7 +264,7 @@ def _pose_error(T_base_tcp: np.ndarray, p_star: np.ndarray,
 
 @dataclass(frozen=True, eq=False)
 class IkResult:
-    """Joint solution ``q_rad`` (6,), whether the tolerances were met, and the final errors."""
+    """Joint solution ``q_rad`` (n,), whether the tolerances were met, and the final errors."""
 
     q_rad: np.ndarray
     converged: bool
@@ -228,21 +273,31 @@ class IkResult:
     iterations: int
 
 
-def solve_ik(p_target_m: np.ndarray, R_target: np.ndarray | None, q_init_rad: np.ndarray, *,
-             tcp_offset_m: float = TCP_OFFSET_M, damping: float = 0.05, orientation_weight: float = 0.3,
-             max_step_rad: float = 0.25, position_tolerance_m: float = 1e-4,
-             orientation_tolerance_rad: float = 1e-3, max_iterations: int = 100,
-             limits_rad: np.ndarray = UR5E_LIMITS_RAD) -> IkResult:
-    """DLS IK for a TCP at ``p_target_m`` with orientation ``R_target`` (R_base_tcp), base_link.
+def _default_model() -> "RobotModel":
+    from fdl_robot.core.robot_model import ur5e_gripper
 
-    ``R_target=None`` asks only for the approach axis straight down (yaw free). Iterates
-    from ``q_init_rad``: warm-started near the answer (the current joints) it stays on the
-    same branch; an unreachable target ends at the closest reachable pose with
-    ``converged=False`` after ``max_iterations`` steps. See the module docstring for the
-    equations.
+    return ur5e_gripper()
+
+
+def solve_ik(p_target_m: np.ndarray, R_target: np.ndarray | None, q_init_rad: np.ndarray, *,
+             model: "RobotModel | None" = None, frame: str = TCP_FRAME, damping: float = 0.05,
+             orientation_weight: float = 0.3, max_step_rad: float = 0.25, position_tolerance_m: float = 1e-4,
+             orientation_tolerance_rad: float = 1e-3, max_iterations: int = 100,
+             limits_rad: np.ndarray | None = None) -> IkResult:
+    """DLS IK for ``frame`` of ``model`` at ``p_target_m`` with orientation ``R_target`` (R_base_frame).
+
+    ``model`` defaults to the simulated UR5e (:func:`fdl_robot.core.robot_model.ur5e_gripper`),
+    ``frame`` to its TCP, ``limits_rad`` (n, 2) to the model's URDF limits. ``R_target=None``
+    asks only for the approach axis (the frame's z) straight down (yaw free). Iterates from
+    ``q_init_rad``: warm-started near the answer (the current joints) it stays on the same
+    branch; an unreachable target ends at the closest reachable pose with ``converged=False``
+    after ``max_iterations`` steps. See the module docstring for the equations.
     """
+    model = _default_model() if model is None else model
+    n = model.n_joints
+    limits = model.position_limits if limits_rad is None else np.asarray(limits_rad, dtype=np.float64).reshape(n, 2)
     p_star = np.asarray(p_target_m, dtype=np.float64).reshape(3)
-    q = np.asarray(q_init_rad, dtype=np.float64).reshape(6).copy()
+    q = np.asarray(q_init_rad, dtype=np.float64).reshape(n).copy()
     R_star = None if R_target is None else np.asarray(R_target, dtype=np.float64).reshape(3, 3)
     if not (np.all(np.isfinite(p_star)) and np.all(np.isfinite(q))
             and (R_star is None or np.all(np.isfinite(R_star)))):
@@ -250,20 +305,19 @@ def solve_ik(p_target_m: np.ndarray, R_target: np.ndarray | None, q_init_rad: np
     lam2, w = damping ** 2, orientation_weight
     e_p_norm = e_r_norm = np.inf
     for it in range(max_iterations + 1):
-        frames = link_frames(q, tcp_offset_m)
-        e_p, e_r = _pose_error(frames[-1], p_star, R_star)
+        e_p, e_r = _pose_error(model.frame_pose(q, frame), p_star, R_star)
         e_p_norm, e_r_norm = float(np.linalg.norm(e_p)), float(np.linalg.norm(e_r))
         done = e_p_norm < position_tolerance_m and e_r_norm < orientation_tolerance_rad
         if done or it == max_iterations:
             break
-        J = _jacobian_of_frames(frames)
+        J = model.jacobian(q, frame)
         J[3:] *= w
         e = np.concatenate([e_p, w * e_r])
         dq = J.T @ np.linalg.solve(J @ J.T + lam2 * np.eye(6), e)
         scale = np.max(np.abs(dq)) / max_step_rad
         if scale > 1.0:
             dq /= scale
-        q = np.clip(q + dq, limits_rad[:, 0], limits_rad[:, 1])
+        q = np.clip(q + dq, limits[:, 0], limits[:, 1])
     converged = e_p_norm < position_tolerance_m and e_r_norm < orientation_tolerance_rad
     return IkResult(q, converged, e_p_norm, e_r_norm, it)
 

@@ -6,8 +6,9 @@ gripper, whose position is its closure fraction (0 = open .. 1 = closed)::
 
     q = [q_shoulder_pan, q_shoulder_lift, q_elbow, q_wrist_1, q_wrist_2, q_wrist_3, g]
 
-The kinematic model of the arm (DH table, limits, home posture) is
-:mod:`fdl_robot.core.kinematics`; the simulator's MJCF uses the same names (a test checks).
+The kinematic model of the arm is its URDF (``fdl_robot.description.UR5E_URDF``, read by
+:func:`fdl_robot.core.robot_model.ur5e_gripper`), the home posture and the IK are
+:mod:`fdl_robot.core.kinematics`'; the URDF and the simulator's MJCF use these names (tests check).
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ weights, so nodes and the ROS graph can be tested end to end (``policy: scripted
 Goal (7,) = [q_goal (6, rad), gripper]:
 
 * with a target at p (base_link): q_goal = IK(p + [0, 0, pregrasp_height_m], tool pointing
-  down), warm-started at the previous goal (else at home, the elbow-up / wrist-down
-  branch); gripper 0 (open).
+  down) on the arm's URDF model (``core.robot_model``, TCP frame ``tcp``), warm-started
+  at the previous goal (else at home, the elbow-up / wrist-down branch); gripper 0 (open).
 * without a target, or when the IK does not converge (unreachable): q_goal = home, and
   the gripper stays where it is (a policy that lost its target does not drop things).
 
@@ -31,6 +31,7 @@ import numpy as np
 
 from fdl_robot.core import kinematics
 from fdl_robot.core.robot import CONTROL_DT_S
+from fdl_robot.core.robot_model import RobotModel, ur5e_gripper
 from fdl_robot.policy.interface import ACTION_DIM, PolicyObservation
 
 __all__ = ["ScriptedPolicy", "joint_space_chunk"]
@@ -51,13 +52,18 @@ def joint_space_chunk(q_start: np.ndarray, q_goal: np.ndarray, velocity: np.ndar
 
 
 class ScriptedPolicy:
-    """Reach to a pre-grasp pose above the target, gripper open; home without a target."""
+    """Reach to a pre-grasp pose above the target, gripper open; home without a target.
+
+    ``model`` (default: the simulated UR5e's URDF) gives the IK its kinematics and, unless
+    ``joint_limits_rad`` (6, 2) is given, the joint limits; ``tcp_frame`` is the frame
+    placed above the target.
+    """
 
     def __init__(self, chunk_size: int = 20, dt_s: float = CONTROL_DT_S,
                  velocity: np.ndarray = DEFAULT_VELOCITY, pregrasp_height_m: float = 0.10,
                  home_qpos_rad: np.ndarray = kinematics.HOME_QPOS_RAD,
-                 tcp_offset_m: float = kinematics.TCP_OFFSET_M,
-                 joint_limits_rad: np.ndarray = kinematics.UR5E_LIMITS_RAD):
+                 model: RobotModel | None = None, tcp_frame: str = kinematics.TCP_FRAME,
+                 joint_limits_rad: np.ndarray | None = None):
         if chunk_size < 1 or not dt_s > 0:
             raise ValueError(f"need chunk_size >= 1 and dt_s > 0, got {chunk_size}, {dt_s}")
         self.chunk_size = int(chunk_size)
@@ -68,8 +74,10 @@ class ScriptedPolicy:
             raise ValueError("policy velocities must be positive")
         self.pregrasp_height_m = float(pregrasp_height_m)
         self.home_qpos_rad = np.asarray(home_qpos_rad, dtype=np.float64).reshape(6)
-        self.tcp_offset_m = float(tcp_offset_m)
-        self.joint_limits_rad = np.asarray(joint_limits_rad, dtype=np.float64).reshape(6, 2)
+        self.model = ur5e_gripper() if model is None else model
+        self.tcp_frame = str(tcp_frame)
+        limits = self.model.position_limits if joint_limits_rad is None else joint_limits_rad
+        self.joint_limits_rad = np.asarray(limits, dtype=np.float64).reshape(6, 2)
         #: What the last chunk aimed at: 'target', 'home' or 'unreachable' (went home).
         self.mode = "home"
         self.reset()
@@ -84,7 +92,7 @@ class ScriptedPolicy:
         if obs.has_target:
             p = obs.target_p_base_m + np.array([0.0, 0.0, self.pregrasp_height_m])
             seed = self.home_qpos_rad if self._ik_seed is None else self._ik_seed
-            ik = kinematics.solve_ik_pointing_down(p, seed, tcp_offset_m=self.tcp_offset_m,
+            ik = kinematics.solve_ik_pointing_down(p, seed, model=self.model, frame=self.tcp_frame,
                                                    limits_rad=self.joint_limits_rad)
             if ik.converged:
                 self._ik_seed = ik.q_rad

@@ -30,12 +30,14 @@ NODES = {
     "localizer_node": NodeSpec("localizer_node", "fdl_robot.ros.localizer_node:LocalizerNode"),
     "tracker_node": NodeSpec("tracker_node", "fdl_robot.ros.tracker_node:TrackerNode"),
     "policy_node": NodeSpec("policy_node", "fdl_robot.ros.policy_node:PolicyNode"),
+    "state_publisher_node": NodeSpec("state_publisher_node", "fdl_robot.ros.state_publisher_node:StatePublisherNode"),
 }
 
 PERCEPTION_AND_POLICY = ["detector_node", "localizer_node", "tracker_node", "policy_node"]
 GRAPHS = {
-    "robot": ["camera_node"] + PERCEPTION_AND_POLICY,   # a real camera and arm
-    "sim": ["sim_node"] + PERCEPTION_AND_POLICY,        # the MuJoCo cell instead of both
+    # a real camera and arm; state_publisher_node: /tf, /tf_static, robot_description for RViz/Foxglove
+    "robot": ["camera_node", "state_publisher_node"] + PERCEPTION_AND_POLICY,
+    "sim": ["sim_node", "state_publisher_node"] + PERCEPTION_AND_POLICY,        # the MuJoCo cell instead
     "perception": PERCEPTION_AND_POLICY,                # inputs from elsewhere (a bag, a test)
 }
 

@@ -31,10 +31,11 @@ fingers; if not (a missed or lost grasp), it opens and replans from the cube's
 current pose, at most ``max_retries`` times.  Nothing is attached magically: the
 cube is held by friction only.
 
-Kinematics: forward kinematics and IK are the core UR5e chain
-(:mod:`fdl_robot.core.kinematics`) in base_link. The MuJoCo world frame is base_link
-and the MJCF arm is built from the same DH table (``sim/scene.py``; the constructor
-checks the model's ``tcp`` site against it), so observation poses are used directly.
+Kinematics: forward kinematics and IK (:func:`fdl_robot.core.kinematics.solve_ik`) run
+on the arm's URDF model (:func:`fdl_robot.core.robot_model.ur5e_gripper`, frame ``tcp``)
+in base_link. The MuJoCo world frame is base_link and the MJCF arm is the same chain
+(``sim/scene.py``; the constructor checks the model's ``tcp`` site against the URDF), so
+observation poses are used directly.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ import mujoco
 import numpy as np
 
 from fdl_robot.core import kinematics
-from fdl_robot.core.kinematics import down_rotation, rotation_exp, rotation_log
+from fdl_robot.core.kinematics import TCP_FRAME, down_rotation, rotation_exp, rotation_log
 from fdl_robot.core.robot import ARM_JOINT_NAMES, CONTROL_DT_S
+from fdl_robot.core.robot_model import RobotModel, ur5e_gripper
 from fdl_robot.sim import scene
 
 __all__ = ["ExpertConfig", "Segment", "ScriptedExpert", "EpisodeResult", "run_expert_episode", "min_jerk",
@@ -121,35 +123,39 @@ class Segment:
         return p, R
 
 
-def _tcp_pose(q_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """TCP pose (p_base (3,), R_base_tcp (3, 3)) at arm joints ``q_rad`` (6,)."""
-    T = kinematics.forward_kinematics(q_rad)
-    return T[:3, 3].copy(), T[:3, :3].copy()
+def check_model_matches_core_chain(model: mujoco.MjModel, atol_m: float = 1e-6,
+                                   robot: RobotModel | None = None) -> None:
+    """Raise ValueError unless ``model``'s ``tcp`` site follows the URDF's ``tcp`` (at home and q = 0).
 
-
-def check_model_matches_core_chain(model: mujoco.MjModel, atol_m: float = 1e-6) -> None:
-    """Raise ValueError unless ``model``'s ``tcp`` site follows the core UR5e FK (at home and q = 0)."""
+    ``robot`` is the URDF model the expert plans with (default :func:`ur5e_gripper`).
+    """
+    robot = ur5e_gripper() if robot is None else robot
     data = mujoco.MjData(model)
     qpos_adr = [model.joint(name).qposadr[0] for name in ARM_JOINT_NAMES]
     for q in (kinematics.HOME_QPOS_RAD, np.zeros(len(ARM_JOINT_NAMES))):
         data.qpos[qpos_adr] = q
         mujoco.mj_kinematics(model, data)
-        error_m = float(np.linalg.norm(data.site(scene.TCP_SITE).xpos - kinematics.tcp_position(q)))
+        error_m = float(np.linalg.norm(data.site(scene.TCP_SITE).xpos - robot.frame_pose(q, TCP_FRAME)[:3, 3]))
         if error_m > atol_m:
-            raise ValueError(f"the model's {scene.TCP_SITE!r} site is {error_m:.2e} m off the core UR5e chain")
+            raise ValueError(f"the model's {scene.TCP_SITE!r} site is {error_m:.2e} m off the URDF's "
+                             f"{TCP_FRAME!r} frame")
 
 
 class ScriptedExpert:
     """The waypoint expert; call :meth:`reset` per episode and :meth:`act` per control step.
 
     ``model``, if given, is the MuJoCo model the actions will drive; it is checked to carry
-    the core kinematic chain the expert plans with (:func:`check_model_matches_core_chain`).
+    the kinematic chain the expert plans with (:func:`check_model_matches_core_chain`).
+    ``robot`` is that chain, the arm's URDF model (default :func:`ur5e_gripper`): FK of its
+    ``tcp`` frame and the IK.
     """
 
-    def __init__(self, model: mujoco.MjModel | None = None, config: ExpertConfig | None = None):
+    def __init__(self, model: mujoco.MjModel | None = None, config: ExpertConfig | None = None,
+                 robot: RobotModel | None = None):
         self.config = config if config is not None else ExpertConfig()
+        self.robot = ur5e_gripper() if robot is None else robot
         if model is not None:
-            check_model_matches_core_chain(model)
+            check_model_matches_core_chain(model, robot=self.robot)
         self.reset()
 
     def reset(self) -> None:
@@ -179,7 +185,7 @@ class ScriptedExpert:
         t = float(obs["time_s"])
         if self._q_cmd is None:
             self._q_cmd = np.asarray(obs["qpos"], dtype=np.float64).copy()
-            p, R = _tcp_pose(self._q_cmd)
+            p, R = self._tcp_pose(self._q_cmd)
             self._plan_pick_and_place(obs, p, R, t, opening=False)
 
         # advance through finished segments, checking the grasp where asked
@@ -204,11 +210,12 @@ class ScriptedExpert:
             gripper = seg.gripper
         else:  # done: hold the last pose
             last = self._segments[-1] if self._segments else None
-            p_des, R_des = (last.p1, last.R1) if last else _tcp_pose(self._q_cmd)
+            p_des, R_des = (last.p1, last.R1) if last else self._tcp_pose(self._q_cmd)
             gripper = last.gripper if last else 0.0
 
         c = self.config
-        result = kinematics.solve_ik(p_des, R_des, self._q_cmd, position_tolerance_m=c.ik_position_tolerance_m,
+        result = kinematics.solve_ik(p_des, R_des, self._q_cmd, model=self.robot, frame=TCP_FRAME,
+                                     position_tolerance_m=c.ik_position_tolerance_m,
                                      orientation_tolerance_rad=c.ik_orientation_tolerance_rad,
                                      max_iterations=c.ik_max_iterations)
         if not result.converged:
@@ -220,9 +227,14 @@ class ScriptedExpert:
         return np.concatenate([self._q_cmd, [gripper]])
 
     # --------------------------------------------------------------- planning
+    def _tcp_pose(self, q_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """TCP pose (p_base (3,), R_base_tcp (3, 3)) at arm joints ``q_rad`` (6,)."""
+        T = self.robot.frame_pose(q_rad, TCP_FRAME)
+        return T[:3, 3].copy(), T[:3, :3].copy()
+
     def _holding(self, obs: dict[str, Any]) -> bool:
         cube = obs["objects"][scene.TARGET_NAME].position_m
-        p_tcp, _ = _tcp_pose(np.asarray(obs["qpos"], dtype=np.float64))
+        p_tcp, _ = self._tcp_pose(np.asarray(obs["qpos"], dtype=np.float64))
         return bool(np.linalg.norm(cube - p_tcp) < self.config.hold_tolerance_m)
 
     def _duration(self, p0: np.ndarray, p1: np.ndarray, R0: np.ndarray, R1: np.ndarray, speed_m_s: float) -> float:

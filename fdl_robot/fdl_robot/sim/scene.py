@@ -5,9 +5,11 @@ meshes, no downloads); its header comment documents the frames, the UR5e
 Denavit-Hartenberg chain, the gripper and the contact bits.  This module only
 loads it and names its parts, so that every other module refers to joints and
 bodies through these constants instead of string literals.  The robot's facts are
-not restated here: the arm's joint names come from :mod:`fdl_robot.core.robot`, its DH
-table, limits and home posture from :mod:`fdl_robot.core.kinematics`; the MJCF spells
-the same names and ranges (a test checks them against the core).
+not restated here: the arm's joint names come from :mod:`fdl_robot.core.robot`, its
+kinematics from its URDF (``ROBOT_URDF_PATH``, through
+:func:`fdl_robot.core.robot_model.ur5e_gripper`) and its home posture from
+:mod:`fdl_robot.core.kinematics`; the MJCF spells the same names, ranges and link poses
+(tests check them against the URDF).
 
 Frames: the MuJoCo world frame *is* ``base_link`` (origin at the robot base on
 the table top, REP-103 axes x forward, y left, z up), so world coordinates are
@@ -19,13 +21,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import mujoco
-import numpy as np
 
 from fdl_robot.core import kinematics
 from fdl_robot.core.robot import ARM_JOINT_NAMES
+from fdl_robot.description import UR5E_URDF
 
 __all__ = [
     "SCENE_XML_PATH",
+    "ROBOT_URDF_PATH",
     "ARM_JOINT_NAMES",
     "ARM_ACTUATOR_NAMES",
     "FINGER_JOINT_NAMES",
@@ -46,10 +49,12 @@ __all__ = [
     "ROBOT_ROOT_BODY",
     "HOME_QPOS_RAD",
     "load_model",
-    "ur5e_dh_forward_kinematics",
 ]
 
 SCENE_XML_PATH: Path = Path(__file__).resolve().parent / "assets" / "pick_place_cell.xml"
+#: The cell's robot as a URDF: its link frames are the MJCF bodies of the same names (and
+#: ``tcp`` the MJCF site), so the URDF's FK is the simulator's ground truth.
+ROBOT_URDF_PATH: Path = UR5E_URDF
 
 # ARM_JOINT_NAMES (the six arm joints in chain order) is core.robot's, re-exported.
 #: Position actuators of the arm joints, in ARM_JOINT_NAMES order.
@@ -85,9 +90,7 @@ BASE_BODY = "base_link"
 #: Root body of the robot: the robot (segmentation label 1) is this body's subtree.
 ROBOT_ROOT_BODY = "base_link"
 
-#: Home posture, core.kinematics' (elbow up, tool pointing straight down); the MJCF chain
-#: is built from the core DH table, so FK(q) of the model equals
-#: T = prod_i Rz(q_i) Tz(d_i) Tx(a_i) Rx(alpha_i) (checked in the tests).
+#: Home posture, core.kinematics' (elbow up, tool pointing straight down).
 HOME_QPOS_RAD = kinematics.HOME_QPOS_RAD
 
 
@@ -95,7 +98,3 @@ def load_model(xml_path: str | Path = SCENE_XML_PATH) -> mujoco.MjModel:
     """Compile the scene; a fresh ``MjModel`` per call (environments own theirs)."""
     return mujoco.MjModel.from_xml_path(str(xml_path))
 
-
-def ur5e_dh_forward_kinematics(q_rad: np.ndarray) -> np.ndarray:
-    """``T_base_tool0`` (4x4) of the UR5e DH chain: a MuJoCo-free reference for the MJCF."""
-    return kinematics.forward_kinematics(q_rad, tcp_offset_m=0.0)

@@ -8,7 +8,7 @@ position; ``PolicyObservation``) by :func:`features`::
 
     proprio  [q_1 .. q_6]   arm joint positions, rad (ARM_JOINT_NAMES)    qpos_rad
              g              gripper closure, 0 open .. 1 closed            gripper
-             p_tcp (3)      tool centre point, base_link, m: FK(q) (core.kinematics, TCP_OFFSET_M)
+             p_tcp (3)      tool centre point, base_link, m: FK(q) of the URDF's tcp frame (tcp_position)
              v (7)          joint-state velocity, rad/s (gripper 1/s): finite difference
                             (x_t - x_{t-w}) / w of the joint states of two observations
              w              that window, s (CONTROL_DT_S when the policy is queried every step)
@@ -50,12 +50,13 @@ from typing import Any
 
 import numpy as np
 
-from fdl_robot.core import kinematics
+from fdl_robot.core.kinematics import TCP_FRAME
 from fdl_robot.core.robot import CONTROL_DT_S
+from fdl_robot.core.robot_model import ur5e_gripper
 from fdl_robot.policy.act.config import AugmentConfig
 from fdl_robot.policy.interface import PolicyObservation
 
-__all__ = ["OBS_FEATURES", "ACTION_FEATURES", "TOKEN_GROUPS", "OBS_DIM", "features", "chunk_to_model",
+__all__ = ["OBS_FEATURES", "ACTION_FEATURES", "TOKEN_GROUPS", "OBS_DIM", "tcp_position", "features", "chunk_to_model",
            "chunk_from_model", "Normalizer", "observation_vector", "Episode", "DemoArrays",
            "load_episodes", "forward_fill", "augment_objects"]
 
@@ -70,6 +71,11 @@ OBS_DIM = len(OBS_FEATURES)
 __doc__ = (__doc__ or "").replace("{OBS_DIM}", str(OBS_DIM))  # the docstring's count, from the code
 
 
+def tcp_position(q_rad: np.ndarray) -> np.ndarray:
+    """p_base_tcp (B, 3), m, of arm joints (B, 6): the simulated UR5e's URDF (``ur5e_gripper()``)."""
+    return ur5e_gripper().frame_pose(np.atleast_2d(q_rad), TCP_FRAME)[:, :3, 3]
+
+
 def features(qpos7: np.ndarray, velocity7: np.ndarray, window_s: np.ndarray, target: np.ndarray,
              bin_xy: np.ndarray, tcp: np.ndarray | None = None) -> np.ndarray:
     """Observation vectors (B, OBS_DIM) from joint states (B, 7), their velocities (B, 7) over
@@ -81,7 +87,7 @@ def features(qpos7: np.ndarray, velocity7: np.ndarray, window_s: np.ndarray, tar
                                         for x in (qpos7, velocity7, target, bin_xy))
     window = np.asarray(window_s, np.float64).reshape(-1, 1) * np.ones((len(qpos7), 1))
     if tcp is None:
-        tcp = kinematics.tcp_position(qpos7[:, :6])
+        tcp = tcp_position(qpos7[:, :6])
     return np.concatenate([qpos7, tcp, velocity7, window, target, target - tcp, bin_xy,
                            bin_xy - tcp[:, :2]], axis=1)
 
@@ -239,7 +245,7 @@ class DemoArrays:
 
     def __post_init__(self):
         if self.tcp is None:
-            self.tcp = kinematics.tcp_position(self.qpos[:, :6])
+            self.tcp = tcp_position(self.qpos[:, :6])
 
     @classmethod
     def from_episodes(cls, episodes: list[Episode]) -> "DemoArrays":
