@@ -35,7 +35,8 @@ import numpy as np
 
 from fdl_robot.core.camera import PinholeCamera
 from fdl_robot.core.geometry import Transform
-from fdl_robot.core.kinematics import TCP_OFFSET_M, forward_kinematics, link_frames, rotation_exp, solve_ik
+from fdl_robot.core.kinematics import TCP_OFFSET_M, link_frames, rotation_exp, solve_ik
+from fdl_robot.core.robot_model import ur5e_gripper
 from fdl_robot.perception.charuco import DEFAULT_BOARD, BoardSpec
 from fdl_robot.perception.handeye import EYE_IN_HAND, EYE_TO_HAND, MODES
 from fdl_robot.sim import scene
@@ -105,8 +106,8 @@ def make_env(mode: str, spec: BoardSpec = DEFAULT_BOARD, width: int = 640, heigh
 
 
 def flange_pose(q_rad: np.ndarray) -> Transform:
-    """T_base_flange (tool0) of the arm's joint positions, by the robot's kinematics."""
-    return Transform.from_matrix(forward_kinematics(np.asarray(q_rad, float), tcp_offset_m=0.0))
+    """T_base_flange (tool0) of the arm's joint positions, by the robot's URDF kinematics."""
+    return Transform.from_matrix(ur5e_gripper().frame_pose(np.asarray(q_rad, float), "tool0"))
 
 
 def _env_value(env, name: str):
@@ -213,7 +214,7 @@ def plan_poses(env, mode: str, n_poses: int, rng: np.random.Generator, spec: Boa
             T_base_flange = T_base_board @ T_flange_board.inverse()
         else:
             T_base_flange = T_base_cam @ T_nominal.inverse()
-        ik = solve_ik(T_base_flange.translation, T_base_flange.rotation, q, tcp_offset_m=0.0, max_iterations=300)
+        ik = solve_ik(T_base_flange.translation, T_base_flange.rotation, q, frame="tool0", max_iterations=300)
         if not ik.converged:
             continue
         frames = link_frames(ik.q_rad, tcp_offset_m=TCP_OFFSET_M)
@@ -262,7 +263,7 @@ STAMP_OFFSET_NS = 1_000_000_000
 
 
 def capture(env, mode: str, poses: list[np.ndarray], rng: np.random.Generator, *, pixel_noise: float = 2.0,
-            speed_rad_s: float = 0.8, hold_s: float = 0.4, progress: bool = True) -> SimCapture:
+            speed_rad_s: float = 0.8, hold_s: float = 0.6, progress: bool = True) -> SimCapture:
     """Move through ``poses`` in the physics and render one noisy RGB image at each.
 
     Between poses the targets follow a cosine profile at up to ``speed_rad_s``; after ``hold_s``
