@@ -2,6 +2,10 @@
 
     python benchmarks/bench_calibration.py --seeds 10 --poses 18
         -> benchmarks/results/issue15/calibration.json, and a markdown table on stdout
+    python benchmarks/bench_calibration.py --seeds 100 --seed0 30000 --modes eye-to-hand \
+        --keep outputs/calibration/test_seeds --json benchmarks/results/issue15/calibration_test_seeds.json
+        -> one extrinsics.yaml per seed, for fdl-robot-eval-detector --extrinsics
+           outputs/calibration/test_seeds/eye-to-hand_{seed}/extrinsics.yaml
 
 Each seed is one ``fdl-robot-calibrate --sim`` run (its episode: scene-camera jitter, lights;
 its pose plan; its image noise), both modes. Reported: median and max over the seeds of the
@@ -35,13 +39,15 @@ def main() -> None:
     p.add_argument("--seed0", type=int, default=0)
     p.add_argument("--poses", type=int, default=18)
     p.add_argument("--pixel-noise", type=float, default=2.0)
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    p.add_argument("--keep", type=Path, default=None, help="keep each run's outputs here (MODE_SEED/)")
     p.add_argument("--json", type=Path, default=RESULTS)
     args = p.parse_args()
     summary = {"seeds": list(range(args.seed0, args.seed0 + args.seeds)), "poses": args.poses,
                "pixel_noise": args.pixel_noise, "modes": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in MODES:
-            reports = [run(mode, s, args.poses, args.pixel_noise, Path(tmp)) for s in summary["seeds"]]
+        for mode in args.modes:
+            reports = [run(mode, s, args.poses, args.pixel_noise, args.keep or Path(tmp)) for s in summary["seeds"]]
             err = np.array([[r["calibration_error"]["mm"], r["calibration_error"]["deg"]] for r in reports])
             methods = {}
             for row in reports[0]["methods"]:

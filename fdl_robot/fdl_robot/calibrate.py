@@ -42,7 +42,7 @@ from fdl_robot.perception.charuco import DEFAULT_BOARD, BoardSpec, board_pose, d
 from fdl_robot.perception.handeye import EYE_IN_HAND, EYE_TO_HAND, MODES, DegeneratePoses, PoseSample
 
 __all__ = ["Frame", "Captured", "TOPICS", "CAMERA_FRAMES", "pose_samples", "localizer_parameters",
-           "tf_static", "extrinsics_yaml", "tf_static_yaml", "write_bag", "read_bag", "at_rest", "still_frames",
+           "tf_static", "extrinsics_yaml", "read_extrinsics", "tf_static_yaml", "write_bag", "read_bag", "at_rest", "still_frames",
            "method_table", "main"]
 
 #: Default (image, camera_info) topics per mode: the scene camera's and the wrist camera's.
@@ -138,6 +138,16 @@ def extrinsics_yaml(X: Transform, mode: str, mount_frame: str, header: str) -> s
     doc = {"localizer_node": {"ros__parameters": params}, "state_publisher_node": {"ros__parameters": pose}}
     comment = "".join(f"# {line}\n" for line in header.splitlines())
     return comment + _yaml(doc)
+
+
+def read_extrinsics(path: str | Path, node: str = "localizer_node") -> Transform:
+    """The answer back from an extrinsics.yaml: T_base_cam (camera_xyz, camera_quat_xyzw) or, for a
+    camera on the arm, T_mount_cam (camera_mount_xyz, camera_mount_quat_xyzw)."""
+    import yaml
+
+    params = yaml.safe_load(Path(path).read_text())[node]["ros__parameters"]
+    prefix = "camera_mount" if params.get("transform_source") == "arm" else "camera"
+    return Transform.from_quaternion(params[f"{prefix}_quat_xyzw"], params[f"{prefix}_xyz"])
 
 
 def tf_static_yaml(X: Transform, mode: str, parent_frame: str, camera_frame: str, header: str) -> str:

@@ -63,6 +63,7 @@ def test_sim_calibration_end_to_end(tmp_path, capsys, mode):
     loc = params["localizer_node"]["ros__parameters"]
     prefix = "camera" if mode == he.EYE_TO_HAND else "camera_mount"
     X = Transform.from_quaternion(loc[f"{prefix}_quat_xyzw"], loc[f"{prefix}_xyz"])
+    assert he.transform_error(calibrate.read_extrinsics(out / "extrinsics.yaml"), X) < (1e-9, 1e-6)
     truth = Transform.from_quaternion(rep["truth"]["quat_xyzw"], rep["truth"]["xyz"])
     assert he.transform_error(X, truth) < (2.0, 0.2)
     assert loc["transform_source"] == ("fixed" if mode == he.EYE_TO_HAND else "arm")
