@@ -65,7 +65,8 @@ def main() -> None:
                 "reprojection_rms_px_median": round(float(np.median(
                     [next(m for m in r["methods"] if m["method"] == r["selected"])["reprojection_rms_px"]
                      for r in reports])), 4),
-                "per_seed": [{"seed": s, **r["calibration_error"]} for s, r in zip(summary["seeds"], reports)],
+                "per_seed": [{"seed": s, **r["calibration_error"]}
+                             for s, r in zip(summary["seeds"], reports, strict=True)],
                 "methods": methods}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=2) + "\n")

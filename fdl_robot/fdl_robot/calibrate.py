@@ -42,7 +42,8 @@ from fdl_robot.perception.charuco import DEFAULT_BOARD, BoardSpec, board_pose, d
 from fdl_robot.perception.handeye import EYE_IN_HAND, EYE_TO_HAND, MODES, DegeneratePoses, PoseSample
 
 __all__ = ["Frame", "Captured", "TOPICS", "CAMERA_FRAMES", "pose_samples", "localizer_parameters",
-           "tf_static", "extrinsics_yaml", "read_extrinsics", "tf_static_yaml", "write_bag", "read_bag", "at_rest", "still_frames",
+           "tf_static", "extrinsics_yaml", "read_extrinsics", "tf_static_yaml", "write_bag", "read_bag", "at_rest",
+           "still_frames",
            "method_table", "main"]
 
 #: Default (image, camera_info) topics per mode: the scene camera's and the wrist camera's.
@@ -105,8 +106,8 @@ def solve(frames: Sequence[Frame], camera: PinholeCamera, mode: str, spec: Board
     if len(samples) < handeye.MIN_POSES:
         detail = "; ".join(rejected[:8]) + (" ..." if len(rejected) > 8 else "")
         raise DegeneratePoses(f"board not detected: usable in {len(samples)} of {len(frames)} images, need "
-                              f"{handeye.MIN_POSES} ({spec.describe()}; is it the board in view?){': ' if detail else ''}"
-                              f"{detail}")
+                              f"{handeye.MIN_POSES} ({spec.describe()}; is it the board in view?)"
+                              f"{': ' if detail else ''}{detail}")
     return handeye.calibrate(samples, mode, camera), samples, rejected
 
 
@@ -415,6 +416,46 @@ def _sim_capture(args, spec: BoardSpec, mode: str):
     return cap, Captured(frames, cap.camera, CAMERA_FRAMES[mode]), truth, nominal
 
 
+def _capture(args, spec: BoardSpec, mode: str, robot):
+    """(captured, truth, nominal, notes, source) of --sim, --bag or --live."""
+    if args.sim:
+        cap, captured, truth, nominal = _sim_capture(args, spec, mode)
+        if args.record_bag:
+            write_bag(args.record_bag, captured.frames, cap.camera, cap.joint_names, cap.joint_stamps_ns,
+                      cap.joint_positions, mode)
+            print(f"written: {args.record_bag}")
+        source = {"sim": True, "seed": args.seed, "poses": args.poses, "pixel_noise": args.pixel_noise}
+        return captured, truth, nominal, cap.notes, source
+    if args.bag:
+        captured, notes = read_bag(args.bag, mode, robot.joint_names, args.image_topic, args.camera_info_topic,
+                                   args.joint_states_topic, args.still_s, progress=not args.quiet)
+        return captured, None, None, notes, {"bag": str(args.bag)}
+    from fdl_robot.ros.calibration_capture import live_capture
+
+    captured = live_capture(robot.joint_names, args.image_topic or TOPICS[mode][0],
+                            args.camera_info_topic or TOPICS[mode][1], args.joint_states_topic,
+                            args.poses, args.still_s, progress=not args.quiet)
+    return captured, None, None, [], {"live": True}
+
+
+def _save_images(directory: Path, frames: Sequence[Frame], samples: Sequence[PoseSample], spec: BoardSpec) -> None:
+    from fdl_robot.perception.charuco import draw_observation
+
+    by_label = {s.label: s for s in samples}
+    for k, f in enumerate(frames):
+        s = by_label.get(f.label or f"image {k}")
+        img = draw_observation(f.rgb, s.observation if s else None, spec)
+        write_image(directory / f"frame_{k:03d}.png", img[:, :, ::-1])
+
+
+def _print_board(args, spec: BoardSpec) -> int:
+    px = int(round(spec.square_m / 0.0254 * args.print_dpi))
+    write_image(args.print_board, spec.image(px, px // 2), "board image")
+    print(f"written: {args.print_board} ({spec.describe()}; print at {args.print_dpi:g} dpi for "
+          f"{spec.square_m * 1e3:g} mm squares, then measure them)")
+    return 0
+
+
 @exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -426,11 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "--save-images": DIRECTORY})
     spec = _board_from_args(args)
     if args.print_board:
-        px = int(round(spec.square_m / 0.0254 * args.print_dpi))
-        write_image(args.print_board, spec.image(px, px // 2), "board image")
-        print(f"written: {args.print_board} ({spec.describe()}; print at {args.print_dpi:g} dpi for "
-              f"{spec.square_m * 1e3:g} mm squares, then measure them)")
-        return 0
+        return _print_board(args, spec)
     if not (args.sim or args.bag or args.live):
         parser.error("give one of --sim, --bag PATH, --live or --print-board IMAGE")
 
@@ -442,27 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def flange_pose(q):
         return Transform.from_matrix(robot.frame_pose(np.asarray(q, float)))
 
-    truth = nominal = None
-    notes: list[str] = []
-    if args.sim:
-        cap, captured, truth, nominal = _sim_capture(args, spec, mode)
-        notes += cap.notes
-        if args.record_bag:
-            write_bag(args.record_bag, captured.frames, cap.camera, cap.joint_names, cap.joint_stamps_ns,
-                      cap.joint_positions, mode)
-            print(f"written: {args.record_bag}")
-        source = {"sim": True, "seed": args.seed, "poses": args.poses, "pixel_noise": args.pixel_noise}
-    elif args.bag:
-        captured, notes = read_bag(args.bag, mode, robot.joint_names, args.image_topic, args.camera_info_topic,
-                                   args.joint_states_topic, args.still_s, progress=not args.quiet)
-        source = {"bag": str(args.bag)}
-    else:
-        from fdl_robot.ros.calibration_capture import live_capture
-
-        captured = live_capture(robot.joint_names, args.image_topic or TOPICS[mode][0],
-                                args.camera_info_topic or TOPICS[mode][1], args.joint_states_topic,
-                                args.poses, args.still_s, progress=not args.quiet)
-        source = {"live": True}
+    captured, truth, nominal, notes, source = _capture(args, spec, mode, robot)
     if captured.camera is None:
         raise SystemExit("fdl-robot-calibrate: no camera_info: the intrinsics are unknown")
     for line in notes:
@@ -473,19 +490,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fdl-robot-calibrate: {exc}", file=sys.stderr)
         return 2
     if args.save_images:
-        from fdl_robot.perception.charuco import draw_observation
-
-        by_label = {s.label: s for s in samples}
-        for k, f in enumerate(captured.frames):
-            s = by_label.get(f.label or f"image {k}")
-            img = draw_observation(f.rgb, s.observation if s else None, spec)
-            write_image(args.save_images / f"frame_{k:03d}.png", img[:, :, ::-1])
+        _save_images(args.save_images, captured.frames, samples, spec)
     for line in rejected:
         print(f"no board: {line}")
+    _write_and_print(args, mode, cal, samples, rejected, truth, nominal, source, spec,
+                     args.camera_frame or captured.camera_frame or CAMERA_FRAMES[mode])
+    return 0
 
+
+def _write_and_print(args, mode, cal, samples, rejected, truth, nominal, source, spec, camera_frame) -> None:
     X = cal.best.X
     parent = args.mount_frame if mode == EYE_IN_HAND else args.base_frame
-    camera_frame = args.camera_frame or captured.camera_frame or CAMERA_FRAMES[mode]
     what = "T_base_cam" if mode == EYE_TO_HAND else f"T_{args.mount_frame}_cam"
     header = (f"fdl-robot-calibrate --mode {mode}: {what} ({parent} -> {camera_frame}), method {cal.best.method}, "
               f"{cal.stats.describe()}, reprojection RMS {cal.best.reprojection_rms_px:.3f} px")
@@ -507,7 +522,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"nominal pose error (before calibrating): {n_t:.2f} mm, {n_r:.3f} deg")
         e_t, e_r = handeye.transform_error(X, truth)
         print(f"calibration error: {e_t:.2f} mm, {e_r:.3f} deg")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""fdl-robot-calibrate end to end in the simulator (few poses), its YAML, and the bag path."""
+"""fdl-robot-calibrate end to end in the simulator (few poses), its YAML, the bag path, the live capture."""
 from __future__ import annotations
 
 import json
@@ -7,14 +7,20 @@ import re
 import numpy as np
 import pytest
 import yaml
+from ros_harness import RosHarness
+from sensor_msgs.msg import JointState
 
 from fdl_robot import calibrate
 from fdl_robot.core.geometry import Transform
 from fdl_robot.core.joint_buffer import JointBuffer
 from fdl_robot.perception import handeye as he
 from fdl_robot.perception.charuco import DEFAULT_BOARD, board_pose, detect_board
+from fdl_robot.ros.calibration_capture import LiveCapture
+from fdl_robot.ros.conversions import camera_to_camera_info, ns_to_stamp, rgb_to_image
 from fdl_robot.ros.parameters import NODE_PARAMETERS
 from fdl_robot.sim import calibration as simcal
+
+pytestmark = pytest.mark.ros
 
 
 def test_the_board_pose_seen_in_the_simulator_is_the_true_one():
@@ -44,6 +50,7 @@ def run_sim(tmp_path, mode, *extra):
     return out, json.loads((out / "report.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", he.MODES)
 def test_sim_calibration_end_to_end(tmp_path, capsys, mode):
     bag = tmp_path / "capture_bag"
@@ -102,7 +109,7 @@ def test_only_images_after_a_rest_are_used_one_per_rest():
     t = np.arange(0, 6.0, 0.02)
     # rest at 0 until 1 s, move to 0.5 rad by 2 s, rest until 4 s, drift slowly after
     q = np.interp(t, [0, 1, 2, 4, 6], [0, 0, 0.5, 0.5, 0.52])
-    for ti, qi in zip(t, q):
+    for ti, qi in zip(t, q, strict=True):
         buf.add(names, [qi, -qi], int(ti * 1e9))
     stamps = [int(s * 1e9) for s in (0.5, 0.9, 1.5, 2.5, 3.0, 5.0, 7.0)]
     got = calibrate.still_frames(stamps, buf, still_s=0.2)
@@ -110,3 +117,56 @@ def test_only_images_after_a_rest_are_used_one_per_rest():
     why = {k: w for k, qk, w in got if qk is None}
     assert used == [0, 3]                            # 0.9 s and 3.0 s repeat a rest already used
     assert set(why) == {2, 5, 6} and "moved" in why[2] and "moved" in why[5] and "past the newest" in why[6]
+
+
+def test_the_board_is_only_in_the_calibration_model_and_changes_no_episode():
+    import mujoco
+
+    from fdl_robot.sim.env import PickPlaceEnv
+
+    plain = PickPlaceEnv()
+    try:
+        assert mujoco.mj_name2id(plain.model, mujoco.mjtObj.mjOBJ_GEOM, simcal.BOARD_GEOM) == -1
+        for mode in he.MODES:
+            env = simcal.make_env(mode, seed=30007)
+            plain.reset(seed=30007)
+            try:   # same seed, same episode: the scene camera's jitter, the cubes
+                assert mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_GEOM, simcal.BOARD_GEOM) >= 0
+                assert he.transform_error(env.T_base_cam, plain.T_base_cam) == (0.0, 0.0)
+                assert np.array_equal(env.object_pose("red_cube").position_m, plain.object_pose("red_cube").position_m)
+            finally:
+                env.close()
+    finally:
+        plain.close()
+
+
+def test_live_capture_takes_an_image_per_rest_at_its_own_stamp():
+    names = list(simcal.ur5e_gripper().joint_names)
+    cam = simcal.make_env(he.EYE_TO_HAND).camera_intrinsics("scene_cam", 64, 48)
+    with RosHarness() as ros:
+        cap = LiveCapture(ros.probe, names, "image", "camera_info", "joint_states", still_s=0.2)
+        cap.on_camera_info(camera_to_camera_info(cam, ns_to_stamp(0), "camera_color_optical_frame"))
+
+        def joints(t_s, q):
+            msg = JointState(name=names, position=[float(q)] * 6)
+            msg.header.stamp = ns_to_stamp(int(t_s * 1e9))
+            cap.on_joint_states(msg)
+
+        def image(t_s):
+            cap.on_image(rgb_to_image(np.zeros((48, 64, 3), np.uint8), ns_to_stamp(int(t_s * 1e9)), "cam"))
+
+        for t in np.arange(0.0, 1.0, 0.02):                # rest at 0.1 rad
+            joints(t, 0.1)
+        image(0.5)                                         # at rest: taken
+        image(0.98)                                        # the same rest: not taken
+        image(1.5)                                         # newer than the joint states: waits
+        assert cap.process() is not None and cap.process() is None
+        for t in np.arange(1.0, 2.0, 0.02):                # a move from 0.1 to 0.3 rad by 1.5 s
+            joints(t, 0.1 + 0.2 * min(1.0, (t - 1.0) / 0.5))
+        assert cap.process() is None                       # 1.5 s: it was moving just before
+        image(1.9)
+        frame = cap.process()
+        assert frame is not None and np.allclose(frame.q_rad, 0.3) and frame.stamp_ns == int(1.9e9)
+        cap.requested.set()                                # Enter: the same rest again
+        image(1.95)
+        assert cap.process() is not None and len(cap.frames) == 3 and cap.camera_frame == "camera_color_optical_frame"

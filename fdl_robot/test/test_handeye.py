@@ -43,8 +43,8 @@ def motions(X, rng, n=12):
     Z = random_transform(rng, 90, 0.3).as_matrix()
     C = [np.linalg.inv(X) @ np.linalg.inv(h) @ Z for h in H]
     i, j = np.triu_indices(n, 1)
-    A = np.array([np.linalg.inv(H[b]) @ H[a] for a, b in zip(i, j)])
-    B = np.array([C[b] @ np.linalg.inv(C[a]) for a, b in zip(i, j)])
+    A = np.array([np.linalg.inv(H[b]) @ H[a] for a, b in zip(i, j, strict=True)])
+    B = np.array([C[b] @ np.linalg.inv(C[a]) for a, b in zip(i, j, strict=True)])
     return A, B, np.array(H), np.array(C), Z
 
 

@@ -235,7 +235,8 @@ def markdown(summary: dict) -> str:
         lines.append(f"| calibrated extrinsics: all | {c['all']['n']} | | {fmt(c['all']['median_mm'])} | "
                      f"{fmt(c['all']['p95_mm'])} | | |")
         u = c["by_occlusion"]["unoccluded"]
-        lines.append(f"| calibrated extrinsics: unoccluded | {u['n']} | | {fmt(u['median_mm'])} | {fmt(u['p95_mm'])} | | |")
+        lines.append(f"| calibrated extrinsics: unoccluded | {u['n']} | | {fmt(u['median_mm'])} | "
+                     f"{fmt(u['p95_mm'])} | | |")
     b = summary["3d_bin_true"]["all"]
     lines.append(f"| (bin, visible-surface centre) | {b['n']} | | {fmt(b['median_mm'])} | {fmt(b['p95_mm'])} | | |")
     return "\n".join(lines)

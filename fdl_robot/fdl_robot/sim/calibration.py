@@ -202,8 +202,6 @@ def plan_poses(env, mode: str, n_poses: int, rng: np.random.Generator, spec: Boa
         T_table_board = None
     else:
         T_table_board = _geom_pose(env, BOARD_GEOM) @ T_geom_b
-    corners = spec.corners_board()
-    outline = np.array([[0, 0, 0], [spec.size_m[0], 0, 0], [0, spec.size_m[1], 0], [*spec.size_m, 0]])
     q = np.asarray(env.observation()["qpos"], float)
     poses: list[np.ndarray] = []
     for _ in range(max_tries):
@@ -215,24 +213,30 @@ def plan_poses(env, mode: str, n_poses: int, rng: np.random.Generator, spec: Boa
         else:
             T_base_flange = T_base_cam @ T_nominal.inverse()
         ik = solve_ik(T_base_flange.translation, T_base_flange.rotation, q, frame="tool0", max_iterations=300)
-        if not ik.converged:
-            continue
-        frames = link_frames(ik.q_rad, tcp_offset_m=TCP_OFFSET_M)
-        if np.min(frames[1:, 2, 3]) < 0.05 or np.min(T_base_board.apply(outline)[:, 2]) < -0.01:
-            continue
-        if mode == EYE_TO_HAND and np.min(T_base_board.apply(outline)[:, 2]) < 0.05:
-            continue
         if mode == EYE_IN_HAND:
             T_base_cam = flange_pose(ik.q_rad) @ T_nominal
-        uv = camera.project(T_base_cam.inverse().apply(T_base_board.apply(corners)))
-        if not (np.all(np.isfinite(uv)) and np.all(uv > 15) and np.all(uv[:, 0] < camera.width - 15)
-                and np.all(uv[:, 1] < camera.height - 15)):
-            continue
-        poses.append(ik.q_rad)
-        q = ik.q_rad
+        if ik.converged and _acceptable(ik.q_rad, T_base_cam, T_base_board, mode, camera, spec):
+            poses.append(ik.q_rad)
+            q = ik.q_rad
     if len(poses) < n_poses:
-        raise RuntimeError(f"found only {len(poses)} of {n_poses} reachable poses showing the board in {max_tries} tries")
+        raise RuntimeError(f"found only {len(poses)} of {n_poses} reachable poses showing the board in "
+                           f"{max_tries} tries")
     return poses
+
+
+def _acceptable(q: np.ndarray, T_base_cam: Transform, T_base_board: Transform, mode: str, camera: PinholeCamera,
+                spec: BoardSpec, margin_px: float = 15.0) -> bool:
+    """Links and TCP 5 cm above the table, the board too (on the flange) or on it, every board
+    corner ``margin_px`` inside the image."""
+    w, h = spec.size_m
+    board_z = T_base_board.apply(np.array([[0, 0, 0], [w, 0, 0], [0, h, 0], [w, h, 0.0]]))[:, 2]
+    if np.min(link_frames(q, tcp_offset_m=TCP_OFFSET_M)[1:, 2, 3]) < 0.05:
+        return False
+    if np.min(board_z) < (0.05 if mode == EYE_TO_HAND else -0.01):
+        return False
+    uv = camera.project(T_base_cam.inverse().apply(T_base_board.apply(spec.corners_board())))
+    return bool(np.all(np.isfinite(uv)) and np.all(uv > margin_px) and np.all(uv[:, 0] < camera.width - margin_px)
+                and np.all(uv[:, 1] < camera.height - margin_px))
 
 
 @dataclass
