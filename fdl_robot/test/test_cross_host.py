@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -164,11 +165,14 @@ class Listener:
 
 
 def _start(hosts: Hosts, static_peers: bool = True) -> tuple[Listener, list[subprocess.Popen]]:
-    """Listener on the workstation, talker on the robot's PC."""
+    """Listener on the workstation, talker on the robot's PC; their stderr goes to temporary
+    files that :func:`_stderr` reads when a check fails."""
     def run(ns: str, role: str, peer_ip: str) -> subprocess.Popen:
-        return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve()), role],
-                                env=_ros_env(peer_ip, static_peers), stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+        err = tempfile.TemporaryFile(mode="w+")
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve()), role],
+                                env=_ros_env(peer_ip, static_peers), stdout=subprocess.PIPE, stderr=err, text=True)
+        proc.role, proc.err = role, err
+        return proc
 
     listener_proc = run(hosts.workstation, "listen", ROBOT_IP)
     procs = [listener_proc]
@@ -180,6 +184,16 @@ def _start(hosts: Hosts, static_peers: bool = True) -> tuple[Listener, list[subp
         _stop(procs)
         raise
     return listener, procs
+
+
+def _stderr(procs: list[subprocess.Popen]) -> str:
+    """What the processes said on stderr and how they ended, for a failure message."""
+    lines = []
+    for proc in procs:
+        proc.err.seek(0)
+        tail = proc.err.read()[-1500:].strip()
+        lines.append(f"[{proc.role}, exit {proc.poll()}] {tail or '(nothing on stderr)'}")
+    return "\n".join(lines)
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -200,7 +214,8 @@ def test_messages_cross_the_veth_and_only_the_veth(hosts):
     try:
         # the first messages wait for the talker's start (imports, ~5 s on an idle machine) and for
         # discovery across the veth; in a full suite on 2 busy cores both have taken over 20 s
-        assert listener.wait_for(5, timeout_s=60), "no message crossed from the robot's PC to the workstation"
+        assert listener.wait_for(5, timeout_s=60), \
+            f"no message crossed from the robot's PC to the workstation\n{_stderr(procs)}"
         plain = listener.received_during(2.0)
         assert plain >= 0.5 * 2.0 * RATE_HZ, f"only {plain} messages in 2 s at {RATE_HZ:g} Hz"
 

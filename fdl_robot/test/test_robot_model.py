@@ -257,12 +257,17 @@ def test_threads_share_a_model(ur5e):
 # ------------------------------------------------------------------ another arm: Franka Panda
 
 def example_robot_urdf(relative: str) -> Path:
-    """A URDF inside the example-robot-data wheel (its data lives under cmeel.prefix/share)."""
+    """A URDF of example-robot-data: inside its PyPI wheel (under cmeel.prefix/share), or its ROS package."""
     try:
-        dist = importlib.metadata.distribution("example-robot-data")
+        share = importlib.metadata.distribution("example-robot-data").locate_file(
+            "cmeel.prefix/share/example-robot-data")
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip("example-robot-data is not installed (requirements/requirements.txt pins it)")
-    return Path(dist.locate_file(f"cmeel.prefix/share/example-robot-data/robots/{relative}"))
+        try:
+            from ament_index_python.packages import get_package_share_directory
+            share = get_package_share_directory("example-robot-data")
+        except (ImportError, LookupError):              # ament's PackageNotFoundError is a KeyError
+            pytest.skip("example-robot-data is not installed (requirements/requirements.txt pins it)")
+    return Path(share) / "robots" / relative
 
 
 def franka_modified_dh_fk(q: np.ndarray) -> np.ndarray:

@@ -163,10 +163,10 @@ CAMERA_EXTRINSICS: tuple[Param, ...] = (
     Param("camera_quat_xyzw", [-0.655554, -0.655554, 0.265045, 0.265045], "Extrinsics "
           "T_base_cam of a fixed camera, rotation of the optical frame in the base frame, quaternion (x, y, z, w)."),
     Param("camera_mount_frame", "tool0", "A camera on the arm: the URDF link it is mounted on."),
-    Param("camera_mount_xyz", [0.05, 0.0, 0.03], "A camera on the arm: T_mount_cam (eye-in-hand "
+    Param("camera_mount_xyz", [0.06, 0.0, 0.07], "A camera on the arm: T_mount_cam (eye-in-hand "
           "calibration), translation of its optical frame in camera_mount_frame, metres (default: the "
           "simulated wrist camera's nominal mount)."),
-    Param("camera_mount_quat_xyzw", [0.09235, -0.09235, -0.701050, 0.701050], "A camera on the arm: "
+    Param("camera_mount_quat_xyzw", [0.122788, -0.122788, -0.696364, 0.696364], "A camera on the arm: "
           "T_mount_cam, rotation of its optical frame in camera_mount_frame, quaternion (x, y, z, w)."),
 )
 
@@ -225,6 +225,20 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
               "other than 1). false: stamp with the wall clock, as camera and arm drivers do (the other "
               "nodes on the system clock; real_time_factor must be 1)."),
         Param("clock_topic", "/clock", "rosgraph_msgs/Clock topic of the simulated time."),
+        Param("depth_model", "ideal", "Depth of both cameras: 'ideal' (the exact rendered z-depth) or "
+              "'realsense' (a stereo camera's axial noise growing with z^2, holes at edges and in the "
+              "occlusion shadow, minimum range, quantisation; seeded per frame: sim.depth_model)."),
+        Param("wrist_camera", False, "Also render and publish the wrist camera (a RealSense D405 on tool0; "
+              "a second render per frame, about as costly as the scene camera's)."),
+        Param("wrist_width", 640, "Image width in pixels of the wrist camera."),
+        Param("wrist_height", 480, "Image height in pixels of the wrist camera (vertical FOV 58 deg)."),
+        Param("wrist_frame_id", "wrist_camera_color_optical_frame", "Optical frame of the wrist camera's "
+              "colour and aligned depth images (its mount on tool0: PickPlaceEnv.T_flange_cam_nominal)."),
+        Param("wrist_color_topic", "wrist_camera/" + COLOR_TOPIC, "Wrist camera colour image topic (rgb8)."),
+        Param("wrist_depth_topic", "wrist_camera/" + DEPTH_TOPIC, "Wrist camera aligned depth topic: 16UC1 "
+              "in 0.1 mm units, the D405's (a localizer for it needs depth_scale_m 0.0001), 0 = invalid."),
+        Param("wrist_camera_info_topic", "wrist_camera/" + CAMERA_INFO_TOPIC, "CameraInfo topic of the wrist "
+              "camera."),
     ),
     "detector_node": (
         from_config(DetectorConfig, "backend", "Detector backend: 'ultralytics' (YOLO / RT-DETR .pt), "
@@ -278,7 +292,8 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
               "0 = as tf2: never past the newest."),
         Param("transform_max_gap_s", 0.1, "'arm': reject an image stamp between two joint states further "
               "apart than this (a stalled joint-state stream; 0 = no limit)."),
-        Param("depth_scale_m", 0.001, "Metres per unit of a 16UC1 depth image."),
+        Param("depth_scale_m", 0.001, "Metres per unit of a 16UC1 depth image (realsense-ros: 0.001; the "
+              "simulated wrist camera, a D405: 0.0001)."),
         from_config(LiftingConfig, "depth_window", "Fraction of the box (around its centre) whose valid depth "
                     "pixels give the median depth."),
         from_config(LiftingConfig, "min_depth_m", "Depths below this are invalid."),

@@ -93,10 +93,13 @@ class StatePublisherNode(FdlNode):
         self.static_pub = self.create_publisher(TFMessage, "/tf_static", LATCHED_QOS)
         self.description_pub = self.create_publisher(String, p["robot_description_topic"], LATCHED_QOS)
         self.description_pub.publish(String(data=self.urdf_xml))
-        self.static_pub.publish(TFMessage(transforms=self.static_transforms()))
-        topics = {p["joint_states_topic"], p["gripper_joint_states_topic"]}
-        for topic in sorted(topics):
+        static = self.static_transforms()
+        self.static_pub.publish(TFMessage(transforms=static))
+        topics = sorted({p["joint_states_topic"], p["gripper_joint_states_topic"]})
+        for topic in topics:
             self.create_subscription(JointState, topic, self.on_joint_state, 10)
+        self.get_logger().info(f"/tf_static: {len(static)} frames; /tf: {len(self.joints)} moving joints from "
+                               f"{', '.join(topics)}; robot_description: {self.model!r}")
 
     def static_transforms(self) -> list:
         """The URDF's fixed joints and the cameras' extrinsics, stamped now (as tf2 does)."""
