@@ -46,9 +46,10 @@ __all__ = ["Frame", "Captured", "TOPICS", "CAMERA_FRAMES", "pose_samples", "loca
            "still_frames",
            "method_table", "main"]
 
-#: Default (image, camera_info) topics per mode: the scene camera's and the wrist camera's.
+#: Default (image, camera_info) topics per mode: the scene camera's and the wrist camera's (sim_node's,
+#: realsense-ros names: camera/color/..., wrist_camera/camera/color/...).
 TOPICS = {EYE_TO_HAND: ("/camera/color/image_raw", "/camera/color/camera_info"),
-          EYE_IN_HAND: ("/wrist_camera/color/image_raw", "/wrist_camera/color/camera_info")}
+          EYE_IN_HAND: ("/wrist_camera/camera/color/image_raw", "/wrist_camera/camera/color/camera_info")}
 #: The optical frames state_publisher_node publishes (static_camera_frame, arm_camera_frame).
 CAMERA_FRAMES = {EYE_TO_HAND: "camera_color_optical_frame", EYE_IN_HAND: "wrist_camera_color_optical_frame"}
 JOINT_STATES = "/joint_states"
@@ -391,7 +392,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--record-bag", type=Path, default=None, help="also write the capture as a rosbag2")
     b = p.add_argument_group("bag and live input")
     b.add_argument("--image-topic", default="", help="'' = /camera/color/image_raw (eye-to-hand) or "
-                   "/wrist_camera/color/image_raw (eye-in-hand)")
+                   "/wrist_camera/camera/color/image_raw (eye-in-hand)")
     b.add_argument("--camera-info-topic", default="", help="'' = the image topic's camera_info")
     b.add_argument("--joint-states-topic", default=JOINT_STATES)
     b.add_argument("--still-s", type=float, default=0.2, help="use an image once the arm has rested this long")

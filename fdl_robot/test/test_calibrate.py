@@ -91,7 +91,7 @@ def test_a_bag_without_the_topics_is_refused(tmp_path, capsys):
     cam = simcal.make_env(he.EYE_TO_HAND).camera_intrinsics("scene_cam", 64, 48)
     calibrate.write_bag(tmp_path / "b", frames, cam, ["shoulder_pan_joint"], np.array([1_000_000_000]),
                         np.zeros((1, 1)), he.EYE_TO_HAND)
-    with pytest.raises(ValueError, match="no messages on /wrist_camera/color/image_raw"):
+    with pytest.raises(ValueError, match="no messages on /wrist_camera/camera/color/image_raw"):
         calibrate.read_bag(tmp_path / "b", he.EYE_IN_HAND, ["shoulder_pan_joint"], progress=False)
 
 
