@@ -41,6 +41,7 @@ setup(
             "fdl-robot-train-detector = fdl_robot.perception.train_detector:main",
             "fdl-robot-eval-detector = fdl_robot.eval.detector:main",
             "fdl-robot-closed-loop = fdl_robot.eval.closed_loop:main",
+            "fdl-robot-calibrate = fdl_robot.calibrate:main",
             "camera_node = fdl_robot.ros.camera_node:main",
             "detector_node = fdl_robot.ros.detector_node:main",
             "localizer_node = fdl_robot.ros.localizer_node:main",

@@ -199,9 +199,11 @@ class PickPlaceEnv:
     created lazily per image size and freed by :meth:`close`.
     """
 
-    def __init__(self, config: PickPlaceConfig | None = None):
+    def __init__(self, config: PickPlaceConfig | None = None, model: mujoco.MjModel | None = None):
         self.config = config if config is not None else PickPlaceConfig()
-        self.model = scene.load_model()
+        #: ``model``: a variant of the cell's model (e.g. with a calibration board added by
+        #: MjSpec, ``fdl_robot.perception.calibration_sim``); default: the cell itself.
+        self.model = model if model is not None else scene.load_model()
         self.data = mujoco.MjData(self.model)
         m = self.model
         self.physics_dt_s: float = float(m.opt.timestep)
