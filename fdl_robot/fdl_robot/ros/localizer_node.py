@@ -28,8 +28,9 @@ from fdl_robot.perception.extrinsics import StaticExtrinsics
 from fdl_robot.perception.lifting import LiftingConfig, lift_detections
 from fdl_robot.ros import parameters
 from fdl_robot.ros.base import NEW_TIME_BASE, RELIABLE_QOS, FdlNode
-from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera, camera_view_to_msg,
-                                       detections_from_msg, image_to_depth_m, stamp_to_ns, stamp_to_s)
+from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera, detections_from_msg,
+                                       image_to_depth_m, stamp_to_ns, stamp_to_s)
+from fdl_robot.ros.conversions import camera_view_to_msg  # Object3DArray.view
 from fdl_robot.ros.sync import StampSynchronizer
 
 
