@@ -37,7 +37,8 @@ from fdl_robot.ros.tracker_node import TrackerNode  # noqa: E402
 pytestmark = pytest.mark.ros
 
 OUR_TYPES = [f"fdl_robot_interfaces/msg/{n}" for n in
-             ("Detection2D", "Detection2DArray", "Object3D", "Object3DArray", "Track", "TrackArray")]
+             ("CameraView", "Detection2D", "Detection2DArray", "Object3D", "Object3DArray", "Track",
+              "TrackArray")]
 
 
 def objects_msg(k: int, stamp_ns: int) -> Object3DArray:

@@ -26,11 +26,13 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from fdl_robot.bags.typestore import typestore  # noqa: E402
 from fdl_robot.core.camera import PinholeCamera  # noqa: E402
+from fdl_robot.core.geometry import Transform  # noqa: E402
 from fdl_robot.core.tracking import Track as CoreTrack  # noqa: E402
 from fdl_robot.core.tracking import TrackState  # noqa: E402
 from fdl_robot.perception.detector import Detections  # noqa: E402
 from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera,  # noqa: E402
-                                       camera_to_camera_info, depth_to_image, detections_from_msg,
+                                       camera_to_camera_info, camera_view_from_msg, camera_view_to_msg,
+                                       depth_to_image, detections_from_msg,
                                        detections_to_msg, image_to_depth_m, image_to_rgb,
                                        ns_to_stamp, rgb_to_image, s_to_stamp, stamp_to_ns,
                                        stamp_to_s)
@@ -337,6 +339,50 @@ def test_objects_survive_cdr_and_the_bag_typestore(data):
         np.testing.assert_array_equal(back_c, covariances)
         np.testing.assert_array_equal([o.depth_m for o in m.objects], depths)
         assert [o.class_name for o in m.objects] == class_names
+
+
+# --- camera views (Object3DArray.view) ---------------------------------------------------
+
+@FAST
+@given(st.integers(1, 4096), st.integers(1, 4096), st.floats(1.0, 5000.0), st.floats(1.0, 5000.0),
+       st.floats(-5000.0, 5000.0), st.floats(-5000.0, 5000.0),
+       hnp.arrays(np.float64, 4, elements=st.floats(-1.0, 1.0)), hnp.arrays(np.float64, 3, elements=st.floats(-10, 10)),
+       st.floats(0.0, 10.0), st.floats(0.001, 10.0), names)
+def test_camera_view_round_trip(width, height, fx, fy, cx, cy, q, t, near, span, frame):
+    """camera_view_to_msg -> CDR / bag typestore -> camera_view_from_msg gives the same view."""
+    assume(np.linalg.norm(q) > 0.1)
+    camera = PinholeCamera(fx, fy, cx, cy, width, height)
+    T = Transform.from_quaternion(q, t)
+    msg = Object3DArray()
+    msg.view = camera_view_to_msg(camera, T, frame, near, near + span)
+    decoded = via_bag_typestore(msg, "fdl_robot_interfaces/msg/Object3DArray").view
+    assert (decoded.width, decoded.height, decoded.frame_id) == (width, height, frame)
+    np.testing.assert_array_equal(decoded.k, camera.K.reshape(-1))
+    view = camera_view_from_msg(cdr(msg).view)
+    assert view.camera == camera and view.frame_id == frame
+    assert (view.min_depth_m, view.max_depth_m) == (near, near + span)
+    np.testing.assert_allclose(view.T_base_cam.as_matrix(), T.as_matrix(), atol=1e-12)
+
+
+def test_camera_view_of_width_0_is_unknown_and_bad_views_are_rejected():
+    assert camera_view_from_msg(Object3DArray().view) is None           # the default: unknown
+    good = camera_view_to_msg(PinholeCamera(500, 500, 320, 240, 640, 480), Transform.identity(), "cam", 0.1, 2.0)
+    assert camera_view_from_msg(good).sees(np.array([[0.0, 0.0, 1.0]])).tolist() == [True]
+
+    def bad(**fields):
+        msg = cdr(Object3DArray(view=good)).view
+        for name, value in fields.items():
+            if name in ("x", "w"):
+                setattr(msg.camera_pose.orientation if name == "w" else msg.camera_pose.position, name, value)
+            else:
+                setattr(msg, name, value)
+        return msg
+
+    for msg, match in ((bad(height=0), "height"), (bad(k=np.zeros(9)), "not calibrated"),
+                       (bad(x=math.nan), "NaN"), (bad(w=0.5), "not normalised"),
+                       (bad(min_depth_m=2.0), "depth range"), (bad(max_depth_m=math.inf), "depth range")):
+        with pytest.raises(InvalidInput, match=match):
+            camera_view_from_msg(msg)
 
 
 def test_byte_order_of_this_machine_is_what_the_tests_assume():

@@ -7,12 +7,14 @@ order, empty lists) must be counted, warned about, and never published as output
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
 from fdl_robot_interfaces.msg import (Detection2D, Detection2DArray, Object3D,  # noqa: E402
-                                      Object3DArray, TrackArray)
+                                      Object3DArray, Track, TrackArray)
 from ros_harness import RosHarness  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -20,7 +22,8 @@ from std_srvs.srv import Trigger  # noqa: E402
 from fdl_robot.core.camera import PinholeCamera  # noqa: E402
 from fdl_robot.core.geometry import Transform  # noqa: E402
 from fdl_robot.perception.synthetic import Cube, render_cubes  # noqa: E402
-from fdl_robot.ros.conversions import (camera_to_camera_info, depth_to_image,  # noqa: E402
+from fdl_robot.ros.conversions import (camera_to_camera_info, camera_view_from_msg,  # noqa: E402
+                                       camera_view_to_msg, depth_to_image,
                                        ns_to_stamp, rgb_to_image)
 from fdl_robot.ros.detector_node import DetectorNode  # noqa: E402
 from fdl_robot.ros.localizer_node import LocalizerNode  # noqa: E402
@@ -113,6 +116,26 @@ def test_localizer_lifts_boxes_to_the_known_points_in_base_link():
         assert np.all(np.linalg.eigvalsh(cov) > 0) and np.allclose(cov, cov.T)
         assert msg.objects[0].depth_m == pytest.approx(0.6 - 0.02 - 0.02, abs=0.002)
         assert node.counters["ok frames"] == 1
+
+
+def test_localizer_publishes_the_view_of_its_camera():
+    """Object3DArray.view: the camera_info, the T_base_cam of the frame and the depth range."""
+    with RosHarness() as ros:
+        _node, pubs, out = _localizer(ros, min_depth_m=0.2, max_depth_m=1.5)
+        stamp = 5_000_000_000
+        _, depth, info, boxes = frame_messages(stamp)
+        pubs["info"].publish(info)
+        ros.spin_for(0.1)
+        pubs["depth"].publish(depth)
+        pubs["det"].publish(detections_msg(stamp, boxes))
+        assert ros.spin_until(lambda: out)
+        v = out[0].view
+        assert (v.frame_id, v.width, v.height) == (FRAME, 640, 480)
+        assert (v.min_depth_m, v.max_depth_m) == (0.2, 1.5)
+        np.testing.assert_array_equal(v.k, CAMERA.K.reshape(-1))
+        view = camera_view_from_msg(v)
+        np.testing.assert_allclose(view.T_base_cam.as_matrix(), T_BASE_CAM.as_matrix(), atol=1e-12)
+        assert view.sees(np.array([RED.p_base, BLUE.p_base, [1.5, 0.0, 0.02]])).tolist() == [True, True, False]
 
 
 def test_localizer_rejects_bad_input_without_publishing():
@@ -243,3 +266,62 @@ def test_tracker_node_confirms_a_track_and_rejects_bad_stamps():
         future = client.call_async(Trigger.Request())
         assert ros.spin_until(future.done) and future.result().success
         assert len(node.tracker) == 0
+
+
+# Two localizers (cameras A and B looking down at disjoint parts of the table, 0.6 m above it)
+# into one tracker: at 0.6 m CAMERA sees base x within +-0.24 m and y within +-0.32 m.
+VIEWS = {name: camera_view_to_msg(CAMERA, Transform.from_rpy(np.pi, 0.0, -np.pi / 2, t=(x, 0.0, 0.62)),
+                                  f"{name}_optical_frame", 0.1, 4.0)
+         for name, x in (("A", 0.45), ("B", 1.2))}
+SEEN_BY = {"A": [RED.p_base, BLUE.p_base], "B": [[1.15, 0.05, 0.02], [1.25, -0.1, 0.02]]}
+
+
+def _two_localizers(use_camera_view: bool, b_offset_ns: int, frames: int = 12):
+    """Cameras A and B at 15 Hz (B ``b_offset_ns`` after A) publish their objects with their views
+    into one tracker_node; returns the tracker's TrackArrays."""
+    with RosHarness() as ros:
+        ros.add(TrackerNode, {"use_camera_view": use_camera_view})
+        pubs = {name: ros.publisher(Object3DArray, "objects") for name in VIEWS}   # two publishers
+        out = ros.collect(TrackArray, "tracks")
+        for pub in pubs.values():
+            ros.wait_for_subscribers(pub)
+        for k in range(frames):
+            for name, dt in (("A", 0), ("B", b_offset_ns)):
+                msg = objects_msg(20_000_000_000 + k * 66_666_667 + dt, SEEN_BY[name],
+                                  names=("red_cube", "blue_cube"))
+                msg.view = VIEWS[name]
+                n = len(out)
+                pubs[name].publish(msg)
+                assert ros.spin_until(lambda n=n: len(out) == n + 1)
+        return out
+
+
+@pytest.mark.parametrize("b_offset_ns", [0, 33_333_333], ids=["equal stamps", "interleaved"])
+def test_tracker_node_keeps_the_tracks_of_two_cameras_confirmed(b_offset_ns):
+    assert camera_view_from_msg(VIEWS["A"]).sees(np.array(SEEN_BY["A"] + SEEN_BY["B"])).tolist() == \
+        [True, True, False, False]
+    assert camera_view_from_msg(VIEWS["B"]).sees(np.array(SEEN_BY["A"] + SEEN_BY["B"])).tolist() == \
+        [False, False, True, True]
+    out = _two_localizers(True, b_offset_ns)
+    for msg in out[5:]:                       # from B's third frame on: both sets, confirmed, same ids
+        assert [(t.id, t.state) for t in msg.tracks] == [(i, Track.CONFIRMED) for i in (1, 2, 3, 4)]
+    final = {t.id: [t.position.x, t.position.y] for t in out[-1].tracks}
+    np.testing.assert_allclose([final[1], final[3]], [RED.p_base[:2], SEEN_BY["B"][0][:2]], atol=1e-6)
+    # use_camera_view false (as before views): each camera's update deletes the other's tentative tracks
+    assert all(msg.tracks == [] for msg in _two_localizers(False, b_offset_ns, frames=6))
+
+
+def test_tracker_node_rejects_a_bad_view_without_crashing():
+    with RosHarness() as ros:
+        node = ros.add(TrackerNode, {"n_init": 1})
+        pub = ros.publisher(Object3DArray, "objects")
+        out = ros.collect(TrackArray, "tracks")
+        ros.wait_for_subscribers(pub)
+        msg = objects_msg(1_000_000_000, [RED.p_base])
+        msg.view = copy.deepcopy(VIEWS["A"])
+        msg.view.camera_pose.orientation.w = 3.0          # not a rotation
+        pub.publish(msg)
+        assert ros.spin_until(lambda: node.counters["bad view"] == 1)
+        msg.view = VIEWS["A"]
+        pub.publish(msg)
+        assert ros.spin_until(lambda: out) and len(out[0].tracks) == 1 and len(out) == 1

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fdl_robot.core.camera import PinholeCamera
+from fdl_robot.core.geometry import Transform
 from fdl_robot.core.mot_metrics import MOTAccumulator, evaluate_mot
 from fdl_robot.core.kalman import (
     gate_threshold,
@@ -26,6 +28,7 @@ from fdl_robot.core.tracking import (
     TrackState,
     euclidean_distance,
 )
+from fdl_robot.core.visibility import CameraView
 
 HZ = 15.0
 
@@ -506,3 +509,198 @@ def test_scenario_crossing_objects_clutter_misses_irregular_stamps():
         assert s.mota > 0.85
         assert s.rmse_m < raw                           # tracks beat raw detections (3-D)
         assert s.rmse_m / np.sqrt(3) < sigma            # per-axis RMSE below the noise sigma
+
+
+# ------------------------------------------------------- what the sensor could see
+
+
+def _down_view(x_m: float, y_m: float = 0.0, height_m: float = 0.6) -> CameraView:
+    """A 640x480 camera ``height_m`` above (x_m, y_m) looking straight down: at 0.6 m it sees
+    x in x_m +- 0.36 m, y in y_m +- 0.38 m of the table."""
+    cam = PinholeCamera(fx=500.0, fy=400.0, cx=319.5, cy=239.5, width=640, height=480)
+    return CameraView(cam, Transform.from_rpy(np.pi, 0.0, -np.pi / 2, t=(x_m, y_m, height_m)), 0.1, 2.0)
+
+
+def _seen(view: CameraView, objects: np.ndarray, rng, std_m: float = 0.002) -> np.ndarray:
+    """Noisy detections of the objects (K, 3) in the view."""
+    p = objects[view.sees(objects)]
+    return p + rng.normal(0.0, std_m, p.shape)
+
+
+CAM_A, CAM_B = _down_view(0.3), _down_view(1.2)          # disjoint footprints x <= 0.66, x >= 0.84
+OBJ_A = np.array([[0.2, 0.1, 0.02], [0.4, -0.1, 0.02]])   # seen by A only
+OBJ_B = np.array([[1.1, 0.1, 0.02], [1.3, -0.2, 0.02]])   # seen by B only
+
+
+def _two_cameras(use_views: bool, b_offset_s: float, n_init: int = 3, frames: int = 30):
+    """Cameras A and B at 15 Hz, B ``b_offset_s`` after A, into one tracker; each update's
+    tracks as (camera, [(id, state)])."""
+    rng = np.random.default_rng(1)
+    trk = MultiObjectTracker(n_init=n_init)
+    everything = np.vstack([OBJ_A, OBJ_B])
+    log = []
+    for k in range(frames):
+        for name, view, dt in (("A", CAM_A, 0.0), ("B", CAM_B, b_offset_s)):
+            tracks = trk.update(_seen(view, everything, rng), k / HZ + dt,
+                                observable=view.sees if use_views else None)
+            log.append((name, [(t.id, t.state) for t in tracks]))
+    return log
+
+
+@pytest.mark.parametrize("b_offset_s", [0.0, 0.5 / HZ], ids=["equal stamps", "interleaved"])
+def test_two_cameras_with_disjoint_views_confirm_all_objects_only_with_views(b_offset_s):
+    assert CAM_A.sees(OBJ_A).all() and not CAM_B.sees(OBJ_A).any()
+    assert CAM_B.sees(OBJ_B).all() and not CAM_A.sees(OBJ_B).any()
+    # today (observable=None): each camera's update deletes the other's tentative tracks
+    blind = _two_cameras(False, b_offset_s)
+    assert all(state == TrackState.TENTATIVE for _, tracks in blind for _, state in tracks)
+    assert max(i for _, tracks in blind for i, _ in tracks) == 2 * len(blind)   # reborn every call
+    # with views: four tracks, confirmed on the third look of their camera, for good
+    seeing = _two_cameras(True, b_offset_s)
+    for _, tracks in seeing[2 * 2 + 1:]:                  # from B's third update on
+        assert tracks == [(i, TrackState.CONFIRMED) for i in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize("b_offset_s", [0.0, 0.5 / HZ], ids=["equal stamps", "interleaved"])
+def test_confirmed_tracks_of_two_cameras_flip_to_lost_without_views(b_offset_s):
+    blind = _two_cameras(False, b_offset_s, n_init=1, frames=10)
+    for name, tracks in blind[2:]:                        # A's tracks are 1, 2; B's 3, 4
+        mine, other = ({1, 2}, {3, 4}) if name == "A" else ({3, 4}, {1, 2})
+        assert {i for i, s in tracks if s == TrackState.CONFIRMED} == mine
+        assert {i for i, s in tracks if s == TrackState.LOST} == other
+    seeing = _two_cameras(True, b_offset_s, n_init=1, frames=10)
+    assert all(tracks == [(i, TrackState.CONFIRMED) for i in (1, 2, 3, 4)] for _, tracks in seeing[2:])
+
+
+def _pan(t_s: float) -> float:
+    """Camera x (m) of a wrist camera that looks at x = 0.3 for 1 s, pans to 1.3 at 1 m/s,
+    stays there 2.5 s (longer than max_age_s) and comes back."""
+    return float(np.interp(t_s, [0.0, 1.0, 2.0, 4.5, 5.5], [0.3, 0.3, 1.3, 1.3, 0.3]))
+
+
+def _panning(use_views: bool, withhold=lambda t, i: False, duration_s: float = 7.0):
+    """Static objects at x = 0.3 (id 1) and 1.3 seen by the panning camera; ``withhold(t, i)``
+    drops object i's detection.  Returns the tracker and (t, [(id, state)]) per update."""
+    rng = np.random.default_rng(2)
+    objects = np.array([[0.3, 0.0, 0.02], [1.3, 0.1, 0.02]])
+    trk = MultiObjectTracker(n_init=3, max_age_s=1.0)
+    log = []
+    for k in range(int(duration_s * HZ)):
+        t = k / HZ
+        view = _down_view(_pan(t))
+        keep = view.sees(objects) & ~np.array([withhold(t, i) for i in range(len(objects))])
+        z = objects[keep] + rng.normal(0.0, 0.002, (keep.sum(), 3))
+        tracks = trk.update(z, t, observable=view.sees if use_views else None)
+        log.append((t, [(tr.id, tr.state) for tr in tracks]))
+    return trk, log
+
+
+def test_a_track_out_of_the_only_cameras_view_is_kept_and_reassociated():
+    trk, log = _panning(True)
+    out_of_view = [tracks for t, tracks in log if 1.5 < t < 4.8]          # object 1 unseen > 2.5 s
+    assert all((1, TrackState.CONFIRMED) in tracks for tracks in out_of_view)
+    assert [(t.id, t.state) for t in trk.tracks()] == [(1, TrackState.CONFIRMED), (2, TrackState.CONFIRMED)]
+    assert max(i for _, tracks in log for i, _ in tracks) == 2             # no track was ever reborn
+    assert trk.tracks()[0].hits > 45 and trk.tracks()[1].time_since_update_s > 1.0   # 2 kept, unseen
+    # today: aged to lost, deleted after max_age_s, reborn under new ids
+    trk, log = _panning(False)
+    assert [t.id for t in trk.tracks()] == [3]                             # object 1 again; 2 is gone
+    assert any((1, TrackState.LOST) in tracks for _, tracks in log)
+
+
+def test_a_returning_track_has_max_age_to_be_matched_again():
+    """Back in view after 3 s away, object 1 goes undetected for a while: its miss clock
+    starts at the first update that could see it (not at its last hit, 3 s ago)."""
+    def first_lost(log):
+        t_lost, tracks = next((t, tracks) for t, tracks in log if t > 4.5 and (1, TrackState.LOST) in tracks)
+        return t_lost
+
+    # undetected from t = 5.0 to 5.4 s (it re-enters the predicted view near 5.07 s)
+    trk, log = _panning(True, withhold=lambda t, i: i == 0 and 5.0 < t < 5.4)
+    t_lost = first_lost(log)
+    assert 5.0 < t_lost < 5.4
+    states = [dict(tracks).get(1) for t, tracks in log if t >= t_lost]
+    assert None not in states and states[-1] == TrackState.CONFIRMED          # same id, matched again
+    assert trk.tracks()[0].id == 1 and trk.tracks()[0].time_since_update_s == 0.0
+    # never detected again: deleted once missed in view for more than max_age_s
+    trk, log = _panning(True, withhold=lambda t, i: i == 0 and t > 5.0)
+    t_lost = first_lost(log)
+    gone = next(t for t, tracks in log if t > t_lost and 1 not in dict(tracks))
+    assert 1.0 < gone - t_lost <= 1.0 + 1 / HZ + 1e-9
+
+
+def test_misses_inside_the_view_age_and_prune_exactly_as_before():
+    """A static camera sees everything: the view changes nothing, also for misses and clutter."""
+    view = _down_view(0.3)
+    rng = np.random.default_rng(3)
+    objects = np.array([[0.2, 0.1, 0.02], [0.4, -0.1, 0.02]])
+    frames = []
+    for k in range(40):
+        z = objects[: 1 if k >= 12 else 2]                  # object 2 vanishes at frame 12
+        if k in (3, 7, 20):
+            z = np.vstack([z, [0.5, 0.2, 0.02]])            # one-frame clutter: tentative, then deleted
+        frames.append(z + rng.normal(0.0, 0.002, z.shape))
+    logs = []
+    for observable in (None, view.sees):
+        trk = MultiObjectTracker(n_init=3, max_age_s=1.0)
+        logs.append([[(t.id, t.state, t.hits, t.time_since_update_s)
+                      for t in trk.update(z, k / HZ, observable=observable)] for k, z in enumerate(frames)])
+    assert logs[0] == logs[1]
+    by_frame = logs[1]
+    assert [(i, s) for i, s, *_ in by_frame[12]] == [(1, TrackState.CONFIRMED), (2, TrackState.LOST)]
+    assert [i for i, *_ in by_frame[11 + 15]] == [1, 2] and [i for i, *_ in by_frame[11 + 16]] == [1]
+    assert [i for i, *_ in by_frame[3]] == [1, 2, 3] and [i for i, *_ in by_frame[4]] == [1, 2]
+
+
+def test_a_second_camera_does_not_slow_the_deletion_of_a_vanished_object():
+    """Object of camera A vanishes; B keeps updating at interleaved stamps: deleted within one
+    A frame of the single-camera time (the miss clock starts at A's first miss)."""
+    def deleted_at(with_b: bool) -> float:
+        trk = MultiObjectTracker(n_init=3, max_age_s=1.0)
+        for k in range(60):
+            t = k / HZ
+            z = OBJ_A[:1] if k < 15 else np.zeros((0, 3))
+            trk.update(z, t, observable=CAM_A.sees)
+            if with_b:
+                trk.update(OBJ_B[:1], t + 0.5 / HZ, observable=CAM_B.sees)
+            if 1 not in [tr.id for tr in trk.tracks()]:
+                return t
+        raise AssertionError("never deleted")
+
+    alone, both = deleted_at(False), deleted_at(True)
+    assert alone == pytest.approx(14 / HZ + 1.0, abs=1 / HZ)
+    assert alone <= both <= alone + 1 / HZ + 1e-9
+
+
+def test_observable_sees_the_predicted_positions_and_a_bad_one_changes_nothing():
+    trk = MultiObjectTracker(n_init=1)
+    for k in range(5):
+        _step(trk, [[0.1 * k / 10, 0.0, 0.0], [0.5, 0.5, 0.0]], k / 10)   # track 1 at 0.1 m/s along x
+    asked = []
+
+    def record(p):
+        asked.append(p.copy())
+        return np.array([False, True])
+
+    expected = [t.position + 0.3 * t.velocity for t in trk.tracks()]
+    tracks = _step(trk, [[0.5, 0.5, 0.0]], 0.7, observable=record)
+    np.testing.assert_allclose(asked[0], expected)
+    assert [(t.id, t.state) for t in tracks] == [(1, TrackState.CONFIRMED), (2, TrackState.CONFIRMED)]
+    assert tracks[0].time_since_update_s == pytest.approx(0.3) and tracks[0].detection_index is None
+    assert [t.id for t in trk.predict(3.0)] == [1]         # unseen since its hit: predict keeps it too
+
+    before = [(t.id, t.state, t.state_mean.tolist()) for t in trk.tracks()], trk.stamp_s
+    for bad in (lambda p: np.ones(len(p) + 1, dtype=bool), lambda p: np.ones(len(p)), lambda p: True):
+        with pytest.raises(ValueError, match="observable must return"):
+            _step(trk, [[0.5, 0.5, 0.0]], 4.0, observable=bad)
+    assert ([(t.id, t.state, t.state_mean.tolist()) for t in trk.tracks()], trk.stamp_s) == before
+
+
+def test_an_unseen_track_can_still_be_matched_and_a_tentative_one_survives():
+    trk = MultiObjectTracker(n_init=3)
+    _step(trk, [[0.5, 0.0, 0.0]], 0.0)
+    tracks = _step(trk, np.zeros((0, 3)), 0.1, observable=lambda p: np.zeros(len(p), dtype=bool))
+    assert [(t.id, t.state, t.hits) for t in tracks] == [(1, TrackState.TENTATIVE, 1)]
+    tracks = _step(trk, [[0.5, 0.0, 0.0]], 0.2, observable=lambda p: np.zeros(len(p), dtype=bool))
+    assert [(t.id, t.state, t.hits) for t in tracks] == [(1, TrackState.TENTATIVE, 2)]
+    assert _step(trk, np.zeros((0, 3)), 0.3) == []      # seen and missed: a tentative track dies

@@ -111,7 +111,8 @@ def _nested_types(fields) -> list[str]:
 def _cached_typestore():
     store = get_typestore(DISTRO)
     names = [f"{INTERFACES_PACKAGE}/msg/{n}" for n in
-             ("Detection2D", "Detection2DArray", "Object3D", "Object3DArray", "Track", "TrackArray")]
+             ("CameraView", "Detection2D", "Detection2DArray", "Object3D", "Object3DArray", "Track",
+              "TrackArray")]
     ensure_types(store, names)
     return store
 

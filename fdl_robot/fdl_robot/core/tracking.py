@@ -38,23 +38,51 @@ Track lifecycle (:class:`TrackState`; durations in seconds of stamp time)
 * Unmatched detections start **TENTATIVE** tracks (``x = [z, 0]``,
   ``P = diag(R, init_velocity_std_mps^2 I)``), ids 1, 2, 3, ... in order of birth.
 * A track matched ``n_init`` times becomes **CONFIRMED**; a tentative track that misses
-  an update is deleted at once (clutter rarely repeats itself).
-* A confirmed track that is not matched in the latest update is **LOST**: it coasts on
-  its prediction and is deleted once ``time_since_update_s > max_age_s``.  A match makes
-  it confirmed again.
+  an update that could see it is deleted at once (clutter rarely repeats itself).
+* A confirmed track that is not matched by an update that could see it is **LOST**: it
+  coasts on its prediction and is deleted once it has been missed for more than
+  ``max_age_s`` (``time_since_update_s > max_age_s`` when every update can see every
+  track, the default; below).  A match makes it confirmed again.
 * Confirmed and lost tracks are associated before tentative ones, so a clutter-born
   tentative track cannot steal an established track's detection.
+
+What the sensor could see
+-------------------------
+A miss is evidence that an object is gone only if the sensor could have seen it.  With
+several cameras feeding one tracker, or a camera that moves, most tracks are outside the
+view of most updates.  ``update(..., observable=f)`` takes a predicate on the predicted
+track positions, ``f(p) -> bool (M,)`` for ``p`` (M, D) in the tracker's frame (e.g.
+:meth:`fdl_robot.core.visibility.CameraView.sees`), saying which tracks this update's
+sensor could have seen.  A track it could not see and that is not matched is predicted
+but not penalised: it keeps its state (a confirmed track stays confirmed, a tentative
+one is not deleted) and is not pruned.  Association still considers every track (a
+detection of a track believed just outside the view is a detection of it).
+``observable=None`` (the default) means every track is observable: the tracker of a
+single fixed camera that sees the whole scene, and the behaviour before views existed.
+
+``max_age_s`` counts the time a track has been missed while observable.  Its clock runs
+from the last hit while every update since could see the track (so with
+``observable=None`` it is exactly ``time_since_update_s``).  An unmatched update that
+cannot see a track that has not been missed since its last hit pauses the clock, and the
+next update that could see it and misses it restarts it from that update's stamp.  A
+track that has already been missed in view (LOST) keeps its clock running when it drops
+out of some update's view.  So a track that left the only camera's view survives any
+absence, and on its return gets ``max_age_s`` to be matched again; a track of one camera
+is not aged by a second camera that cannot see it.
 
 One call of ``update(z_1..z_N, t)``
 -----------------------------------
 0. a stamp more than 1 s before the last one: start over (a new time base, below);
 1. predict every track from the previous stamp to ``t``;
-2. gate: the cost of every (detection, track) pair, forbidden outside the gate;
-3. assign: gated Hungarian, established tracks first, then tentative ones;
-4. update the matched tracks (one batched Kalman update);
-5. age the unmatched ones (confirmed -> lost);
-6. birth: a tentative track per unmatched detection;
-7. prune: missed tentative tracks and lost ones older than ``max_age_s``.
+2. view: which tracks the sensor could have seen, ``observable`` at the predicted
+   positions (default all);
+3. gate: the cost of every (detection, track) pair, forbidden outside the gate;
+4. assign: gated Hungarian, established tracks first, then tentative ones;
+5. update the matched tracks (one batched Kalman update);
+6. age the unmatched observable ones (confirmed -> lost; the miss clock);
+7. birth: a tentative track per unmatched detection;
+8. prune: missed observable tentative tracks, and tracks missed while observable for
+   more than ``max_age_s``.
 
 Detections with a non-finite coordinate (NaN depth) or a non-finite covariance are
 dropped before anything else (their count is in ``last_num_dropped``); they never
@@ -76,7 +104,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -91,6 +119,7 @@ from fdl_robot.core.kalman import (
     kf_predict,
     kf_update,
     mahalanobis_sq,
+    transition_matrix,
 )
 from fdl_robot.core.timebase import StampOrder, classify_stamp
 
@@ -98,6 +127,7 @@ __all__ = [
     "INIT_VELOCITY_STD_MPS",
     "ConstantVelocityKF",
     "MultiObjectTracker",
+    "Observable",
     "OutOfOrderStamp",
     "Track",
     "TrackState",
@@ -106,6 +136,11 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+
+Observable = Callable[[FloatArray], ArrayLike]
+"""``f(p) -> mask``: which of the track positions ``p`` (M, D) (m, tracker's frame) an
+update's sensor could have seen, a boolean array (M,) (module doc, "What the sensor could
+see")."""
 
 
 class OutOfOrderStamp(ValueError):
@@ -126,9 +161,10 @@ class TrackState(enum.IntEnum):
     TENTATIVE = 0
     """Fewer than ``n_init`` hits."""
     CONFIRMED = 1
-    """Passed ``n_init`` and matched in the latest update."""
+    """Passed ``n_init``, and matched in the latest update that could see it."""
     LOST = 2
-    """Passed ``n_init``, unmatched in the latest update, coasting on its prediction."""
+    """Passed ``n_init``, missed by the latest update that could see it, coasting on its
+    prediction."""
 
     def __str__(self) -> str:
         return self.name.lower()
@@ -367,6 +403,7 @@ class _TrackTable:
     hits: NDArray[np.int64]
     birth_s: FloatArray              # stamp of birth (s)
     last_hit_s: FloatArray           # stamp of the last associated detection (s)
+    miss_from_s: FloatArray          # start of the miss clock (s), NaN = paused (module doc)
     det_index: NDArray[np.int64]     # input row matched in the latest update, -1 if none
     label: NDArray[np.object_]
     score: FloatArray                # latest detection score, NaN = none
@@ -389,6 +426,7 @@ class _TrackTable:
             hits=np.ones(n, dtype=np.int64),
             birth_s=np.full(n, stamp_s),
             last_hit_s=np.full(n, stamp_s),
+            miss_from_s=np.full(n, stamp_s),
             det_index=dets.rows.astype(np.int64),
             label=dets.labels,
             score=dets.scores,
@@ -559,14 +597,15 @@ class MultiObjectTracker:
     def predict(self, stamp_s: float) -> list[Track]:
         """Coast all tracks to ``stamp_s`` without detections and return them.
 
-        No track counts as missed (states do not change), but tracks whose
-        ``time_since_update_s`` now exceeds ``max_age_s`` are deleted.  Stamp order as
-        for :meth:`update` (a late stamp raises, a jump back starts a new time base).
+        No track counts as missed (states do not change), but tracks whose miss clock
+        (module doc; ``time_since_update_s`` if every update could see them) now exceeds
+        ``max_age_s`` are deleted.  Stamp order as for :meth:`update` (a late stamp
+        raises, a jump back starts a new time base).
         """
         stamp, jump_s = self._check_stamp(stamp_s)
         self._start_time_base(jump_s)
         self._predict_to(stamp)
-        self._prune(stamp)
+        self._prune(stamp, observable=np.zeros(len(self._tracks), dtype=bool))
         return self.tracks()
 
     def association_cost(
@@ -594,6 +633,7 @@ class MultiObjectTracker:
         labels: Sequence[Hashable | None] | NDArray | None = None,
         scores: ArrayLike | None = None,
         covariances: ArrayLike | None = None,
+        observable: Observable | None = None,
     ) -> list[Track]:
         """Process one set of detections taken at ``stamp_s`` and return the live tracks.
 
@@ -617,6 +657,14 @@ class MultiObjectTracker:
         covariances
             Optional measurement covariances (N, D, D) or one (D, D) for all (m^2);
             default ``measurement_std_m^2 I``.  Rows with non-finite entries dropped.
+        observable
+            Optional predicate ``f(p) -> (M,) bool`` on the tracks' positions predicted to
+            ``stamp_s`` (M, D): which tracks the sensor of these detections could have
+            seen, e.g. ``functools.partial(view.sees, margin_px=20)`` of a
+            :class:`fdl_robot.core.visibility.CameraView`.  An unmatched track outside it
+            keeps its state and is not pruned (module doc).  None: every track is
+            observable.  It is called once, before the tracker changes; a result of the
+            wrong shape raises ValueError and leaves the tracker unchanged.
 
         Returns
         -------
@@ -626,14 +674,15 @@ class MultiObjectTracker:
         """
         stamp, jump_s = self._check_stamp(stamp_s)
         dets = self._check_detections(positions, labels, scores, covariances)
+        seen = self._observable(observable, stamp, jump_s)   # 2. view (first: may raise)
         self._start_time_base(jump_s)                 # 0. a jump back: start over
         self._predict_to(stamp)                       # 1. predict
-        cost, gate = self._gated_cost(dets)           # 2. gate
-        det, trk = self._assign(cost, gate)           # 3. assign
-        self._update_matched(dets, det, trk, stamp)   # 4. update matched
-        self._age_unmatched(trk)                      # 5. age unmatched
-        self._birth(dets, det, stamp)                 # 6. birth
-        self._prune(stamp)                            # 7. prune
+        cost, gate = self._gated_cost(dets)           # 3. gate
+        det, trk = self._assign(cost, gate)           # 4. assign
+        self._update_matched(dets, det, trk, stamp)   # 5. update matched
+        self._age_unmatched(trk, seen, stamp)         # 6. age unmatched observable
+        self._birth(dets, det, stamp)                 # 7. birth
+        self._prune(stamp, seen)                      # 8. prune
         return self.tracks()
 
     def _predict_to(self, stamp: float) -> None:
@@ -645,14 +694,34 @@ class MultiObjectTracker:
                 t.x, t.P = kf_predict(t.x, t.P, dt, self.config.process_noise_q)
         self._stamp_s = stamp
 
+    def _observable(self, observable: Observable | None, stamp: float,
+                     jump_s: float | None) -> NDArray[np.bool_]:
+        """2. Mask (M,) of the tracks the sensor could see, ``observable`` at the positions
+        predicted to ``stamp`` (the mean of step 1, ``p + dt v``); all True if None.
+
+        Evaluated before steps 0-1 change anything: a wrong result raises ValueError.
+        After a jump back (``jump_s``) there are no tracks left to ask about.
+        """
+        m = 0 if jump_s is not None else len(self._tracks)
+        if observable is None:
+            return np.ones(m, dtype=bool)
+        x = self._tracks.x[:m]
+        if self._stamp_s is not None and m:
+            x = x @ transition_matrix(stamp - self._stamp_s, self.dim).T
+        mask = np.asarray(observable(x[:, : self.dim].copy()))
+        if mask.shape != (m,) or mask.dtype != np.bool_:
+            raise ValueError(f"observable must return a boolean array of shape ({m},), got "
+                             f"{mask.dtype} {mask.shape}")
+        return mask
+
     def _gated_cost(self, dets: _Detections) -> tuple[FloatArray, float]:
-        """2. The cost (N x M) of every pair, ``inf`` outside the distance cap or across labels."""
+        """3. The cost (N x M) of every pair, ``inf`` outside the distance cap or across labels."""
         cost, gate = self.association_cost(dets.z, dets.R)
         cost[~_labels_compatible(dets.labels, self._tracks.label)] = np.inf
         return cost, gate
 
     def _assign(self, cost: FloatArray, gate: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-        """3. Gated Hungarian, confirmed and lost tracks first; (detection, track) indices."""
+        """4. Gated Hungarian, confirmed and lost tracks first; (detection, track) indices."""
         tentative = self._tracks.state == TrackState.TENTATIVE
         det_free = np.arange(cost.shape[0])
         det_out: list[NDArray[np.intp]] = [np.zeros(0, dtype=np.intp)]
@@ -668,28 +737,36 @@ class MultiObjectTracker:
 
     def _update_matched(self, dets: _Detections, det: NDArray[np.intp], trk: NDArray[np.intp],
                         stamp: float) -> None:
-        """4. One batched Kalman update of the matched tracks; a hit; CONFIRMED from n_init hits on."""
+        """5. One batched Kalman update of the matched tracks; a hit (the miss clock restarts);
+        CONFIRMED from n_init hits on."""
         t = self._tracks
         if len(trk):
             t.x[trk], t.P[trk] = kf_update(t.x[trk], t.P[trk], dets.z[det], dets.R[det])
         t.hits[trk] += 1
         t.last_hit_s[trk] = stamp
+        t.miss_from_s[trk] = stamp
         t.det_index[trk] = dets.rows[det]
         t.score[trk] = np.where(np.isnan(dets.scores[det]), t.score[trk], dets.scores[det])
         unlabelled = np.array([v is None for v in t.label[trk]], dtype=bool)
         t.label[trk[unlabelled]] = dets.labels[det[unlabelled]]       # adopt the first label
         t.state[trk] = np.where(t.hits[trk] >= self.config.n_init, TrackState.CONFIRMED, TrackState.TENTATIVE)
 
-    def _age_unmatched(self, trk: NDArray[np.intp]) -> None:
-        """5. Tracks without a detection this update: no detection index; confirmed -> lost."""
+    def _age_unmatched(self, trk: NDArray[np.intp], observable: NDArray[np.bool_], stamp: float) -> None:
+        """6. Tracks without a detection this update: no detection index.  Observable ones:
+        confirmed -> lost, a paused miss clock restarts at ``stamp``.  Unobservable ones
+        keep their state; the clock of one not missed in view since its hit (not LOST)
+        pauses."""
         t = self._tracks
         missed = np.ones(len(t), dtype=bool)
         missed[trk] = False
         t.det_index[missed] = -1
-        t.state[missed & (t.state == TrackState.CONFIRMED)] = TrackState.LOST
+        in_view, hidden = missed & observable, missed & ~observable
+        t.miss_from_s[hidden & (t.state != TrackState.LOST)] = np.nan
+        t.miss_from_s[in_view & np.isnan(t.miss_from_s)] = stamp
+        t.state[in_view & (t.state == TrackState.CONFIRMED)] = TrackState.LOST
 
     def _birth(self, dets: _Detections, matched: NDArray[np.intp], stamp: float) -> None:
-        """6. A new track per detection not in ``matched``, ids in input order."""
+        """7. A new track per detection not in ``matched``, ids in input order."""
         free = np.ones(len(dets), dtype=bool)
         free[matched] = False
         if not free.any():
@@ -699,11 +776,15 @@ class MultiObjectTracker:
         self._next_id += len(new)
         self._tracks = self._tracks.append(new)
 
-    def _prune(self, stamp: float) -> None:
-        """7. Delete tentative tracks that missed, and tracks unmatched for over ``max_age_s``."""
+    def _prune(self, stamp: float, observable: NDArray[np.bool_]) -> None:
+        """8. Delete observable tentative tracks that missed, and tracks whose miss clock
+        exceeds ``max_age_s`` (a paused clock, NaN, never does).  ``observable`` covers the
+        tracks before this update's births (newborn tracks are matched)."""
         t = self._tracks
-        missed_tentative = ~t.matched & (t.state == TrackState.TENTATIVE)
-        too_old = (stamp - t.last_hit_s) > self.config.max_age_s
+        seen = np.zeros(len(t), dtype=bool)
+        seen[: len(observable)] = observable
+        missed_tentative = ~t.matched & seen & (t.state == TrackState.TENTATIVE)
+        too_old = (stamp - t.miss_from_s) > self.config.max_age_s
         dead = missed_tentative | too_old
         if dead.any():
             self._tracks = t.select(~dead)

@@ -12,6 +12,8 @@ Conventions
   to RGB); depth ``16UC1`` (uint16 millimetres, 0 = invalid) or ``32FC1`` (float32
   metres, NaN/inf/0 = invalid), returned as float32 metres with NaN where invalid.
 * Boxes: XYXY pixels of the source image.
+* Camera views (``Object3DArray.view``): ``fdl_robot_interfaces/CameraView`` <->
+  :class:`fdl_robot.core.visibility.CameraView`; width 0 is "view unknown" (None).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from fdl_robot.core.camera import PinholeCamera
 from fdl_robot.core.geometry import Transform
+from fdl_robot.core.visibility import CameraView
 from fdl_robot.perception.detector import Detections
 
 
@@ -228,3 +231,44 @@ def transform_from_msg(msg) -> Transform:
         return Transform.from_quaternion([rot.x, rot.y, rot.z, rot.w], [tr.x, tr.y, tr.z])
     except ValueError as exc:
         raise InvalidInput(f"bad transform: {exc}") from None
+
+
+# --- camera views (Object3DArray.view) ----------------------------------------------------
+
+def camera_view_to_msg(camera: PinholeCamera, T_base_cam: Transform, frame_id: str, min_depth_m: float,
+                       max_depth_m: float):
+    """fdl_robot_interfaces/CameraView of a camera (K, size) posed at ``T_base_cam`` (optical
+    frame -> the Object3DArray's frame at its stamp), measuring depths in [min, max] m."""
+    from fdl_robot_interfaces.msg import CameraView
+
+    msg = CameraView(frame_id=frame_id, width=int(camera.width), height=int(camera.height),
+                     k=camera.K.reshape(-1).tolist(), min_depth_m=float(min_depth_m),
+                     max_depth_m=float(max_depth_m))
+    p, q = msg.camera_pose.position, msg.camera_pose.orientation
+    p.x, p.y, p.z = (float(v) for v in T_base_cam.translation)
+    q.x, q.y, q.z, q.w = (float(v) for v in T_base_cam.as_quaternion())
+    return msg
+
+
+def camera_view_from_msg(msg) -> CameraView | None:
+    """fdl_robot_interfaces/CameraView -> core CameraView, or None for width 0 ("view unknown").
+
+    Rejects (InvalidInput) a size with one side 0, a K that is not a calibration, a
+    non-finite pose, a quaternion whose squared norm is more than 0.01 from 1 (tf2's
+    tolerance), and a depth range that is not 0 <= min < max.
+    """
+    if msg.width == 0:
+        return None
+    pose = msg.camera_pose
+    xyz = np.array([pose.position.x, pose.position.y, pose.position.z])
+    q = np.array([pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w])
+    if not (np.all(np.isfinite(xyz)) and np.all(np.isfinite(q))):
+        raise InvalidInput(f"view of '{msg.frame_id}': camera_pose has NaN/inf")
+    if abs(float(q @ q) - 1.0) > 0.01:
+        raise InvalidInput(f"view of '{msg.frame_id}': camera_pose quaternion {q.tolist()} is not normalised")
+    try:
+        camera = PinholeCamera.from_camera_info(msg.k, int(msg.width), int(msg.height))
+        return CameraView(camera, Transform.from_quaternion(q, xyz), msg.min_depth_m, msg.max_depth_m,
+                          frame_id=msg.frame_id)
+    except ValueError as exc:
+        raise InvalidInput(f"view of '{msg.frame_id}' rejected: {exc}") from exc

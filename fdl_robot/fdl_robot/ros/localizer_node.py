@@ -21,6 +21,9 @@ stamp and put through the URDF's FK), or from tf2. A frame with no transform at 
 (before the buffer, past its newest sample by more than the tolerance, across a gap, an
 unknown frame) is counted and warned about as "transform unavailable: <reason>" and dropped;
 it is never lifted with the newest transform instead.
+
+Each output carries ``view`` (CameraView.msg): the camera_info, the T_base_cam used for
+the frame and the depth range, so that the tracker knows what the camera could see.
 """
 from __future__ import annotations
 
@@ -35,8 +38,8 @@ from fdl_robot.perception.extrinsics import (ArmCameraExtrinsics, StaticExtrinsi
 from fdl_robot.perception.lifting import LiftingConfig, lift_detections
 from fdl_robot.ros import parameters
 from fdl_robot.ros.base import NEW_TIME_BASE, RELIABLE_QOS, FdlNode
-from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera, detections_from_msg,
-                                       image_to_depth_m, stamp_to_ns)
+from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera, camera_view_to_msg,
+                                       detections_from_msg, image_to_depth_m, stamp_to_ns)
 from fdl_robot.ros.sync import StampSynchronizer
 
 
@@ -156,6 +159,8 @@ class LocalizerNode(FdlNode):
         out = Object3DArray()
         out.header.stamp = det_msg.header.stamp
         out.header.frame_id = self.params["target_frame"]
+        out.view = camera_view_to_msg(self.camera, T_base_cam, depth_msg.header.frame_id,
+                                      self.config.min_depth_m, self.config.max_depth_m)
         for row, i in enumerate(objects.index):
             d = det_msg.detections[i]
             o = Object3D(class_id=d.class_id, class_name=d.class_name, score=d.score, detection=d,

@@ -338,8 +338,13 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
                     "covariance, metres."),
         from_config(TrackerConfig, "process_noise_q", "White-noise acceleration spectral density q, m^2/s^3."),
         from_config(TrackerConfig, "n_init", "Consecutive hits to confirm a track."),
-        from_config(TrackerConfig, "max_age_s", "Seconds a confirmed track coasts unmatched before deletion."),
+        from_config(TrackerConfig, "max_age_s", "Seconds a confirmed track coasts unmatched by updates that "
+                    "could see it before deletion."),
         Param("publish_tentative", False, "Also publish tentative tracks."),
+        Param("use_camera_view", True, "Use each Object3DArray's view (what its camera could see): tracks "
+              "outside it are predicted but not aged. false: every update sees every track."),
+        Param("view_margin_px", 20.0, "A track whose centre projects within this many pixels of the image "
+              "border counts as unseen (a cut-off object may go undetected); negative widens the view."),
     ),
     "policy_node": (
         from_config(PolicyConfig, "policy", "Policy: 'act' (the shipped ACT model, or model_path) or 'scripted' (reach "

@@ -8,9 +8,15 @@ warned, not published). A stamp more than 1 s older is a new time base (a bag pl
 again or with ``--loop``, a restarted simulator; :mod:`fdl_robot.core.timebase`): the
 tracker starts over as after ``~/reset``, logs it once and counts it ("new time base").
 Every input array, also an empty one, advances the tracker so that unmatched tracks age
-and die. Service ``~/reset`` (std_srvs/Trigger) forgets all tracks.
+and die, except those its ``view`` says the camera could not see (outside the image shrunk by
+``view_margin_px``, or out of its depth range: :mod:`fdl_robot.core.visibility`): they are
+predicted but not aged, so several cameras, or one that moves, can feed one tracker. A
+``view`` of width 0 (a producer that does not fill it in) or ``use_camera_view: false``: every
+track counts as seen by every update. Service ``~/reset`` (std_srvs/Trigger) forgets all tracks.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 from fdl_robot_interfaces.msg import Object3DArray, Track, TrackArray
@@ -20,7 +26,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from fdl_robot.core.tracking import MultiObjectTracker, OutOfOrderStamp, TrackerConfig, TrackState
 from fdl_robot.ros import parameters
 from fdl_robot.ros.base import NEW_TIME_BASE, RELIABLE_QOS, FdlNode
-from fdl_robot.ros.conversions import stamp_to_s
+from fdl_robot.ros.conversions import InvalidInput, camera_view_from_msg, stamp_to_s
 
 
 class TrackerNode(FdlNode):
@@ -54,8 +60,14 @@ class TrackerNode(FdlNode):
         labels = [(o.class_id, o.class_name) for o in msg.objects]
         scores = np.array([o.score for o in msg.objects], dtype=float)
         try:
+            view = camera_view_from_msg(msg.view) if self.params["use_camera_view"] else None
+        except InvalidInput as exc:
+            self.reject("bad view", str(exc))
+            return
+        observable = None if view is None else partial(view.sees, margin_px=self.params["view_margin_px"])
+        try:
             tracks = self.tracker.update(positions, stamp_to_s(msg.header.stamp), labels=labels,
-                                         scores=scores, covariances=covariances)
+                                         scores=scores, covariances=covariances, observable=observable)
         except OutOfOrderStamp as exc:
             self.reject("out-of-order stamp", str(exc))
             return
