@@ -99,7 +99,7 @@ def make_env(mode: str, spec: BoardSpec = DEFAULT_BOARD, width: int = 640, heigh
     """A PickPlaceEnv with the board of ``mode``, reset to ``seed`` (scene camera jitter etc.)."""
     from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
 
-    env = PickPlaceEnv(PickPlaceConfig(image_width=width, image_height=height, preload_torchvision=False),
+    env = PickPlaceEnv(PickPlaceConfig(image_width=width, image_height=height),
                        model=board_model(mode, spec))
     env.reset(seed=seed)
     return env
