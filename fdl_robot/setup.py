@@ -22,6 +22,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/profiles", glob("config/profiles/*.yaml")),
+        (f"share/{PACKAGE}/config/cameras", glob("config/cameras/*.yaml")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,

@@ -137,17 +137,25 @@ def extrinsics_yaml(X: Transform, mode: str, mount_frame: str, header: str) -> s
     """A ROS 2 parameters file for localizer_node (all of them) and state_publisher_node (the pose)."""
     params = localizer_parameters(X, mode, mount_frame)
     pose = {k: v for k, v in params.items() if k != "transform_source"}
-    doc = {"localizer_node": {"ros__parameters": params}, "state_publisher_node": {"ros__parameters": pose}}
+    from fdl_robot.ros.cameras import WRIST_NAMESPACE
+
+    # the wrist camera's localizer runs in its own namespace (ros.cameras); "/**/" = any launch namespace
+    on_arm = params.get("transform_source") == "arm"
+    localizer = f"/**/{WRIST_NAMESPACE}/localizer_node" if on_arm else "/**/localizer_node"
+    doc = {localizer: {"ros__parameters": params}, "/**/state_publisher_node": {"ros__parameters": pose}}
     comment = "".join(f"# {line}\n" for line in header.splitlines())
     return comment + _yaml(doc)
 
 
 def read_extrinsics(path: str | Path, node: str = "localizer_node") -> Transform:
     """The answer back from an extrinsics.yaml: T_base_cam (camera_xyz, camera_quat_xyzw) or, for a
-    camera on the arm, T_mount_cam (camera_mount_xyz, camera_mount_quat_xyzw)."""
+    camera on the arm, T_mount_cam (camera_mount_xyz, camera_mount_quat_xyzw), from the first
+    section that names ``node`` (any namespace)."""
     import yaml
 
-    params = yaml.safe_load(Path(path).read_text())[node]["ros__parameters"]
+    doc = yaml.safe_load(Path(path).read_text())
+    section = next(k for k in doc if k.rstrip("/").rsplit("/", 1)[-1] == node)
+    params = doc[section]["ros__parameters"]
     prefix = "camera_mount" if params.get("transform_source") == "arm" else "camera"
     return Transform.from_quaternion(params[f"{prefix}_quat_xyzw"], params[f"{prefix}_xyz"])
 

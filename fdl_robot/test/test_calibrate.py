@@ -15,6 +15,7 @@ from fdl_robot.core.geometry import Transform
 from fdl_robot.core.joint_buffer import JointBuffer
 from fdl_robot.perception import handeye as he
 from fdl_robot.perception.charuco import DEFAULT_BOARD, board_pose, detect_board
+from fdl_robot.ros.parameter_check import check_params_file
 from fdl_robot.ros.calibration_capture import LiveCapture
 from fdl_robot.ros.conversions import camera_to_camera_info, ns_to_stamp, rgb_to_image
 from fdl_robot.ros.parameters import NODE_PARAMETERS
@@ -63,11 +64,14 @@ def test_sim_calibration_end_to_end(tmp_path, capsys, mode):
     assert e["mm"] <= 2.0 and e["deg"] <= 0.2
     assert "| TSAI |" in printed and "(selected)" in printed and rep["poses"]["n_poses"] == 7
     # the YAML holds parameters the localizer (and the state publisher) declare, with the answer
+    check_params_file(out / "extrinsics.yaml")            # sections name our nodes, keys are declared
     params = yaml.safe_load((out / "extrinsics.yaml").read_text())
-    for node in ("localizer_node", "state_publisher_node"):
-        declared = {p.name for p in NODE_PARAMETERS[node]}
+    # the wrist camera's localizer is the one in its namespace (ros.cameras)
+    key = "/**/localizer_node" if mode == he.EYE_TO_HAND else "/**/wrist_camera/localizer_node"
+    for node in (key, "/**/state_publisher_node"):
+        declared = {p.name for p in NODE_PARAMETERS[node.rsplit("/", 1)[-1]]}
         assert set(params[node]["ros__parameters"]) <= declared
-    loc = params["localizer_node"]["ros__parameters"]
+    loc = params[key]["ros__parameters"]
     prefix = "camera" if mode == he.EYE_TO_HAND else "camera_mount"
     X = Transform.from_quaternion(loc[f"{prefix}_quat_xyzw"], loc[f"{prefix}_xyz"])
     assert he.transform_error(calibrate.read_extrinsics(out / "extrinsics.yaml"), X) < (1e-9, 1e-6)

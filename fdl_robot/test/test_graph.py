@@ -17,6 +17,7 @@ import yaml
 
 from fdl_robot.ros import graph as graphs
 from fdl_robot.ros import interfaces, parameters
+from fdl_robot.ros.parameter_check import check_params_file
 from fdl_robot.ros.interfaces import PROFILES, profile_path
 
 PKG = Path(__file__).resolve().parents[1]
@@ -165,3 +166,45 @@ def test_every_graph_node_has_a_console_script():
     setup_py = (PKG / "setup.py").read_text()
     for name in {n for g in graphs.GRAPHS.values() for n in g}:
         assert f'"{graphs.NODES[name].executable} = fdl_robot.ros.{name}:main"' in setup_py
+
+
+def test_camera_rigs_files_are_current_and_give_each_camera_its_chain():
+    from fdl_robot.ros import cameras
+
+    for name, rig in cameras.RIGS.items():
+        path = cameras.rig_path(name)
+        if rig.parameters:
+            assert path.read_text() == cameras.to_yaml(name), (
+                f"config/cameras/{name}.yaml is stale: python -m fdl_robot.ros.cameras --yaml {name}")
+            check_params_file(path)                       # every key is a declared parameter
+        else:
+            assert path is None
+    assert graphs.graph_nodes("sim", "scene") == graphs.graph_nodes("sim")
+    both = graphs.graph_nodes("sim", "both")
+    assert [k for k in both if graphs.split_key(k)[1] in cameras.CAMERA_CHAIN] == [
+        "detector_node", "wrist_camera/detector_node", "localizer_node", "wrist_camera/localizer_node"]
+    wrist = graphs.graph_nodes("sim", "wrist")
+    assert "detector_node" not in wrist and "wrist_camera/localizer_node" in wrist
+    assert graphs.node_namespace("wrist_camera/detector_node", "arm1") == "arm1/wrist_camera"
+    assert graphs.node_namespace("tracker_node", "") == ""
+    with pytest.raises(ValueError, match="unknown camera rig 'hand'"):
+        graphs.graph_nodes("sim", "hand")
+    # a node name's entry applies to each camera's node, a key's to its node alone
+    table = graphs.per_key({"detector_node": {"backend": "onnx"}, "wrist_camera/detector_node": {"threads": 1}},
+                           both)
+    assert table == {"detector_node": {"backend": "onnx"}, "wrist_camera/detector_node": {"threads": 1}}
+    assert graphs.per_key({"detector_node": 1}, both) == {"detector_node": 1, "wrist_camera/detector_node": 1}
+
+
+def test_the_wrist_chain_launches_in_its_namespace_with_the_rig_file(tmp_path):
+    from fdl_robot.ros import cameras
+    from fdl_robot.ros.launcher import graph_processes, ros_args
+
+    args = graphs.LaunchArguments(camera="both", namespace="arm1")
+    assert args.param_files()[-1] == cameras.rig_path("both")
+    procs = {p.name: p for p in graph_processes("sim", args)}
+    wrist = procs["wrist_camera/localizer_node"]
+    assert list(wrist.argv[1:3]) == ["-m", "fdl_robot.ros.localizer_node"]
+    assert list(wrist.argv[3:]) == ros_args(args.param_files(), graphs.node_overrides("wrist_camera/localizer_node",
+                                                                                     "sim", args), "arm1/wrist_camera")
+    assert "__ns:=/arm1" in procs["localizer_node"].argv[-1]

@@ -64,6 +64,7 @@ from fdl_robot.eval.timing import LoopTiming, timing_summary
 from fdl_robot.outputs import DIRECTORY, IMAGE, JSON, VIDEO, check_args, exit_on_error, write_json
 from fdl_robot.ros import graph as graphs
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS
+from fdl_robot.ros.cameras import RIGS
 from fdl_robot.ros.conversions import detections_from_msg, image_to_rgb, stamp_to_ns
 from fdl_robot.ros.launcher import parse_prefixes
 from fdl_robot.ros.parameters import defaults
@@ -273,6 +274,7 @@ class GraphOptions:
     #: robot profile (ros.interfaces): the UR-like one by default, so the loop proves the
     #: wiring of a real cell (arm JTC without the gripper, gripper action, merged joint states)
     profile: str = "ur5e"
+    camera: str = "scene"                           # camera rig (ros.cameras): scene | wrist | both
 
     def __post_init__(self):
         if self.runner not in RUNNERS:
@@ -297,7 +299,11 @@ class GraphOptions:
     def launch_arguments(self) -> graphs.LaunchArguments:
         return graphs.LaunchArguments(config=self.config or "", use_sim_time=self.use_sim_time,
                                       respawn=self.respawn, respawn_delay=self.respawn_delay,
-                                      profile=self.profile)
+                                      profile=self.profile, camera=self.camera)
+
+    def nodes(self) -> list[str]:
+        """The node keys of the sim graph with this camera rig."""
+        return graphs.graph_nodes("sim", self.camera)
 
     @property
     def interface(self):
@@ -341,8 +347,10 @@ class _ProcessGraph:
     def __init__(self, options: GraphOptions, overrides: dict[str, dict], progress):
         from fdl_robot.ros.launcher import Launcher, graph_processes
 
+        keys = options.nodes()
         specs = graph_processes("sim", options.launch_arguments(), extra_overrides=overrides,
-                                prefix=options.prefix, env=options.env, priority=options.priority)
+                                prefix=graphs.per_key(options.prefix, keys), env=graphs.per_key(options.env, keys),
+                                priority=graphs.per_key(options.priority, keys))
         self.launcher = Launcher(specs, options.log_dir, progress=progress).start()
         self.num_threads = 1
 
@@ -469,6 +477,7 @@ def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict],
 
     overrides = _with_sim_defaults(overrides, seed0)
     overrides["sim_node"].setdefault("real_time_factor", options.real_time_factor)
+    overrides = graphs.per_key(overrides, options.nodes())     # detector_node: every camera's
     if options.monitor_priority > 0:
         # the monitor receives commands as the robot does, at its priority: set before rclpy.init
         # so that the DDS threads that deliver them inherit it
@@ -648,6 +657,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=SIM_DEFAULTS["width"],
                    help="sim camera width (the detector runs at 320 px either way)")
     p.add_argument("--height", type=int, default=SIM_DEFAULTS["height"])
+    p.add_argument("--camera", default=GraphOptions.camera, choices=list(RIGS),
+                   help="camera rig (ros.cameras): the fixed scene camera, the wrist camera (a D405 on the "
+                        "gripper, T_base_cam from the joint states at each image stamp) or both into one tracker")
     p.add_argument("--depth-model", choices=DEPTH_MODELS, default="realsense",
                    help="sim_node depth_model: a stereo camera's depth (sim.depth_model) or the exact render")
     p.add_argument("--runner", default=GraphOptions.runner, choices=RUNNERS,
@@ -701,12 +713,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except argparse.ArgumentTypeError as exc:
         raise SystemExit(str(exc)) from exc
     graph = GraphOptions.with_realtime(args.realtime, runner=args.runner, real_time_factor=args.real_time_factor,
-                                       profile=args.profile,
+                                       profile=args.profile, camera=args.camera,
                                        config=args.config, num_threads=args.threads, respawn=args.respawn,
                                        log_dir=args.log_dir, prefix=prefix)
     realtime = bool(graph.priority)
     evaluator = ClosedLoopEvaluator(
-        config, sim={"width": args.width, "height": args.height, "depth_model": args.depth_model},
+        config, sim={"width": args.width, "height": args.height, "depth_model": args.depth_model,
+                     "wrist_width": args.width, "wrist_height": args.height},
         detector={**DETECTOR_DEFAULTS, **({"backend": args.backend} if args.backend else {})}, record_episodes=record,
         graph=graph, video=args.video, strip=args.strip, progress=lambda s: print(s, flush=True))
     print(f"closed loop through the ROS graph ({args.runner}, real-time factor {args.real_time_factor:g}"

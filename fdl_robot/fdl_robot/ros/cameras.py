@@ -47,8 +47,25 @@ class CameraRig:
             raise ValueError(f"camera rig '{self.name}': needs distinct camera namespaces, got {self.namespaces}")
 
 
+#: The wrist chain's parameters. Its topics are relative (they resolve in its namespace),
+#: except the two it shares with the rest of the graph: the arm's joint states, which its
+#: localizer buffers to look T_base_cam up at each image stamp, and the tracker's input.
+#: Those two are absolute, so a wrist rig under a launch ``namespace`` needs them set to match.
+_WRIST_CHAIN = {
+    f"{WRIST_NAMESPACE}/localizer_node": {
+        "transform_source": "arm",           # T_base_cam(t) = FK(q(t)) T_flange_cam, at the image stamp
+        "joint_states_topic": "/joint_states",
+        "objects_topic": "/objects",
+        "depth_scale_m": 0.0001,             # D405 depth units: 0.1 mm
+    },
+}
+_SIM_WRIST = {"sim_node": {"wrist_camera": True}}
+
 RIGS = {r.name: r for r in (
     CameraRig("scene", "the fixed scene camera", ("",)),
+    CameraRig("wrist", "the camera on the gripper alone", (WRIST_NAMESPACE,), {**_SIM_WRIST, **_WRIST_CHAIN}),
+    CameraRig("both", "the scene camera and the camera on the gripper", ("", WRIST_NAMESPACE),
+              {**_SIM_WRIST, **_WRIST_CHAIN}),
 )}
 DEFAULT_RIG = "scene"
 

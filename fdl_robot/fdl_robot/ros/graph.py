@@ -176,6 +176,15 @@ def graph_nodes(graph: str, camera: str = "scene") -> list[str]:
             for ns in (namespaces if name in CAMERA_CHAIN else ("",))]
 
 
+def per_key(table: dict, keys: list[str]) -> dict:
+    """{node name or key: value} -> {key: value} for ``keys``: an entry for a node name applies
+    to every key of that node (both cameras' ``detector_node``), one for a key to it alone
+    (and wins). Entries that match no key are dropped."""
+    out = {key: table[split_key(key)[1]] for key in keys if split_key(key)[1] in table}
+    out.update({key: table[key] for key in keys if key in table})
+    return out
+
+
 def node_class(name: str):
     module, cls = node_spec(name).node_class.split(":")
     return getattr(import_module(module), cls)
