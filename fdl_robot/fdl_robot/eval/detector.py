@@ -2,6 +2,7 @@
 
     fdl-robot-eval-detector                                  # shipped weights, 60 episodes
     fdl-robot-eval-detector --backend ultralytics --weights best.onnx --imgsz 320
+    fdl-robot-eval-detector --camera wrist --depth-model ideal   # the wrist camera, perfect depth
 
 Frames are rendered from validation seeds (:data:`fdl_robot.sim.detection_dataset.VAL_SEED0`
 onwards, never used in training) exactly as the dataset's validation split, with their
@@ -25,11 +26,17 @@ the localizer is configured with (the sim jitters the real camera around it, lik
 imperfect hand-eye calibration). Only cubes have a target (median <= 5 mm, p95 <= 15 mm
 unoccluded); the bin is hollow, so its "centre" from the visible surface is reported
 for information.
+
+``--camera scene|wrist`` picks the camera (the wrist camera's "nominal" extrinsics are the
+arm's exact FK times the nominal mount, T_base_tool0(q) T_flange_cam_nominal; its lifting
+accepts depths from the D405's 7 cm); ``--depth-model realsense`` (the default: every
+evaluation sees a stereo camera's depth, ``sim.depth_model``) or ``ideal`` (the render).
 """
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -43,13 +50,16 @@ from fdl_robot.eval.base import EvalConfig, add_arguments, from_arguments
 from fdl_robot.eval.matching import match_by_class
 from fdl_robot.perception.detector import Detector, DetectorConfig, default_model_path, make_detector
 from fdl_robot.perception.lifting import LiftingConfig, lift_detections
+from fdl_robot.sim.depth_model import DEPTH_MODELS
 from fdl_robot.sim.detection_dataset import CLASS_NAMES, VAL_SEED0
+from fdl_robot.sim.scene import CAMERAS, SCENE_CAMERA
 
 __all__ = ["DETECTOR_EVAL", "DISTANCE_BINS_M", "OCCLUSION_BINS", "DetectorEvaluator", "run_evaluation",
            "summarise_2d", "summarise_3d", "main"]
 
-#: Depth of the object centre along the optical axis, metres: [lo, hi).
-DISTANCE_BINS_M = ((0.0, 0.75), (0.75, 0.9), (0.9, 1.05), (1.05, 9.0))
+#: Depth of the object centre along the optical axis, metres: [lo, hi), per camera.
+DISTANCE_BINS_M = {"scene_cam": ((0.0, 0.75), (0.75, 0.9), (0.9, 1.05), (1.05, 9.0)),
+                   "wrist_cam": ((0.0, 0.15), (0.15, 0.25), (0.25, 0.4), (0.4, 9.0))}
 #: Visible fraction: name, [lo, hi].
 OCCLUSION_BINS = (("unoccluded", 0.97, 1.01), ("partly (50-97 %)", 0.5, 0.97), ("mostly (<50 %)", 0.0, 0.5))
 CUBE_CLASSES = (0, 1)
@@ -64,32 +74,37 @@ _DETECTOR = DetectorConfig()
 
 
 def run_evaluation(detector: Detector, config: EvalConfig = DETECTOR_EVAL,
-                   frames_per_episode: int = FRAMES_PER_EPISODE, lifting: LiftingConfig = _LIFTING,
+                   frames_per_episode: int = FRAMES_PER_EPISODE, lifting: LiftingConfig | None = None,
                    score_threshold: float = _DETECTOR.score_threshold, progress: bool = True,
+                   camera: str = SCENE_CAMERA, depth_model: str = "realsense",
                    extrinsics: str | None = None) -> dict:
-    """Render held-out frames, detect, lift; return per-frame predictions and per-object rows.
+    """Render held-out frames of ``camera``, detect, lift; return per-frame predictions and
+    per-object rows.
 
     Predictions keep every detection (mAP needs the low-score tail); matching and lifting
     use only those with ``score >= score_threshold``, what detector_node would publish.
+    ``lifting``: None = detector_node's, with the camera's minimum range as ``min_depth_m``.
     ``extrinsics``: a calibration YAML (``fdl-robot-calibrate``; ``{seed}`` in the path is the
     episode's seed, as the sim's camera pose differs per episode), lifted with as a third pose.
     """
     from fdl_robot.calibrate import read_extrinsics
     from fdl_robot.sim.detection_dataset import episode_frames
-    from fdl_robot.sim.env import PickPlaceEnv
+    from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
     from fdl_robot.sim.expert import ScriptedExpert
 
     names = tuple(detector.class_names)
     # detector class id -> dataset class id (by name); unknown names map to -1
     to_dataset = {i: (CLASS_NAMES.index(n) if n in CLASS_NAMES else -1) for i, n in enumerate(names)}
-    env = PickPlaceEnv()
+    env = PickPlaceEnv(PickPlaceConfig(depth_model=depth_model))
+    if lifting is None:
+        lifting = replace(_LIFTING, min_depth_m=min(_LIFTING.min_depth_m, env.depth_sensor(camera).min_depth_m))
     expert = ScriptedExpert(env.model)
     preds, gts, rows = [], [], []
     latencies = []
     try:
         for seed in tqdm(config.seeds, desc="evaluating", unit="ep", disable=not progress):
             calibrated = read_extrinsics(extrinsics.format(seed=seed)) if extrinsics else None
-            for frame in episode_frames(env, expert, seed, frames_per_episode):
+            for frame in episode_frames(env, expert, seed, frames_per_episode, cameras=(camera,)):
                 t0 = time.perf_counter()
                 det = detector.detect(frame.rgb)
                 latencies.append(time.perf_counter() - t0)
@@ -138,7 +153,8 @@ def _stats(errors: list[float]) -> dict:
             "p95_mm": round(float(np.percentile(e, 95)) * 1e3, 2)}
 
 
-def summarise_3d(rows: list[dict], classes: Sequence[int] = CUBE_CLASSES, extrinsics: str = "true") -> dict:
+def summarise_3d(rows: list[dict], classes: Sequence[int] = CUBE_CLASSES, extrinsics: str = "true",
+                 distance_bins_m: Sequence[tuple[float, float]] = DISTANCE_BINS_M[SCENE_CAMERA]) -> dict:
     """3D error statistics of the lifted, matched objects of ``classes``, with breakdowns."""
     key = f"error_{extrinsics}_m"
     sel = [r for r in rows if r["class_id"] in classes]
@@ -149,7 +165,7 @@ def summarise_3d(rows: list[dict], classes: Sequence[int] = CUBE_CLASSES, extrin
                            for name, lo, hi in OCCLUSION_BINS}
     out["by_distance"] = {f"{lo:.2f}-{hi:.2f} m" if hi < 9 else f">= {lo:.2f} m":
                           _stats([r[key] for r in lifted if lo <= r["depth_m"] < hi and r["visibility"] >= 0.97])
-                          for lo, hi in DISTANCE_BINS_M}
+                          for lo, hi in distance_bins_m}
     return out
 
 
@@ -246,18 +262,22 @@ class DetectorEvaluator:
     """Evaluates a detector (built with a low score threshold, for mAP) on ``config``'s seeds.
 
     ``score_threshold`` is the operating threshold of the 3D part and of ``2d_at_threshold``;
-    ``plot``: where to draw the CDF of the 3D errors (none if None).
+    ``plot``: where to draw the CDF of the 3D errors (none if None); ``camera`` and
+    ``depth_model``: see :func:`run_evaluation`.
     """
 
     def __init__(self, config: EvalConfig = DETECTOR_EVAL, score_threshold: float = _DETECTOR.score_threshold,
-                 plot: Path | None = None, progress: bool = True, extrinsics: str | None = None):
+                 plot: Path | None = None, progress: bool = True, camera: str = SCENE_CAMERA,
+                 depth_model: str = "realsense", extrinsics: str | None = None):
         self.config, self.score_threshold, self.plot, self.progress = config, score_threshold, plot, progress
+        self.camera, self.depth_model = camera, depth_model
         self.extrinsics = extrinsics
 
     def run(self, detector: Detector) -> dict:
         """2D mAP (all detections and those at the threshold), 3D error statistics, latency."""
         result = run_evaluation(detector, self.config, score_threshold=self.score_threshold,
-                                progress=self.progress, extrinsics=self.extrinsics)
+                                progress=self.progress, camera=self.camera, depth_model=self.depth_model,
+                                extrinsics=self.extrinsics)
         # 3D uses the detections an operating detector would publish (score >= threshold)
         rows = result["objects"]
         kept_preds = [{k: np.asarray(v)[np.asarray(pr["scores"]) >= self.score_threshold] for k, v in pr.items()}
@@ -266,14 +286,16 @@ class DetectorEvaluator:
             plot_errors(rows, self.plot)
         calibrated = {"3d_calibrated": summarise_3d(rows, CUBE_CLASSES, "calibrated"),
                       "extrinsics": self.extrinsics} if self.extrinsics else {}
+        bins = DISTANCE_BINS_M[self.camera]
         return {
             **calibrated,
             "episodes": self.config.episodes, "seed0": self.config.seed0, "frames": len(result["predictions"]),
+            "camera": self.camera, "depth_model": self.depth_model,
             "2d": summarise_2d(result["predictions"], result["ground_truths"], result["class_names"]),
             "2d_at_threshold": summarise_2d(kept_preds, result["ground_truths"], result["class_names"]),
-            "3d_true": summarise_3d(rows, CUBE_CLASSES, "true"),
-            "3d_nominal": summarise_3d(rows, CUBE_CLASSES, "nominal"),
-            "3d_bin_true": summarise_3d(rows, (2,), "true"),
+            "3d_true": summarise_3d(rows, CUBE_CLASSES, "true", bins),
+            "3d_nominal": summarise_3d(rows, CUBE_CLASSES, "nominal", bins),
+            "3d_bin_true": summarise_3d(rows, (2,), "true", bins),
             "latency_ms_median": round(float(np.median(result["latency_s"])) * 1e3, 2),
         }
 
@@ -293,6 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "uses to pick its best epoch; give e.g. 30000 for seeds no run has seen)")
     p.add_argument("--extrinsics", default=None, help="also lift with a calibration YAML of fdl-robot-calibrate "
                    "('{seed}' in the path: the episode's seed; the sim's camera differs per episode)")
+    p.add_argument("--camera", choices=tuple(CAMERAS), default="scene", help="the camera whose frames are evaluated")
+    p.add_argument("--depth-model", choices=DEPTH_MODELS, default="realsense",
+                   help="depth of the frames (sim.depth_model): a stereo camera's, or the exact render")
     p.add_argument("--json", type=Path, default=Path("outputs/detector_eval.json"))
     p.add_argument("--plot", type=Path, default=None, help="CDF plot (default: next to --json)")
     args = p.parse_args(argv)
@@ -305,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     detector = make_detector(args.backend, weights, image_size=args.imgsz, score_threshold=0.001,
                              max_detections=100)
     evaluator = DetectorEvaluator(from_arguments(args, DETECTOR_EVAL), args.score_threshold, args.plot,
+                                  camera=CAMERAS[args.camera], depth_model=args.depth_model,
                                   extrinsics=args.extrinsics)
     summary = {"backend": args.backend, "weights": str(weights), "imgsz": args.imgsz, **evaluator.run(detector)}
     print(markdown(summary))

@@ -5,6 +5,8 @@
     fdl-robot-train-detector --model fdl_robot/fdl_robot/models/detector/best.pt --hours 0.8
                                                    # fine-tune the shipped weights
     fdl-robot-train-detector ... --ship            # and replace them with the result
+    fdl-robot-train-detector --cameras scene,wrist --dataset outputs/detection_dataset_wrist ...
+                                                   # scene and wrist-camera frames of the same moments
 
 No pretrained weights exist on these machines, so the network starts from random
 initialisation (``pretrained=False``) and learns from the simulator alone; with a ``.pt``
@@ -97,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--train-episodes", type=int, default=250, help="episodes rendered for training")
     p.add_argument("--val-episodes", type=int, default=60, help="episodes rendered for validation")
     p.add_argument("--frames-per-episode", type=int, default=4)
+    p.add_argument("--cameras", default="scene",
+                   help="cameras whose frames a rendered dataset holds, comma-separated: scene, wrist")
     p.add_argument("--model", default="yolo11n.yaml",
                    help="ultralytics model yaml (trained from scratch) or a .pt of ours to fine-tune")
     p.add_argument("--imgsz", type=int, default=320, help="training and export size, pixels")
@@ -118,13 +122,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--skip-eval", action="store_true", help="do not run the held-out evaluation")
     args = p.parse_args(argv)
     _check_outputs(p, args)
+    from fdl_robot.sim.scene import CAMERAS
+
+    try:
+        cameras = tuple(CAMERAS[name.strip()] for name in args.cameras.split(","))
+    except KeyError as exc:
+        p.error(f"--cameras: unknown camera {exc}; choose from {', '.join(CAMERAS)}")
 
     yaml_path = args.dataset / "dataset.yaml"
     if not yaml_path.exists():
         from fdl_robot.sim.detection_dataset import write_yolo_dataset
 
         t0 = time.time()
-        write_yolo_dataset(args.dataset, args.train_episodes, args.val_episodes, args.frames_per_episode)
+        write_yolo_dataset(args.dataset, args.train_episodes, args.val_episodes, args.frames_per_episode,
+                           cameras=cameras)
         print(f"dataset rendered in {time.time() - t0:.0f} s: {yaml_path}")
     summary = train(yaml_path, args.out, model=args.model, imgsz=args.imgsz, hours=args.hours,
                     batch=args.batch, workers=args.workers, lr0=args.lr0, warmup_epochs=args.warmup_epochs,

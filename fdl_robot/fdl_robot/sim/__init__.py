@@ -4,6 +4,7 @@ Modules (see ``sim/README.md`` for conventions, data format and measured figures
 
 * :mod:`scene`   -- the MJCF asset (UR5e-like arm, parallel gripper, cubes, bin, cameras)
 * :mod:`camera`  -- MuJoCo <-> ROS camera conventions: intrinsics, optical frame, depth units
+* :mod:`depth_model` -- a RealSense-like stereo depth model (noise, holes, range, quantisation)
 * :mod:`env`     -- ``PickPlaceEnv``: reset(seed) / step(action), RGB-D, segmentation
 * :mod:`expert`  -- ``ScriptedExpert``: waypoint pick-and-place from ground truth
 * :mod:`dataset` -- ``record_demos``: ACT-layout HDF5 episodes with perceived object positions
