@@ -49,7 +49,14 @@ from functools import partial
 
 import numpy as np
 
+from fdl_robot.core.assignment import hungarian
+from fdl_robot.core.camera import PinholeCamera
+from fdl_robot.core.geometry import Transform
+from fdl_robot.core.mot_metrics import MOTAccumulator, idf1
+from fdl_robot.core.tracking import MultiObjectTracker, TrackState
+from fdl_robot.core.visibility import CameraView
 from fdl_robot.outputs import JSON, check_args, exit_on_error, write_json
+from fdl_robot.policy.inputs import PolicyInputsConfig
 
 HZ = 15.0
 TABLE_Z_M = 0.02
@@ -64,14 +71,12 @@ class Sensor:
     """One camera: intrinsics, depth range and its pose T_base_cam(t)."""
 
     name: str
-    camera: object                              # PinholeCamera with width, height
+    camera: PinholeCamera                       # with width, height
     min_depth_m: float
     max_depth_m: float
-    pose: Callable[[float], object]             # t (s) -> Transform T_base_cam
+    pose: Callable[[float], Transform]          # t (s) -> T_base_cam
 
-    def view(self, t_s: float):
-        from fdl_robot.core.visibility import CameraView
-
+    def view(self, t_s: float) -> CameraView:
         return CameraView(self.camera, self.pose(t_s), self.min_depth_m, self.max_depth_m, self.name)
 
 
@@ -82,16 +87,12 @@ class Scenario:
     objects: Callable[[float], np.ndarray]       # t (s) -> (K, 3) true positions in base_link
 
 
-def _looking_down(x_m: float, y_m: float, height_m: float):
+def _looking_down(x_m: float, y_m: float, height_m: float) -> Transform:
     """T_base_cam of a camera above (x, y) looking straight down (optical x along base -y)."""
-    from fdl_robot.core.geometry import Transform
-
     return Transform.from_rpy(np.pi, 0.0, -np.pi / 2, t=(x_m, y_m, height_m))
 
 
 def scenarios() -> list[Scenario]:
-    from fdl_robot.core.camera import PinholeCamera
-
     fixed = PinholeCamera(600.0, 600.0, 319.5, 239.5, 640, 480)
     d405 = PinholeCamera(447.0, 433.0, 423.5, 239.5, 848, 480)       # 87 x 58 deg
 
@@ -125,7 +126,7 @@ def scenarios() -> list[Scenario]:
     ]
 
 
-def detect(view, p_true: np.ndarray, bias_m: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def detect(view: CameraView, p_true: np.ndarray, bias_m: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One frame of a camera: detections (M, 3) in base_link, their covariances (M, 3, 3) and
     the index of the true object of each (-1 = clutter)."""
     cam, T = view.camera, view.T_base_cam
@@ -181,11 +182,6 @@ def run(scenario: Scenario, synchronised: bool, view_margin: tuple[float, float]
         duration_s: float) -> dict:
     """One run: the continuity figures of one scenario, stamp mode, tracker mode and seed.
     ``view_margin``: None (blind) or the (margin_px, radius_m) of the view predicate."""
-    from fdl_robot.core.assignment import hungarian
-    from fdl_robot.core.mot_metrics import MOTAccumulator, idf1
-    from fdl_robot.core.tracking import MultiObjectTracker, TrackState
-    from fdl_robot.policy.inputs import PolicyInputsConfig
-
     max_lost_s = PolicyInputsConfig.target_max_lost_s
 
     rng = np.random.default_rng(seed)
@@ -198,6 +194,7 @@ def run(scenario: Scenario, synchronised: bool, view_margin: tuple[float, float]
     covered = np.zeros(k_objects)
     usable = np.zeros(k_objects)
     counted = np.zeros(k_objects)
+    last_id = 0
     for t, i in events:
         sensor = scenario.sensors[i]
         view = sensor.view(t)
@@ -207,6 +204,7 @@ def run(scenario: Scenario, synchronised: bool, view_margin: tuple[float, float]
         observable = None if view_margin is None else partial(view.sees, margin_px=view_margin[0],
                                                                 radius_m=view_margin[1])
         tracks = tracker.update(z, t, covariances=cov, observable=observable)
+        last_id = max([last_id] + [tr.id for tr in tracks])      # births are in the returned list
         gt = np.flatnonzero(first_seen <= t)
         hyp = [tr for tr in tracks if tr.state != TrackState.TENTATIVE]
         hyp_ids = np.array([tr.id for tr in hyp], dtype=int)
@@ -225,7 +223,7 @@ def run(scenario: Scenario, synchronised: bool, view_margin: tuple[float, float]
     return {"id_switches": s.num_switches, "mota": s.mota, "idf1": idf1(frames, MATCH_M),
             "false_positives": s.num_false_positives, "coverage_mean": float(cover.mean()),
             "coverage_min": float(cover.min()), "usable_mean": float(use.mean()), "usable_min": float(use.min()),
-            "tracks_created": max([tr.id for tr in tracker.tracks()] + [tracker._next_id - 1]),
+            "tracks_created": last_id,
             "updates": len(events)}
 
 
