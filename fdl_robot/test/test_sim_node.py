@@ -251,3 +251,36 @@ def test_expert_picks_and_places_through_ros_topics(tmp_path, capsys):
                             "--strip", str(strip)])
     assert "1/1 = 100.0 %" in capsys.readouterr().out
     assert code == 0 and strip.stat().st_size > 1000
+
+
+def test_wrist_camera_topics_stamps_and_depth_units():
+    """The wrist camera (a D405) on its own realsense-style topics: the scene frame's stamp, its own
+    frame, 16UC1 in 0.1 mm units, and with the realsense model the left-border band of invalid pixels."""
+    with RosHarness() as ros:
+        node = ros.add(SimNode, {**SMALL, "real_time_factor": 2.0, "wrist_camera": True, "wrist_width": 160,
+                                 "wrist_height": 120, "depth_model": "realsense"})
+        prefix = "wrist_camera/camera/"
+        colors = ros.collect(Image, prefix + "color/image_raw", qos=SENSOR_QOS)
+        depths = ros.collect(Image, prefix + "aligned_depth_to_color/image_raw", qos=SENSOR_QOS)
+        infos = ros.collect(CameraInfo, prefix + "color/camera_info")
+        scene_infos = ros.collect(CameraInfo, "camera/color/camera_info")
+        assert ros.spin_until(lambda: _matching_frame(colors, depths, infos) and scene_infos, timeout_s=15)
+        stamp_ns, color, depth, info = _matching_frame(colors, depths, infos)
+        assert stamp_ns in {stamp_to_ns(m.header.stamp) for m in scene_infos} or \
+            ros.spin_until(lambda: stamp_ns in {stamp_to_ns(m.header.stamp) for m in scene_infos}, timeout_s=5)
+        for m in (color, depth, info):
+            assert m.header.frame_id == "wrist_camera_color_optical_frame"
+        assert (depth.encoding, depth.width, depth.height) == ("16UC1", 160, 120)
+        camera, T_base_cam = node.run_in_sim(lambda env: (env.camera_intrinsics("wrist_cam", 160, 120),
+                                                          env.camera_extrinsics("wrist_cam")))
+        np.testing.assert_allclose(np.reshape(info.k, (3, 3)), camera.K)
+        assert camera.fy == pytest.approx(60 / math.tan(math.radians(29)))         # vertical FOV 58 deg
+        raw = np.frombuffer(bytes(depth.data), dtype="<u2").reshape(120, 160)
+        # 0.1 mm units: the centre pixel sees the table at the z-depth of its ray (the arm holds
+        # its start posture; the D405's noise at ~0.4 m is ~1 mm RMS)
+        ray = camera.unproject(np.array([80.0, 60.0]), 1.0)
+        d_plane_m = -T_base_cam.translation[2] / (T_base_cam.rotation @ ray)[2]
+        assert 0.2 < d_plane_m < 0.8
+        assert abs(int(raw[60, 80]) * 1e-4 - d_plane_m) < 0.005
+        # the right imager does not see the leftmost columns (disparity f B / z ~ 4-5 px here)
+        assert np.all(raw[:, :3] == 0) and (raw[:, 10:] > 0).mean() > 0.6     # (the fingers: too near)

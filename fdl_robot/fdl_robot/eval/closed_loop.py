@@ -67,6 +67,7 @@ from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS
 from fdl_robot.ros.conversions import detections_from_msg, image_to_rgb, stamp_to_ns
 from fdl_robot.ros.launcher import parse_prefixes
 from fdl_robot.ros.parameters import defaults
+from fdl_robot.sim.depth_model import DEPTH_MODELS
 
 __all__ = ["CLOSED_LOOP_EVAL", "RUNNERS", "ClosedLoopEvaluator", "ClosedLoopReport", "EpisodeMonitor",
            "EpisodeResult", "GraphOptions", "NodePolicy", "run_closed_loop", "main"]
@@ -647,6 +648,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=SIM_DEFAULTS["width"],
                    help="sim camera width (the detector runs at 320 px either way)")
     p.add_argument("--height", type=int, default=SIM_DEFAULTS["height"])
+    p.add_argument("--depth-model", choices=DEPTH_MODELS, default="realsense",
+                   help="sim_node depth_model: a stereo camera's depth (sim.depth_model) or the exact render")
     p.add_argument("--runner", default=GraphOptions.runner, choices=RUNNERS,
                    help="a process per node (as ros2 launch runs it) or every node in this process")
     p.add_argument("--real-time-factor", type=float, default=GraphOptions.real_time_factor,
@@ -703,7 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        log_dir=args.log_dir, prefix=prefix)
     realtime = bool(graph.priority)
     evaluator = ClosedLoopEvaluator(
-        config, sim={"width": args.width, "height": args.height},
+        config, sim={"width": args.width, "height": args.height, "depth_model": args.depth_model},
         detector={**DETECTOR_DEFAULTS, **({"backend": args.backend} if args.backend else {})}, record_episodes=record,
         graph=graph, video=args.video, strip=args.strip, progress=lambda s: print(s, flush=True))
     print(f"closed loop through the ROS graph ({args.runner}, real-time factor {args.real_time_factor:g}"

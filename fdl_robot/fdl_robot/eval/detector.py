@@ -65,12 +65,16 @@ _DETECTOR = DetectorConfig()
 
 def run_evaluation(detector: Detector, config: EvalConfig = DETECTOR_EVAL,
                    frames_per_episode: int = FRAMES_PER_EPISODE, lifting: LiftingConfig = _LIFTING,
-                   score_threshold: float = _DETECTOR.score_threshold, progress: bool = True) -> dict:
+                   score_threshold: float = _DETECTOR.score_threshold, progress: bool = True,
+                   extrinsics: str | None = None) -> dict:
     """Render held-out frames, detect, lift; return per-frame predictions and per-object rows.
 
     Predictions keep every detection (mAP needs the low-score tail); matching and lifting
     use only those with ``score >= score_threshold``, what detector_node would publish.
+    ``extrinsics``: a calibration YAML (``fdl-robot-calibrate``; ``{seed}`` in the path is the
+    episode's seed, as the sim's camera pose differs per episode), lifted with as a third pose.
     """
+    from fdl_robot.calibrate import read_extrinsics
     from fdl_robot.sim.detection_dataset import episode_frames
     from fdl_robot.sim.env import PickPlaceEnv
     from fdl_robot.sim.expert import ScriptedExpert
@@ -84,6 +88,7 @@ def run_evaluation(detector: Detector, config: EvalConfig = DETECTOR_EVAL,
     latencies = []
     try:
         for seed in tqdm(config.seeds, desc="evaluating", unit="ep", disable=not progress):
+            calibrated = read_extrinsics(extrinsics.format(seed=seed)) if extrinsics else None
             for frame in episode_frames(env, expert, seed, frames_per_episode):
                 t0 = time.perf_counter()
                 det = detector.detect(frame.rgb)
@@ -95,18 +100,22 @@ def run_evaluation(detector: Detector, config: EvalConfig = DETECTOR_EVAL,
                 gts.append({"boxes": gt_boxes, "labels": gt_ids})
                 kept = np.flatnonzero(det.scores >= score_threshold)
                 pairs = {g: int(kept[d]) for d, g in match_by_class(det.boxes_xyxy[kept], ids[kept], gt_boxes, gt_ids)}
-                rows += _object_rows(frame, det.boxes_xyxy, pairs, lifting)
+                rows += _object_rows(frame, det.boxes_xyxy, pairs, lifting, calibrated)
     finally:
         env.close()
     return {"predictions": preds, "ground_truths": gts, "objects": rows,
             "latency_s": np.asarray(latencies), "class_names": CLASS_NAMES}
 
 
-def _object_rows(frame, det_boxes: np.ndarray, pairs: dict[int, int], lifting: LiftingConfig) -> list[dict]:
-    """One row per ground-truth object: detected or not, 3D error with true and nominal extrinsics."""
+def _object_rows(frame, det_boxes: np.ndarray, pairs: dict[int, int], lifting: LiftingConfig,
+                 T_calibrated=None) -> list[dict]:
+    """One row per ground-truth object: detected or not, 3D error with true, nominal (and calibrated) extrinsics."""
     matched = sorted(pairs)
     lifted = {}
-    for key, T in (("true", frame.T_base_cam), ("nominal", frame.T_base_cam_nominal)):
+    poses = {"true": frame.T_base_cam, "nominal": frame.T_base_cam_nominal}
+    if T_calibrated is not None:
+        poses["calibrated"] = T_calibrated
+    for key, T in poses.items():
         boxes = det_boxes[[pairs[g] for g in matched]].reshape(-1, 4)
         obj = lift_detections(boxes, frame.depth_m, frame.camera, T, lifting)
         lifted[key] = {matched[i]: obj.p_base[k] for k, i in enumerate(obj.index)}
@@ -114,7 +123,7 @@ def _object_rows(frame, det_boxes: np.ndarray, pairs: dict[int, int], lifting: L
     for g, lb in enumerate(frame.labels):
         row = {"seed": frame.seed, "step": frame.step, "name": lb.name, "class_id": lb.class_id,
                "visibility": lb.visibility, "depth_m": lb.depth_m, "detected": g in pairs}
-        for key in ("true", "nominal"):
+        for key in poses:
             p = lifted[key].get(g)
             row[f"error_{key}_m"] = float(np.linalg.norm(p - lb.p_base_m)) if p is not None else None
         rows.append(row)
@@ -221,6 +230,13 @@ def markdown(summary: dict) -> str:
         n = nom["by_distance"][name]
         lines.append(f"| unoccluded, depth {name} | {v['n']} | | {fmt(v['median_mm'])} | {fmt(v['p95_mm'])} | "
                      f"{fmt(n['median_mm'])} | {fmt(n['p95_mm'])} |")
+    if "3d_calibrated" in summary:
+        c = summary["3d_calibrated"]
+        lines.append(f"| calibrated extrinsics: all | {c['all']['n']} | | {fmt(c['all']['median_mm'])} | "
+                     f"{fmt(c['all']['p95_mm'])} | | |")
+        u = c["by_occlusion"]["unoccluded"]
+        lines.append(f"| calibrated extrinsics: unoccluded | {u['n']} | | {fmt(u['median_mm'])} | "
+                     f"{fmt(u['p95_mm'])} | | |")
     b = summary["3d_bin_true"]["all"]
     lines.append(f"| (bin, visible-surface centre) | {b['n']} | | {fmt(b['median_mm'])} | {fmt(b['p95_mm'])} | | |")
     return "\n".join(lines)
@@ -234,20 +250,24 @@ class DetectorEvaluator:
     """
 
     def __init__(self, config: EvalConfig = DETECTOR_EVAL, score_threshold: float = _DETECTOR.score_threshold,
-                 plot: Path | None = None, progress: bool = True):
+                 plot: Path | None = None, progress: bool = True, extrinsics: str | None = None):
         self.config, self.score_threshold, self.plot, self.progress = config, score_threshold, plot, progress
+        self.extrinsics = extrinsics
 
     def run(self, detector: Detector) -> dict:
         """2D mAP (all detections and those at the threshold), 3D error statistics, latency."""
         result = run_evaluation(detector, self.config, score_threshold=self.score_threshold,
-                                progress=self.progress)
+                                progress=self.progress, extrinsics=self.extrinsics)
         # 3D uses the detections an operating detector would publish (score >= threshold)
         rows = result["objects"]
         kept_preds = [{k: np.asarray(v)[np.asarray(pr["scores"]) >= self.score_threshold] for k, v in pr.items()}
                       for pr in result["predictions"]]
         if self.plot is not None:
             plot_errors(rows, self.plot)
+        calibrated = {"3d_calibrated": summarise_3d(rows, CUBE_CLASSES, "calibrated"),
+                      "extrinsics": self.extrinsics} if self.extrinsics else {}
         return {
+            **calibrated,
             "episodes": self.config.episodes, "seed0": self.config.seed0, "frames": len(result["predictions"]),
             "2d": summarise_2d(result["predictions"], result["ground_truths"], result["class_names"]),
             "2d_at_threshold": summarise_2d(kept_preds, result["ground_truths"], result["class_names"]),
@@ -271,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   episodes_help=f"validation episodes ({FRAMES_PER_EPISODE} frames each)",
                   seed0_help="first seed (default: VAL_SEED0, the validation split that training also "
                              "uses to pick its best epoch; give e.g. 30000 for seeds no run has seen)")
+    p.add_argument("--extrinsics", default=None, help="also lift with a calibration YAML of fdl-robot-calibrate "
+                   "('{seed}' in the path: the episode's seed; the sim's camera differs per episode)")
     p.add_argument("--json", type=Path, default=Path("outputs/detector_eval.json"))
     p.add_argument("--plot", type=Path, default=None, help="CDF plot (default: next to --json)")
     args = p.parse_args(argv)
@@ -282,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # mAP needs the low-score tail of the detections: evaluate at a low threshold for 2D
     detector = make_detector(args.backend, weights, image_size=args.imgsz, score_threshold=0.001,
                              max_detections=100)
-    evaluator = DetectorEvaluator(from_arguments(args, DETECTOR_EVAL), args.score_threshold, args.plot)
+    evaluator = DetectorEvaluator(from_arguments(args, DETECTOR_EVAL), args.score_threshold, args.plot,
+                                  extrinsics=args.extrinsics)
     summary = {"backend": args.backend, "weights": str(weights), "imgsz": args.imgsz, **evaluator.run(detector)}
     print(markdown(summary))
     write_json(args.json, summary, "--json")

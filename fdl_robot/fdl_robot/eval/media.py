@@ -15,7 +15,7 @@ import numpy as np
 
 from fdl_robot.outputs import OutputError, write_image
 
-__all__ = ["caption", "evenly_spaced", "write_strip", "write_video"]
+__all__ = ["caption", "colorize_depth", "evenly_spaced", "write_strip", "write_video"]
 
 WHITE = (255, 255, 255)
 
@@ -27,6 +27,16 @@ def caption(rgb: np.ndarray, text: str, origin_px: tuple[int, int] = (6, 18), sc
     img = np.ascontiguousarray(rgb.copy())
     cv2.putText(img, text, origin_px, cv2.FONT_HERSHEY_SIMPLEX, scale, WHITE, 1, cv2.LINE_AA)
     return img
+
+
+def colorize_depth(depth_m: np.ndarray, near_m: float, far_m: float) -> np.ndarray:
+    """A depth image (H, W) metres as RGB uint8: viridis, bright = near, invalid (NaN) black."""
+    import cv2
+
+    level = 255 * (1 - (np.asarray(depth_m, dtype=np.float64) - near_m) / (far_m - near_m))
+    vis = cv2.applyColorMap(np.nan_to_num(level, nan=0).clip(0, 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    vis[~np.isfinite(depth_m)] = 0
+    return cv2.cvtColor(vis, cv2.COLOR_BGR2RGB)
 
 
 def evenly_spaced(items: Sequence, n: int) -> list:

@@ -23,7 +23,7 @@ import numpy as np
 from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.core.robot import CONTROL_DT_S, CONTROL_RATE_HZ
 from fdl_robot.eval.base import EvalConfig, OwnsSimulator, add_arguments, from_arguments
-from fdl_robot.eval.media import caption, evenly_spaced, write_strip, write_video
+from fdl_robot.eval.media import caption, colorize_depth, evenly_spaced, write_strip, write_video
 from fdl_robot.eval.stats import SuccessSummary
 from fdl_robot.outputs import IMAGE, JSON, VIDEO, check_args, exit_on_error, write_json
 
@@ -61,22 +61,37 @@ class ExpertReport:
                 f"{'incl.' if self.rendered else 'no'} rendering of the first episode)"]
 
 
+#: Depth range shown in the strip's depth images beyond the camera's minimum range, metres.
+DEPTH_SPAN_M = {"wrist_cam": 0.5}
+
+
 class ExpertEvaluator(OwnsSimulator):
     """Runs a :class:`~fdl_robot.sim.expert.ScriptedExpert` over ``config``'s seeds in its own env.
 
     ``strip`` / ``video``: image strip (``strip_frames`` frames) / MP4 of the first episode,
-    written as soon as it ends (a failed write, OutputError, stops the run there).
+    written as soon as it ends (a failed write, OutputError, stops the run there), seen by
+    ``camera`` (None: the scene camera); with ``depth_model`` each frame has that camera's
+    depth image (through the model, ``sim.depth_model``) under its colour image.
     """
 
     def __init__(self, config: EvalConfig = EXPERT_EVAL, width: int = 320, height: int = 240,
                  strip: Path | None = None, strip_frames: int = 8, video: Path | None = None,
-                 progress: bool = True):
+                 progress: bool = True, camera: str | None = None, depth_model: str | None = None):
         from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
 
         self.config = config
         self.strip, self.strip_frames, self.video, self.progress = strip, strip_frames, video, progress
+        self.camera, self.with_depth = camera, depth_model is not None
         self.env = PickPlaceEnv(PickPlaceConfig(image_width=width, image_height=height,
-                                                max_episode_steps=config.max_steps))
+                                                max_episode_steps=config.max_steps,
+                                                depth_model=depth_model or "ideal"))
+
+    def _frame(self) -> np.ndarray:
+        if not self.with_depth:
+            return self.env.render_rgb(self.camera)
+        rgb, depth = self.env.render_rgbd(self.camera)
+        near = self.env.depth_sensor(self.camera).min_depth_m
+        return np.vstack([rgb, colorize_depth(depth, near, near + DEPTH_SPAN_M.get(self.camera, 1.5))])
 
     def run(self, expert: Any) -> ExpertReport:
         from tqdm import tqdm
@@ -89,7 +104,7 @@ class ExpertEvaluator(OwnsSimulator):
 
         def capture(obs: dict, _action: np.ndarray) -> None:
             if round(obs["time_s"] / env.control_dt_s) % FRAME_EVERY == 0:
-                frames.append(caption(env.render_rgb(), f"{obs['time_s']:.1f}s {expert.phase}"))
+                frames.append(caption(self._frame(), f"{obs['time_s']:.1f}s {expert.phase}"))
 
         results = []
         t0 = time.perf_counter()
@@ -127,6 +142,9 @@ def add_expert_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--json", type=Path, default=None, help="write the per-seed results here")
     p.add_argument("--no-align-yaw", action="store_true", help="grasp at the arm's natural yaw, ignoring the cube's")
+    p.add_argument("--camera", choices=("scene", "wrist"), default="scene", help="the camera of the strip / video")
+    p.add_argument("--depth-model", choices=("ideal", "realsense"), default=None,
+                   help="also show that camera's depth image (through this depth model) under each frame")
     return p
 
 
@@ -135,7 +153,10 @@ def evaluate_from_arguments(args: argparse.Namespace) -> int:
     from fdl_robot.sim.expert import ExpertConfig, ScriptedExpert
 
     config = from_arguments(args, EXPERT_EVAL)
-    with ExpertEvaluator(config, args.width, args.height, args.strip, args.strip_frames, args.video) as evaluator:
+    from fdl_robot.sim.scene import CAMERAS
+
+    with ExpertEvaluator(config, args.width, args.height, args.strip, args.strip_frames, args.video,
+                         camera=CAMERAS[args.camera], depth_model=args.depth_model) as evaluator:
         report = evaluator.run(ScriptedExpert(evaluator.env.model, ExpertConfig(align_yaw=not args.no_align_yaw)))
     print("\n".join(report.lines()))
     if args.json:

@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import TransformStamped
 from sensor_msgs.msg import CameraInfo, Image
 
 from fdl_robot.core.camera import PinholeCamera
@@ -208,6 +209,28 @@ def detections_to_msg(det: Detections, header, image_width: int, image_height: i
         for b, s, c, name in zip(det.boxes_xyxy, det.scores, det.class_ids, det.class_names, strict=True)
     ]
     return msg
+
+
+# --- transforms (/tf, /tf_static, tf2 lookups) ----------------------------------------------
+
+def transform_to_msg(T: Transform, stamp: Time, parent_frame: str, child_frame: str):
+    """T_parent_child -> geometry_msgs/TransformStamped (header.frame_id = parent, as tf2)."""
+    msg = TransformStamped()
+    msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, parent_frame, child_frame
+    tr, rot = msg.transform.translation, msg.transform.rotation
+    tr.x, tr.y, tr.z = (float(v) for v in T.translation)
+    rot.x, rot.y, rot.z, rot.w = (float(v) for v in T.as_quaternion())
+    return msg
+
+
+def transform_from_msg(msg) -> Transform:
+    """geometry_msgs/Transform (or the .transform of a TransformStamped) -> T_parent_child."""
+    msg = getattr(msg, "transform", msg)
+    tr, rot = msg.translation, msg.rotation
+    try:
+        return Transform.from_quaternion([rot.x, rot.y, rot.z, rot.w], [tr.x, tr.y, tr.z])
+    except ValueError as exc:
+        raise InvalidInput(f"bad transform: {exc}") from None
 
 
 # --- camera views (Object3DArray.view) ----------------------------------------------------

@@ -4,6 +4,12 @@
 here) and ``fdl-robot run`` (one process) all build their node lists from
 :func:`graph_nodes` and their arguments from :class:`LaunchArguments`, so they start the
 same nodes with the same parameters file and the same overrides.
+
+Nodes are named by *keys*: ``detector_node``, or ``wrist_camera/detector_node`` for the
+same executable in a namespace of its own (:func:`split_key`; the launch namespace, if any,
+goes in front). The camera rig (``camera`` argument, :mod:`fdl_robot.ros.cameras`) decides
+how many detector -> localizer chains a graph runs: one per camera, all publishing into the
+one tracker.
 """
 from __future__ import annotations
 
@@ -30,14 +36,34 @@ NODES = {
     "localizer_node": NodeSpec("localizer_node", "fdl_robot.ros.localizer_node:LocalizerNode"),
     "tracker_node": NodeSpec("tracker_node", "fdl_robot.ros.tracker_node:TrackerNode"),
     "policy_node": NodeSpec("policy_node", "fdl_robot.ros.policy_node:PolicyNode"),
+    "state_publisher_node": NodeSpec("state_publisher_node", "fdl_robot.ros.state_publisher_node:StatePublisherNode"),
 }
 
 PERCEPTION_AND_POLICY = ["detector_node", "localizer_node", "tracker_node", "policy_node"]
 GRAPHS = {
-    "robot": ["camera_node"] + PERCEPTION_AND_POLICY,   # a real camera and arm
-    "sim": ["sim_node"] + PERCEPTION_AND_POLICY,        # the MuJoCo cell instead of both
+    # a real camera and arm; state_publisher_node: /tf, /tf_static, robot_description for RViz/Foxglove
+    "robot": ["camera_node", "state_publisher_node"] + PERCEPTION_AND_POLICY,
+    "sim": ["sim_node", "state_publisher_node"] + PERCEPTION_AND_POLICY,        # the MuJoCo cell instead
     "perception": PERCEPTION_AND_POLICY,                # inputs from elsewhere (a bag, a test)
 }
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """A node key -> (its own namespace, node name): ``"wrist_camera/detector_node"`` ->
+    ``("wrist_camera", "detector_node")``, ``"tracker_node"`` -> ``("", "tracker_node")``."""
+    namespace, _, name = key.rpartition("/")
+    if name not in NODES:
+        raise ValueError(f"unknown node '{name}' in '{key}'; nodes: {', '.join(NODES)}")
+    return namespace, name
+
+
+def node_spec(key: str) -> NodeSpec:
+    return NODES[split_key(key)[1]]
+
+
+def node_namespace(key: str, namespace: str = "") -> str:
+    """The namespace a node key runs in under the launch ``namespace`` ('' = the root)."""
+    return "/".join(part.strip("/") for part in (namespace, split_key(key)[0]) if part.strip("/"))
 
 
 def default_config() -> Path:
@@ -69,16 +95,20 @@ class LaunchArguments:
     respawn: bool = False       # restart a node that exits (launch_ros Node(respawn=...))
     respawn_delay: float = 2.0  # seconds between a node's exit and its restart
     profile: str = "sim"        # robot profile: config/profiles/<profile>.yaml (ros.interfaces)
+    camera: str = "scene"       # camera rig: scene | wrist | both (ros.cameras)
 
     def config_path(self) -> Path:
         return Path(self.config) if self.config else default_config()
 
     def param_files(self) -> list[Path]:
         """The parameters files every node gets, in order (a later one wins): the config,
-        then the robot profile's (``ros.interfaces``)."""
+        the robot profile's (``ros.interfaces``), then the camera rig's when it has one
+        (``ros.cameras``; the scene camera alone needs none)."""
+        from fdl_robot.ros.cameras import rig_path
         from fdl_robot.ros.interfaces import profile_path
 
-        return [self.config_path(), profile_path(self.profile)]
+        rig = rig_path(self.camera)
+        return [self.config_path(), profile_path(self.profile), *([rig] if rig else [])]
 
 
 DEFAULT_ARGUMENTS = LaunchArguments()
@@ -97,6 +127,9 @@ ARGUMENT_HELP = {
     "respawn_delay": "seconds between a node's exit and its restart",
     "profile": "robot profile (config/profiles/<profile>.yaml): how arm and gripper are commanded and "
                "where their joint states come from: sim | ur5e | ros2_control",
+    "camera": "camera rig: scene (the fixed camera), wrist (the camera on the gripper) or both, each with "
+              "its own detector_node and localizer_node (the wrist camera's in namespace wrist_camera) "
+              "publishing into the one tracker_node",
 }
 
 
@@ -119,6 +152,7 @@ def node_overrides(name: str, graph: str, args: LaunchArguments = DEFAULT_ARGUME
     must then be 1).
     """
     overrides: dict = {}
+    name = split_key(name)[1]
     if name == "camera_node" and args.camera_source:
         overrides["source"] = args.camera_source
     if name == "detector_node" and args.model_path:
@@ -130,12 +164,18 @@ def node_overrides(name: str, graph: str, args: LaunchArguments = DEFAULT_ARGUME
     return overrides
 
 
-def graph_nodes(graph: str) -> list[str]:
+def graph_nodes(graph: str, camera: str = "scene") -> list[str]:
+    """The node keys of ``graph`` with the camera rig ``camera``: each node of a camera's
+    chain (``cameras.CAMERA_CHAIN``) once per camera of the rig, in the camera's namespace."""
+    from fdl_robot.ros.cameras import CAMERA_CHAIN, rig
+
     if graph not in GRAPHS:
         raise ValueError(f"unknown graph '{graph}'; choose one of {sorted(GRAPHS)}")
-    return list(GRAPHS[graph])
+    namespaces = rig(camera).namespaces
+    return [f"{ns}/{name}" if ns else name for name in GRAPHS[graph]
+            for ns in (namespaces if name in CAMERA_CHAIN else ("",))]
 
 
 def node_class(name: str):
-    module, cls = NODES[name].node_class.split(":")
+    module, cls = node_spec(name).node_class.split(":")
     return getattr(import_module(module), cls)

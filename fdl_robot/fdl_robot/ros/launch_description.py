@@ -7,7 +7,7 @@ so the launch files and the launchers here cannot drift apart.
 
 Launch arguments (:class:`~fdl_robot.ros.graph.LaunchArguments`): ``config``,
 ``namespace``, ``camera_source``, ``model_path``, ``use_sim_time``, ``respawn``,
-``respawn_delay``. A node that exits without ``respawn`` shuts the whole launch down, as
+``respawn_delay``, ``profile``, ``camera``. A node that exits without ``respawn`` shuts the whole launch down, as
 ``fdl-robot launch`` does.
 """
 from __future__ import annotations
@@ -47,12 +47,12 @@ def generate(graph: str):
         value = arguments_from_context(context)
         files = [str(f) for f in value.param_files()]
         return [
-            Node(package="fdl_robot", executable=graphs.NODES[name].executable, name=name,
-                 namespace=value.namespace, output="screen",
+            Node(package="fdl_robot", executable=graphs.node_spec(key).executable, name=graphs.split_key(key)[1],
+                 namespace=graphs.node_namespace(key, value.namespace), output="screen",
                  respawn=value.respawn, respawn_delay=value.respawn_delay,
-                 on_exit=None if value.respawn else Shutdown(reason=f"{name} exited"),
-                 parameters=[*files, graphs.node_overrides(name, graph, value)])
-            for name in graphs.graph_nodes(graph)
+                 on_exit=None if value.respawn else Shutdown(reason=f"{key} exited"),
+                 parameters=[*files, graphs.node_overrides(key, graph, value)])
+            for key in graphs.graph_nodes(graph, value.camera)
         ]
 
     return LaunchDescription(

@@ -102,7 +102,7 @@ def graph_processes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_AR
     are per node.
     """
     config = args.param_files()
-    names = graphs.graph_nodes(graph)
+    names = graphs.graph_nodes(graph, args.camera)
     check_sources([("file", str(path)) for path in config], names)
     unknown = sorted(set(only or []) - set(names))
     if unknown:
@@ -117,7 +117,8 @@ def graph_processes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_AR
         if only is not None and name not in only:
             continue
         overrides = {**graphs.node_overrides(name, graph, args), **(extra_overrides or {}).get(name, {})}
-        argv = (python, "-m", graphs.NODES[name].module, *ros_args(config, overrides, args.namespace))
+        argv = (python, "-m", graphs.node_spec(name).module,
+                *ros_args(config, overrides, graphs.node_namespace(name, args.namespace)))
         specs.append(ProcessSpec(name, argv, tuple((prefix or {}).get(name, ())), dict((env or {}).get(name, {})),
                                  args.respawn, args.respawn_delay, int((priority or {}).get(name, 0))))
     return specs
@@ -212,7 +213,8 @@ class Launcher:
         if output not in ("log", "screen"):
             raise ValueError(f"output must be 'log' or 'screen', got '{output}'")
         self.log_dir = None if output == "screen" else Path(log_dir) if log_dir else default_log_dir()
-        self.children = {s.name: _Child(s, self.log_dir / f"{s.name}.log" if self.log_dir else None) for s in specs}
+        self.children = {s.name: _Child(s, self.log_dir / f"{s.name.replace('/', '.')}.log" if self.log_dir else None)
+                         for s in specs}
         self.sigterm_timeout_s, self.sigkill_timeout_s = sigterm_timeout_s, sigkill_timeout_s
         self.progress = progress
         self.failure: str | None = None
@@ -376,9 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     check_args(p, args, {"--log-dir": DIRECTORY})
     try:
+        names = graphs.graph_nodes(args.graph, args.camera)
         specs = graph_processes(args.graph, launch_arguments(args),
                                 only=[n for n in args.nodes.split(",") if n] or None,
-                                extra_overrides=resolve_overrides(args.param, graphs.graph_nodes(args.graph)),
+                                extra_overrides=resolve_overrides(args.param, names),
                                 prefix=parse_prefixes(args.prefix),
                                 priority={k: int(v) for k, v in _node_values(args.priority, "priority").items()})
     except (ValueError, argparse.ArgumentTypeError) as exc:

@@ -14,6 +14,14 @@ stamp and ``target_frame``. Bad input is counted and warned about, never publish
 Detections while no depth image has ever arrived (a colour-only source) are reported once,
 naming the depth topic, then only counted.
 
+Transforms (``transform_source``, :mod:`fdl_robot.perception.extrinsics`): T_target_cam is
+looked up at the image stamp, from fixed extrinsics, from the arm's joint states (a camera on
+the arm: joint states on ``joint_states_topic`` fill a joint buffer, q is interpolated at the
+stamp and put through the URDF's FK), or from tf2. A frame with no transform at its stamp
+(before the buffer, past its newest sample by more than the tolerance, across a gap, an
+unknown frame) is counted and warned about as "transform unavailable: <reason>" and dropped;
+it is never lifted with the newest transform instead.
+
 Each output carries ``view`` (CameraView.msg): the camera_info, the T_base_cam used for
 the frame and the depth range, so that the tracker knows what the camera could see.
 """
@@ -21,16 +29,17 @@ from __future__ import annotations
 
 import numpy as np
 from fdl_robot_interfaces.msg import Detection2DArray, Object3D, Object3DArray
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, JointState
 
+from fdl_robot.core.geometry import Transform
 from fdl_robot.core.timebase import StampOrder, classify_stamp
-from fdl_robot.perception.extrinsics import StaticExtrinsics
+from fdl_robot.perception.extrinsics import (ArmCameraExtrinsics, StaticExtrinsics, Tf2Extrinsics,
+                                             TransformUnavailable)
 from fdl_robot.perception.lifting import LiftingConfig, lift_detections
 from fdl_robot.ros import parameters
 from fdl_robot.ros.base import NEW_TIME_BASE, RELIABLE_QOS, FdlNode
-from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera, detections_from_msg,
-                                       image_to_depth_m, stamp_to_ns, stamp_to_s)
-from fdl_robot.ros.conversions import camera_view_to_msg  # Object3DArray.view
+from fdl_robot.ros.conversions import (InvalidInput, camera_info_to_camera, camera_view_to_msg,
+                                       detections_from_msg, image_to_depth_m, stamp_to_ns)
 from fdl_robot.ros.sync import StampSynchronizer
 
 
@@ -38,8 +47,7 @@ class LocalizerNode(FdlNode):
     def __init__(self, **kwargs):
         super().__init__("localizer_node", **kwargs)
         p = self.params
-        self.extrinsics = StaticExtrinsics(target_frame=p["target_frame"], source_frame=None,
-                                           xyz=p["camera_xyz"], quat_xyzw=p["camera_quat_xyzw"])
+        self.extrinsics = self.transform_source()
         self.config = parameters.build_config("localizer_node", LiftingConfig, p)
         self.camera = None
         self.last_stamp_ns: int | None = None   # stamp of the last published frame
@@ -52,6 +60,41 @@ class LocalizerNode(FdlNode):
                                  lambda m: self.on_input(0, m), RELIABLE_QOS)
         self.depth_sub = self.create_subscription(Image, p["depth_topic"], lambda m: self.on_input(1, m),
                                                   self.image_qos())
+
+    def transform_source(self):
+        """The T_target_cam source that ``transform_source`` names (perception.extrinsics)."""
+        p, kind = self.params, self.params["transform_source"]
+        if kind == "fixed":
+            return StaticExtrinsics(p["target_frame"], None, p["camera_xyz"], p["camera_quat_xyzw"])
+        if kind == "tf":
+            return Tf2Extrinsics(self, cache_time_s=p["transform_history_s"])
+        if kind != "arm":
+            raise ValueError(f"localizer_node: transform_source must be 'fixed', 'arm' or 'tf', got '{kind}'")
+        from fdl_robot.core.robot_model import RobotModel
+        from fdl_robot.description import UR5E_URDF
+
+        model = RobotModel.from_urdf(p["urdf_path"] or UR5E_URDF, base_frame=p["target_frame"],
+                                     tool_frame=p["camera_mount_frame"])
+        T_mount_cam = Transform.from_quaternion(p["camera_mount_quat_xyzw"], p["camera_mount_xyz"])
+        source = ArmCameraExtrinsics.from_model(
+            model, p["camera_mount_frame"], T_mount_cam, history_s=p["transform_history_s"],
+            tolerance_s=p["transform_tolerance_s"], max_gap_s=p["transform_max_gap_s"] or None)
+        self.create_subscription(JointState, p["joint_states_topic"], self.on_joint_state, RELIABLE_QOS)
+        self.get_logger().info(f"camera on the arm: {p['target_frame']} -> {p['camera_mount_frame']} through "
+                               f"joints {list(model.joint_names)}, at each image stamp")
+        return source
+
+    def on_joint_state(self, msg: JointState) -> None:
+        """A joint state into the arm source's buffer (transform_source 'arm')."""
+        try:
+            orders = self.extrinsics.add_joint_state(msg.name, msg.position, stamp_to_ns(msg.header.stamp))
+        except ValueError as exc:
+            self.reject("bad joint_states", str(exc))
+            return
+        if StampOrder.OUT_OF_ORDER in orders.values():
+            self.reject("joint_states out of order", f"stamp {stamp_to_ns(msg.header.stamp)} ns")
+        if StampOrder.NEW_BASE in orders.values():
+            self.get_logger().info("joint state stamps jumped back: the joint buffer starts over")
 
     def on_unmatched(self, index: int, _stamp_ns: int) -> None:
         """A message the synchroniser dropped. Detections while no depth image has ever
@@ -102,9 +145,11 @@ class LocalizerNode(FdlNode):
             if (det_msg.image_width, det_msg.image_height) not in ((0, 0), (depth.shape[1], depth.shape[0])):
                 raise InvalidInput(f"detections are for a {det_msg.image_width}x{det_msg.image_height}"
                                    f" image but depth is {depth.shape[1]}x{depth.shape[0]}")
-            T_base_cam = self.extrinsics.lookup(self.params["target_frame"],
-                                                depth_msg.header.frame_id, stamp_to_s(det_msg.header.stamp))
+            T_base_cam = self.extrinsics.lookup(self.params["target_frame"], depth_msg.header.frame_id, stamp_ns)
             objects = lift_detections(det.boxes_xyxy, depth, self.camera, T_base_cam, self.config)
+        except TransformUnavailable as exc:
+            self.reject("transform unavailable", exc.reason)
+            return
         except (InvalidInput, ValueError, LookupError) as exc:
             self.reject("bad input", str(exc))
             return

@@ -285,7 +285,8 @@ def _article(kind: str) -> str:
 
 
 def _declared(node_name: str) -> list[str]:
-    return [p.name for p in NODE_PARAMETERS[node_name]] + list(BUILTIN_PARAMETERS)
+    """Parameters of a node name or key (``wrist_camera/localizer_node``: the localizer's)."""
+    return [p.name for p in NODE_PARAMETERS[node_name.rpartition("/")[2]]] + list(BUILTIN_PARAMETERS)
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:

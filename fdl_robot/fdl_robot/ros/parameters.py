@@ -153,6 +153,23 @@ ROBOT_INTERFACE: tuple[Param, ...] = (
                 "(often joint_states too, from another publisher: merged by joint name)."),
 )
 
+#: A camera's extrinsics, declared alike by localizer_node (which lifts with them) and
+#: state_publisher_node (which publishes them on /tf_static): a fixed camera's T_base_cam, and
+#: a camera on the arm's mount T_mount_cam (the simulated cell's nominal poses by default).
+CAMERA_EXTRINSICS: tuple[Param, ...] = (
+    Param("camera_xyz", [1.0, 0.05, 0.6], "Extrinsics T_base_cam of a fixed camera, translation: optical "
+          "frame origin in the base frame (target_frame), metres (hand-eye calibration; the default is the "
+          "simulated cell's calibrated scene camera)."),
+    Param("camera_quat_xyzw", [-0.655554, -0.655554, 0.265045, 0.265045], "Extrinsics "
+          "T_base_cam of a fixed camera, rotation of the optical frame in the base frame, quaternion (x, y, z, w)."),
+    Param("camera_mount_frame", "tool0", "A camera on the arm: the URDF link it is mounted on."),
+    Param("camera_mount_xyz", [0.06, 0.0, 0.07], "A camera on the arm: T_mount_cam (eye-in-hand "
+          "calibration), translation of its optical frame in camera_mount_frame, metres (default: the "
+          "simulated wrist camera's nominal mount)."),
+    Param("camera_mount_quat_xyzw", [0.122788, -0.122788, -0.696364, 0.696364], "A camera on the arm: "
+          "T_mount_cam, rotation of its optical frame in camera_mount_frame, quaternion (x, y, z, w)."),
+)
+
 NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
     "camera_node": (
         from_config(CameraConfig, "source", "Camera source: 'realsense' (device or recording), 'video' "
@@ -208,6 +225,20 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
               "other than 1). false: stamp with the wall clock, as camera and arm drivers do (the other "
               "nodes on the system clock; real_time_factor must be 1)."),
         Param("clock_topic", "/clock", "rosgraph_msgs/Clock topic of the simulated time."),
+        Param("depth_model", "ideal", "Depth of both cameras: 'ideal' (the exact rendered z-depth) or "
+              "'realsense' (a stereo camera's axial noise growing with z^2, holes at edges and in the "
+              "occlusion shadow, minimum range, quantisation; seeded per frame: sim.depth_model)."),
+        Param("wrist_camera", False, "Also render and publish the wrist camera (a RealSense D405 on tool0; "
+              "a second render per frame, about as costly as the scene camera's)."),
+        Param("wrist_width", 640, "Image width in pixels of the wrist camera."),
+        Param("wrist_height", 480, "Image height in pixels of the wrist camera (vertical FOV 58 deg)."),
+        Param("wrist_frame_id", "wrist_camera_color_optical_frame", "Optical frame of the wrist camera's "
+              "colour and aligned depth images (its mount on tool0: PickPlaceEnv.T_flange_cam_nominal)."),
+        Param("wrist_color_topic", "wrist_camera/" + COLOR_TOPIC, "Wrist camera colour image topic (rgb8)."),
+        Param("wrist_depth_topic", "wrist_camera/" + DEPTH_TOPIC, "Wrist camera aligned depth topic: 16UC1 "
+              "in 0.1 mm units, the D405's (a localizer for it needs depth_scale_m 0.0001), 0 = invalid."),
+        Param("wrist_camera_info_topic", "wrist_camera/" + CAMERA_INFO_TOPIC, "CameraInfo topic of the wrist "
+              "camera."),
     ),
     "detector_node": (
         from_config(DetectorConfig, "backend", "Detector backend: 'ultralytics' (YOLO / RT-DETR .pt), "
@@ -244,12 +275,25 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
               "came from."),
         Param("objects_topic", OBJECTS_TOPIC, "Output Object3DArray topic (in target_frame)."),
         Param("target_frame", BASE_FRAME, "Frame of the published objects."),
-        Param("camera_xyz", [1.0, 0.05, 0.6], "Extrinsics T_base_cam, translation: optical "
-              "frame origin in target_frame, metres (hand-eye calibration; the default is the "
-              "simulated cell's calibrated camera)."),
-        Param("camera_quat_xyzw", [-0.655554, -0.655554, 0.265045, 0.265045], "Extrinsics "
-              "T_base_cam, rotation of the optical frame in target_frame, quaternion (x, y, z, w)."),
-        Param("depth_scale_m", 0.001, "Metres per unit of a 16UC1 depth image."),
+        Param("transform_source", "fixed", "Where T_target_cam comes from, looked up at the image stamp "
+              "(perception.extrinsics): 'fixed' (camera_xyz, camera_quat_xyzw), 'arm' (a camera on the arm: "
+              "FK(q(t)) T_mount_cam with q interpolated at the stamp from joint_states_topic) or 'tf' (tf2_ros "
+              "on a ROS 2 install: /tf and /tf_static, lookup at the stamp). A frame without a transform at its "
+              "stamp is counted and dropped ('transform unavailable'), never lifted with another instant's."),
+        *CAMERA_EXTRINSICS,
+        Param("urdf_path", "", "'arm': the robot's URDF, for FK from target_frame to camera_mount_frame "
+              "('' = the simulated UR5e + gripper, fdl_robot.description.UR5E_URDF)."),
+        Param("joint_states_topic", JOINT_STATES_TOPIC, "'arm': JointState topic of the arm joints (any "
+              "subset and order per message; other names are ignored)."),
+        Param("transform_history_s", 10.0, "'arm': seconds of joint states kept (the joint buffer); "
+              "'tf': the tf2 buffer's cache time. Frames older than this are rejected."),
+        Param("transform_tolerance_s", 0.0, "'arm': an image stamp at most this far past the newest joint "
+              "state is answered with the newest (error up to speed x tolerance); later ones are rejected. "
+              "0 = as tf2: never past the newest."),
+        Param("transform_max_gap_s", 0.1, "'arm': reject an image stamp between two joint states further "
+              "apart than this (a stalled joint-state stream; 0 = no limit)."),
+        Param("depth_scale_m", 0.001, "Metres per unit of a 16UC1 depth image (realsense-ros: 0.001; the "
+              "simulated wrist camera, a D405: 0.0001)."),
         from_config(LiftingConfig, "depth_window", "Fraction of the box (around its centre) whose valid depth "
                     "pixels give the median depth."),
         from_config(LiftingConfig, "min_depth_m", "Depths below this are invalid."),
@@ -261,6 +305,26 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("sync_tolerance_s", 0.002, "Detections, depth and camera_info match when their "
               "stamps differ by at most this."),
         Param("sync_queue_size", 30, "Messages kept per input while waiting for a match."),
+    ),
+    "state_publisher_node": (
+        Param("urdf_path", "", "The robot's URDF ('' = the simulated UR5e + gripper, "
+              "fdl_robot.description.UR5E_URDF), published on robot_description_topic."),
+        Param("base_frame", BASE_FRAME, "The robot's base link, parent of the fixed camera's frame."),
+        Param("robot_description_topic", "robot_description", "std_msgs/String topic of the URDF (transient "
+              "local, as robot_state_publisher)."),
+        Param("static_camera_frame", "camera_color_optical_frame", "The fixed camera's optical frame, published "
+              "on /tf_static as base_frame -> it from camera_xyz / camera_quat_xyzw ('' = none, e.g. when the "
+              "camera driver publishes its own frames)."),
+        Param("arm_camera_frame", "wrist_camera_color_optical_frame", "The camera on the arm's optical frame, "
+              "published on /tf_static as camera_mount_frame -> it from camera_mount_xyz / "
+              "camera_mount_quat_xyzw ('' = none)."),
+        *CAMERA_EXTRINSICS,
+        *(p for p in ROBOT_INTERFACE if p.name in ("gripper_joint", "gripper_open_position",
+                                                   "gripper_closed_position", "joint_states_topic",
+                                                   "gripper_joint_states_topic")),
+        Param("gripper_urdf_joint", "left_finger_joint", "The URDF joint that gripper_joint's closure drives, "
+              "from its lower (open) to its upper (closed) limit, when gripper_joint is not a URDF joint "
+              "itself ('' = none)."),
     ),
     "tracker_node": (
         Param("objects_topic", OBJECTS_TOPIC, "Input Object3DArray topic."),

@@ -60,7 +60,7 @@ def build_nodes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_ARGUME
     names itself (:func:`startup_line`).
     """
     config = args.param_files()
-    names = [n for n in graphs.graph_nodes(graph) if only is None or n in only]
+    names = [n for n in graphs.graph_nodes(graph, args.camera) if only is None or n in only]
     items = parameter_arguments(ros_arguments)
     check_sources([*(("file", str(path)) for path in config), *items], names)
     nodes = []
@@ -70,7 +70,7 @@ def build_nodes(graph: str, args: graphs.LaunchArguments = graphs.DEFAULT_ARGUME
             cli_args = ros_args(config, overrides) + _items_for(name, items)
             with starting(name):
                 nodes.append(graphs.node_class(name)(context=context, cli_args=cli_args,
-                                                     namespace=args.namespace or None))
+                                                     namespace=graphs.node_namespace(name, args.namespace) or None))
     except BaseException:
         for node in nodes:
             node.destroy_node()
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         return launcher.main(argv[1:])
     split = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
     args, ros_cli = parser.parse_args(argv[:split]), argv[split:]
-    names = graphs.graph_nodes(args.graph)
+    names = graphs.graph_nodes(args.graph, args.camera)
 
     def make_nodes():
         return build_nodes(args.graph, launch_arguments(args), extra_overrides=resolve_overrides(args.param, names),

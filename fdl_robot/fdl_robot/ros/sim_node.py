@@ -67,6 +67,16 @@ Outputs (topics are parameters)
   expire after 1 s so parked distractors vanish in RViz. For evaluation only.
 * ``sim/success``: ``std_msgs/Bool``, the episode's success (the red cube rests in the
   bin, see ``PickPlaceEnv.success``), with each camera frame.
+* with ``wrist_camera``: the wrist camera (a RealSense D405 on tool0) on its own
+  realsense-style topics, ``wrist_camera/camera/color/image_raw``,
+  ``.../aligned_depth_to_color/image_raw`` (16UC1 in the D405's 0.1 mm units: a localizer
+  for it needs ``depth_scale_m`` 0.0001) and ``.../color/camera_info``, frame
+  ``wrist_camera_color_optical_frame``, rendered at the same control step as the scene
+  camera and stamped alike. Its mount on tool0 is ``PickPlaceEnv.T_flange_cam_nominal``
+  (each episode jitters the true one by a few mm / < 1 deg).
+
+``depth_model`` (``ideal`` | ``realsense``) sets both cameras' depth: ``sim.depth_model``,
+seeded per frame by (seed, camera, physics step).
 
 Commands (``ros.interfaces``; the controllers' contracts: ``sim.controllers``)
 --------
@@ -118,6 +128,7 @@ from fdl_robot.ros.base import RELIABLE_QOS, FdlNode
 from fdl_robot.ros.conversions import camera_to_camera_info, depth_to_image, ns_to_stamp, rgb_to_image, stamp_to_ns
 from fdl_robot.ros.interfaces import RobotInterface
 from fdl_robot.sim.controllers import CommandRejected, ForwardController, TrajectoryController, TrajectoryPoint
+from fdl_robot.sim.depth_model import check_depth_model
 
 __all__ = ["SimNode", "trajectory_points", "GRIPPER_GOAL_TOLERANCE", "main"]
 
@@ -157,8 +168,10 @@ class SimNode(FdlNode):
         try:
             if not p["camera_rate_hz"] > 0:
                 raise ValueError(f"camera_rate_hz must be positive, got {p['camera_rate_hz']}")
-            if p["width"] <= 0 or p["height"] <= 0:
-                raise ValueError(f"image size must be positive, got {p['width']}x{p['height']}")
+            if min(p["width"], p["height"], p["wrist_width"], p["wrist_height"]) <= 0:
+                raise ValueError(f"image sizes must be positive, got {p['width']}x{p['height']} and "
+                                 f"wrist {p['wrist_width']}x{p['wrist_height']}")
+            check_depth_model(p["depth_model"])
             if not p["publish_clock"] and p["real_time_factor"] != 1.0:
                 raise ValueError(f"real_time_factor {p['real_time_factor']:g} needs publish_clock:=true (and "
                                  "use_sim_time:=true on the other nodes): wall-clock stamps hold only at real time")
@@ -190,9 +203,18 @@ class SimNode(FdlNode):
         self._rtf_window: collections.deque = collections.deque(maxlen=250)  # (wall s, sim ns)
         self.resyncs = 0          # times the loop fell MAX_LAG_S behind and re-anchored
 
-        self.color_pub = self.create_publisher(Image, p["color_topic"], self.image_qos())
-        self.depth_pub = self.create_publisher(Image, p["depth_topic"], self.image_qos())
-        self.info_pub = self.create_publisher(CameraInfo, p["camera_info_topic"], RELIABLE_QOS)
+        from fdl_robot.sim.scene import SCENE_CAMERA, WRIST_CAMERA
+
+        #: (camera, width, height, frame_id, colour, depth and info publishers) per published camera
+        self._cameras = [(SCENE_CAMERA, p["width"], p["height"], p["frame_id"],
+                          self.create_publisher(Image, p["color_topic"], self.image_qos()),
+                          self.create_publisher(Image, p["depth_topic"], self.image_qos()),
+                          self.create_publisher(CameraInfo, p["camera_info_topic"], RELIABLE_QOS))]
+        if p["wrist_camera"]:
+            self._cameras.append((WRIST_CAMERA, p["wrist_width"], p["wrist_height"], p["wrist_frame_id"],
+                                  self.create_publisher(Image, p["wrist_color_topic"], self.image_qos()),
+                                  self.create_publisher(Image, p["wrist_depth_topic"], self.image_qos()),
+                                  self.create_publisher(CameraInfo, p["wrist_camera_info_topic"], RELIABLE_QOS)))
         self.joint_pub = self.create_publisher(JointState, itf.joint_states_topic, RELIABLE_QOS)
         self.gripper_state_pub = (self.joint_pub if itf.gripper_joint_states_topic == itf.joint_states_topic
                                   else self.create_publisher(JointState, itf.gripper_joint_states_topic,
@@ -226,9 +248,10 @@ class SimNode(FdlNode):
             super().destroy_node()
             raise RuntimeError(f"sim_node: the simulator failed to start: "
                                f"{self._startup_error}") from self._startup_error
+        wrist = f" + wrist camera {p['wrist_width']}x{p['wrist_height']}" if p["wrist_camera"] else ""
         self.get_logger().info(
-            f"MuJoCo cell, seed {self.seed}, camera {p['width']}x{p['height']} at "
-            f"{p['camera_rate_hz']:g} Hz, real-time factor {p['real_time_factor']:g}")
+            f"MuJoCo cell, seed {self.seed}, camera {p['width']}x{p['height']}{wrist} at "
+            f"{p['camera_rate_hz']:g} Hz, {p['depth_model']} depth, real-time factor {p['real_time_factor']:g}")
 
     # --- callbacks (executor threads: never touch the env) ------------------------------
 
@@ -342,6 +365,7 @@ class SimNode(FdlNode):
                                                      image_height=p["height"],
                                                      shadows=p["shadows"],
                                                      shadow_map_px=p["shadow_map_px"],
+                                                     depth_model=p["depth_model"],
                                                      preload_torchvision=self._preload_torchvision))
             self._reset_episode(self._env, self.seed, first=True)
         except BaseException as exc:  # noqa: BLE001 - re-raised by the constructor
@@ -496,13 +520,14 @@ class SimNode(FdlNode):
             goal["done"].set_result("stalled")
 
     def _publish_frame(self, env, stamp) -> None:
-        from fdl_robot.sim.camera import depth_m_to_mm_uint16
+        from fdl_robot.sim.camera import depth_m_to_units
 
-        frame_id = self.params["frame_id"]
-        rgb, depth_m = env.render_rgbd()
-        self.color_pub.publish(rgb_to_image(rgb, stamp, frame_id))
-        self.depth_pub.publish(depth_to_image(depth_m_to_mm_uint16(depth_m), stamp, frame_id))
-        self.info_pub.publish(camera_to_camera_info(env.camera, stamp, frame_id))
+        for camera, width, height, frame_id, color_pub, depth_pub, info_pub in self._cameras:
+            rgb, depth_m = env.render_rgbd(camera, width, height)
+            units = depth_m_to_units(depth_m, env.depth_sensor(camera).depth_unit_m)
+            color_pub.publish(rgb_to_image(rgb, stamp, frame_id))
+            depth_pub.publish(depth_to_image(units, stamp, frame_id))
+            info_pub.publish(camera_to_camera_info(env.camera_intrinsics(camera, width, height), stamp, frame_id))
         self.truth_pub.publish(self._ground_truth(env, stamp))
         self.success_pub.publish(Bool(data=bool(env.success())))
         self.counters["ok frames"] += 1

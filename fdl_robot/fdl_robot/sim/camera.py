@@ -48,15 +48,13 @@ __all__ = [
     "optical_pose_from_mujoco",
     "clean_depth_m",
     "depth_m_to_mm_uint16",
+    "depth_m_to_units",
     "depth_mm_uint16_to_m",
 ]
 
 #: Rotation taking optical-frame vectors (z forward, x right, y down) to MuJoCo
 #: camera-frame vectors (looks along -z, y up): a rotation of pi about x.
 R_MJCAM_OPTICAL = np.diag([1.0, -1.0, -1.0])
-
-#: Largest depth a uint16 millimetre image can hold, metres.
-MAX_DEPTH_UINT16_M = 65.535
 
 
 def intrinsics_from_fovy(fovy_deg: float, width: int, height: int) -> PinholeCamera:
@@ -90,16 +88,26 @@ def clean_depth_m(depth_raw_m: np.ndarray, far_m: float) -> np.ndarray:
     return depth
 
 
+def depth_m_to_units(depth_m: ArrayLike, depth_unit_m: float) -> np.ndarray:
+    """float metres -> uint16 in units of ``depth_unit_m`` (realsense ``16UC1``), 0 = invalid.
+
+    value = round(depth_m / depth_unit_m); NaN, inf, <= 0 and depths beyond 65535 units map to 0
+    (a D405's 0.1 mm units hold up to 6.5535 m, millimetres up to 65.535 m).
+    """
+    d = np.asarray(depth_m, dtype=np.float64)
+    units_per_m = 1.0 / depth_unit_m                      # 1000.0 and 10000.0 exactly
+    valid = np.isfinite(d) & (d > 0.0) & (d <= 65535 / units_per_m)
+    out = np.zeros(d.shape, dtype=np.uint16)
+    out[valid] = np.rint(d[valid] * units_per_m).astype(np.uint16)
+    return out
+
+
 def depth_m_to_mm_uint16(depth_m: ArrayLike) -> np.ndarray:
     """float metres -> uint16 millimetres (realsense ``16UC1``), 0 = invalid.
 
     depth_mm = round(1000 depth_m); NaN, inf, <= 0 and depths beyond 65.535 m map to 0.
     """
-    d = np.asarray(depth_m, dtype=np.float64)
-    valid = np.isfinite(d) & (d > 0.0) & (d <= MAX_DEPTH_UINT16_M)
-    out = np.zeros(d.shape, dtype=np.uint16)
-    out[valid] = np.rint(d[valid] * 1000.0).astype(np.uint16)
-    return out
+    return depth_m_to_units(depth_m, 1e-3)
 
 
 def depth_mm_uint16_to_m(depth_mm: ArrayLike) -> np.ndarray:

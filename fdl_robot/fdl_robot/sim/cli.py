@@ -180,6 +180,7 @@ def _snapshot_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def _snapshot(args: argparse.Namespace) -> int:
     import cv2
 
+    from fdl_robot.eval.media import colorize_depth
     from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
 
     with PickPlaceEnv(PickPlaceConfig(image_width=args.width, image_height=args.height)) as env:
@@ -187,8 +188,7 @@ def _snapshot(args: argparse.Namespace) -> int:
         rgb, depth = env.render_rgbd()
         seg = env.render_segmentation()
         wrist = env.render_rgb("wrist_cam")
-    depth_vis = cv2.applyColorMap(np.nan_to_num(255 * (1 - (depth - 0.3) / 1.5), nan=0).clip(0, 255).astype(np.uint8),
-                                  cv2.COLORMAP_VIRIDIS)
+    depth_vis = cv2.cvtColor(colorize_depth(depth, 0.3, 1.8), cv2.COLOR_RGB2BGR)
     palette = np.array([[40, 40, 40], [180, 180, 180], [0, 0, 255], [0, 200, 0], [0, 200, 200],
                         [200, 0, 200], [255, 120, 0]], dtype=np.uint8)
     tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), depth_vis, palette[seg % len(palette)],

@@ -2,7 +2,8 @@
 
 Every frame is a scene of the pick-and-place cell at some moment of a scripted expert
 episode (so the arm, the gripper and a cube held in it appear as they will in closed
-loop), rendered by the scene camera, with one label per visible object.
+loop), rendered by the scene camera and/or the wrist camera (``cameras``), with one label
+per visible object.
 
 Classes (:data:`CLASS_NAMES`)::
 
@@ -20,16 +21,18 @@ Boxes
    visible pixels ``M``. The visible fraction is ``|M| / A`` with ``A`` the area in
    pixels of the object's silhouette alone, inside the image (the convex hull of its
    projected corners: exact for a cube, an upper bound for the hollow bin).
-3. *Clipping.* A fully visible object keeps its sub-pixel amodal box; a partly hidden
-   one gets the amodal box intersected with the bounding box of ``M`` (an occluded
-   cube is labelled where it can be seen). Objects less than ``min_visibility`` visible
+3. *Clipping.* A fully visible object keeps its sub-pixel amodal box (cut by the image
+   border: the extent of its silhouette inside the image, which the wide wrist camera
+   often needs); a partly hidden one gets the amodal box intersected with the bounding box
+   of ``M`` (an occluded cube is labelled where it can be seen). Objects less than ``min_visibility`` visible
    or with fewer than ``min_pixels`` pixels get no label.
 
 Pixel convention: the pinhole model puts pixel centres at integer ``uv``
 (``cx = (W - 1) / 2``), while YOLO/COCO boxes measure image *edges* (pixel ``i`` covers
 ``[i, i + 1)``), so labels are ``uv + 0.5``; :func:`fdl_robot.core.camera.lift_boxes`
 undoes it. Labels are written in ultralytics format (``class cx cy w h``, normalised),
-with a dataset yaml; train and validation come from disjoint seed ranges.
+with a dataset yaml; train and validation come from disjoint seed ranges. A wrist-camera
+frame of the same moment is named like the scene frame plus ``_wrist``.
 """
 from __future__ import annotations
 
@@ -101,8 +104,9 @@ class Frame:
     depth_m: np.ndarray          # (H, W) float32 metres, NaN invalid
     labels: list[ObjectLabel]
     camera: PinholeCamera
-    T_base_cam: Transform        # true extrinsics of this episode
-    T_base_cam_nominal: Transform
+    T_base_cam: Transform        # true extrinsics of this episode (and, for the wrist camera, moment)
+    T_base_cam_nominal: Transform  # nominal: the scene camera's, or FK(q) times the wrist's nominal mount
+    camera_name: str = scene.SCENE_CAMERA
 
 
 def geom_corners_base(model: mujoco.MjModel, data: mujoco.MjData, body_id: int) -> np.ndarray:
@@ -120,28 +124,35 @@ def geom_corners_base(model: mujoco.MjModel, data: mujoco.MjData, body_id: int) 
     return np.vstack(corners)
 
 
-def label_objects(env: PickPlaceEnv, segmentation: np.ndarray,
-                  config: LabelConfig = LabelConfig()) -> list[ObjectLabel]:
-    """Labels of every object visible in the env's current state (scene camera, true pose)."""
-    cam = env.camera
-    T_cam_base = env.T_base_cam.inverse()
+def label_objects(env: PickPlaceEnv, segmentation: np.ndarray, config: LabelConfig = LabelConfig(),
+                  camera: str | None = None) -> list[ObjectLabel]:
+    """Labels of every object visible in the env's current state (``camera``, default the scene
+    camera, at its true pose); ``segmentation`` is that camera's render."""
     h, w = segmentation.shape
+    camera = camera or env.config.camera_name
+    cam = env.camera_intrinsics(camera, w, h)
+    T_cam_base = env.camera_extrinsics(camera).inverse()
     labels = []
     for name in env.object_names:
         body = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, name)
         p_cam = T_cam_base.apply(geom_corners_base(env.model, env.data, body))
-        if np.any(p_cam[:, 2] <= 0.05):
-            continue                                   # behind or at the camera
+        if np.any(p_cam[:, 2] <= env.depth_near_m):
+            continue                                   # behind the camera or clipped by its near plane
         uv = cam.project(p_cam)                        # pixel-centre convention
         hull = cv2.convexHull((uv + 0.5).astype(np.float32))           # edge coordinates
         frame = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-        area_px, _ = cv2.intersectConvexConvex(hull, frame)             # silhouette in the image
+        area_px, inside = cv2.intersectConvexConvex(hull, frame)        # silhouette in the image
         visible = segmentation == env.segmentation_labels[name]
         n_visible = int(visible.sum())
         visibility = min(1.0, n_visible / max(float(area_px), 1.0))
         if n_visible < config.min_pixels or visibility < config.min_visibility:
             continue
         box = np.concatenate([uv.min(axis=0), uv.max(axis=0)]) + 0.5   # edge convention
+        if np.any(box[:2] < 0) or np.any(box[2:] > (w, h)):
+            if inside is None:
+                continue
+            # cut by the image border: the extent of the part of the silhouette inside the image
+            box = np.concatenate([inside.reshape(-1, 2).min(axis=0), inside.reshape(-1, 2).max(axis=0)])
         box = np.clip(box, 0, [w, h, w, h])
         if visibility < config.full_visibility:
             rows, cols = np.nonzero(visible)
@@ -156,17 +167,21 @@ def label_objects(env: PickPlaceEnv, segmentation: np.ndarray,
 
 
 def episode_frames(env: PickPlaceEnv, expert: ScriptedExpert, seed: int, n_frames: int,
-                   max_step: int = 400, label_config: LabelConfig = LabelConfig()) -> Iterator[Frame]:
-    """``n_frames`` labelled frames of one expert episode at seeded random control steps."""
+                   max_step: int = 400, label_config: LabelConfig = LabelConfig(),
+                   cameras: tuple[str, ...] = (scene.SCENE_CAMERA,)) -> Iterator[Frame]:
+    """``n_frames`` labelled frames per camera of one expert episode at seeded random control
+    steps (the same steps for every camera; in ``cameras``' order at each step)."""
     rng = np.random.default_rng([seed, 0xD7EC7])
     steps = set(np.sort(rng.choice(max_step, size=n_frames, replace=False)).tolist())
     obs = env.reset(seed)
     expert.reset()
     for step in range(max_step):
         if step in steps:
-            rgb, depth = env.render_rgbd()
-            labels = label_objects(env, env.render_segmentation(), label_config)
-            yield Frame(seed, step, rgb, depth, labels, env.camera, env.T_base_cam, env.T_base_cam_nominal)
+            for camera in cameras:
+                rgb, depth = env.render_rgbd(camera)
+                labels = label_objects(env, env.render_segmentation(camera), label_config, camera)
+                yield Frame(seed, step, rgb, depth, labels, env.camera_intrinsics(camera),
+                            env.camera_extrinsics(camera), env.camera_extrinsics_nominal(camera), camera)
         obs, *_ = env.step(expert.act(obs))
 
 
@@ -179,8 +194,12 @@ def _yolo_line(label: ObjectLabel, w: int, h: int) -> str:
 def write_yolo_dataset(out_dir: str | Path, n_train_episodes: int = 250, n_val_episodes: int = 60,
                        frames_per_episode: int = 4, image_width: int = 640, image_height: int = 480,
                        train_seed0: int = TRAIN_SEED0, val_seed0: int = VAL_SEED0,
-                       jpeg_quality: int = 95, progress: bool = True) -> Path:
+                       jpeg_quality: int = 95, progress: bool = True,
+                       cameras: tuple[str, ...] = (scene.SCENE_CAMERA,)) -> Path:
     """Render, label and write an ultralytics dataset; return the path of its yaml.
+
+    ``cameras``: MJCF camera names whose frames go in (scene frames ``<seed>_<step>``, wrist
+    frames ``<seed>_<step>_wrist``), every camera at the same moments.
 
     Layout: ``images/{train,val}/<seed>_<step>.jpg``, ``labels/{train,val}/<same>.txt``,
     ``meta/{train,val}.jsonl`` (one line per frame: seed, step, objects with box,
@@ -200,8 +219,9 @@ def write_yolo_dataset(out_dir: str | Path, n_train_episodes: int = 250, n_val_e
             with open(out / "meta" / f"{split}.jsonl", "w") as meta:
                 for seed in tqdm(range(seed0, seed0 + n_eps), desc=f"rendering {split}", unit="ep",
                                  disable=not progress):
-                    for frame in episode_frames(env, expert, seed, frames_per_episode):
-                        stem = f"{frame.seed}_{frame.step:03d}"
+                    for frame in episode_frames(env, expert, seed, frames_per_episode, cameras=cameras):
+                        stem = f"{frame.seed}_{frame.step:03d}" + (
+                            "" if frame.camera_name == scene.SCENE_CAMERA else "_wrist")
                         bgr = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
                         write_image(out / "images" / split / f"{stem}.jpg", bgr, "dataset image",
                                     [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
@@ -209,6 +229,7 @@ def write_yolo_dataset(out_dir: str | Path, n_train_episodes: int = 250, n_val_e
                             "".join(_yolo_line(lb, image_width, image_height) + "\n" for lb in frame.labels))
                         meta.write(json.dumps({
                             "image": f"images/{split}/{stem}.jpg", "seed": frame.seed, "step": frame.step,
+                            "camera": frame.camera_name,
                             "objects": [{"name": lb.name, "class_id": lb.class_id,
                                          "box_xyxy": np.round(lb.box_xyxy, 3).tolist(),
                                          "visibility": round(lb.visibility, 4),
@@ -227,6 +248,7 @@ def write_yolo_dataset(out_dir: str | Path, n_train_episodes: int = 250, n_val_e
                          f"names:\n" + "".join(f"  {i}: {n}\n" for i, n in enumerate(CLASS_NAMES)))
     (out / "info.json").write_text(json.dumps({
         "splits": counts, "image_size_wh": [image_width, image_height],
-        "frames_per_episode": frames_per_episode, "label_config": asdict(LabelConfig()),
+        "frames_per_episode": frames_per_episode, "cameras": list(cameras),
+        "label_config": asdict(LabelConfig()),
         "classes": list(CLASS_NAMES)}, indent=2))
     return yaml_path

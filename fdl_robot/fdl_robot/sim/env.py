@@ -64,8 +64,10 @@ from fdl_robot.core.kinematics import rotation_exp
 from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.sim import scene
 from fdl_robot.sim.camera import clean_depth_m, intrinsics_from_fovy, optical_pose_from_mujoco
+from fdl_robot.sim.depth_model import D405, D435, StereoDepthSensor, apply_depth_model, check_depth_model, frame_rng
 
-__all__ = ["ObjectPose", "PickPlaceConfig", "PickPlaceEnv", "SEGMENTATION_BACKGROUND", "SEGMENTATION_ROBOT"]
+__all__ = ["CAMERA_SENSORS", "ObjectPose", "PickPlaceConfig", "PickPlaceEnv", "SEGMENTATION_BACKGROUND",
+           "SEGMENTATION_ROBOT"]
 
 #: Segmentation label of everything that is neither an object nor the robot.
 SEGMENTATION_BACKGROUND = 0
@@ -78,6 +80,12 @@ _DISTRACTOR_HUE_INTERVALS = ((0.11, 0.52), (0.72, 0.85))
 #: Point on the table the directional lights' axes pass through, base_link [m].
 _LIGHT_AIM_POINT_M = np.array([0.45, 0.05, 0.0])
 _LIGHT_DISTANCE_M = 2.0
+#: The depth camera each MJCF camera stands for (its figures: ``sim.depth_model``): the scene
+#: camera a RealSense D435, the wrist camera a D405 (16UC1 in 0.1 mm units).
+CAMERA_SENSORS: dict[str, StereoDepthSensor] = {scene.SCENE_CAMERA: D435, scene.WRIST_CAMERA: D405}
+#: Seed-sequence tag of the wrist camera's mount jitter: its own stream, so that adding it left
+#: every other draw of reset() (and so every episode) as it was.
+_WRIST_JITTER_STREAM = 0x3157
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,6 +129,12 @@ class PickPlaceConfig:
     max_episode_steps: int = 600
     #: End the episode (terminated=True) as soon as success() holds.
     terminate_on_success: bool = False
+    #: Depth of every camera: "ideal" (the render: exact z-depth) or "realsense" (a stereo
+    #: camera's noise, holes and quantisation, ``sim.depth_model``; seeded per frame).
+    depth_model: str = "ideal"
+
+    def __post_init__(self):
+        check_depth_model(self.depth_model)
 
     # ---- randomisation ----
     n_distractors: tuple[int, int] = (1, 3)  # inclusive range
@@ -135,6 +149,9 @@ class PickPlaceConfig:
     camera_jitter_position_std_m: float = 0.002
     #: Camera rotation jitter: uniform angle in [0, max] about a random axis.
     camera_jitter_rotation_max_deg: float = 0.8
+    #: The same for the wrist camera's mount on tool0 (T_flange_cam around T_flange_cam_nominal).
+    wrist_camera_jitter_position_std_m: float = 0.002
+    wrist_camera_jitter_rotation_max_deg: float = 0.8
     randomize_lighting: bool = True
     randomize_colors: bool = True
     #: Uniform jitter of the start posture around HOME_QPOS_RAD, radians.
@@ -145,6 +162,13 @@ def _mj_quat_wxyz_from_matrix(R: np.ndarray) -> np.ndarray:
     """MuJoCo quaternion (w, x, y, z) of a rotation matrix."""
     x, y, z, w = matrix_to_quaternion(R)
     return np.array([w, x, y, z])
+
+
+def _optical_pose_in_body(cam_pos: np.ndarray, cam_quat_wxyz: np.ndarray) -> Transform:
+    """``T_body_cam`` of a camera's optical frame from the model's ``cam_pos`` / ``cam_quat``."""
+    R = np.empty(9)
+    mujoco.mju_quat2Mat(R, np.asarray(cam_quat_wxyz, dtype=np.float64))
+    return optical_pose_from_mujoco(cam_pos, R.reshape(3, 3))
 
 
 def _rot_z(yaw_rad: float) -> np.ndarray:
@@ -175,9 +199,11 @@ class PickPlaceEnv:
     created lazily per image size and freed by :meth:`close`.
     """
 
-    def __init__(self, config: PickPlaceConfig | None = None):
+    def __init__(self, config: PickPlaceConfig | None = None, model: mujoco.MjModel | None = None):
         self.config = config if config is not None else PickPlaceConfig()
-        self.model = scene.load_model()
+        #: ``model``: a variant of the cell's model (e.g. with a calibration board added by
+        #: MjSpec, ``fdl_robot.perception.calibration_sim``); default: the cell itself.
+        self.model = model if model is not None else scene.load_model()
         self.data = mujoco.MjData(self.model)
         m = self.model
         self.physics_dt_s: float = float(m.opt.timestep)
@@ -262,6 +288,7 @@ class PickPlaceEnv:
         self.step_count = 0
         self._T_base_world = Transform.identity()
         self._T_world_cam_nominal = Transform.identity()
+        self._T_flange_cam_nominal = Transform.identity()
         self.reset(seed=0)
 
     # ================================================================== episode
@@ -307,7 +334,13 @@ class PickPlaceEnv:
         # directional lights: MuJoCo centres the (orthographic) shadow map on the light's
         # axis through its position, so aim that axis at the workspace
         m.light_pos[self._light_ids] = _LIGHT_AIM_POINT_M - _LIGHT_DISTANCE_M * m.light_dir[self._light_ids]
-        self._jitter_camera(rng)
+        if m.cam_bodyid[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, cfg.camera_name)] != 0:
+            raise ValueError(f"camera_name must be a camera fixed in the world, got '{cfg.camera_name}'")
+        self._T_world_cam_nominal = self._jitter_camera(
+            rng, cfg.camera_name, cfg.camera_jitter_position_std_m, cfg.camera_jitter_rotation_max_deg)
+        self._T_flange_cam_nominal = self._jitter_camera(
+            np.random.default_rng([self.seed, _WRIST_JITTER_STREAM]), scene.WRIST_CAMERA,
+            cfg.wrist_camera_jitter_position_std_m, cfg.wrist_camera_jitter_rotation_max_deg)
 
         # --- robot start posture: home plus jitter, gripper open, targets = posture
         q0 = scene.HOME_QPOS_RAD + rng.uniform(-cfg.home_jitter_rad, cfg.home_jitter_rad, size=6)
@@ -495,10 +528,36 @@ class PickPlaceEnv:
         """Calibrated (un-jittered) scene camera pose: what the perception config holds."""
         return self._T_base_world @ self._T_world_cam_nominal
 
+    @property
+    def T_flange_cam(self) -> Transform:
+        """True mount of the wrist camera: its optical frame in tool0 (the flange), jitter included.
+
+        ``p_tool0 = T_flange_cam.apply(p_cam)``; ``camera_extrinsics(WRIST_CAMERA)`` = T_base_tool0(q) T_flange_cam.
+        """
+        cam = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, scene.WRIST_CAMERA)
+        return _optical_pose_in_body(self.model.cam_pos[cam], self.model.cam_quat[cam])
+
+    @property
+    def T_flange_cam_nominal(self) -> Transform:
+        """The wrist camera's nominal (un-jittered, as designed) mount in tool0: what a config holds."""
+        return self._T_flange_cam_nominal
+
     def camera_extrinsics(self, camera_name: str) -> Transform:
         """``T_base_cam`` of any camera at the current state (the wrist camera moves)."""
         cam = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, camera_name)
         return self._T_base_world @ optical_pose_from_mujoco(self.data.cam_xpos[cam], self.data.cam_xmat[cam])
+
+    def camera_extrinsics_nominal(self, camera_name: str) -> Transform:
+        """``T_base_cam`` a configuration would compute: the scene camera's nominal pose, or for the
+        wrist camera the arm's exact pose at the current state times the nominal mount,
+        T_base_tool0(q) T_flange_cam_nominal."""
+        if camera_name == self.config.camera_name:
+            return self.T_base_cam_nominal
+        if camera_name != scene.WRIST_CAMERA:
+            raise ValueError(f"no nominal pose for camera '{camera_name}'")
+        tool0 = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "tool0")
+        T_world_tool0 = Transform(self.data.xmat[tool0].reshape(3, 3), self.data.xpos[tool0])
+        return self._T_base_world @ T_world_tool0 @ self._T_flange_cam_nominal
 
     def _renderer(self, width: int, height: int) -> mujoco.Renderer:
         key = (width, height)
@@ -525,25 +584,42 @@ class PickPlaceEnv:
 
     def render_depth(self, camera: str | None = None, width: int | None = None,
                      height: int | None = None) -> np.ndarray:
-        """Depth image (H, W) float32: z-depth along the optical axis in metres, NaN = no return."""
-        return self._depth_pass(self._prepared_renderer(camera, width, height))
+        """Depth image (H, W) float32: z-depth along the optical axis in metres, NaN = no return.
+
+        With ``config.depth_model == "realsense"`` the camera's stereo depth model
+        (:data:`CAMERA_SENSORS`) is applied, seeded by (episode seed, camera, physics step).
+        """
+        return self._depth_pass(self._prepared_renderer(camera, width, height), camera, width, height)
 
     def render_rgbd(self, camera: str | None = None, width: int | None = None,
                     height: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(rgb (H, W, 3) uint8, depth (H, W) float32 metres, NaN = invalid), pixel-aligned."""
         r = self._prepared_renderer(camera, width, height)
         rgb = r.render()
-        return rgb, self._depth_pass(r)
+        return rgb, self._depth_pass(r, camera, width, height)
 
-    def _depth_pass(self, r: mujoco.Renderer) -> np.ndarray:
-        """The depth buffer of the prepared scene, without the shadow pass (depth has no shadows)."""
+    def depth_sensor(self, camera: str | None = None) -> StereoDepthSensor:
+        """The depth camera a named camera stands for (its range, noise and depth unit)."""
+        return CAMERA_SENSORS[camera or self.config.camera_name]
+
+    def _depth_pass(self, r: mujoco.Renderer, camera: str | None, width: int | None,
+                    height: int | None) -> np.ndarray:
+        """The depth buffer of the prepared scene, without the shadow pass (depth has no shadows),
+        through the configured depth model."""
         r.enable_depth_rendering()
         r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         try:
-            return clean_depth_m(r.render(), self.depth_far_m)
+            depth = clean_depth_m(r.render(), self.depth_far_m)
         finally:
             r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.config.shadows
             r.disable_depth_rendering()
+        if self.config.depth_model == "ideal":
+            return depth
+        name = camera or self.config.camera_name
+        cam = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+        frame = round(self.data.time / self.physics_dt_s)           # the physics step: one instant, one frame
+        return apply_depth_model(depth, self.camera_intrinsics(name, width, height).fx, self.depth_sensor(name),
+                                 frame_rng(self.seed, cam, frame))
 
     def render_segmentation(self, camera: str | None = None, width: int | None = None,
                             height: int | None = None) -> np.ndarray:
@@ -625,20 +701,23 @@ class PickPlaceEnv:
         m.light_diffuse[fill] = rng.uniform(0.1, 0.35)
         m.vis.headlight.ambient[:] = rng.uniform(0.2, 0.4)
 
-    def _jitter_camera(self, rng: np.random.Generator) -> None:
-        """Perturb the scene camera: t += clip(N(0, s^2 I), 2.5 s), R <- R_delta R."""
-        cfg, m = self.config, self.model
-        cam = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, cfg.camera_name)
+    def _jitter_camera(self, rng: np.random.Generator, camera_name: str, position_std_m: float,
+                       rotation_max_deg: float) -> Transform:
+        """Perturb a camera in its body's frame: t += clip(N(0, s^2 I), 2.5 s), R <- R_delta R.
+
+        Returns the nominal optical pose in that body (the world for the scene camera, tool0
+        for the wrist camera).
+        """
+        m = self.model
+        cam = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, camera_name)
         p_nom = self._nominal["cam_pos"][cam]
         R_nom = np.empty(9)
         mujoco.mju_quat2Mat(R_nom, self._nominal["cam_quat"][cam])
         R_nom = R_nom.reshape(3, 3)
-        if m.cam_bodyid[cam] != 0:
-            raise ValueError("camera jitter needs the scene camera to be fixed in the world")
-        self._T_world_cam_nominal = optical_pose_from_mujoco(p_nom, R_nom)
-        s = cfg.camera_jitter_position_std_m
+        s = position_std_m
         dp = np.clip(rng.normal(0.0, s, 3), -2.5 * s, 2.5 * s) if s > 0 else np.zeros(3)
         axis = rng.normal(size=3)
-        angle = np.deg2rad(rng.uniform(0.0, cfg.camera_jitter_rotation_max_deg))
+        angle = np.deg2rad(rng.uniform(0.0, rotation_max_deg))
         m.cam_pos[cam] = p_nom + dp
         m.cam_quat[cam] = _mj_quat_wxyz_from_matrix(rotation_exp(angle * axis / np.linalg.norm(axis)) @ R_nom)
+        return optical_pose_from_mujoco(p_nom, R_nom)

@@ -45,6 +45,7 @@ __all__ = [
     "TCP_SITE",
     "SCENE_CAMERA",
     "WRIST_CAMERA",
+    "CAMERAS",
     "BASE_BODY",
     "ROBOT_ROOT_BODY",
     "HOME_QPOS_RAD",
@@ -86,6 +87,8 @@ CUBE_HALF_M = 0.02
 TCP_SITE = "tcp"
 SCENE_CAMERA = "scene_cam"
 WRIST_CAMERA = "wrist_cam"
+#: Short names of the cameras (command-line choices such as ``--camera wrist``) -> MJCF names.
+CAMERAS: dict[str, str] = {"scene": SCENE_CAMERA, "wrist": WRIST_CAMERA}
 BASE_BODY = "base_link"
 #: Root body of the robot: the robot (segmentation label 1) is this body's subtree.
 ROBOT_ROOT_BODY = "base_link"
