@@ -704,3 +704,13 @@ def test_an_unseen_track_can_still_be_matched_and_a_tentative_one_survives():
     tracks = _step(trk, [[0.5, 0.0, 0.0]], 0.2, observable=lambda p: np.zeros(len(p), dtype=bool))
     assert [(t.id, t.state, t.hits) for t in tracks] == [(1, TrackState.TENTATIVE, 2)]
     assert _step(trk, np.zeros((0, 3)), 0.3) == []      # seen and missed: a tentative track dies
+    # never seen again: a tentative track lives max_age_s after its last hit, a confirmed one on
+    trk = MultiObjectTracker(n_init=3, max_age_s=1.0)
+    for k in range(3):
+        _step(trk, [[0.5, 0.0, 0.0]], k / 10)
+    _step(trk, [[0.5, 0.0, 0.0], [0.9, 0.0, 0.0]], 0.3)  # and a tentative track 2
+    hidden = lambda p: np.zeros(len(p), dtype=bool)     # noqa: E731
+    assert [t.id for t in _step(trk, np.zeros((0, 3)), 1.3, observable=hidden)] == [1, 2]
+    assert [(t.id, t.state) for t in _step(trk, np.zeros((0, 3)), 1.31, observable=hidden)] == \
+        [(1, TrackState.CONFIRMED)]
+    assert [t.id for t in _step(trk, np.zeros((0, 3)), 60.0, observable=hidden)] == [1]

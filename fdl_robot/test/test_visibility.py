@@ -48,6 +48,19 @@ def test_margin_shrinks_or_grows_the_image():
         [False, True, True, True, True, True, True, True, False]
 
 
+def test_object_radius_adds_its_image_radius_at_the_points_depth():
+    """m_u = m + fx r / z, m_v = m + fy r / z: 10 and 8 px for r = 2 cm at 1 m, twice that at 0.5 m."""
+    def at(u, v, z):
+        return [(u - CAM.cx) * z / CAM.fx, (v - CAM.cy) * z / CAM.fy, z]
+
+    p = np.array([at(9.5, 240, 1.0), at(9.4, 240, 1.0), at(19.5, 240, 0.5), at(19.4, 240, 0.5),
+                  at(320, 7.5, 1.0), at(320, 7.4, 1.0), at(629.5, 240, 1.0), at(629.6, 240, 1.0),
+                  at(14.5, 240, 1.0), at(14.4, 240, 1.0)])
+    got = in_view(p[:8], CAM, IDENTITY, 0.1, 4.0, radius_m=0.02)
+    assert got.tolist() == [True, False, True, False, True, False, True, False]
+    assert in_view(p[8:], CAM, IDENTITY, 0.1, 4.0, margin_px=5, radius_m=0.02).tolist() == [True, False]
+
+
 def test_agrees_with_the_projection_of_the_camera_model():
     """Random points around the mount: in view iff depth in range and project() lands inside."""
     rng = np.random.default_rng(0)
@@ -87,6 +100,7 @@ def test_camera_view_bundles_the_arguments():
     (lambda: in_view([[0, 0, 1]], CAM, Transform.identity(), 0.1, np.inf), "depth range"),
     (lambda: in_view([[0, 0, 1]], CAM, Transform.identity(), 0.1, 1.0, margin_px=np.nan), "margin_px"),
     (lambda: in_view([0, 0, 1], CAM, Transform.identity(), 0.1, 1.0), "shape"),
+    (lambda: in_view([[0, 0, 1]], CAM, Transform.identity(), 0.1, 1.0, radius_m=-0.01), "radius_m"),
     (lambda: CameraView(CAM, Transform.identity(), 2.0, 1.0), "depth range"),
     (lambda: CameraView(PinholeCamera(500, 500, 320, 240), Transform.identity(), 0.1, 1.0), "width and height"),
 ])

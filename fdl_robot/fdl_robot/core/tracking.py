@@ -55,7 +55,9 @@ track positions, ``f(p) -> bool (M,)`` for ``p`` (M, D) in the tracker's frame (
 :meth:`fdl_robot.core.visibility.CameraView.sees`), saying which tracks this update's
 sensor could have seen.  A track it could not see and that is not matched is predicted
 but not penalised: it keeps its state (a confirmed track stays confirmed, a tentative
-one is not deleted) and is not pruned.  Association still considers every track (a
+one is not deleted) and is not pruned (a tentative one only while it is younger than
+``max_age_s`` since its last hit: clutter born where no update can see it must not live
+forever).  Association still considers every track (a
 detection of a track believed just outside the view is a detection of it).
 ``observable=None`` (the default) means every track is observable: the tracker of a
 single fixed camera that sees the whole scene, and the behaviour before views existed.
@@ -63,10 +65,10 @@ single fixed camera that sees the whole scene, and the behaviour before views ex
 ``max_age_s`` counts the time a track has been missed while observable.  Its clock runs
 from the last hit while every update since could see the track (so with
 ``observable=None`` it is exactly ``time_since_update_s``).  An unmatched update that
-cannot see a track that has not been missed since its last hit pauses the clock, and the
+cannot see a CONFIRMED track (not missed since its last hit) pauses its clock, and the
 next update that could see it and misses it restarts it from that update's stamp.  A
-track that has already been missed in view (LOST) keeps its clock running when it drops
-out of some update's view.  So a track that left the only camera's view survives any
+track that has already been missed in view (LOST), and a TENTATIVE one, keep their clock
+running when they drop out of some update's view.  So a track that left the only camera's view survives any
 absence, and on its return gets ``max_age_s`` to be matched again; a track of one camera
 is not aged by a second camera that cannot see it.
 
@@ -81,8 +83,8 @@ One call of ``update(z_1..z_N, t)``
 5. update the matched tracks (one batched Kalman update);
 6. age the unmatched observable ones (confirmed -> lost; the miss clock);
 7. birth: a tentative track per unmatched detection;
-8. prune: missed observable tentative tracks, and tracks missed while observable for
-   more than ``max_age_s``.
+8. prune: missed observable tentative tracks, tentative ones unmatched for more than
+   ``max_age_s``, and tracks missed while observable for more than ``max_age_s``.
 
 Detections with a non-finite coordinate (NaN depth) or a non-finite covariance are
 dropped before anything else (their count is in ``last_num_dropped``); they never
@@ -754,14 +756,14 @@ class MultiObjectTracker:
     def _age_unmatched(self, trk: NDArray[np.intp], observable: NDArray[np.bool_], stamp: float) -> None:
         """6. Tracks without a detection this update: no detection index.  Observable ones:
         confirmed -> lost, a paused miss clock restarts at ``stamp``.  Unobservable ones
-        keep their state; the clock of one not missed in view since its hit (not LOST)
+        keep their state; the clock of a CONFIRMED one (not missed in view since its hit)
         pauses."""
         t = self._tracks
         missed = np.ones(len(t), dtype=bool)
         missed[trk] = False
         t.det_index[missed] = -1
         in_view, hidden = missed & observable, missed & ~observable
-        t.miss_from_s[hidden & (t.state != TrackState.LOST)] = np.nan
+        t.miss_from_s[hidden & (t.state == TrackState.CONFIRMED)] = np.nan
         t.miss_from_s[in_view & np.isnan(t.miss_from_s)] = stamp
         t.state[in_view & (t.state == TrackState.CONFIRMED)] = TrackState.LOST
 

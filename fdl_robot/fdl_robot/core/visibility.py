@@ -11,16 +11,18 @@ stamp.  Pixels follow :mod:`fdl_robot.core.camera`: pixel centres at integers, s
 The test
 --------
 A point is *in view* when its depth lies in the range the camera measures and it
-projects into the image, shrunk by a margin of ``m`` pixels on every side::
+projects into the image, shrunk on every side by a margin of ``m`` pixels plus the image
+radius of an object of radius ``r`` (metres) at that depth::
 
     p_cam = T_base_cam^-1 p_base = R^T (p_base - t)           (x, y, z) = p_cam
     z_min <= z <= z_max          (and z > 0)
     u = fx x / z + cx,   v = fy y / z + cy                      (ideal pinhole of K)
-    -1/2 + m <= u <= W - 1/2 - m,   -1/2 + m <= v <= H - 1/2 - m
+    m_u = m + fx r / z,  m_v = m + fy r / z                      (pixels)
+    -1/2 + m_u <= u <= W - 1/2 - m_u,   -1/2 + m_v <= v <= H - 1/2 - m_v
 
-``m > 0`` keeps only points at least ``m`` pixels inside the border (an object whose
-centre is near the border is partly cut off and a detector may well miss it); ``m < 0``
-accepts points up to ``-m`` pixels outside.
+So with ``r`` the object's half size, the object lies wholly inside the image (to first
+order): an object whose centre is nearer the border is partly cut off, and a detector may
+well miss it.  ``m < 0`` accepts points up to ``-m`` pixels outside.
 
 What it does not model
 ----------------------
@@ -30,7 +32,8 @@ What it does not model
   Far outside the image a distortion polynomial folds points back into it, so the
   undistorted projection is the safe test; near the border the margin absorbs the
   difference (a few pixels for the cameras we use).
-* **The object's extent**: a point is tested, normally the object's centre.
+* **The object's extent** beyond the sphere of radius ``r`` seen from its centre (the
+  image radius ``f r / z`` ignores the perspective of a near, off-axis object).
 """
 from __future__ import annotations
 
@@ -55,19 +58,22 @@ def _check_depth_range(min_depth_m: float, max_depth_m: float) -> tuple[float, f
 
 
 def in_view(p_base: ArrayLike, camera: PinholeCamera, T_base_cam: Transform, min_depth_m: float,
-            max_depth_m: float, margin_px: float = 0.0) -> NDArray[np.bool_]:
+            max_depth_m: float, margin_px: float = 0.0, radius_m: float = 0.0) -> NDArray[np.bool_]:
     """Mask (N,) of the points ``p_base`` (N, 3) (m) that the camera could see (module doc).
 
     ``camera`` must have a width and height (pixels); ``T_base_cam`` is the camera's pose at
     the image stamp; depths ``z_cam`` in ``[min_depth_m, max_depth_m]`` (m) are measurable;
-    ``margin_px`` shrinks (> 0) or grows (< 0) the image on every side.  Points with a
-    non-finite coordinate are not in view.  Occlusion and distortion are not modelled.
+    ``margin_px`` shrinks (> 0) or grows (< 0) the image on every side, and so does the
+    image radius ``f radius_m / z`` of an object of radius ``radius_m`` (m, >= 0).  Points
+    with a non-finite coordinate are not in view.  Occlusion and distortion are not modelled.
     """
     if camera.width is None or camera.height is None:
         raise ValueError("in_view needs a camera with width and height")
     _check_depth_range(min_depth_m, max_depth_m)
     if not math.isfinite(margin_px):
         raise ValueError(f"margin_px must be finite, got {margin_px}")
+    if not (math.isfinite(radius_m) and radius_m >= 0.0):
+        raise ValueError(f"radius_m must be finite and >= 0, got {radius_m}")
     p = np.asarray(p_base, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3:
         raise ValueError(f"p_base must have shape (N, 3), got {p.shape}")
@@ -77,17 +83,19 @@ def in_view(p_base: ArrayLike, camera: PinholeCamera, T_base_cam: Transform, min
     z_safe = np.where(in_depth, z, 1.0)
     u = camera.fx * x / z_safe + camera.cx
     v = camera.fy * y / z_safe + camera.cy
-    lo = -0.5 + margin_px
-    return (in_depth & (u >= lo) & (u <= camera.width - 0.5 - margin_px)
-            & (v >= lo) & (v <= camera.height - 0.5 - margin_px))
+    m_u = margin_px + camera.fx * radius_m / z_safe
+    m_v = margin_px + camera.fy * radius_m / z_safe
+    return (in_depth & (u >= -0.5 + m_u) & (u <= camera.width - 0.5 - m_u)
+            & (v >= -0.5 + m_v) & (v <= camera.height - 0.5 - m_v))
 
 
 @dataclass(frozen=True)
 class CameraView:
     """One camera's view at one image stamp: intrinsics and size, pose, depth range.
 
-    ``view.sees(p_base, margin_px)`` is :func:`in_view` with these; the tracker takes
-    ``functools.partial(view.sees, margin_px=m)`` as its ``observable`` predicate.
+    ``view.sees(p_base, margin_px, radius_m)`` is :func:`in_view` with these; the tracker
+    takes ``functools.partial(view.sees, margin_px=m, radius_m=r)`` as its ``observable``
+    predicate.
     """
 
     camera: PinholeCamera
@@ -108,6 +116,7 @@ class CameraView:
         object.__setattr__(self, "min_depth_m", lo)
         object.__setattr__(self, "max_depth_m", hi)
 
-    def sees(self, p_base: ArrayLike, margin_px: float = 0.0) -> NDArray[np.bool_]:
+    def sees(self, p_base: ArrayLike, margin_px: float = 0.0, radius_m: float = 0.0) -> NDArray[np.bool_]:
         """Mask (N,) of the points ``p_base`` (N, 3) (m) in this view (:func:`in_view`)."""
-        return in_view(p_base, self.camera, self.T_base_cam, self.min_depth_m, self.max_depth_m, margin_px)
+        return in_view(p_base, self.camera, self.T_base_cam, self.min_depth_m, self.max_depth_m,
+                       margin_px, radius_m)

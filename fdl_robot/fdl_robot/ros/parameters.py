@@ -343,8 +343,10 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("publish_tentative", False, "Also publish tentative tracks."),
         Param("use_camera_view", True, "Use each Object3DArray's view (what its camera could see): tracks "
               "outside it are predicted but not aged. false: every update sees every track."),
-        Param("view_margin_px", 20.0, "A track whose centre projects within this many pixels of the image "
+        Param("view_margin_px", 10.0, "A track whose object's image comes within this many pixels of the image "
               "border counts as unseen (a cut-off object may go undetected); negative widens the view."),
+        Param("view_object_radius_m", 0.02, "Radius of a tracked object for the view test: its image radius "
+              "(f r / z pixels) is added to view_margin_px."),
     ),
     "policy_node": (
         from_config(PolicyConfig, "policy", "Policy: 'act' (the shipped ACT model, or model_path) or 'scripted' (reach "

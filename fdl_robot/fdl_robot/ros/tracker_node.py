@@ -9,7 +9,8 @@ again or with ``--loop``, a restarted simulator; :mod:`fdl_robot.core.timebase`)
 tracker starts over as after ``~/reset``, logs it once and counts it ("new time base").
 Every input array, also an empty one, advances the tracker so that unmatched tracks age
 and die, except those its ``view`` says the camera could not see (outside the image shrunk by
-``view_margin_px``, or out of its depth range: :mod:`fdl_robot.core.visibility`): they are
+``view_margin_px`` and the image radius of ``view_object_radius_m``, or out of its depth
+range: :mod:`fdl_robot.core.visibility`): they are
 predicted but not aged, so several cameras, or one that moves, can feed one tracker. A
 ``view`` of width 0 (a producer that does not fill it in) or ``use_camera_view: false``: every
 track counts as seen by every update. Service ``~/reset`` (std_srvs/Trigger) forgets all tracks.
@@ -64,7 +65,8 @@ class TrackerNode(FdlNode):
         except InvalidInput as exc:
             self.reject("bad view", str(exc))
             return
-        observable = None if view is None else partial(view.sees, margin_px=self.params["view_margin_px"])
+        observable = None if view is None else partial(view.sees, margin_px=self.params["view_margin_px"],
+                                                       radius_m=self.params["view_object_radius_m"])
         try:
             tracks = self.tracker.update(positions, stamp_to_s(msg.header.stamp), labels=labels,
                                          scores=scores, covariances=covariances, observable=observable)
