@@ -93,6 +93,16 @@ def make_path(rng, model, kin, half_length_m: float, margin_m: float, height_m: 
     return Path(cube, spline, half_length_m, margin_m, float(full))
 
 
+def draw_path(*args, attempts: int = 20) -> Path:
+    """:func:`make_path`, drawing again when the IK cannot follow a path (joint limits)."""
+    for _ in range(attempts):
+        try:
+            return make_path(*args)
+        except RuntimeError as exc:
+            print(f"  {exc}; drawing another path")
+    raise SystemExit(f"no reachable sweep path in {attempts} draws")
+
+
 def cube_box(seg: np.ndarray, label: int, robot_label: int, min_pixels: int) -> np.ndarray | None:
     """The cube's XYXY box (edge coordinates) from the segmentation, or None when it is too
     small, touches the image border, or touches the robot (occluded)."""
@@ -145,6 +155,7 @@ class Bench:
     lifting: object
     args: argparse.Namespace
     rng: np.random.Generator
+    frames: int = 0
 
     def fk(self, q):
         return self.model.frame_pose(q, "tool0")
@@ -155,6 +166,8 @@ class Bench:
 
         env, cam = self.env, self.camera
         env.data.qpos[self.qadr] = q
+        self.frames += 1                        # a physics step of its own: the depth model's noise seed
+        env.data.time = self.frames * env.physics_dt_s
         mujoco.mj_forward(env.model, env.data)
         seg = env.render_segmentation(self.wrist, cam.width, cam.height)
         labels = env.segmentation_labels
@@ -248,7 +261,8 @@ def _title(key: str) -> str:
 def markdown(summary: list[dict], args) -> str:
     keys = methods(args)
     offset = f", image stamps {args.clock_offset_ms:g} ms off" if args.clock_offset_ms else ""
-    lines = [f"Wrist camera sweeping over a static cube; error of the cube centre in base_link, mm (median / p95); "
+    lines = [f"Wrist camera ({args.width}x{args.image_height}, depth model {args.depth_model}) sweeping over a "
+             f"static cube; error of the cube centre in base_link, mm (median / p95); "
              f"ours = FK at the image stamp{offset}; latest = the newest {max(args.joint_rates):g} Hz joint state "
              f"at image stamp + {args.latency_ms:g} ms.", "",
              "| speed | TCP speed m/s (median) | max joint speed rad/s | frames | "
@@ -305,6 +319,8 @@ def main() -> int:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--image-height", type=int, default=480)
     p.add_argument("--min-pixels", type=int, default=200, help="skip frames where the cube covers fewer pixels")
+    p.add_argument("--depth-model", default="realsense", choices=["realsense", "ideal"],
+                   help="the simulator's depth: a D405's noise, holes and 0.1 mm units, or the exact render")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="", help="write <out>.json, <out>.md and <out>.png")
     args = p.parse_args()
@@ -326,9 +342,9 @@ def main() -> int:
     t0 = time.time()
     rng = np.random.default_rng(args.seed)
     model = ur5e_gripper()
-    wrist = "wrist_cam"
+    wrist = scene.WRIST_CAMERA
     env = PickPlaceEnv(PickPlaceConfig(preload_torchvision=False, shadows=False, image_width=args.width,
-                                       image_height=args.image_height))
+                                       image_height=args.image_height, depth_model=args.depth_model))
     env.reset(seed=args.seed)
     for i, name in enumerate(env.object_names):                      # only the cube under the camera
         if name.startswith("distractor"):
@@ -337,17 +353,18 @@ def main() -> int:
                      for n in scene.ARM_JOINT_NAMES])
     assert tuple(scene.ARM_JOINT_NAMES) == model.joint_names
     camera = env.camera_intrinsics(wrist, args.width, args.image_height)
+    T_mount_cam = env.T_flange_cam                                   # the true mount (jittered per episode)
     env.data.qpos[qadr] = kin.HOME_QPOS_RAD
     mujoco.mj_forward(env.model, env.data)
-    T_mount_cam = (Transform.from_matrix(model.frame_pose(kin.HOME_QPOS_RAD, "tool0")).inverse()
-                   @ env.camera_extrinsics(wrist))                    # the true mount, static
+    T_check = Transform.from_matrix(model.frame_pose(kin.HOME_QPOS_RAD, "tool0")) @ T_mount_cam
+    assert np.allclose(T_check.as_matrix(), env.camera_extrinsics(wrist).as_matrix(), atol=1e-6)
 
     bench = Bench(env, model, qadr, wrist, camera, T_mount_cam, LiftingConfig(min_depth_m=0.05), args, rng)
     speeds = [s.strip() for s in args.speeds.split(",")]
     rows = []
     for k in range(args.paths):
         margin = 0.2                                   # path beyond the imaged part: latency at speed
-        path = make_path(rng, model, kin, args.half_length, margin, args.height, env, wrist, qadr)
+        path = draw_path(rng, model, kin, args.half_length, margin, args.height, env, wrist, qadr)
         env.set_object_pose("red_cube", path.cube_m)
         for label in speeds:
             v = path.full_speed_m_s if label == FULL else float(label)
