@@ -65,9 +65,9 @@ from fdl_robot.outputs import DIRECTORY, IMAGE, JSON, VIDEO, check_args, exit_on
 from fdl_robot.ros import graph as graphs
 from fdl_robot.ros.base import RELIABLE_QOS, SENSOR_QOS
 from fdl_robot.ros.conversions import detections_from_msg, image_to_rgb, stamp_to_ns
-from fdl_robot.sim.depth_model import DEPTH_MODELS
 from fdl_robot.ros.launcher import parse_prefixes
 from fdl_robot.ros.parameters import defaults
+from fdl_robot.sim.depth_model import DEPTH_MODELS
 
 __all__ = ["CLOSED_LOOP_EVAL", "RUNNERS", "ClosedLoopEvaluator", "ClosedLoopReport", "EpisodeMonitor",
            "EpisodeResult", "GraphOptions", "NodePolicy", "run_closed_loop", "main"]
