@@ -105,3 +105,12 @@ def test_wrist_camera_labels_and_frames(env, tmp_path):
                                    cameras=("scene_cam", "wrist_cam"))
     names = sorted(p.name for p in (yaml_path.parent / "images" / "train").glob("*.jpg"))
     assert len(names) == 2 and names[0].endswith("_wrist.jpg") != names[1].endswith("_wrist.jpg")
+
+
+def test_in_image_fraction_of_an_object_cut_by_the_border(env):
+    env.reset(31)
+    labels = {lb.name: lb for lb in label_objects(env, env.render_segmentation("wrist_cam"), camera="wrist_cam")}
+    cut = labels["red_cube"]                     # at the bottom border of the wrist view at this seed
+    assert cut.box_xyxy[3] == 480 and 0.05 < cut.in_image < 0.5
+    env.reset(31)
+    assert all(lb.in_image == pytest.approx(1.0) for lb in label_objects(env, env.render_segmentation()))

@@ -20,7 +20,8 @@ with the true object centre in ``base_link``::
     e = || p_base_estimated - p_base_true ||     (metres)
 
 reported as median and p95, broken down by distance (optical-axis depth of the centre)
-and occlusion (visible fraction from the segmentation render). Two extrinsics are
+and occlusion (visible fraction of the whole object, from the segmentation render: a part
+outside the image counts as hidden, which matters for the wide, close wrist camera). Two extrinsics are
 compared: the episode's true camera pose (a calibrated camera), and the nominal pose
 the localizer is configured with (the sim jitters the real camera around it, like an
 imperfect hand-eye calibration). Only cubes have a target (median <= 5 mm, p95 <= 15 mm
@@ -137,7 +138,8 @@ def _object_rows(frame, det_boxes: np.ndarray, pairs: dict[int, int], lifting: L
     rows = []
     for g, lb in enumerate(frame.labels):
         row = {"seed": frame.seed, "step": frame.step, "name": lb.name, "class_id": lb.class_id,
-               "visibility": lb.visibility, "depth_m": lb.depth_m, "detected": g in pairs}
+               # the fraction of the whole object seen: hidden parts and parts outside the image
+               "visibility": lb.visibility * lb.in_image, "depth_m": lb.depth_m, "detected": g in pairs}
         for key in poses:
             p = lifted[key].get(g)
             row[f"error_{key}_m"] = float(np.linalg.norm(p - lb.p_base_m)) if p is not None else None

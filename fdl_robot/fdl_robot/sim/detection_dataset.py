@@ -20,12 +20,13 @@ Boxes
 2. *Visibility from segmentation.* MuJoCo's segmentation render gives the object's
    visible pixels ``M``. The visible fraction is ``|M| / A`` with ``A`` the area in
    pixels of the object's silhouette alone, inside the image (the convex hull of its
-   projected corners: exact for a cube, an upper bound for the hollow bin).
+   projected corners: exact for a cube, an upper bound for the hollow bin); ``in_image`` is
+   the fraction of that hull inside the image (below 1 for an object cut by the border).
 3. *Clipping.* A fully visible object keeps its sub-pixel amodal box (cut by the image
    border: the extent of its silhouette inside the image, which the wide wrist camera
    often needs); a partly hidden one gets the amodal box intersected with the bounding box
-   of ``M`` (an occluded cube is labelled where it can be seen). Objects less than ``min_visibility`` visible
-   or with fewer than ``min_pixels`` pixels get no label.
+   of ``M`` (an occluded cube is labelled where it can be seen). Objects less than
+   ``min_visibility`` visible or with fewer than ``min_pixels`` pixels get no label.
 
 Pixel convention: the pinhole model puts pixel centres at integer ``uv``
 (``cx = (W - 1) / 2``), while YOLO/COCO boxes measure image *edges* (pixel ``i`` covers
@@ -92,6 +93,7 @@ class ObjectLabel:
     visibility: float            # visible fraction in [0, 1]
     p_base_m: np.ndarray         # (3,) object centre in base_link
     depth_m: float               # z of the centre in the optical frame
+    in_image: float = 1.0        # fraction of the silhouette inside the image (< 1: cut by the border)
 
 
 @dataclass
@@ -161,8 +163,9 @@ def label_objects(env: PickPlaceEnv, segmentation: np.ndarray, config: LabelConf
         if np.any(box[2:] - box[:2] < 1.0):
             continue
         p_base = env.object_pose(name).position_m
+        in_image = min(1.0, float(area_px) / max(float(cv2.contourArea(hull)), 1.0))
         labels.append(ObjectLabel(name, object_class(name), box, visibility, p_base,
-                                  float(T_cam_base.apply(p_base[None])[0, 2])))
+                                  float(T_cam_base.apply(p_base[None])[0, 2]), in_image))
     return labels
 
 
