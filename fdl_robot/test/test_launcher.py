@@ -211,3 +211,41 @@ def test_sim_node_stops_cleanly_on_a_doubled_sigint_while_it_steps(attempt, tmp_
     assert proc.returncode == 0, err
     _logs_clean(tmp_path, ["sim_node"])
     assert "measured real-time factor" in (tmp_path / "sim_node.log").read_text()
+
+
+# a stand-in node that reports the scheduler its main thread and a thread it starts run under
+SCHED_NODE = """
+import os, sys, threading, time
+from fdl_robot.ros.runner import apply_priority
+apply_priority()
+seen = []
+t = threading.Thread(target=lambda: seen.append(os.sched_getscheduler(0))); t.start(); t.join()
+print('SCHED', os.sched_getscheduler(0), os.sched_getparam(0).sched_priority, seen[0], flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_a_child_runs_under_its_own_priority_never_its_parents(tmp_path):
+    # a closed loop's monitor launches the graph under SCHED_FIFO: a node without a priority
+    # must not inherit it (it starved the detector), one with a priority gets its own
+    if not hasattr(os, "SCHED_FIFO"):
+        pytest.skip("no SCHED_FIFO on this platform")
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(5))
+    except PermissionError:
+        pytest.skip("SCHED_FIFO needs root or CAP_SYS_NICE")
+    try:
+        launcher = Launcher([ProcessSpec("plain", (sys.executable, "-c", SCHED_NODE)),
+                             ProcessSpec("rt", (sys.executable, "-c", SCHED_NODE), priority=7)],
+                            log_dir=tmp_path, progress=lambda s: None).start()
+    finally:
+        os.sched_setscheduler(0, *before)
+    try:
+        assert wait_for(lambda: all("SCHED " in (tmp_path / f"{n}.log").read_text() for n in ("plain", "rt")))
+        line = {n: (tmp_path / f"{n}.log").read_text().split("SCHED ")[1].split() for n in ("plain", "rt")}
+        assert line["plain"] == [str(os.SCHED_OTHER), "0", str(os.SCHED_OTHER)]
+        assert line["rt"] == [str(os.SCHED_FIFO), "7", str(os.SCHED_FIFO)]
+    finally:
+        launcher.stop()

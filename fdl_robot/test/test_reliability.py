@@ -538,18 +538,24 @@ class PolicyRig:
         return msg
 
     def play(self, seconds, state=None, tracks=None, state_hz=100.0, tracks_hz=20.0):
-        """Publish ``state()`` / ``tracks()`` messages at the given rates while spinning."""
+        """Publish ``state()`` / ``tracks()`` messages at the given rates while spinning.
+
+        Returns the number of states published (the rate is what this process achieves: under
+        load, or under tracemalloc, it falls short of ``state_hz``)."""
         end = time.monotonic() + seconds
         next_s = next_t = time.monotonic()
+        published = 0
         while time.monotonic() < end:
             now = time.monotonic()
             if state is not None and now >= next_s:
                 self.js.publish(state())
+                published += 1
                 next_s += 1.0 / state_hz
             if tracks is not None and now >= next_t:
                 self.tracks.publish(tracks())
                 next_t += 1.0 / tracks_hz
             self.ros.executor.spin_once(timeout_sec=0.001)
+        return published
 
     def new_commands(self, since: int) -> list[JointTrajectory]:
         n = self.commands.n - since
@@ -624,16 +630,17 @@ def test_policy_node_never_commands_motion_from_invalid_data():
         assert ros.spin_until(lambda: node.counters["joint_states out of order"] == 1)
         assert node.counters["ok joint_states"] == n_ok and np.allclose(node.q, rig.q)
 
-        # bursts at 10x of good input: every command safe, bounded heap
+        # bursts of good input at up to 20x the control rate: every command safe, bounded heap
         def burst():
-            rig.play(1.5, good_state, good_tracks, state_hz=1000.0, tracks_hz=200.0)
+            return rig.play(1.5, good_state, good_tracks, state_hz=1000.0, tracks_hz=200.0)
 
-        n = rig.commands.n
-        burst()
+        n, n_in = rig.commands.n, node.counters["ok joint_states"]
+        published = burst()
+        ros.spin_until(lambda: False, timeout_s=0.1)
+        taken = node.counters["ok joint_states"] - n_in       # keep-last QoS may drop some: latest wins
+        assert taken * rig.dt / 1.5 > 3, (published, taken)  # a burst, several states per control tick
         rig.assert_safe(rig.new_commands(n), rig.q)
-        n_in = node.counters["ok joint_states"]
         assert retained_heap_bytes(burst, rig.commands) < MAX_RETAINED_BYTES
-        assert (node.counters["ok joint_states"] - n_in) / 2 > 300      # inputs per burst
         assert node.counters["holds"] >= len(bad_states) + 3
 
 

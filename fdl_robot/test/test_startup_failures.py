@@ -10,6 +10,7 @@ import pytest
 from cli_harness import failure_line, run_python
 
 from fdl_robot.cli_format import default_text
+from fdl_robot.ros.parameters import NODE_PARAMETERS
 
 PKG = Path(__file__).resolve().parents[1]
 
@@ -142,7 +143,8 @@ def _entry_points() -> list[tuple[str, str, str]]:
 MODULE_COMMANDS = [(m.rsplit(".", 1)[-1], m, "main") for m in (
     "fdl_robot.ros.parameters", "fdl_robot.ros.interfaces", "fdl_robot.policy.act.record",
     "fdl_robot.eval.replay", "fdl_robot.eval.ros_expert", "fdl_robot.eval.sim_expert")]
-NODE_SCRIPTS = {"camera_node", "detector_node", "localizer_node", "tracker_node", "policy_node", "sim_node"}
+#: The nodes (every one has a console script): their --help lists the ROS parameters of the one table.
+NODE_SCRIPTS = set(NODE_PARAMETERS)
 
 
 def _help(func, argv, monkeypatch, capsys) -> tuple[list[argparse.ArgumentParser], str]:

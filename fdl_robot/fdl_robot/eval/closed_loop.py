@@ -481,12 +481,13 @@ def run_closed_loop(episodes: int, seed0: int, overrides: dict[str, dict],
     scheduler = os.sched_getscheduler(0), os.sched_getparam(0)
     if options.monitor_priority > 0:
         # the monitor receives commands as the robot does, at its priority: set before rclpy.init
-        # so that the DDS threads that deliver them inherit it. Reset on fork: the node processes
-        # the launcher starts get their own priorities (REALTIME_PRIORITIES), or none, never this
-        # one (a node without a priority, such as state_publisher_node, ran at it and starved
-        # the detector); restored when the run ends, so that a caller (a test session) does not
-        # go on under SCHED_FIFO.
-        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(options.monitor_priority))
+        # so that the DDS threads that deliver them inherit it (SCHED_RESET_ON_FORK would reset
+        # those threads too, and left the monitor starved below every real-time node: joint
+        # states received in bursts, most of them lost). The node processes the launcher starts
+        # get their own priorities (REALTIME_PRIORITIES) or the default scheduler, never this
+        # one (launcher.set_priority); restored when the run ends, so that a caller (a test
+        # session) does not go on under SCHED_FIFO.
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(options.monitor_priority))
     context = rclpy.Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     graph, executor, spinner = None, None, None

@@ -156,6 +156,24 @@ def _describe(code: int) -> str:
     return f"exit code {code}"
 
 
+def set_priority(pid: int, priority: int) -> str:
+    """Process ``pid`` under SCHED_FIFO ``priority``, or the default scheduler for 0; '' when
+    done, else why not (no permission: root or CAP_SYS_NICE is needed).
+
+    A child inherits its parent's real-time policy (a closed loop's monitor runs under
+    SCHED_FIFO): the launcher sets each child's own at once, before the child starts a thread,
+    and the node sets it again as it starts (:func:`fdl_robot.ros.runner.apply_priority`), so
+    that a node without a priority never runs at its parent's.
+    """
+    policy, param = (os.SCHED_FIFO, os.sched_param(priority)) if priority > 0 else (os.SCHED_OTHER, os.sched_param(0))
+    try:
+        if priority > 0 or os.sched_getscheduler(pid) != os.SCHED_OTHER:
+            os.sched_setscheduler(pid, policy, param)
+    except OSError as exc:                       # PermissionError, ProcessLookupError
+        return str(exc)
+    return ""
+
+
 class _Child:
     """The running process of one spec, its restarts and its log."""
 
@@ -184,6 +202,7 @@ class _Child:
         finally:
             if out is not None:
                 out.close()
+        set_priority(self.proc.pid, self.spec.priority)
         self.starts += 1
         self.started_at = time.monotonic()
         self.restart_at = None

@@ -38,8 +38,8 @@ from rclpy.signals import SignalHandlerOptions
 from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.ros import graph as graphs
 from fdl_robot.ros import parameters
-from fdl_robot.ros.launcher import (LAUNCHER_PID_VARIABLE, PRIORITY_VARIABLE, add_launch_arguments,
-                                   add_param_option, launch_arguments, ros_args)
+from fdl_robot.ros.launcher import (LAUNCHER_PID_VARIABLE, PRIORITY_VARIABLE, add_launch_arguments, add_param_option,
+                                   launch_arguments, ros_args, set_priority)
 from fdl_robot.ros.parameter_check import (BUILTIN_PARAMETERS, check_sources, parameter_arguments,
                                            parse_param, resolve_overrides)
 
@@ -185,20 +185,18 @@ def die_with_launcher(environ=os.environ) -> None:
 
 def apply_priority(environ=os.environ) -> int:
     """SCHED_FIFO at the priority the launcher asked for (``--priority``), for this process
-    and every thread it starts later (rclpy's and the DDS's included); 0 if none was asked.
+    and every thread it starts later (rclpy's and the DDS's included); 0 if none was asked,
+    and then the default scheduler, never a real-time policy inherited from the parent.
 
     Without the permission (root or CAP_SYS_NICE) the node warns and keeps the default scheduler.
     """
     wanted = int(environ.get(PRIORITY_VARIABLE, "0") or 0)
-    if wanted <= 0:
-        return 0
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(wanted))
-    except (PermissionError, OSError) as exc:
-        print(f"warning: cannot run under SCHED_FIFO {wanted} ({exc}); using the default scheduler",
+    reason = set_priority(0, wanted)
+    if reason:
+        print(f"warning: cannot run under SCHED_FIFO {wanted} ({reason}); using the default scheduler",
               file=sys.stderr, flush=True)
         return 0
-    return wanted
+    return max(wanted, 0)
 
 
 #: Set to 1 to get the traceback of a start-up failure besides its one line.
