@@ -99,6 +99,16 @@ class Hosts:
         out = self.netns("loss", str(percent), "--no-measure")
         assert out.returncode == 0, out.stderr
 
+    def diagnosis(self) -> str:
+        """For a failure message: the link's state and packet counters, and each host's UDP sockets
+        (which ports the participants bound, so a port moved off its participant slot shows)."""
+        lines = [self.netns("status").stdout.strip()]
+        for ns in (self.robot, self.workstation):
+            sockets = subprocess.run(["ip", "netns", "exec", ns, "ss", "-uanp"], capture_output=True, text=True,
+                                     timeout=30)
+            lines.append(f"UDP sockets in {ns}:\n{(sockets.stdout or sockets.stderr).strip()}")
+        return "\n".join(lines)
+
 
 @pytest.fixture(scope="module")
 def hosts():
@@ -215,7 +225,7 @@ def test_messages_cross_the_veth_and_only_the_veth(hosts):
         # the first messages wait for the talker's start (imports, ~5 s on an idle machine) and for
         # discovery across the veth; in a full suite on 2 busy cores both have taken over 20 s
         assert listener.wait_for(5, timeout_s=60), \
-            f"no message crossed from the robot's PC to the workstation\n{_stderr(procs)}"
+            f"no message crossed from the robot's PC to the workstation\n{_stderr(procs)}\n{hosts.diagnosis()}"
         plain = listener.received_during(2.0)
         assert plain >= 0.5 * 2.0 * RATE_HZ, f"only {plain} messages in 2 s at {RATE_HZ:g} Hz"
 

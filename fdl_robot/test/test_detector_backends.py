@@ -102,6 +102,22 @@ def test_make_detector_onnx_backend():
         make_detector("onnx", "/nonexistent.onnx")
 
 
+def test_shipped_model_chooses_the_weights_an_empty_model_path_loads(tmp_path, monkeypatch):
+    import fdl_robot.perception.detector as detector
+
+    with pytest.raises(ValueError, match="unknown shipped_model 'wrist'.*detector_wrist"):
+        DetectorConfig(shipped_model="wrist")
+    monkeypatch.setattr(detector, "SHIPPED_MODELS_DIR", tmp_path)
+    (tmp_path / "detector_wrist").mkdir()
+    (tmp_path / "detector_wrist" / "best.onnx").write_bytes(SHIPPED_ONNX.read_bytes())
+    assert detector.default_model_path("onnx", "detector_wrist") == str(tmp_path / "detector_wrist" / "best.onnx")
+    assert detector.default_model_path("onnx") == ""                    # no tmp_path/detector
+    det = make_detector(DetectorConfig(backend="onnx", shipped_model="detector_wrist"))
+    assert isinstance(det, OnnxDetector)
+    with pytest.raises(FileNotFoundError, match="no shipped weights in .*detector_wrist"):
+        make_detector(DetectorConfig(backend="ultralytics", shipped_model="detector_wrist"))   # no best.pt
+
+
 def _agreement(reference: Detections, other: Detections, min_score: float = 0.35) -> dict:
     """Pair the reference's confident detections with the other's (IoU >= 0.5): counts,
     class mismatches and the largest box-coordinate / score differences of each pair."""

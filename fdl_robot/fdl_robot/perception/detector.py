@@ -47,13 +47,17 @@ from fdl_robot.outputs import SHIPPED_MODELS_DIR
 BACKENDS = ("ultralytics", "onnx", "openvino", "detr", "color")
 #: Inference precisions of the openvino backend: OpenVINO's ``INFERENCE_PRECISION_HINT``.
 PRECISIONS = ("f32", "bf16")
+#: The shipped detectors (directories of ``fdl_robot/models``): ``detector`` was trained on the
+#: scene camera's frames, ``detector_wrist`` fine-tuned from it on scene and wrist-camera frames.
+SHIPPED_DETECTORS = ("detector", "detector_wrist")
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     """What a detector is built from; the defaults are detector_node's.
 
-    ``model_path`` '' means the shipped weights of the backend (:func:`default_model_path`).
+    ``model_path`` '' means the backend's weights in the shipped model ``shipped_model``
+    (one of :data:`SHIPPED_DETECTORS`; :func:`default_model_path`).
     ``score_threshold`` is the minimum confidence, ``iou_threshold`` the NMS overlap of the
     YOLO backends, ``image_size`` the inference size in pixels (longest side; the ONNX
     backends use their export's fixed input size). ``threads``: intra-op threads of the
@@ -65,6 +69,7 @@ class DetectorConfig:
 
     backend: str = "ultralytics"
     model_path: str = ""
+    shipped_model: str = "detector"
     image_size: int = 320
     score_threshold: float = 0.25
     iou_threshold: float = 0.5
@@ -76,6 +81,8 @@ class DetectorConfig:
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown detector backend '{self.backend}'; use one of {list(BACKENDS)}")
+        if self.shipped_model not in SHIPPED_DETECTORS:
+            raise ValueError(f"unknown shipped_model '{self.shipped_model}'; use one of {list(SHIPPED_DETECTORS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision '{self.precision}'; use one of {list(PRECISIONS)}")
         if self.threads < 0:
@@ -121,15 +128,18 @@ class Detections:
                           tuple(self.class_names[i] for i in idx))
 
 
-def default_model_dir() -> Path:
-    """Directory of the shipped detector (``fdl_robot/models/detector``)."""
-    return SHIPPED_MODELS_DIR / "detector"
+def default_model_dir(shipped_model: str = "detector") -> Path:
+    """Directory of a shipped detector (``fdl_robot/models/<shipped_model>``)."""
+    if shipped_model not in SHIPPED_DETECTORS:
+        raise ValueError(f"unknown shipped detector '{shipped_model}'; use one of {list(SHIPPED_DETECTORS)}")
+    return SHIPPED_MODELS_DIR / shipped_model
 
 
-def default_model_path(backend: str = "ultralytics") -> str:
-    """The shipped model of a backend (``best.pt``; ``best.onnx`` for 'onnx' and 'openvino'), or '' if none."""
+def default_model_path(backend: str = "ultralytics", shipped_model: str = "detector") -> str:
+    """A shipped detector's file for a backend (``best.pt``; ``best.onnx`` for 'onnx' and 'openvino'),
+    or '' if none."""
     name = {"ultralytics": "best.pt", "onnx": "best.onnx", "openvino": "best.onnx"}.get(backend)
-    path = default_model_dir() / name if name else None
+    path = default_model_dir(shipped_model) / name if name else None
     return str(path) if path is not None and path.is_file() else ""
 
 
@@ -381,10 +391,10 @@ def make_detector(backend: str | DetectorConfig = _DEFAULT.backend, model_path: 
         from fdl_robot.perception.color_detector import ColorDetector
 
         return ColorDetector()
-    path = config.model_path or default_model_path(config.backend)
+    path = config.model_path or default_model_path(config.backend, config.shipped_model)
     if not path:
         raise FileNotFoundError(f"detector backend '{config.backend}': no model_path given and no "
-                                f"shipped weights in {default_model_dir()}")
+                                f"shipped weights in {default_model_dir(config.shipped_model)}")
     try:
         return _load_backend(config, path)
     except (FileNotFoundError, ImportError):

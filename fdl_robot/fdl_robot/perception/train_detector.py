@@ -34,7 +34,7 @@ from typing import Sequence
 
 from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.outputs import DIRECTORY, OutputError, check, check_args, copy_into, exit_on_error, write_json, writing
-from fdl_robot.perception.detector import default_model_dir
+from fdl_robot.perception.detector import SHIPPED_DETECTORS, default_model_dir
 
 __all__ = ["DEFAULT_OUT", "SHIPPED_FILES", "main", "train"]
 
@@ -117,8 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help="run directory: best.pt, best.onnx, training.json, metrics.json")
     p.add_argument("--ship", action="store_true",
-                   help=f"after the run and its evaluation, copy its weights and metrics over the shipped ones "
-                        f"({default_model_dir()}); also needed for an --out inside it")
+                   help="after the run and its evaluation, copy its weights and metrics over the shipped ones "
+                        "(the --ship-as model); also needed for an --out inside it")
+    p.add_argument("--ship-as", default="detector", choices=SHIPPED_DETECTORS,
+                   help="which shipped detector --ship replaces (fdl_robot/models/<NAME>; detector_node's "
+                        "shipped_model)")
     p.add_argument("--skip-eval", action="store_true", help="do not run the held-out evaluation")
     args = p.parse_args(argv)
     _check_outputs(p, args)
@@ -153,8 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = evaluate_main(["--weights", str(args.out / "best.pt"), "--dataset", str(args.dataset),
                               "--imgsz", str(args.imgsz), "--json", str(args.out / "metrics.json")])
     if args.ship and code == 0:
-        shipped = copy_into(default_model_dir(), [args.out / name for name in SHIPPED_FILES], "shipped file")
-        print(f"shipped into {default_model_dir()}: {', '.join(shipped)}")
+        shipped = copy_into(default_model_dir(args.ship_as), [args.out / name for name in SHIPPED_FILES],
+                            "shipped file")
+        print(f"shipped into {default_model_dir(args.ship_as)}: {', '.join(shipped)}")
     return code
 
 
@@ -169,7 +173,7 @@ def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     try:
         check(RUNS_DIR, DIRECTORY, "(ultralytics runs)")
         if args.ship:
-            check(default_model_dir(), DIRECTORY, "--ship", shipped_ok=True)
+            check(default_model_dir(args.ship_as), DIRECTORY, "--ship", shipped_ok=True)
     except OutputError as exc:
         parser.error(str(exc))
 

@@ -246,7 +246,10 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
                     "(the same export compiled by OpenVINO for the CPU), 'detr' (Hugging Face checkpoint "
                     "directory) or 'color' (HSV colour blobs, no weights)."),
         from_config(DetectorConfig, "model_path", "Weights file or checkpoint directory ('' = the shipped model: "
-                    "models/detector/best.pt, best.onnx for 'onnx' and 'openvino')."),
+                    "models/<shipped_model>/best.pt, best.onnx for 'onnx' and 'openvino')."),
+        from_config(DetectorConfig, "shipped_model", "The shipped detector model_path '' loads: 'detector' "
+                    "(trained on the scene camera) or 'detector_wrist' (fine-tuned on scene and wrist-camera "
+                    "frames; the wrist camera's chain uses it)."),
         from_config(DetectorConfig, "image_size", "Inference size in pixels (longest side; the ONNX backends "
                     "use the export's fixed input size)."),
         from_config(DetectorConfig, "score_threshold", "Minimum detection confidence."),
