@@ -223,7 +223,9 @@ def test_messages_cross_the_veth_and_only_the_veth(hosts):
     listener, procs = _start(hosts)
     try:
         # the first messages wait for the talker's start (imports, ~5 s on an idle machine) and for
-        # discovery across the veth; in a full suite on 2 busy cores both have taken over 20 s
+        # discovery across the veth. The intermittent failure here was a listener started before
+        # its veth0 was operationally up (Fast DDS then announced no address on it): netns.sh up
+        # now waits for that
         assert listener.wait_for(5, timeout_s=60), \
             f"no message crossed from the robot's PC to the workstation\n{_stderr(procs)}\n{hosts.diagnosis()}"
         plain = listener.received_during(2.0)
