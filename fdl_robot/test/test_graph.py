@@ -208,3 +208,11 @@ def test_the_wrist_chain_launches_in_its_namespace_with_the_rig_file(tmp_path):
     assert list(wrist.argv[3:]) == ros_args(args.param_files(), graphs.node_overrides("wrist_camera/localizer_node",
                                                                                      "sim", args), "arm1/wrist_camera")
     assert "__ns:=/arm1" in procs["localizer_node"].argv[-1]
+    # the topics the wrist chain shares with the graph follow the launch namespace, one level up
+    # from the chain's own (/arm1/wrist_camera); the other chain topics stay relative to it
+    overrides = graphs.node_overrides("wrist_camera/localizer_node", "sim", args)
+    assert overrides["joint_states_topic"] == "/arm1/joint_states" and overrides["objects_topic"] == "/arm1/objects"
+    assert "joint_states_topic" not in graphs.node_overrides("localizer_node", "sim", args)
+    plain = graphs.node_overrides("wrist_camera/localizer_node", "sim", graphs.LaunchArguments(camera="both"))
+    assert "objects_topic" not in plain                   # no namespace: the rig file's /objects holds
+    assert 'objects_topic: "/objects"' in cameras.rig_path("both").read_text()

@@ -47,15 +47,19 @@ class CameraRig:
             raise ValueError(f"camera rig '{self.name}': needs distinct camera namespaces, got {self.namespaces}")
 
 
-#: The wrist chain's parameters. Its topics are relative (they resolve in its namespace),
-#: except the two it shares with the rest of the graph: the arm's joint states, which its
-#: localizer buffers to look T_base_cam up at each image stamp, and the tracker's input.
-#: Those two are absolute, so a wrist rig under a launch ``namespace`` needs them set to match.
+#: Topics a camera's chain shares with the rest of the graph, {parameter: topic in the graph's
+#: namespace}: the arm's joint states, which the localizer buffers to look T_base_cam up at
+#: each image stamp, and the tracker's input. A chain's other topics are relative and resolve
+#: in the camera's namespace; these must resolve in the graph's, one level up, which ROS names
+#: cannot say relatively. The rig's file has them absolute (``/joint_states``: no launch
+#: namespace) and :func:`graph_topic_overrides` prefixes a launch namespace.
+GRAPH_TOPICS = {"joint_states_topic": "joint_states", "objects_topic": "objects"}
+
+#: The wrist chain's parameters.
 _WRIST_CHAIN = {
     f"{WRIST_NAMESPACE}/localizer_node": {
         "transform_source": "arm",           # T_base_cam(t) = FK(q(t)) T_flange_cam, at the image stamp
-        "joint_states_topic": "/joint_states",
-        "objects_topic": "/objects",
+        **{param: f"/{topic}" for param, topic in GRAPH_TOPICS.items()},
         "depth_scale_m": 0.0001,             # D405 depth units: 0.1 mm
     },
 }
@@ -74,6 +78,17 @@ def rig(name: str) -> CameraRig:
     if name not in RIGS:
         raise ValueError(f"unknown camera rig '{name}'; choose one of {', '.join(RIGS)}")
     return RIGS[name]
+
+
+def graph_topic_overrides(name: str, key: str, namespace: str) -> dict[str, str]:
+    """The :data:`GRAPH_TOPICS` parameters that rig ``name`` sets for node ``key``, resolved under
+    the launch ``namespace``: ``{"joint_states_topic": "/robot1/joint_states", ...}`` ({} without a
+    namespace, where the rig file's absolute topics are right)."""
+    namespace = namespace.strip("/")
+    if not namespace:
+        return {}
+    params = rig(name).parameters.get(key, {})
+    return {param: f"/{namespace}/{topic}" for param, topic in GRAPH_TOPICS.items() if param in params}
 
 
 def rig_path(name: str) -> Path | None:

@@ -150,8 +150,13 @@ def node_overrides(name: str, graph: str, args: LaunchArguments = DEFAULT_ARGUME
     Without it, sim_node stamps with the wall clock, as a camera driver and an arm driver do,
     and the graph runs on the system clock like a real robot (sim_node's ``real_time_factor``
     must then be 1).
+
+    Namespace: the topics a camera's chain shares with the graph (``cameras.GRAPH_TOPICS``)
+    resolve under the launch ``namespace``.
     """
-    overrides: dict = {}
+    from fdl_robot.ros.cameras import graph_topic_overrides
+
+    overrides: dict = graph_topic_overrides(args.camera, name, args.namespace)
     name = split_key(name)[1]
     if name == "camera_node" and args.camera_source:
         overrides["source"] = args.camera_source
