@@ -143,6 +143,14 @@ def default_model_path(backend: str = "ultralytics", shipped_model: str = "detec
     return str(path) if path is not None and path.is_file() else ""
 
 
+def model_path_of(config: DetectorConfig) -> str:
+    """The weights a config loads: its ``model_path``, else its shipped model's file for the
+    backend ('' if there is none; 'color' needs none)."""
+    if config.backend == "color":
+        return ""
+    return config.model_path or default_model_path(config.backend, config.shipped_model)
+
+
 class Detector(Protocol):
     """What every backend provides."""
 
@@ -391,7 +399,7 @@ def make_detector(backend: str | DetectorConfig = _DEFAULT.backend, model_path: 
         from fdl_robot.perception.color_detector import ColorDetector
 
         return ColorDetector()
-    path = config.model_path or default_model_path(config.backend, config.shipped_model)
+    path = model_path_of(config)
     if not path:
         raise FileNotFoundError(f"detector backend '{config.backend}': no model_path given and no "
                                 f"shipped weights in {default_model_dir(config.shipped_model)}")

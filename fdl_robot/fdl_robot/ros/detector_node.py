@@ -17,7 +17,7 @@ from __future__ import annotations
 from fdl_robot_interfaces.msg import Detection2DArray
 from sensor_msgs.msg import Image
 
-from fdl_robot.perception.detector import Detector, DetectorConfig, make_detector
+from fdl_robot.perception.detector import Detector, DetectorConfig, make_detector, model_path_of
 from fdl_robot.ros import parameters
 from fdl_robot.ros.base import RELIABLE_QOS, FdlNode
 from fdl_robot.ros.conversions import (InvalidInput, detections_to_msg, image_to_rgb,
@@ -29,8 +29,12 @@ class DetectorNode(FdlNode):
         super().__init__("detector_node", **kwargs)
         p = self.params
         image_qos, debug_qos = self.image_qos(), self.image_qos("debug_image_qos")
-        self.detector = detector if detector is not None else make_detector(
-            parameters.build_config("detector_node", DetectorConfig, p))
+        config = parameters.build_config("detector_node", DetectorConfig, p)
+        self.detector = detector if detector is not None else make_detector(config)
+        if detector is None:
+            self.get_logger().info(f"{config.backend} detector, weights {model_path_of(config) or '(none)'}: "
+                                   f"{self.resolve_topic_name(p['image_topic'])} -> "
+                                   f"{self.resolve_topic_name(p['detections_topic'])}")
         self.pub = self.create_publisher(Detection2DArray, p["detections_topic"], RELIABLE_QOS)
         self.debug_pub = (self.create_publisher(Image, p["debug_image_topic"], debug_qos)
                           if p["publish_debug_image"] else None)
