@@ -14,12 +14,15 @@ pytest.importorskip("torch")
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def test_one_pick_and_place_from_pixels_through_a_process_per_node(tmp_path):
+@pytest.mark.parametrize("camera", ["scene", "both"])
+def test_one_pick_and_place_from_pixels_through_a_process_per_node(tmp_path, camera):
     from fdl_robot.eval.closed_loop import DETECTOR_DEFAULTS, GraphOptions, run_closed_loop
 
-    # what fdl-robot-closed-loop (scripts/demo.sh) runs: its detector, SCHED_FIFO where permitted
+    # what fdl-robot-closed-loop (scripts/demo.sh) runs: its detector, SCHED_FIFO where permitted;
+    # with camera 'both' the wrist camera's chain too (namespace wrist_camera, its own detector)
     run = run_closed_loop(episodes=1, seed0=5000, overrides={"detector_node": dict(DETECTOR_DEFAULTS)}, max_sim_s=20.0,
-                          record_episodes=1, options=GraphOptions.with_realtime("auto", log_dir=tmp_path),
+                          record_episodes=1, options=GraphOptions.with_realtime("auto", log_dir=tmp_path,
+                                                                                camera=camera),
                           progress=print)
     (r,) = run.results
     assert r.success, (r, run.timing)
@@ -33,3 +36,10 @@ def test_one_pick_and_place_from_pixels_through_a_process_per_node(tmp_path):
     assert {"sim_node", "detector_node", "localizer_node", "tracker_node", "policy_node"} <= set(run.cpu_percent)
     for name in ("sim_node", "detector_node", "localizer_node", "tracker_node", "policy_node"):
         assert (tmp_path / f"{name}.log").is_file()
+    if camera == "both":                                    # the wrist chain ran on the wrist camera's frames
+        for name in ("wrist_camera/detector_node", "wrist_camera/localizer_node"):
+            assert run.cpu_percent[name] > 2.0, run.cpu_percent
+            log = (tmp_path / f"{name.replace('/', '.')}.log").read_text()
+            assert "Traceback" not in log
+        wrist_log = (tmp_path / "wrist_camera.detector_node.log").read_text()
+        assert "models/detector_wrist/best.onnx: /wrist_camera/camera/color/image_raw ->" in wrist_log

@@ -62,6 +62,9 @@ _WRIST_CHAIN = {
         **{param: f"/{topic}" for param, topic in GRAPH_TOPICS.items()},
         "depth_scale_m": 0.0001,             # D405 depth units: 0.1 mm
     },
+    f"{WRIST_NAMESPACE}/detector_node": {
+        "shipped_model": "detector_wrist",   # fine-tuned on wrist-camera frames (models/detector_wrist)
+    },
 }
 _SIM_WRIST = {"sim_node": {"wrist_camera": True}}
 
