@@ -20,32 +20,32 @@ SHIPPED_ONNX = default_model_dir() / "best.onnx"
 TEST_SEEDS = (20_500, 20_501, 20_502)        # validation range, beyond the 60 evaluated episodes
 
 
-@pytest.fixture(scope="module")
-def sim_frames():
+def _episode_frames(cameras: tuple[str, ...], per_episode: int) -> list:
+    """Labelled frames of the TEST_SEEDS episodes from ``cameras``."""
     from fdl_robot.sim.detection_dataset import episode_frames
     from fdl_robot.sim.env import PickPlaceEnv
     from fdl_robot.sim.expert import ScriptedExpert
 
     env = PickPlaceEnv()
     expert = ScriptedExpert(env.model)
-    frames = [f for seed in TEST_SEEDS for f in episode_frames(env, expert, seed, 2)]
+    frames = [f for seed in TEST_SEEDS for f in episode_frames(env, expert, seed, per_episode, cameras=cameras)]
     env.close()
     return frames
+
+
+@pytest.fixture(scope="module")
+def sim_frames():
+    from fdl_robot.sim.scene import SCENE_CAMERA
+
+    return _episode_frames((SCENE_CAMERA,), 2)
 
 
 @pytest.fixture(scope="module")
 def wrist_frames():
     """Wrist-camera (D405) frames of validation seeds beyond the evaluated ones."""
-    from fdl_robot.sim.detection_dataset import episode_frames
-    from fdl_robot.sim.env import PickPlaceEnv
-    from fdl_robot.sim.expert import ScriptedExpert
     from fdl_robot.sim.scene import WRIST_CAMERA
 
-    env = PickPlaceEnv()
-    expert = ScriptedExpert(env.model)
-    frames = [f for seed in TEST_SEEDS for f in episode_frames(env, expert, seed, 4, cameras=(WRIST_CAMERA,))]
-    env.close()
-    return frames
+    return _episode_frames((WRIST_CAMERA,), 4)
 
 
 @pytest.fixture(scope="module")

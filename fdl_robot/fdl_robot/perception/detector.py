@@ -52,6 +52,11 @@ PRECISIONS = ("f32", "bf16")
 SHIPPED_DETECTORS = ("detector", "detector_wrist")
 
 
+def _check_shipped_model(name: str) -> None:
+    if name not in SHIPPED_DETECTORS:
+        raise ValueError(f"unknown shipped_model '{name}'; use one of {list(SHIPPED_DETECTORS)}")
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     """What a detector is built from; the defaults are detector_node's.
@@ -81,8 +86,7 @@ class DetectorConfig:
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown detector backend '{self.backend}'; use one of {list(BACKENDS)}")
-        if self.shipped_model not in SHIPPED_DETECTORS:
-            raise ValueError(f"unknown shipped_model '{self.shipped_model}'; use one of {list(SHIPPED_DETECTORS)}")
+        _check_shipped_model(self.shipped_model)
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision '{self.precision}'; use one of {list(PRECISIONS)}")
         if self.threads < 0:
@@ -130,8 +134,7 @@ class Detections:
 
 def default_model_dir(shipped_model: str = "detector") -> Path:
     """Directory of a shipped detector (``fdl_robot/models/<shipped_model>``)."""
-    if shipped_model not in SHIPPED_DETECTORS:
-        raise ValueError(f"unknown shipped detector '{shipped_model}'; use one of {list(SHIPPED_DETECTORS)}")
+    _check_shipped_model(shipped_model)
     return SHIPPED_MODELS_DIR / shipped_model
 
 

@@ -29,9 +29,10 @@ class DetectorNode(FdlNode):
         super().__init__("detector_node", **kwargs)
         p = self.params
         image_qos, debug_qos = self.image_qos(), self.image_qos("debug_image_qos")
-        config = parameters.build_config("detector_node", DetectorConfig, p)
-        self.detector = detector if detector is not None else make_detector(config)
+        self.detector = detector
         if detector is None:
+            config = parameters.build_config("detector_node", DetectorConfig, p)
+            self.detector = make_detector(config)
             self.get_logger().info(f"{config.backend} detector, weights {model_path_of(config) or '(none)'}: "
                                    f"{self.resolve_topic_name(p['image_topic'])} -> "
                                    f"{self.resolve_topic_name(p['detections_topic'])}")
