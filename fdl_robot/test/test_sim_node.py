@@ -5,6 +5,7 @@ tests stay fast; the env itself is reached only through ``SimNode.run_in_sim``.
 """
 from __future__ import annotations
 
+import json
 import math
 from itertools import pairwise
 
@@ -17,7 +18,7 @@ from builtin_interfaces.msg import Duration  # noqa: E402
 from ros_harness import RosHarness  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
-from std_msgs.msg import Bool  # noqa: E402
+from std_msgs.msg import Bool, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
@@ -238,6 +239,26 @@ def test_bad_parameters_fail_at_start_up():
     with RosHarness() as ros:
         with pytest.raises(ValueError, match="camera_rate_hz"):
             ros.add(SimNode, {**SMALL, "camera_rate_hz": 0.0})
+        with pytest.raises(ValueError, match="none, shift, drop, bin, conveyor"):
+            ros.add(SimNode, {**SMALL, "perturbation": "conveyer"})
+
+
+def test_perturbation_is_published_and_moves_the_scene():
+    """A conveyor episode: sim/perturbation says what was drawn; the ground truth shows the cube move."""
+    with RosHarness() as ros:
+        node = ros.add(SimNode, {**SMALL, "seed": 7, "camera_rate_hz": 10.0, "real_time_factor": 0.0,
+                                 "perturbation": "conveyor"})
+        outcomes = ros.collect(String, "sim/perturbation")
+        truth = ros.collect(MarkerArray, "sim/ground_truth")
+        assert ros.spin_until(lambda: outcomes and len(truth) > 12, timeout_s=20)
+        first = json.loads(outcomes[0].data)
+        assert (first["kind"], first["seed"], first["fired_s"]) == ("conveyor", 7, 0.0)
+        speed = first["params"]["speed_m_s"]
+        cube = [(stamp_to_ns(m.markers[0].header.stamp), m.markers[0].pose.position) for m in (truth[2], truth[12])]
+        (t0, p0), (t1, p1) = cube
+        moved = math.hypot(p1.x - p0.x, p1.y - p0.y)
+        assert moved / ((t1 - t0) * 1e-9) == pytest.approx(speed, rel=0.05)
+        assert node.run_in_sim(lambda env: env.perturbation.kind) == "conveyor"
 
 
 @pytest.mark.slow

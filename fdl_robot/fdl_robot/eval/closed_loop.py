@@ -36,6 +36,7 @@ frame rate (it plays in real time, in a browser) and an image strip of the first
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -51,7 +52,7 @@ import rclpy
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
 from fdl_robot.cli_format import HelpFormatter
@@ -69,6 +70,7 @@ from fdl_robot.ros.conversions import detections_from_msg, image_to_rgb, stamp_t
 from fdl_robot.ros.launcher import parse_prefixes
 from fdl_robot.ros.parameters import defaults
 from fdl_robot.sim.depth_model import DEPTH_MODELS
+from fdl_robot.sim.perturbations import PERTURBATIONS
 
 __all__ = ["CLOSED_LOOP_EVAL", "RUNNERS", "ClosedLoopEvaluator", "ClosedLoopReport", "EpisodeMonitor",
            "EpisodeResult", "GraphOptions", "NodePolicy", "run_closed_loop", "main"]
@@ -112,6 +114,19 @@ class EpisodeResult:
     wall_s: float
     commands: int              # JointTrajectory messages received from policy_node
     detections: int            # Detection2DArray messages (= processed camera frames)
+    #: sim/perturbation's last message of the episode: kind, params, fired_s, grasps (None: none heard)
+    perturbation: dict | None = None
+
+    @property
+    def recover_s(self) -> float | None:
+        """From the perturbation to the start of the successful hold (s); None without both."""
+        fired = (self.perturbation or {}).get("fired_s")
+        return None if fired is None or not self.success else self.duration_s - fired
+
+    @property
+    def regrasps(self) -> int:
+        """Grasps of the cube after the first."""
+        return max(int((self.perturbation or {}).get("grasps", 0)) - 1, 0)
 
 
 class EpisodeMonitor(Node):
@@ -147,6 +162,8 @@ class EpisodeMonitor(Node):
         self.begin()
         self.create_subscription(JointState, interface.joint_states_topic, self.on_joint_state, RELIABLE_QOS)
         self.create_subscription(Bool, "sim/success", self.on_success, RELIABLE_QOS)
+        self.perturbations: dict[int, dict] = {}             # seed -> sim/perturbation's last message
+        self.create_subscription(String, "sim/perturbation", self.on_perturbation, RELIABLE_QOS)
         command_type = JointTrajectory if interface.arm_command_interface == "trajectory" else Float64MultiArray
         self.create_subscription(command_type, interface.arm_command_topic, self.on_command, RELIABLE_QOS)
         self.create_subscription(CameraInfo, "camera/color/camera_info", self.on_camera_info, RELIABLE_QOS)
@@ -181,6 +198,11 @@ class EpisodeMonitor(Node):
                 self.success_since = self.steps
             elif not msg.data:
                 self.success_since = None
+
+    def on_perturbation(self, msg: String) -> None:
+        outcome = json.loads(msg.data)
+        with self.lock:
+            self.perturbations[int(outcome["seed"])] = outcome
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         with self.lock:
@@ -544,8 +566,10 @@ def _episodes(monitor, graph, resets, episodes, max_sim_s, hold_s, record_episod
         ok, end_step = _wait_for_outcome(monitor, graph, limit_steps, hold_steps)
         timings.append(monitor.finish())
         wall = time.monotonic() - t_wall
+        with monitor.lock:
+            perturbation = monitor.perturbations.pop(seed, None)
         results.append(EpisodeResult(i, seed, ok, round(end_step * CONTROL_DT_S, 2), round(wall, 1),
-                                     monitor.commands, monitor.detections))
+                                     monitor.commands, monitor.detections, perturbation))
         if monitor.record:
             frames = monitor.frames
             videos.append(_caption(frames, frames[0][0] if frames else start_ns, f"seed {seed}"))
@@ -590,9 +614,18 @@ class ClosedLoopReport:
         summary = self.summary.as_dict("mean_duration_s")
         failed = summary.pop("failed_seeds")
         return {**summary, "real_time_factor": self.real_time_factor, "runner": self.runner,
-                "sched_fifo": self.priority,
+                "sched_fifo": self.priority, "perturbation": self.perturbation_summary(),
                 "wall_s": round(self.wall_s, 1), "timing": self.timing, "cpu_percent": self.cpu_percent,
                 "overrides": self.overrides, "failed_seeds": failed, "results": [asdict(r) for r in self.results]}
+
+    def perturbation_summary(self) -> dict:
+        """The episodes' perturbation: kind, how often it fired, mean re-grasps, median time to recover (s)."""
+        heard = [r.perturbation for r in self.results if r.perturbation]
+        recover = [r.recover_s for r in self.results if r.recover_s is not None]
+        return {"kind": heard[0]["kind"] if heard else self.overrides.get("sim_node", {}).get("perturbation", "none"),
+                "fired": sum(p.get("fired_s") is not None for p in heard),
+                "mean_regrasps": float(np.mean([r.regrasps for r in self.results])) if self.results else 0.0,
+                "median_recover_s": float(np.median(recover)) if recover else None}
 
     def lines(self) -> list[str]:
         s, t = self.summary, self.timing
@@ -605,7 +638,12 @@ class ClosedLoopReport:
                   f"latency image stamp -> command p50 {lat.get('p50', float('nan')):.1f} ms, "
                   f"p99 {lat.get('p99', float('nan')):.1f} ms")
         cpu = "CPU % of one core: " + ", ".join(f"{k} {v:.0f}" for k, v in self.cpu_percent.items())
-        return [timing, cpu,
+        p = self.perturbation_summary()
+        perturbation = ([f"perturbation {p['kind']}: fired in {p['fired']}/{s.episodes} episodes, re-grasps per "
+                         f"episode {p['mean_regrasps']:.2f}, time to recover median "
+                         f"{p['median_recover_s'] if p['median_recover_s'] is not None else float('nan'):.2f} s"]
+                        if p["kind"] != "none" else [])
+        return [timing, cpu, *perturbation,
                 f"success rate {s.percent_with_ci()}, mean duration of successes {mean:.2f} s sim, "
                 f"real-time factor {self.real_time_factor:.2f}, {self.wall_s:.0f} s wall; "
                 f"failed seeds {list(s.failed_seeds)}",
@@ -670,6 +708,9 @@ def _parser() -> argparse.ArgumentParser:
                         "gripper, T_base_cam from the joint states at each image stamp) or both into one tracker")
     p.add_argument("--depth-model", choices=DEPTH_MODELS, default="realsense",
                    help="sim_node depth_model: a stereo camera's depth (sim.depth_model) or the exact render")
+    p.add_argument("--perturbation", choices=PERTURBATIONS, default="none",
+                   help="sim_node perturbation of every episode (sim.perturbations): the cube shifted during "
+                        "the reach, knocked out of the gripper, the bin moved, a conveyor")
     p.add_argument("--runner", default=GraphOptions.runner, choices=RUNNERS,
                    help="a process per node (as ros2 launch runs it) or every node in this process")
     p.add_argument("--real-time-factor", type=float, default=GraphOptions.real_time_factor,
@@ -727,6 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     realtime = bool(graph.priority)
     evaluator = ClosedLoopEvaluator(
         config, sim={"width": args.width, "height": args.height, "depth_model": args.depth_model,
+                     "perturbation": args.perturbation,
                      "wrist_width": args.width, "wrist_height": args.height},
         detector={**DETECTOR_DEFAULTS, **({"backend": args.backend} if args.backend else {})}, record_episodes=record,
         graph=graph, video=args.video, strip=args.strip, progress=lambda s: print(s, flush=True))

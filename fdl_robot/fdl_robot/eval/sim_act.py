@@ -24,6 +24,12 @@ Object inputs (rows):
 * ``occluded``: ``noisy`` and, while the gripper is closed (closure > 0.3), the target
   input frozen at its last value before closing (the cube hidden by the fingers).
 
+Scene perturbations (``--perturbation``, ``sim.perturbations``): every row is run once per
+kind given (default ``none``): the cube shifted during the reach, knocked out of the
+gripper, the bin moved, a conveyor. Per episode: when the perturbation fired, the grasps
+(re-grasps = grasps - 1, once the cube was grasped) and the time to recover (from the
+perturbation to the final success).
+
 Each row is run with ``ensemble`` (query every step, temporal ensembling) and/or ``chunk``
 (execute each chunk open loop) execution. Output: a markdown table (success with 95 %
 Wilson interval, mean time to success, failed seeds) and a JSON file with every episode.
@@ -31,6 +37,7 @@ Wilson interval, mean time to success, failed seeds) and a JSON file with every 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -47,6 +54,7 @@ from fdl_robot.eval.stats import SuccessSummary
 from fdl_robot.outputs import IMAGE, JSON, check_args, exit_on_error, write_json
 from fdl_robot.policy.runner import EXECUTION_MODES
 from fdl_robot.ros.parameters import defaults
+from fdl_robot.sim.perturbations import PERTURBATIONS
 
 __all__ = ["EpisodeOutcome", "ObjectInputs", "PolicyEvalConfig", "ACTEvaluator", "run_episode", "markdown_table",
            "main", "INPUT_MODES", "POLICY_EVAL"]
@@ -76,11 +84,14 @@ class PolicyEvalConfig:
     ensemble_m: float = defaults("policy_node")["ensemble_m"]
     latency_s: float = 0.08
     bin_bias_m: float = 0.007
+    perturbations: tuple[str, ...] = ("none",)
 
     def __post_init__(self):
         if not set(self.inputs) <= set(INPUT_MODES) or not set(self.executions) <= set(EXECUTION_MODES):
             raise ValueError(f"inputs must be among {INPUT_MODES} and executions among {EXECUTION_MODES}, "
                              f"got {self.inputs} and {self.executions}")
+        if not set(self.perturbations) <= set(PERTURBATIONS):
+            raise ValueError(f"perturbations must be among {PERTURBATIONS}, got {self.perturbations}")
 
 
 _DEFAULTS = PolicyEvalConfig()
@@ -95,6 +106,23 @@ class EpisodeOutcome:
     cube_dropped: bool
     hold_steps: int
     mean_predict_ms: float
+    perturbation: str = "none"
+    #: Simulated time the perturbation fired (None: it never did).
+    perturbation_fired_s: float | None = None
+    #: Times the cube was taken off the table.
+    grasps: int = 0
+
+    @property
+    def regrasps(self) -> int:
+        """Grasps after the first."""
+        return max(self.grasps - 1, 0)
+
+    @property
+    def recover_s(self) -> float | None:
+        """From the perturbation to the final success (s); None without both."""
+        if self.time_to_success_s is None or self.perturbation_fired_s is None:
+            return None
+        return self.time_to_success_s - self.perturbation_fired_s
 
 
 class ObjectInputs:
@@ -145,11 +173,12 @@ class ObjectInputs:
 
 def run_episode(env: Any, runner: Any, seed: int, inputs: str = "gt", max_steps: int = POLICY_EVAL.max_steps,
                 settle_s: float = _DEFAULTS.settle_s, latency_s: float = _DEFAULTS.latency_s,
-                bin_bias_m: float = _DEFAULTS.bin_bias_m, on_step: Any = None) -> EpisodeOutcome:
+                bin_bias_m: float = _DEFAULTS.bin_bias_m, on_step: Any = None,
+                perturbation: str = "none") -> EpisodeOutcome:
     """One closed-loop episode of ``runner`` (a PolicyRunner) in ``env`` (see the module docstring)."""
     from fdl_robot.policy.interface import PolicyObservation
 
-    obs = env.reset(seed)
+    obs = env.reset(seed, perturbation=perturbation)
     runner.reset()
     feed = ObjectInputs(inputs, env, seed, latency_s, bin_bias_m)
     policy = runner.policy
@@ -181,15 +210,20 @@ def run_episode(env: Any, runner: Any, seed: int, inputs: str = "gt", max_steps:
         if success_since is not None and settle_s > 0 and obs["time_s"] - success_since >= settle_s - 1e-9:
             break
     success = bool(env.success())
+    p = env.perturbation
     return EpisodeOutcome(seed, success, success_since if success else None, steps, dropped, holds,
-                          1000.0 * predict_s / max(n_pred, 1))
+                          1000.0 * predict_s / max(n_pred, 1), p.kind, p.fired_s, p.grasps)
 
 
 def _summary(outcomes: list[EpisodeOutcome]) -> dict[str, Any]:
     summary = SuccessSummary.of([o.seed for o in outcomes], [o.success for o in outcomes],
                                 [o.time_to_success_s for o in outcomes])
+    recover = [o.recover_s for o in outcomes if o.recover_s is not None]
     return {**summary.as_dict("mean_time_to_success_s"),
-            "mean_predict_ms": float(np.mean([o.mean_predict_ms for o in outcomes]))}
+            "mean_predict_ms": float(np.mean([o.mean_predict_ms for o in outcomes])),
+            "fired": sum(o.perturbation_fired_s is not None for o in outcomes),
+            "mean_regrasps": float(np.mean([o.regrasps for o in outcomes])) if outcomes else 0.0,
+            "median_recover_s": float(np.median(recover)) if recover else None}
 
 
 class ACTEvaluator(OwnsSimulator):
@@ -226,24 +260,24 @@ class ACTEvaluator(OwnsSimulator):
             if round(obs["time_s"] / env.control_dt_s) % STRIP_EVERY == 0:
                 frames.append((env.render_rgb(), f"{obs['time_s']:.1f}s g={obs['gripper']:.2f}"))
 
-        for mode in rows_cfg.inputs:
-            for execution in rows_cfg.executions:
-                runner = PolicyRunner(policy, self.limits, execution, rows_cfg.ensemble_m)
-                outcomes: list[EpisodeOutcome] = []
-                bar = tqdm(cfg.seeds, desc=f"{mode}/{execution}", unit="ep", disable=not self.progress)
-                t0 = time.perf_counter()
-                for seed in bar:
-                    first = self.strip is not None and not rows and not outcomes
-                    outcomes.append(run_episode(env, runner, seed, mode, cfg.max_steps, rows_cfg.settle_s,
-                                                rows_cfg.latency_s, rows_cfg.bin_bias_m,
-                                                on_step=capture if first else None))
-                    if first and frames:
-                        write_strip([caption(rgb, text) for rgb, text in evenly_spaced(frames, STRIP_FRAMES)],
-                                    self.strip)
-                    bar.set_postfix(success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}")
-                rows.append({"inputs": mode, "execution": execution, **_summary(outcomes),
-                             "wall_s": round(time.perf_counter() - t0, 1),
-                             "episodes_detail": [asdict(o) for o in outcomes]})
+        for kind, mode, execution in itertools.product(rows_cfg.perturbations, rows_cfg.inputs,
+                                                       rows_cfg.executions):
+            runner = PolicyRunner(policy, self.limits, execution, rows_cfg.ensemble_m)
+            outcomes: list[EpisodeOutcome] = []
+            bar = tqdm(cfg.seeds, desc=f"{kind}/{mode}/{execution}", unit="ep", disable=not self.progress)
+            t0 = time.perf_counter()
+            for seed in bar:
+                first = self.strip is not None and not rows and not outcomes
+                outcomes.append(run_episode(env, runner, seed, mode, cfg.max_steps, rows_cfg.settle_s,
+                                            rows_cfg.latency_s, rows_cfg.bin_bias_m,
+                                            on_step=capture if first else None, perturbation=kind))
+                if first and frames:
+                    write_strip([caption(rgb, text) for rgb, text in evenly_spaced(frames, STRIP_FRAMES)],
+                                self.strip)
+                bar.set_postfix(success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}")
+            rows.append({"perturbation": kind, "inputs": mode, "execution": execution, **_summary(outcomes),
+                         "wall_s": round(time.perf_counter() - t0, 1),
+                         "episodes_detail": [asdict(o) for o in outcomes]})
         return {"seeds": [cfg.seed0, cfg.seed0 + cfg.episodes - 1], "chunk_size": policy.chunk_size,
                 "dt_s": policy.dt_s, "ensemble_m": rows_cfg.ensemble_m, "max_steps": cfg.max_steps,
                 "settle_s": rows_cfg.settle_s, "latency_s": rows_cfg.latency_s, "bin_bias_m": rows_cfg.bin_bias_m,
@@ -251,14 +285,18 @@ class ACTEvaluator(OwnsSimulator):
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    lines = ["| object inputs | execution | success | 95 % Wilson CI | mean time to success | failed seeds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| perturbation | object inputs | execution | success | 95 % Wilson CI | mean time to success | "
+             "re-grasps / episode | median time to recover | failed seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lo, hi = r["wilson95"]
         t = f"{r['mean_time_to_success_s']:.2f} s" if r["mean_time_to_success_s"] is not None else "-"
+        rec = f"{r['median_recover_s']:.2f} s" if r.get("median_recover_s") is not None else "-"
         failed = ", ".join(map(str, r["failed_seeds"][:10])) + (" ..." if len(r["failed_seeds"]) > 10 else "")
-        lines.append(f"| {r['inputs']} | {r['execution']} | {r['successes']}/{r['episodes']} = "
-                     f"{100 * r['success_rate']:.1f} % | {100 * lo:.1f}-{100 * hi:.1f} % | {t} | {failed or '-'} |")
+        lines.append(f"| {r.get('perturbation', 'none')} | {r['inputs']} | {r['execution']} | "
+                     f"{r['successes']}/{r['episodes']} = {100 * r['success_rate']:.1f} % | "
+                     f"{100 * lo:.1f}-{100 * hi:.1f} % | {t} | {r.get('mean_regrasps', 0.0):.2f} | {rec} | "
+                     f"{failed or '-'} |")
     return "\n".join(lines)
 
 
@@ -276,6 +314,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="object input delay of the noisy rows")
     ap.add_argument("--bin-bias-m", type=float, default=_DEFAULTS.bin_bias_m,
                     help="extra bin-centre bias std of the noisy rows")
+    ap.add_argument("--perturbation", nargs="+", default=list(_DEFAULTS.perturbations), choices=PERTURBATIONS,
+                    help="scene perturbations (sim.perturbations): each row is run once per kind")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--strip", type=Path, default=None, help="PNG strip of the first episode")
@@ -295,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     rows = PolicyEvalConfig(tuple(a.inputs), tuple(a.execution), a.settle_s, a.ensemble_m, a.latency_s,
-                            a.bin_bias_m)
+                            a.bin_bias_m, tuple(a.perturbation))
     t0 = time.perf_counter()
     policy = make_policy("act", dt_s=CONTROL_DT_S, model_path=a.model)
     with ACTEvaluator(from_arguments(a, POLICY_EVAL), rows, progress=not a.quiet, strip=a.strip) as evaluator:

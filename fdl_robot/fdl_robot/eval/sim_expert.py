@@ -26,6 +26,7 @@ from fdl_robot.eval.base import EvalConfig, OwnsSimulator, add_arguments, from_a
 from fdl_robot.eval.media import caption, colorize_depth, evenly_spaced, write_strip, write_video
 from fdl_robot.eval.stats import SuccessSummary
 from fdl_robot.outputs import IMAGE, JSON, VIDEO, check_args, exit_on_error, write_json
+from fdl_robot.sim.perturbations import PERTURBATIONS
 
 __all__ = ["EXPERT_EVAL", "EXPERT_OUTPUTS", "ExpertEvaluator", "ExpertReport", "add_expert_arguments",
            "evaluate_from_arguments", "main"]
@@ -54,7 +55,7 @@ class ExpertReport:
         return [f"expert success: {self.summary}",
                 f"mean time to done: {np.mean(done):.2f} s (min {np.min(done):.2f}, max {np.max(done):.2f}) "
                 f"= {np.mean(done) / CONTROL_DT_S:.0f} control steps",
-                f"retries: {sum(r.retries for r in self.results)}, "
+                f"retries: {sum(r.retries for r in self.results)}, replans: {sum(r.replans for r in self.results)}, "
                 f"IK non-converged steps: {sum(r.ik_failures for r in self.results)}",
                 f"failed seeds: {list(self.summary.failed_seeds)}",
                 f"simulated {sim_s:.0f} s in {self.wall_s:.0f} s wall (real-time factor {sim_s / self.wall_s:.1f}, "
@@ -72,11 +73,13 @@ class ExpertEvaluator(OwnsSimulator):
     written as soon as it ends (a failed write, OutputError, stops the run there), seen by
     ``camera`` (None: the scene camera); with ``depth_model`` each frame has that camera's
     depth image (through the model, ``sim.depth_model``) under its colour image.
+    ``perturbation``: the scene perturbation of every episode (``sim.perturbations``).
     """
 
     def __init__(self, config: EvalConfig = EXPERT_EVAL, width: int = 320, height: int = 240,
                  strip: Path | None = None, strip_frames: int = 8, video: Path | None = None,
-                 progress: bool = True, camera: str | None = None, depth_model: str | None = None):
+                 progress: bool = True, camera: str | None = None, depth_model: str | None = None,
+                 perturbation: str = "none"):
         from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
 
         self.config = config
@@ -84,7 +87,7 @@ class ExpertEvaluator(OwnsSimulator):
         self.camera, self.with_depth = camera, depth_model is not None
         self.env = PickPlaceEnv(PickPlaceConfig(image_width=width, image_height=height,
                                                 max_episode_steps=config.max_steps,
-                                                depth_model=depth_model or "ideal"))
+                                                depth_model=depth_model or "ideal", perturbation=perturbation))
 
     def _frame(self) -> np.ndarray:
         if not self.with_depth:
@@ -145,6 +148,8 @@ def add_expert_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--camera", choices=("scene", "wrist"), default="scene", help="the camera of the strip / video")
     p.add_argument("--depth-model", choices=("ideal", "realsense"), default=None,
                    help="also show that camera's depth image (through this depth model) under each frame")
+    p.add_argument("--perturbation", choices=PERTURBATIONS, default="none",
+                   help="scene perturbation of every episode (sim.perturbations)")
     return p
 
 
@@ -156,7 +161,8 @@ def evaluate_from_arguments(args: argparse.Namespace) -> int:
     from fdl_robot.sim.scene import CAMERAS
 
     with ExpertEvaluator(config, args.width, args.height, args.strip, args.strip_frames, args.video,
-                         camera=CAMERAS[args.camera], depth_model=args.depth_model) as evaluator:
+                         camera=CAMERAS[args.camera], depth_model=args.depth_model,
+                         perturbation=args.perturbation) as evaluator:
         report = evaluator.run(ScriptedExpert(evaluator.env.model, ExpertConfig(align_yaw=not args.no_align_yaw)))
     print("\n".join(report.lines()))
     if args.json:

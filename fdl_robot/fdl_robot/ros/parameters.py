@@ -220,6 +220,9 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("ground_truth_topic", "sim/ground_truth", "Ground-truth object poses (MarkerArray "
               "in base_frame, ns = object name), for evaluation only."),
         Param("success_topic", "sim/success", "std_msgs/Bool: the red cube rests in the bin."),
+        Param("perturbation_topic", "sim/perturbation", "std_msgs/String, JSON: this episode's perturbation, "
+              "its drawn parameters, when it fired (s since the reset) and the grasps so far; published when "
+              "one of them changes, for evaluation only."),
         Param("publish_clock", False, "true: stamp every message with the simulated time and publish it "
               "on clock_topic (run the other nodes with use_sim_time:=true; needed for a real_time_factor "
               "other than 1). false: stamp with the wall clock, as camera and arm drivers do (the other "
@@ -228,6 +231,10 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("depth_model", "ideal", "Depth of both cameras: 'ideal' (the exact rendered z-depth) or "
               "'realsense' (a stereo camera's axial noise growing with z^2, holes at edges and in the "
               "occlusion shadow, minimum range, quantisation; seeded per frame: sim.depth_model)."),
+        Param("perturbation", "none", "What changes the scene while the robot works, drawn per seed "
+              "(sim.perturbations): 'none', 'shift' (the cube slides 5-15 cm during the reach), 'drop' (the "
+              "cube knocked out of the gripper during the carry), 'bin' (the bin moved 5-12 cm), 'conveyor' "
+              "(the cubes moving at 2-8 cm/s)."),
         Param("wrist_camera", False, "Also render and publish the wrist camera (a RealSense D405 on tool0; "
               "a second render per frame, about as costly as the scene camera's)."),
         Param("wrist_width", 640, "Image width in pixels of the wrist camera."),

@@ -76,7 +76,9 @@ Outputs (topics are parameters)
   (each episode jitters the true one by a few mm / < 1 deg).
 
 ``depth_model`` (``ideal`` | ``realsense``) sets both cameras' depth: ``sim.depth_model``,
-seeded per frame by (seed, camera, physics step).
+seeded per frame by (seed, camera, physics step). ``perturbation`` (``none`` | ``shift`` |
+``drop`` | ``bin`` | ``conveyor``) changes the scene during each episode, drawn per seed
+(``sim.perturbations``); each reset logs what was drawn, and the episode's end its outcome.
 
 Commands (``ros.interfaces``; the controllers' contracts: ``sim.controllers``)
 --------
@@ -108,6 +110,7 @@ its start posture and no command; the response arrives once it is done.
 from __future__ import annotations
 
 import collections
+import json
 import queue
 import threading
 import time
@@ -118,7 +121,7 @@ import numpy as np
 import rclpy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Bool, Float64MultiArray
+from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
@@ -129,6 +132,7 @@ from fdl_robot.ros.conversions import camera_to_camera_info, depth_to_image, ns_
 from fdl_robot.ros.interfaces import RobotInterface
 from fdl_robot.sim.controllers import CommandRejected, ForwardController, TrajectoryController, TrajectoryPoint
 from fdl_robot.sim.depth_model import check_depth_model
+from fdl_robot.sim.perturbations import check_perturbation
 
 __all__ = ["SimNode", "trajectory_points", "GRIPPER_GOAL_TOLERANCE", "main"]
 
@@ -172,6 +176,7 @@ class SimNode(FdlNode):
                 raise ValueError(f"image sizes must be positive, got {p['width']}x{p['height']} and "
                                  f"wrist {p['wrist_width']}x{p['wrist_height']}")
             check_depth_model(p["depth_model"])
+            check_perturbation(p["perturbation"])
             if not p["publish_clock"] and p["real_time_factor"] != 1.0:
                 raise ValueError(f"real_time_factor {p['real_time_factor']:g} needs publish_clock:=true (and "
                                  "use_sim_time:=true on the other nodes): wall-clock stamps hold only at real time")
@@ -221,6 +226,8 @@ class SimNode(FdlNode):
                                                              RELIABLE_QOS))
         self.truth_pub = self.create_publisher(MarkerArray, p["ground_truth_topic"], RELIABLE_QOS)
         self.success_pub = self.create_publisher(Bool, p["success_topic"], RELIABLE_QOS)
+        self.perturbation_pub = self.create_publisher(String, p["perturbation_topic"], RELIABLE_QOS)
+        self._perturbation_sent: dict | None = None
         self.clock_pub = (self.create_publisher(Clock, p["clock_topic"], RELIABLE_QOS)
                           if p["publish_clock"] else None)
         self._arm_joint_order = sorted(itf.arm_joint_names)   # joint_state_broadcaster's (Jazzy)
@@ -366,6 +373,7 @@ class SimNode(FdlNode):
                                                      shadows=p["shadows"],
                                                      shadow_map_px=p["shadow_map_px"],
                                                      depth_model=p["depth_model"],
+                                                     perturbation=p["perturbation"],
                                                      preload_torchvision=self._preload_torchvision))
             self._reset_episode(self._env, self.seed, first=True)
         except BaseException as exc:  # noqa: BLE001 - re-raised by the constructor
@@ -438,8 +446,9 @@ class SimNode(FdlNode):
             self._inbox.clear()
         self._episode_start_ns = self._sim_now_ns     # simulated time continues across episodes
         self._next_frame_ns = self._sim_now_ns
-        self.get_logger().info(f"episode {self.episode}: seed {seed}, objects "
-                               f"{', '.join(env.object_names)}")
+        drawn = env.perturbation
+        self.get_logger().info(f"episode {self.episode}: seed {seed}, objects {', '.join(env.object_names)}"
+                               + (f"; perturbation {drawn.kind} {drawn.params}" if drawn.kind != "none" else ""))
         return seed
 
     def _sim_ns(self, env) -> int:
@@ -530,6 +539,10 @@ class SimNode(FdlNode):
             info_pub.publish(camera_to_camera_info(env.camera_intrinsics(camera, width, height), stamp, frame_id))
         self.truth_pub.publish(self._ground_truth(env, stamp))
         self.success_pub.publish(Bool(data=bool(env.success())))
+        outcome = {"episode": self.episode, "seed": self.seed, **env.perturbation.outcome()}
+        if outcome != self._perturbation_sent:
+            self.perturbation_pub.publish(String(data=json.dumps(outcome)))
+            self._perturbation_sent = outcome
         self.counters["ok frames"] += 1
 
     def _ground_truth(self, env, stamp) -> MarkerArray:

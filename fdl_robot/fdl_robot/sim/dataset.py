@@ -155,11 +155,12 @@ class RecordedEpisode:
 
 def record_episode(env: PickPlaceEnv, expert: ScriptedExpert, seed: int, episode_steps: int,
                    noise: PerceptionNoise | None = None, camera_names: tuple[str, ...] = (),
-                   record_depth: bool = False) -> RecordedEpisode:
+                   record_depth: bool = False, tail_steps: int | None = None) -> RecordedEpisode:
     """Run the expert for exactly ``episode_steps`` control steps and record everything.
 
-    Images (and depth) of ``camera_names`` are rendered at every control step at the
-    env's configured image size.
+    With ``tail_steps`` the episode ends ``tail_steps`` after the expert is done instead
+    (at most ``episode_steps``). Images (and depth) of ``camera_names`` are rendered at
+    every control step at the env's configured image size.
     """
     noise = noise if noise is not None else PerceptionNoise()
     ep = RecordedEpisode(seed=seed)
@@ -187,7 +188,8 @@ def record_episode(env: PickPlaceEnv, expert: ScriptedExpert, seed: int, episode
                 rgb = env.render_rgb(cam)
             ep.images.setdefault(cam, []).append(rgb)
 
-    result = run_expert_episode(env, expert, seed, max_steps=episode_steps, run_to_max_steps=True, on_step=on_step)
+    result = run_expert_episode(env, expert, seed, max_steps=episode_steps, run_to_max_steps=tail_steps is None,
+                                settle_steps=tail_steps or 0, on_step=on_step)
     cams = tuple(dict.fromkeys((env.config.camera_name,) + tuple(camera_names)))
     for cam in cams:
         ep.cameras[cam] = {"K": env.camera_intrinsics(cam).K}
@@ -203,6 +205,10 @@ def record_episode(env: PickPlaceEnv, expert: ScriptedExpert, seed: int, episode
         "episode_steps": episode_steps,
         "expert_done_step": -1 if result.expert_done_step is None else result.expert_done_step,
         "retries": result.retries,
+        "replans": result.replans,
+        "perturbation": env.perturbation.kind,
+        "perturbation_fired_s": -1.0 if env.perturbation.fired_s is None else env.perturbation.fired_s,
+        "grasps": env.perturbation.grasps,
         "joint_names": json.dumps(list(scene.ARM_JOINT_NAMES) + ["gripper"]),
         "object_names": json.dumps(list(ep.objects)),
         "camera_names": json.dumps(list(camera_names)),

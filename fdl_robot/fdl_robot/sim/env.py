@@ -65,6 +65,7 @@ from fdl_robot.core.robot import CONTROL_DT_S
 from fdl_robot.sim import scene
 from fdl_robot.sim.camera import clean_depth_m, intrinsics_from_fovy, optical_pose_from_mujoco
 from fdl_robot.sim.depth_model import D405, D435, StereoDepthSensor, apply_depth_model, check_depth_model, frame_rng
+from fdl_robot.sim.perturbations import Perturbation, PerturbationConfig, check_perturbation
 
 __all__ = ["CAMERA_SENSORS", "ObjectPose", "PickPlaceConfig", "PickPlaceEnv", "SEGMENTATION_BACKGROUND",
            "SEGMENTATION_ROBOT"]
@@ -132,9 +133,15 @@ class PickPlaceConfig:
     #: Depth of every camera: "ideal" (the render: exact z-depth) or "realsense" (a stereo
     #: camera's noise, holes and quantisation, ``sim.depth_model``; seeded per frame).
     depth_model: str = "ideal"
+    #: What changes the scene while the robot works (``sim.perturbations``): "none", "shift"
+    #: (the cube during the reach), "drop" (out of the gripper during the carry), "bin" (the
+    #: bin moved), "conveyor" (the cubes moving at 2-8 cm/s). Drawn per seed.
+    perturbation: str = "none"
+    perturbation_config: PerturbationConfig = PerturbationConfig()
 
     def __post_init__(self):
         check_depth_model(self.depth_model)
+        check_perturbation(self.perturbation)
 
     # ---- randomisation ----
     n_distractors: tuple[int, int] = (1, 3)  # inclusive range
@@ -289,13 +296,16 @@ class PickPlaceEnv:
         self._T_base_world = Transform.identity()
         self._T_world_cam_nominal = Transform.identity()
         self._T_flange_cam_nominal = Transform.identity()
+        self._gripper_cmd = 0.0
+        self.perturbation = Perturbation("none", self.config.perturbation_config)
         self.reset(seed=0)
 
     # ================================================================== episode
-    def reset(self, seed: int | None = None) -> dict[str, Any]:
+    def reset(self, seed: int | None = None, perturbation: str | None = None) -> dict[str, Any]:
         """Start a new episode; the same ``seed`` gives the identical episode.
 
         ``seed=None`` draws a fresh seed from OS entropy (stored in :attr:`seed`).
+        ``perturbation``: this episode's kind (``sim.perturbations``) instead of the config's.
         """
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
@@ -346,13 +356,15 @@ class PickPlaceEnv:
         q0 = scene.HOME_QPOS_RAD + rng.uniform(-cfg.home_jitter_rad, cfg.home_jitter_rad, size=6)
         d.qpos[self._arm_qadr] = q0
         d.ctrl[self._arm_act] = q0
-        d.ctrl[self._gripper_act] = 0.0
+        d.ctrl[self._gripper_act] = self._gripper_cmd = 0.0
         mujoco.mj_forward(m, d)
 
         base = self._body_id[scene.BASE_BODY]
         T_world_base = Transform(d.xmat[base].reshape(3, 3), d.xpos[base])
         self._T_base_world = T_world_base.inverse()
         self.step_count = 0
+        self.perturbation = Perturbation.sample(cfg.perturbation if perturbation is None else perturbation, self,
+                                                cfg.perturbation_config)
         return self.observation()
 
     def step(self, action: ArrayLike) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
@@ -364,8 +376,7 @@ class PickPlaceEnv:
         ``max_episode_steps``; ``info`` has ``success`` and ``cube_dropped``.
         """
         self.apply_action(action)
-        for _ in range(self.physics_substeps):
-            mujoco.mj_step(self.model, self.data)
+        self.physics_step(self.physics_substeps)
         self.step_count += 1
         success = self.success()
         dropped = bool(self.data.xpos[self._body_id[scene.TARGET_NAME]][2] < -0.05)
@@ -383,23 +394,78 @@ class PickPlaceEnv:
         if a.shape != (7,) or not np.all(np.isfinite(a)):
             raise ValueError(f"action must be 7 finite numbers (6 joint targets + gripper), got {a}")
         self.data.ctrl[self._arm_act] = np.clip(a[:6], self.joint_limits_rad[:, 0], self.joint_limits_rad[:, 1])
-        self.data.ctrl[self._gripper_act] = np.clip(a[6], 0.0, 1.0) * scene.GRIPPER_MAX_CLOSURE_M
+        self._gripper_cmd = float(np.clip(a[6], 0.0, 1.0)) * scene.GRIPPER_MAX_CLOSURE_M
+        self.data.ctrl[self._gripper_act] = self._gripper_cmd
 
     def action_targets(self) -> np.ndarray:
-        """The current actuator targets as an action (7,): arm rad, gripper closure."""
-        return np.concatenate([self.data.ctrl[self._arm_act],
-                               [self.data.ctrl[self._gripper_act] / scene.GRIPPER_MAX_CLOSURE_M]])
+        """The commanded actuator targets as an action (7,): arm rad, gripper closure."""
+        return np.concatenate([self.data.ctrl[self._arm_act], [self._gripper_cmd / scene.GRIPPER_MAX_CLOSURE_M]])
 
     def physics_step(self, n_steps: int = 1) -> None:
-        """Advance the physics by ``n_steps`` x 0.002 s holding the current targets."""
+        """Advance the physics by ``n_steps`` x 0.002 s holding the current targets.
+
+        Before each step the episode's perturbation acts (``sim.perturbations``); while it
+        holds the gripper open (a fault), the gripper's command is ignored.
+        """
+        m, d, perturbation = self.model, self.data, self.perturbation
         for _ in range(n_steps):
-            mujoco.mj_step(self.model, self.data)
+            perturbation.before_physics_step(self)
+            d.ctrl[self._gripper_act] = 0.0 if perturbation.gripper_fault else self._gripper_cmd
+            mujoco.mj_step(m, d)
 
     def set_object_pose(self, name: str, position_m: ArrayLike, quat_xyzw: ArrayLike = (0.0, 0.0, 0.0, 1.0)) -> None:
         """Teleport a free object (cube) to a pose in base_link, at rest (for tests and scenarios)."""
         T_world_obj = self._T_base_world.inverse() @ Transform.from_quaternion(quat_xyzw, position_m)
         self._set_free_pose(name, T_world_obj.translation, T_world_obj.rotation)
         mujoco.mj_forward(self.model, self.data)
+
+    def drive_object(self, name: str, position_m: ArrayLike, velocity_m_s: ArrayLike) -> None:
+        """Move a free object (cube) kinematically: its position [m] and linear velocity [m/s] in
+        base_link, orientation kept, angular velocity zeroed (a slide, a conveyor)."""
+        a, v = self._free_qadr[name], self._free_vadr[name]
+        R = self._T_base_world.inverse().rotation
+        self.data.qpos[a:a + 3] = self._T_base_world.inverse().apply(np.asarray(position_m, np.float64))
+        self.data.qvel[v:v + 3] = R @ np.asarray(velocity_m_s, np.float64)
+        self.data.qvel[v + 3:v + 6] = 0.0
+
+    def push_object(self, name: str, velocity_xy_m_s: ArrayLike) -> None:
+        """Set a free object's horizontal velocity (base_link x, y, m/s), keeping its vertical one."""
+        v = self._free_vadr[name]
+        vel = np.r_[np.asarray(velocity_xy_m_s, np.float64), 0.0]
+        R = self._T_base_world.inverse().rotation
+        self.data.qvel[v:v + 3] = R @ vel + np.r_[0.0, 0.0, self.data.qvel[v + 2]]
+
+    def move_bin(self, position_m: ArrayLike) -> None:
+        """Put the (static) bin at a base_link position, its yaw kept."""
+        self.model.body_pos[self._body_id[scene.BIN_NAME]] = self._T_base_world.inverse().apply(
+            np.asarray(position_m, np.float64))
+
+    def touches_gripper(self, name: str) -> bool:
+        """True while the gripper (tool0 and the fingers) touches the named cube."""
+        return self._touches_gripper(self._cube_geom[name])
+
+    def cube_lifted(self, lift_m: float) -> bool:
+        """True while the gripper touches the red cube and holds it ``lift_m`` above its resting height."""
+        z = self.object_pose(scene.TARGET_NAME).position_m[2]
+        return bool(z > scene.CUBE_HALF_M + lift_m and self.touches_gripper(scene.TARGET_NAME))
+
+    @property
+    def cube_names(self) -> tuple[str, ...]:
+        """The cubes on the table this episode: the red cube and the active distractors."""
+        return (scene.TARGET_NAME,) + self.active_distractors
+
+    @property
+    def object_region_m(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) corners (x, y) of the region the cubes are placed in, base_link [m]."""
+        c = self.config
+        return (np.array([c.object_region_x_m[0], c.object_region_y_m[0]]),
+                np.array([c.object_region_x_m[1], c.object_region_y_m[1]]))
+
+    @property
+    def object_region_centre_m(self) -> np.ndarray:
+        """Centre (x, y) of the object region, base_link [m]."""
+        lo, hi = self.object_region_m
+        return 0.5 * (lo + hi)
 
     def show_marker(self, position_m: ArrayLike | None, radius_m: float = 0.01) -> None:
         """Show a white sphere (no contacts) at ``position_m`` in base_link, or hide it (None).
@@ -423,7 +489,7 @@ class PickPlaceEnv:
     @property
     def object_names(self) -> tuple[str, ...]:
         """Names of the objects with ground truth this episode: cube, active distractors, bin."""
-        return (scene.TARGET_NAME,) + self.active_distractors + (scene.BIN_NAME,)
+        return self.cube_names + (scene.BIN_NAME,)
 
     def object_pose(self, name: str) -> ObjectPose:
         """Ground-truth pose of an object (or the bin) in base_link."""
@@ -656,8 +722,7 @@ class PickPlaceEnv:
     def _sample_spaced_xy(self, rng: np.random.Generator, n: int, max_tries: int = 1000) -> np.ndarray:
         """``n`` points uniform in the object region, pairwise >= min_object_spacing_m apart."""
         cfg = self.config
-        lo = np.array([cfg.object_region_x_m[0], cfg.object_region_y_m[0]])
-        hi = np.array([cfg.object_region_x_m[1], cfg.object_region_y_m[1]])
+        lo, hi = self.object_region_m
         points: list[np.ndarray] = []
         for _ in range(max_tries):
             p = rng.uniform(lo, hi)

@@ -29,6 +29,13 @@ the measured closure by up to 0.5, so a command of 1 squeezes the cube while the
 on it (closure ~0.53). Under the earlier rule (0.1 from the measured closure) the grip was
 ~6 N instead of ~30 N, and a shaken cube slipped.
 
+Scene perturbations (``sim.perturbations``; issue 16): each episode's kind is drawn from
+its seed with the weights of ``--perturbations`` (default: 30 % none, 17.5 % each of
+shift, drop, bin, conveyor), so the demos show the expert recovering: re-approaching a
+cube shifted during the reach, re-grasping a cube knocked out of the gripper, following a
+moved bin and a cube on a conveyor. An episode ends ``--tail-steps`` after the expert is
+done (at most ``--steps``), so a recovery is not cut off and no episode idles for long.
+
 Output: the ``sim.dataset`` layout (``episode_<i>.hdf5`` + ``dataset_info.json``) with the
 recorder's settings in each file's ``recorder`` attribute; only successful episodes are
 kept (the next seed is tried).
@@ -47,14 +54,48 @@ import numpy as np  # noqa: E402
 from fdl_robot.cli_format import HelpFormatter
 from fdl_robot.outputs import DIRECTORY, check_args, exit_on_error, write_json
 
-__all__ = ["RecorderConfig", "record", "main"]
+__all__ = ["PERTURBATION_MIX", "RecorderConfig", "parse_mix", "perturbation_of", "record", "main"]
+
+
+#: Seed-sequence tag of the per-episode perturbation draw.
+_KIND_STREAM = 0x3C1D
+#: Default mix of scene perturbations: (kind, weight).
+PERTURBATION_MIX: tuple[tuple[str, float], ...] = (("none", 0.3), ("shift", 0.175), ("drop", 0.175),
+                                                   ("bin", 0.175), ("conveyor", 0.175))
+
+
+def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
+    """``"none:0.3,shift:0.7"`` -> ``(("none", 0.3), ("shift", 0.7))``; weights > 0, kinds checked."""
+    from fdl_robot.sim.perturbations import check_perturbation
+
+    mix = []
+    for item in text.split(","):
+        kind, sep, weight = item.strip().partition(":")
+        try:
+            w = float(weight) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"perturbation weight must be a number, got {item!r}") from None
+        if not w > 0:
+            raise ValueError(f"perturbation weight must be > 0, got {item!r}")
+        mix.append((check_perturbation(kind), w))
+    return tuple(mix)
+
+
+def perturbation_of(seed: int, mix: tuple[tuple[str, float], ...]) -> str:
+    """The perturbation kind of episode ``seed``: drawn from its own seed stream with the mix's weights."""
+    kinds, weights = zip(*mix, strict=True)
+    p = np.asarray(weights, dtype=np.float64)
+    return str(kinds[np.random.default_rng([seed, _KIND_STREAM]).choice(len(kinds), p=p / p.sum())])
 
 
 @dataclass(frozen=True)
 class RecorderConfig:
     joint_speed_rad_s: float = 1.0
     tcp_speed_m_s: float = 0.35
-    episode_steps: int = 550
+    #: Longest episode, control steps; it ends ``tail_steps`` after the expert is done.
+    episode_steps: int = 1000
+    tail_steps: int = 150
+    perturbations: tuple[tuple[str, float], ...] = PERTURBATION_MIX
     perturb_frac: float = 0.5
     perturb_std_rad: float = 0.015
     perturb_tau_s: float = 0.3
@@ -82,7 +123,7 @@ class _ClampedEnv:
         self.executed = []
         self._offset[:] = 0.0
         self._perturb = bool(self._rng.random() < self._cfg.perturb_frac)
-        self._last_obs = self._env.reset(seed)
+        self._last_obs = self._env.reset(seed, perturbation=perturbation_of(seed, self._cfg.perturbations))
         return self._last_obs
 
     def step(self, action: np.ndarray):
@@ -132,7 +173,7 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
     while len(saved) < n_episodes:
         if seed - seed0 > 2 * n_episodes + 10:
             raise RuntimeError(f"only {len(saved)} successful episodes in {seed - seed0} seeds")
-        ep = record_episode(env, expert, seed, cfg.episode_steps, PerceptionNoise())
+        ep = record_episode(env, expert, seed, cfg.episode_steps, PerceptionNoise(), tail_steps=cfg.tail_steps)
         perturbed = env._perturb
         seed += 1
         if not ep.attrs["success"]:
@@ -144,7 +185,9 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
         name = f"episode_{len(saved)}.hdf5"
         ep.save(out / name)
         saved.append({"file": name, "seed": ep.seed, "perturbed": perturbed,
-                      "expert_done_step": ep.attrs["expert_done_step"], "retries": ep.attrs["retries"]})
+                      "perturbation": ep.attrs["perturbation"], "steps": len(ep.action),
+                      "expert_done_step": ep.attrs["expert_done_step"], "retries": ep.attrs["retries"],
+                      "replans": ep.attrs["replans"], "grasps": ep.attrs["grasps"]})
         bar.update(1)
     bar.close()
     base_env.close()
@@ -162,7 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=1000)
     ap.add_argument("--seed0", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--steps", type=int, default=d.episode_steps, help="control steps per episode (50 Hz)")
+    ap.add_argument("--steps", type=int, default=d.episode_steps, help="longest episode, control steps (50 Hz)")
+    ap.add_argument("--tail-steps", type=int, default=d.tail_steps,
+                    help="control steps recorded after the expert is done")
+    ap.add_argument("--perturbations", type=parse_mix, default=d.perturbations,
+                    help="scene perturbation mix, kind:weight,... (kinds: none, shift, drop, bin, conveyor); "
+                         "default " + ",".join(f"{k}:{w:g}" for k, w in PERTURBATION_MIX))
     ap.add_argument("--joint-speed", type=float, default=d.joint_speed_rad_s, help="expert joint speed limit, rad/s")
     ap.add_argument("--tcp-speed", type=float, default=d.tcp_speed_m_s, help="expert peak TCP speed, m/s")
     ap.add_argument("--perturb-frac", type=float, default=d.perturb_frac)
@@ -170,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--perturb-tau", type=float, default=d.perturb_tau_s)
     a = ap.parse_args(argv)
     check_args(ap, a, {"--out": DIRECTORY})
-    cfg = RecorderConfig(a.joint_speed, a.tcp_speed, a.steps, a.perturb_frac, a.perturb_std, a.perturb_tau)
+    cfg = RecorderConfig(a.joint_speed, a.tcp_speed, a.steps, a.tail_steps, a.perturbations, a.perturb_frac,
+                         a.perturb_std, a.perturb_tau)
 
     info = record(a.episodes, a.out, a.seed0, cfg)
     print(f"saved {info['n_saved']} episodes (seeds {info['seeds'][0]}..{info['seeds'][1]}, "
