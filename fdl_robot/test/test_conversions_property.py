@@ -309,10 +309,14 @@ def test_tracks_to_msg_round_trip(tracks):
             np.testing.assert_array_equal([r.position.x, r.position.y, r.position.z], t.position)
             np.testing.assert_array_equal([r.velocity.x, r.velocity.y, r.velocity.z], t.velocity)
             np.testing.assert_array_equal(np.reshape(r.position_covariance, (3, 3)), t.covariance)
+            np.testing.assert_array_equal(np.reshape(r.velocity_covariance, (3, 3)), t.state_covariance[3:, 3:])
+            np.testing.assert_array_equal(np.reshape(r.position_velocity_covariance, (3, 3)),
+                                          t.state_covariance[:3, 3:])
             assert (r.age_s, r.time_since_update_s) == (t.age_s, t.time_since_update_s)
     for t, r in zip(tracks, decoded.tracks, strict=True):
         assert r.id == t.id and r.state == states[t.state]
         np.testing.assert_array_equal(r.position_covariance, t.covariance.reshape(-1))
+        np.testing.assert_array_equal(r.velocity_covariance, t.state_covariance[3:, 3:].reshape(-1))
 
 
 @FAST

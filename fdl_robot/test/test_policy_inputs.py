@@ -123,3 +123,42 @@ def test_the_observation_carries_the_joint_states_measurement_time_not_the_steps
     inputs.add_joint_state(JOINT_NAMES, np.zeros(7), 10_020_000_000, 10.03)
     for now_s in (10.031, 10.047, 10.049):
         assert inputs.step(now_s).observation.stamp_s == pytest.approx(10.02)
+
+
+def moving(v, P_vv=1e-4, P_pp=1e-5, P_pv=2e-5):
+    """A track moving with velocity ``v`` (m/s) and a diagonal state covariance."""
+    P = np.zeros((6, 6))
+    P[:3, :3], P[3:, 3:] = P_pp * np.eye(3), P_vv * np.eye(3)
+    P[:3, 3:] = P[3:, :3] = P_pv * np.eye(3)
+    return TrackedObject(1, TrackState.CONFIRMED, "red_cube", 5, 0.0, (0.5, 0.0, 0.02), tuple(v), P)
+
+
+def test_the_target_is_predicted_to_the_command_time_from_its_stamp():
+    inputs = PolicyInputs(PolicyInputsConfig())
+    inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=1, now_s=10.0)
+    inputs.add_tracks([moving((0.08, 0.0, 0.0))], "base_link", "stamp", now_s=10.0, stamp_s=9.95)
+    obs = inputs.step(10.01).observation                    # 60 ms after the image
+    h = 0.06
+    np.testing.assert_allclose(obs.target_p_base_m, [0.5 + 0.08 * h, 0.0, 0.02], atol=1e-12)
+    # Sigma = P_pp + h (P_pv + P_vp) + h^2 P_vv
+    np.testing.assert_allclose(obs.target_covariance_m2, (1e-5 + 2 * h * 2e-5 + h * h * 1e-4) * np.eye(3))
+
+
+def test_no_prediction_for_an_insignificant_velocity_or_when_switched_off():
+    # 5 mm/s with sigma_v 10 mm/s per axis: d^2 = 0.25 < 11.3, so the position is used as it is
+    for config, v in ((PolicyInputsConfig(), 0.005), (PolicyInputsConfig(target_prediction=False), 0.5)):
+        inputs = PolicyInputs(config)
+        inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=1, now_s=10.0)
+        inputs.add_tracks([moving((v, 0.0, 0.0))], "base_link", "stamp", now_s=10.0, stamp_s=9.9)
+        obs = inputs.step(10.0).observation
+        np.testing.assert_array_equal(obs.target_p_base_m, [0.5, 0.0, 0.02])
+        np.testing.assert_array_equal(obs.target_covariance_m2, 1e-5 * np.eye(3))
+
+
+def test_the_prediction_horizon_is_capped():
+    inputs = PolicyInputs(PolicyInputsConfig(target_prediction_max_s=0.1))
+    inputs.add_joint_state(list(JOINT_NAMES), Q.tolist(), stamp_ns=1, now_s=10.0)
+    inputs.add_tracks([moving((0.5, 0.0, 0.0))], "base_link", "stamp", now_s=10.0, stamp_s=9.0)   # 1 s old
+    np.testing.assert_allclose(inputs.step(10.0).observation.target_p_base_m, [0.55, 0.0, 0.02])
+    with pytest.raises(ValueError, match="target_prediction_max_s"):
+        PolicyInputsConfig(target_prediction_max_s=-1.0)

@@ -397,3 +397,20 @@ def test_construction_errors_are_clear():
             ros.add(PolicyNode, {"policy": "scripted", "command_timing": "sometimes"})
         with pytest.raises(ValueError, match="dt/2"):
             ros.add(PolicyNode, {"policy": "scripted", "command_interval_tolerance_s": 0.015})
+
+
+def test_tracks_carry_velocity_and_state_covariance_to_the_inputs():
+    """The Track message's velocity and covariance blocks become the (6, 6) covariance of [p; v]."""
+    from fdl_robot.ros.policy_node import tracked_objects
+
+    P = np.arange(36, dtype=float).reshape(6, 6)
+    P = P + P.T + 100 * np.eye(6)                             # symmetric
+    t = Track(id=3, state=1, class_name="red_cube", hits=4)
+    t.position.x, t.velocity.x = 0.5, 0.08
+    t.position_covariance, t.velocity_covariance = P[:3, :3].reshape(-1), P[3:, 3:].reshape(-1)
+    t.position_velocity_covariance = P[:3, 3:].reshape(-1)
+    (obj,) = tracked_objects(TrackArray(tracks=[t]))
+    assert obj.v_base_m_s == (0.08, 0.0, 0.0)
+    np.testing.assert_array_equal(obj.covariance, P)
+    (old,) = tracked_objects(TrackArray(tracks=[Track(id=1, state=1, class_name="red_cube")]))
+    assert old.covariance is None                              # a publisher without velocity covariance

@@ -22,6 +22,21 @@ most recently updated, then the lowest id). An empty array or no track of the cl
 once it is lost), else the configured ``bin_position``; :meth:`PolicyInputs.reset` forgets
 it.
 
+Latency compensation (``target_prediction``)
+--------------------------------------------
+A track describes its object at the stamp ``t_s`` of the image it came from; the command
+is decided ``h = t_now - t_s`` later (40-70 ms in the closed loop). With its velocity
+``v`` and state covariance ``P = [[P_pp, P_pv], [P_vp, P_vv]]`` the target handed to the
+policy is the constant-velocity prediction to the command time (``core.kalman``, without
+process noise: the tracker's own model noise is not in the message)::
+
+    p(t_now) = p + h v,     Sigma(t_now) = P_pp + h (P_pv + P_vp) + h^2 P_vv       (base_frame, m, m^2)
+
+with ``h`` clipped to [0, ``target_prediction_max_s``], and only if the velocity is
+significant, ``v^T P_vv^-1 v >= chi2.ppf(0.99, 3)`` (11.3): a static object's velocity
+estimate is noise, and extrapolating it adds error. Otherwise ``p`` and ``P_pp`` are used
+as they are. The observation carries the covariance (``target_covariance_m2``).
+
 Freshness (one check, :class:`~fdl_robot.core.safety.Watchdog`)
 ----------------------------------------------------------------
 An input received at t_last is fresh at t_now when |t_now - t_last| <= input_timeout_s
@@ -44,13 +59,14 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import numpy as np
 
 from fdl_robot.core.robot import ARM_JOINT_NAMES, BASE_FRAME, GRIPPER_JOINT_NAME, N_ARM_JOINTS
+from fdl_robot.core.kalman import kf_predict
 from fdl_robot.core.safety import Watchdog, WatchdogStatus
 from fdl_robot.core.tracking import TrackState
 from fdl_robot.policy.interface import PolicyObservation
 from fdl_robot.policy.joint_states import JointStateError, JointStateMerger
 
 __all__ = ["PolicyInputsConfig", "InputError", "TrackedObject", "StepKind", "Step", "PolicyInputs",
-           "select_target"]
+           "VELOCITY_SIGNIFICANCE", "predict_target", "select_target"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,10 @@ class PolicyInputsConfig:
     require_tracks: bool = True
     target_max_lost_s: float = 0.3
     base_frame: str = BASE_FRAME
+    #: Predict the target from its track's stamp to the command time (module doc).
+    target_prediction: bool = True
+    #: Longest prediction horizon, seconds.
+    target_prediction_max_s: float = 0.2
 
     def __post_init__(self):
         if not self.target_class:
@@ -74,6 +94,8 @@ class PolicyInputsConfig:
             raise ValueError(f"input_timeout_s must be positive, got {self.input_timeout_s}")
         if not self.target_max_lost_s >= 0:
             raise ValueError(f"target_max_lost_s must be >= 0, got {self.target_max_lost_s}")
+        if not self.target_prediction_max_s >= 0:
+            raise ValueError(f"target_prediction_max_s must be >= 0, got {self.target_prediction_max_s}")
 
 
 class InputError(ValueError):
@@ -85,7 +107,9 @@ class InputError(ValueError):
 
 
 class TrackedObject(NamedTuple):
-    """One track as the policy needs it: ``p_base_m`` (x, y, z) in base_frame, metres."""
+    """One track as the policy needs it: ``p_base_m`` (x, y, z) in base_frame, metres;
+    ``v_base_m_s`` its velocity (m/s); ``covariance`` the (6, 6) covariance of [p; v]
+    (m^2, m^2/s, m^2/s^2), None if unknown."""
 
     id: int
     state: int                       # a TrackState value
@@ -93,6 +117,8 @@ class TrackedObject(NamedTuple):
     hits: int
     time_since_update_s: float
     p_base_m: tuple[float, float, float]
+    v_base_m_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    covariance: np.ndarray | None = None
 
 
 class StepKind(enum.Enum):
@@ -118,6 +144,29 @@ class Step:
     source_stamp: Any = None
     stale: tuple[str, ...] = ()
     recovered: bool = False
+
+
+#: chi2.ppf(0.99, 3): a velocity at least this far from zero (Mahalanobis^2) is significant.
+VELOCITY_SIGNIFICANCE = 11.344866730144373
+
+
+def predict_target(track: TrackedObject, horizon_s: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(p (3,), Sigma (3, 3) or None): the track's position predicted ``horizon_s`` ahead
+    (module doc, "Latency compensation"); unchanged for an insignificant velocity or no
+    covariance."""
+    p = np.asarray(track.p_base_m, dtype=np.float64)
+    if track.covariance is None:
+        return p, None
+    P = np.asarray(track.covariance, dtype=np.float64)
+    v = np.asarray(track.v_base_m_s, dtype=np.float64)
+    try:
+        significant = v @ np.linalg.solve(P[3:, 3:], v) >= VELOCITY_SIGNIFICANCE
+    except np.linalg.LinAlgError:                  # a singular velocity covariance: no prediction
+        significant = False
+    if not (horizon_s > 0 and significant):
+        return p, P[:3, :3].copy()
+    x, P_pred = kf_predict(np.r_[p, v], P, horizon_s, q=0.0)
+    return x[:3], P_pred[:3, :3]
 
 
 def select_target(tracks: Iterable[Any], class_name: str, max_lost_s: float):
@@ -151,6 +200,7 @@ class PolicyInputs:
         self.tracks_arrival_s: float | None = None
         self.target: TrackedObject | None = None   # chosen track, or None
         self.target_stamp: Any = None              # source image stamp of its track array
+        self.target_stamp_s: float | None = None   # the same in seconds on the caller's clock
         self.reset()
 
     def reset(self) -> None:
@@ -181,11 +231,12 @@ class PolicyInputs:
         return update.new_time_base
 
     def add_tracks(self, tracks: Sequence[TrackedObject], frame_id: str, stamp: Any,
-                   now_s: float) -> bool:
+                   now_s: float, stamp_s: float | None = None) -> bool:
         """Take a track array received at ``now_s``; InputError if it is rejected.
 
-        Returns True the first time tracks arrive but none of ``target_class`` has ever
-        been among them (the caller says so, once per class).
+        ``stamp_s``: its stamp in seconds on the clock of ``now_s`` (None: the target is not
+        predicted to the command time). Returns True the first time tracks arrive but none
+        of ``target_class`` has ever been among them (the caller says so, once per class).
         """
         if tracks and not np.isfinite([t.p_base_m for t in tracks]).all():
             raise InputError("bad tracks", "non-finite track position")
@@ -194,7 +245,7 @@ class PolicyInputs:
         self.tracks_arrival_s = now_s
         self.seen_classes.update(t.class_name for t in tracks)
         self.target = select_target(tracks, self.target_class, self.config.target_max_lost_s)
-        self.target_stamp = stamp
+        self.target_stamp, self.target_stamp_s = stamp, stamp_s
         if self.config.bin_class:
             bin_track = select_target(tracks, self.config.bin_class, max_lost_s=0.0)
             if bin_track is not None:
@@ -228,15 +279,25 @@ class PolicyInputs:
         tracks_fresh = self.config.require_tracks or self.watchdog.check(
             now_s, {"tracks": self.tracks_arrival_s}).ok
         target = self.target if tracks_fresh else None
+        p_target, cov_target = self._target_at(target, now_s)
         observation = PolicyObservation(
             qpos_rad=q[:N_ARM_JOINTS], gripper=q[N_ARM_JOINTS], bin_p_base_m=self.bin_p_base_m,
             # the arm state's measurement time (its stamp), not this step's: the policy's
             # velocity is a finite difference over measurement times, and steps jitter
             stamp_s=now_s if (arm_ns := self.joints.arm_stamp_ns()) is None else arm_ns * 1e-9,
-            target_p_base_m=None if target is None else target.p_base_m)
+            target_p_base_m=p_target, target_covariance_m2=cov_target)
         return Step(StepKind.ACT, observation=observation,
                     source_stamp=None if target is None else self.target_stamp,
                     recovered=status.recovered)
+
+    def _target_at(self, target: TrackedObject | None, now_s: float) -> tuple[Any, Any]:
+        """(position, covariance) of ``target`` handed to the policy at ``now_s`` (module doc)."""
+        if target is None:
+            return None, None
+        if not self.config.target_prediction or self.target_stamp_s is None:
+            return target.p_base_m, None if target.covariance is None else np.asarray(target.covariance)[:3, :3]
+        h = min(max(now_s - self.target_stamp_s, 0.0), self.config.target_prediction_max_s)
+        return predict_target(target, h)
 
     def _freshness(self, now_s: float) -> WatchdogStatus:
         last = self.joints.arrivals()

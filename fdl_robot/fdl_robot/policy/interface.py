@@ -45,6 +45,8 @@ class PolicyObservation:
     target_p_base_m: np.ndarray | None
     bin_p_base_m: np.ndarray
     stamp_s: float
+    #: Covariance (3, 3) of ``target_p_base_m`` in m^2 (None: not known).
+    target_covariance_m2: np.ndarray | None = None
 
     def __post_init__(self):
         def vec(name, value, n):
@@ -65,6 +67,9 @@ class PolicyObservation:
             raise ValueError(f"gripper is not finite: {g}")
         object.__setattr__(self, "gripper", g)
         object.__setattr__(self, "stamp_s", float(self.stamp_s))
+        if self.target_covariance_m2 is not None:
+            object.__setattr__(self, "target_covariance_m2",
+                               vec("target_covariance_m2", self.target_covariance_m2, 9).reshape(3, 3))
 
     @property
     def has_target(self) -> bool:

@@ -402,6 +402,10 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
                     "to be this one; any other is rejected)."),
         from_config(PolicyInputsConfig, "target_max_lost_s", "A LOST track of the target class stays the target "
                     "while unmatched for at most this, seconds."),
+        from_config(PolicyInputsConfig, "target_prediction", "Predict the target from its tracks' image stamp to "
+                    "the command time with its velocity, when the velocity is significant (latency compensation, "
+                    "policy.inputs)."),
+        from_config(PolicyInputsConfig, "target_prediction_max_s", "Longest horizon of that prediction, seconds."),
         Param("tracks_topic", TRACKS_TOPIC, "Input TrackArray topic."),
         *ROBOT_INTERFACE,
     ),

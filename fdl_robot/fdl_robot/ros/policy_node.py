@@ -102,8 +102,17 @@ _WAIT_LOG_PERIOD_S = 60.0
 def tracked_objects(msg: TrackArray) -> list[TrackedObject]:
     """TrackArray -> the tracks as ``policy.inputs`` takes them."""
     return [TrackedObject(t.id, t.state, t.class_name, t.hits, t.time_since_update_s,
-                          (t.position.x, t.position.y, t.position.z))
+                          (t.position.x, t.position.y, t.position.z), (t.velocity.x, t.velocity.y, t.velocity.z),
+                          _state_covariance(t))
             for t in msg.tracks]
+
+
+def _state_covariance(t) -> np.ndarray | None:
+    """The (6, 6) covariance of [p; v] of a Track, None if the message has none (all zero)."""
+    P_pv = np.reshape(t.position_velocity_covariance, (3, 3))
+    P = np.block([[np.reshape(t.position_covariance, (3, 3)), P_pv],
+                  [P_pv.T, np.reshape(t.velocity_covariance, (3, 3))]])
+    return P if np.any(P[3:, 3:]) else None
 
 
 class PolicyNode(FdlNode):
@@ -179,7 +188,7 @@ class PolicyNode(FdlNode):
         now_s = self.now_s()
         try:
             unknown = self.inputs.add_tracks(tracked_objects(msg), msg.header.frame_id,
-                                             msg.header.stamp, now_s)
+                                             msg.header.stamp, now_s, stamp_to_ns(msg.header.stamp) * 1e-9)
         except InputError as exc:
             self.reject(exc.reason, str(exc))
             return

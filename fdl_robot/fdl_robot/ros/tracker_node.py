@@ -99,7 +99,10 @@ class TrackerNode(FdlNode):
                       time_since_update_s=t.time_since_update_s)
             m.position.x, m.position.y, m.position.z = (float(v) for v in t.position)
             m.velocity.x, m.velocity.y, m.velocity.z = (float(v) for v in t.velocity)
-            m.position_covariance = np.asarray(t.covariance, dtype=np.float64).reshape(-1)
+            P = np.asarray(t.state_covariance, dtype=np.float64)
+            m.position_covariance = P[:3, :3].reshape(-1)
+            m.velocity_covariance = P[3:, 3:].reshape(-1)
+            m.position_velocity_covariance = P[:3, 3:].reshape(-1)
             out.tracks.append(m)
         return out
 
