@@ -239,7 +239,7 @@ def test_bad_parameters_fail_at_start_up():
     with RosHarness() as ros:
         with pytest.raises(ValueError, match="camera_rate_hz"):
             ros.add(SimNode, {**SMALL, "camera_rate_hz": 0.0})
-        with pytest.raises(ValueError, match="none, shift, drop, bin, conveyor"):
+        with pytest.raises(ValueError, match="none, shift, drop, bin, conveyor, mixed"):
             ros.add(SimNode, {**SMALL, "perturbation": "conveyer"})
 
 

@@ -10,7 +10,7 @@ from fdl_robot.policy.act.record import PERTURBATION_MIX, parse_mix, perturbatio
 from fdl_robot.sim import scene
 from fdl_robot.sim.env import PickPlaceConfig, PickPlaceEnv
 from fdl_robot.sim.expert import ExpertConfig, ScriptedExpert, run_expert_episode
-from fdl_robot.sim.perturbations import PERTURBATIONS, PerturbationConfig
+from fdl_robot.sim.perturbations import MIXED, PERTURBATIONS, PerturbationConfig
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def _run_until_fired(env, seed: int, kind: str, max_steps: int = 600) -> Scripte
 
 
 def test_unknown_kind_is_refused_with_the_list():
-    with pytest.raises(ValueError, match="none, shift, drop, bin, conveyor"):
+    with pytest.raises(ValueError, match="none, shift, drop, bin, conveyor, mixed"):
         PickPlaceConfig(perturbation="push")
     with pytest.raises(ValueError, match="shift_distance_m"):
         PerturbationConfig(shift_distance_m=(0.2, 0.1))
@@ -136,7 +136,15 @@ def test_conveyor_stops_at_the_end_of_the_belt(env):
     assert np.linalg.norm(_cube(env) - before) < 1e-3
 
 
-@pytest.mark.parametrize("kind", [k for k in PERTURBATIONS if k != "none"])
+def test_mixed_draws_shift_drop_or_bin_per_seed(env):
+    kinds = []
+    for seed in range(30):
+        env.reset(seed, perturbation="mixed")
+        kinds.append(env.perturbation.kind)
+    assert set(kinds) == set(MIXED)
+
+
+@pytest.mark.parametrize("kind", [k for k in PERTURBATIONS if k not in ("none", "mixed")])
 def test_expert_recovers_from_each_perturbation(kind):
     env = PickPlaceEnv(PickPlaceConfig(image_width=64, image_height=48, max_episode_steps=0, perturbation=kind))
     expert = ScriptedExpert(env.model, ExpertConfig(align_yaw=False))

@@ -619,10 +619,17 @@ class ClosedLoopReport:
                 "overrides": self.overrides, "failed_seeds": failed, "results": [asdict(r) for r in self.results]}
 
     def perturbation_summary(self) -> dict:
-        """The episodes' perturbation: kind, how often it fired, mean re-grasps, median time to recover (s)."""
+        """The episodes' perturbation: the configured kind, how often it fired, mean re-grasps, median
+        time to recover (s), and [successes, episodes] per kind drawn (``mixed`` draws one per seed)."""
         heard = [r.perturbation for r in self.results if r.perturbation]
         recover = [r.recover_s for r in self.results if r.recover_s is not None]
-        return {"kind": heard[0]["kind"] if heard else self.overrides.get("sim_node", {}).get("perturbation", "none"),
+        by_kind: dict[str, list[int]] = {}
+        for r in self.results:
+            counts = by_kind.setdefault((r.perturbation or {}).get("kind", "?"), [0, 0])
+            counts[0] += r.success
+            counts[1] += 1
+        return {"kind": self.overrides.get("sim_node", {}).get("perturbation", "none"),
+                "by_kind": by_kind,
                 "fired": sum(p.get("fired_s") is not None for p in heard),
                 "mean_regrasps": float(np.mean([r.regrasps for r in self.results])) if self.results else 0.0,
                 "median_recover_s": float(np.median(recover)) if recover else None}
@@ -641,7 +648,8 @@ class ClosedLoopReport:
         p = self.perturbation_summary()
         perturbation = ([f"perturbation {p['kind']}: fired in {p['fired']}/{s.episodes} episodes, re-grasps per "
                          f"episode {p['mean_regrasps']:.2f}, time to recover median "
-                         f"{p['median_recover_s'] if p['median_recover_s'] is not None else float('nan'):.2f} s"]
+                         f"{p['median_recover_s'] if p['median_recover_s'] is not None else float('nan'):.2f} s; "
+                         "success by kind " + ", ".join(f"{k} {n}/{m}" for k, (n, m) in sorted(p["by_kind"].items()))]
                         if p["kind"] != "none" else [])
         return [timing, cpu, *perturbation,
                 f"success rate {s.percent_with_ci()}, mean duration of successes {mean:.2f} s sim, "

@@ -234,7 +234,7 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("perturbation", "none", "What changes the scene while the robot works, drawn per seed "
               "(sim.perturbations): 'none', 'shift' (the cube slides 5-15 cm during the reach), 'drop' (the "
               "cube knocked out of the gripper during the carry), 'bin' (the bin moved 5-12 cm), 'conveyor' "
-              "(the cubes moving at 2-8 cm/s)."),
+              "(the cubes moving at 2-8 cm/s), 'mixed' (shift, drop or bin, drawn per seed)."),
         Param("wrist_camera", False, "Also render and publish the wrist camera (a RealSense D405 on tool0; "
               "a second render per frame, about as costly as the scene camera's)."),
         Param("wrist_width", 640, "Image width in pixels of the wrist camera."),

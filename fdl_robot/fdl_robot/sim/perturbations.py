@@ -38,6 +38,9 @@ Kinds (:data:`PERTURBATIONS`)
     The bin is moved. Trigger: the cube first held ``lift_m`` above its resting height.
     The bin then slides ``d`` (in ``bin_distance_m``) within ``bin_region_*`` over
     ``bin_duration_s``.
+``mixed``
+    One of ``shift``, ``drop`` and ``bin`` per seed, each with probability 1/3 (the
+    "perturbed" evaluation).
 ``conveyor``
     From the start, every cube resting on the table inside the belt (the object region
     grown by ``belt_margin_m``) moves with one velocity: speed in ``conveyor_speed_m_s``
@@ -62,9 +65,11 @@ from fdl_robot.sim.expert import min_jerk, min_jerk_rate
 if TYPE_CHECKING:
     from fdl_robot.sim.env import PickPlaceEnv
 
-__all__ = ["PERTURBATIONS", "PERTURBATION_STREAM", "Perturbation", "PerturbationConfig", "check_perturbation"]
+__all__ = ["MIXED", "PERTURBATIONS", "PERTURBATION_STREAM", "Perturbation", "PerturbationConfig", "check_perturbation"]
 
-PERTURBATIONS = ("none", "shift", "drop", "bin", "conveyor")
+PERTURBATIONS = ("none", "shift", "drop", "bin", "conveyor", "mixed")
+#: The kinds ``mixed`` draws from.
+MIXED = ("shift", "drop", "bin")
 #: Seed-sequence tag of the perturbations' draws: a stream of their own (module doc).
 PERTURBATION_STREAM = 0x9E27
 
@@ -160,6 +165,8 @@ class Perturbation:
         cfg = config if config is not None else PerturbationConfig()
         check_perturbation(kind)
         rng = np.random.default_rng([env.seed, PERTURBATION_STREAM])
+        if kind == "mixed":
+            kind = MIXED[int(rng.integers(len(MIXED)))]
         params: dict[str, float] = {}
         if kind == "shift":
             params["trigger_m"] = rng.uniform(*cfg.shift_trigger_m)
