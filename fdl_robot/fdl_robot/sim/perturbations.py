@@ -27,13 +27,14 @@ Kinds (:data:`PERTURBATIONS`)
 ``drop``
     The cube is knocked out of the gripper during the carry. Trigger: the cube held at
     least ``lift_m`` above its resting height, and carried a fraction ``f`` (in
-    ``drop_progress``) of the horizontal way from where it was picked to the bin. The
+    ``drop_progress``) of the horizontal way from where it was picked to the bin, or to
+    within ``drop_region_margin_m`` of leaving the object region, whichever comes first. The
     gripper then fails open for ``drop_fault_s`` (its commands are ignored), and when the
     cube leaves the fingers its horizontal velocity is set to ``w`` (in
     ``drop_speed_m_s``) along the heading, of 24 evenly spaced ones (offset by a drawn
     angle), whose ballistic landing point ``p + w sqrt(2 h / g) u`` lies inside the object
-    region and farthest from every distractor: it lands on the table, away from the bin,
-    where a gripper fits around it.
+    region (else nearest to it) and farthest from every distractor: it lands on the table,
+    away from the bin, where a gripper fits around it.
 ``bin``
     The bin is moved. Trigger: the cube first held ``lift_m`` above its resting height.
     The bin then slides ``d`` (in ``bin_distance_m``) within ``bin_region_*`` over
@@ -94,6 +95,8 @@ class PerturbationConfig:
     #: Height above its resting height at which the cube counts as lifted (drop, bin).
     lift_m: float = 0.04
     drop_progress: tuple[float, float] = (0.2, 0.5)
+    #: The drop fires at the latest when the carried cube comes this close to leaving the object region.
+    drop_region_margin_m: float = 0.02
     drop_fault_s: float = 0.6
     drop_speed_m_s: tuple[float, float] = (0.1, 0.3)
     bin_distance_m: tuple[float, float] = (0.05, 0.12)
@@ -232,7 +235,10 @@ class Perturbation:
             cube_xy = env.object_pose(scene.TARGET_NAME).position_m[:2]
             bin_xy = env.object_pose(scene.BIN_NAME).position_m[:2]
             way = np.linalg.norm(bin_xy - self._pick_xy)
-            if np.linalg.norm(cube_xy - self._pick_xy) >= self.params["progress"] * way:
+            lo, hi = env.object_region_m
+            margin = self.config.drop_region_margin_m
+            leaving = not (np.all(cube_xy >= lo - margin) and np.all(cube_xy <= hi + margin))
+            if leaving or np.linalg.norm(cube_xy - self._pick_xy) >= self.params["progress"] * way:
                 self.fired_s = t
                 self._fault_until_s = t + self.config.drop_fault_s
         self.gripper_fault = t < self._fault_until_s
@@ -274,22 +280,22 @@ class Perturbation:
 def _clearest_heading(start_xy: np.ndarray, distance_m: float, headings: np.ndarray, env: PickPlaceEnv,
                       enough_m: float = np.inf) -> float:
     """Of ``headings`` (rad), the first along which a cube moved ``distance_m`` from ``start_xy``
-    stays inside the object region with every distractor at least ``enough_m`` from its path;
-    else the one with the largest clearance (inside the region if any is).
+    ends inside the object region with every distractor at least ``enough_m`` from its path;
+    else the one ending nearest the region, and of those the one with the largest clearance.
 
     Clearance: the smallest distance of a distractor centre to the segment start -> end (m).
     """
     lo, hi = env.object_region_m
     others = np.array([env.object_pose(n).position_m[:2] for n in env.active_distractors]).reshape(-1, 2)
-    best, best_key = float(headings[0]), (False, -np.inf)
+    best, best_key = float(headings[0]), (-np.inf, -np.inf)
     for h in headings:
         u = np.array([math.cos(h), math.sin(h)])
         end = start_xy + distance_m * u
-        inside = bool(np.all(end >= lo) and np.all(end <= hi))
+        outside_m = float(np.linalg.norm(np.maximum(lo - end, 0.0) + np.maximum(end - hi, 0.0)))
         s = np.clip((others - start_xy) @ u, 0.0, distance_m)
         clearance = float(np.min(np.linalg.norm(others - (start_xy + s[:, None] * u), axis=1), initial=np.inf))
-        if inside and clearance >= enough_m:
+        if outside_m == 0.0 and clearance >= enough_m:
             return float(h)
-        if (inside, clearance) > best_key:
-            best, best_key = float(h), (inside, clearance)
+        if (-outside_m, clearance) > best_key:
+            best, best_key = float(h), (-outside_m, clearance)
     return best
