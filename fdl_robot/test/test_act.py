@@ -16,7 +16,7 @@ from fdl_robot.policy.act import train as act_train  # noqa: E402
 from fdl_robot.policy.act.model import EMBEDDING_PARAMETERS, ACTModel, act_loss, kl_divergence  # noqa: E402
 from fdl_robot.policy.act.policy import (SHIPPED_MODEL_PATH, ACTPolicy, load_checkpoint,  # noqa: E402
                                          save_checkpoint)
-from fdl_robot.policy.act.processor import (OBS_FEATURES, DemoArrays, Episode, Normalizer,  # noqa: E402
+from fdl_robot.policy.act.processor import (OBS_FEATURES, DemoArrays, Episode, Normalizer, grasp_since,  # noqa: E402
                                             features, forward_fill, observation_vector)
 from fdl_robot.policy.interface import Policy, PolicyObservation  # noqa: E402
 from fdl_robot.policy.runner import PolicyRunner, limits_from_params, make_policy  # noqa: E402
@@ -321,15 +321,17 @@ def test_policy_never_outputs_nan_on_noisy_inputs():
 
 # --- data and augmentation --------------------------------------------------------------------
 
-def synthetic_episode(T=60, grasp=20, seed=0) -> Episode:
+def synthetic_episode(T=60, grasp=20, seed=0, release=None) -> Episode:
     t = np.arange(T)[:, None]
     target = np.where(t < grasp + 5, CUBE, CUBE + [0, 0, 0.01] * (t - grasp - 4))
     noisy = target + 0.002
     noisy[::7] = np.nan                                    # dropouts
     action = np.tile(HOME7, (T, 1)) + 0.01 * t
-    action[grasp:, 6] = 1.0
+    action[grasp:release, 6] = 1.0
+    if release is not None:
+        action[release:, 6] = 0.0
     return Episode(seed, action - 0.005, action, target, np.tile(BIN, (T, 1)), forward_fill(noisy),
-                   forward_fill(np.tile(BIN, (T, 1))), grasp)
+                   forward_fill(np.tile(BIN, (T, 1))), grasp_since(action[:, 6] > 0.5))
 
 
 def test_forward_fill_replaces_nan_rows_by_the_last_valid_one():
@@ -378,6 +380,11 @@ def test_augmentation_is_finite_and_follows_its_model():
     z_in, z_true = o[after, 20], data.target[g[after], 2]
     assert np.all(z_in <= z_true + 1e-12) and np.any(z_in < z_true - 1e-3)
     np.testing.assert_array_equal(o[~after, 18:21], data.target[g[~after]])
+    # once the gripper is commanded open again (a drop, a release), the target is never frozen
+    released = DemoArrays.from_episodes([synthetic_episode(T=60, grasp=20, release=40)])
+    o = released.observations(g, rng, frozen)
+    np.testing.assert_array_equal(o[g >= 40, 18:21], released.target[g[g >= 40]])
+    assert np.any(o[(g > 20) & (g < 40), 20] < released.target[g[(g > 20) & (g < 40)], 2] - 1e-3)
     # bias + noise have the configured spread
     noisy = AugmentConfig(p_clean=0.0, p_recorded=0.0, max_delay_steps=0, p_freeze=0.0)
     err = data.observations(g, rng, noisy)[:, 18:21] - data.target[g]

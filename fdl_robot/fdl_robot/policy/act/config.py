@@ -41,8 +41,9 @@ class AugmentConfig:
     synthetic model below (the rest).
 
     Synthetic target (red cube): delay d ~ U{0..max_delay_steps} (latency + 15 Hz
-    zero-order hold), with probability ``p_freeze`` after the grasp started the input is
-    frozen at a random earlier time since then (occlusion by the fingers), plus a bias
+    zero-order hold), with probability ``p_freeze`` while the gripper is commanded closed
+    the input is frozen at a random earlier time of that grasp (occlusion by the fingers;
+    a cube dropped and grasped again is frozen within the new grasp only), plus a bias
     (per sample = per episode, the model sees one instant) and white noise, per axis.
     Synthetic bin: bias + noise in x, y (a tracked bin detection's centre).
 

@@ -57,6 +57,7 @@ from fdl_robot.policy.act.config import AugmentConfig
 from fdl_robot.policy.interface import PolicyObservation
 
 __all__ = ["OBS_FEATURES", "ACTION_FEATURES", "TOKEN_GROUPS", "OBS_DIM", "tcp_position", "features", "chunk_to_model",
+           "grasp_since",
            "chunk_from_model", "Normalizer", "observation_vector", "Episode", "DemoArrays",
            "load_episodes", "forward_fill", "augment_objects"]
 
@@ -190,7 +191,7 @@ class Episode:
     bin: np.ndarray           # (T, 3) true bin position
     target_noisy: np.ndarray  # (T, 3) recorded perception stream, NaN forward-filled
     bin_noisy: np.ndarray     # (T, 3)
-    grasp_step: int           # first step with a gripper close command (T if none)
+    grasp_since: np.ndarray   # (T,) first step of the current run of close commands; T while open
 
     @property
     def length(self) -> int:
@@ -211,15 +212,28 @@ def load_episodes(data_dir: str, target: str = "red_cube", bin_name: str = "bin"
             if not bool(f.attrs.get("success", True)):
                 continue
             action = f["action"][()]
-            closes = np.flatnonzero(action[:, 6] > 0.5)
             obs = f["observations"]
             episodes.append(Episode(
                 seed=int(f.attrs["seed"]), qpos=obs["qpos"][()], action=action,
                 target=obs["objects"][target][()], bin=obs["objects"][bin_name][()],
                 target_noisy=forward_fill(obs["objects_noisy"][target][()]),
                 bin_noisy=forward_fill(obs["objects_noisy"][bin_name][()]),
-                grasp_step=int(closes[0]) if closes.size else len(action)))
+                grasp_since=grasp_since(action[:, 6] > 0.5)))
     return episodes
+
+
+def grasp_since(closed: np.ndarray) -> np.ndarray:
+    """Per step, the first step of the run of close commands it is in; ``len(closed)`` where open.
+
+    >>> grasp_since(np.array([0, 1, 1, 0, 1], bool))
+    array([5, 1, 1, 5, 4])
+    """
+    closed = np.asarray(closed, dtype=bool)
+    before = np.zeros_like(closed)
+    before[1:] = closed[:-1]
+    onset = closed & ~before                                           # rising edges
+    run_start = np.maximum.accumulate(np.where(onset, np.arange(len(closed)), 0))
+    return np.where(closed, run_start, len(closed))
 
 
 @dataclass
@@ -227,7 +241,9 @@ class DemoArrays:
     """Episodes concatenated into flat arrays (N = total steps), for vectorised batches.
 
     Per global step g: its episode's first and last global step (``ep_start``,
-    ``ep_end``) and first close command (``grasp``; ep_end + 1 if none).
+    ``ep_end``) and the first step of the close command it is in (``grasp``; ep_end + 1
+    while the gripper is commanded open: a cube dropped and re-grasped is frozen only
+    within one grasp).
     """
 
     qpos: np.ndarray
@@ -256,7 +272,8 @@ class DemoArrays:
         cat = lambda name: np.concatenate([getattr(e, name) for e in episodes])  # noqa: E731
         return cls(cat("qpos"), cat("action"), cat("target"), cat("bin"), cat("target_noisy"),
                    cat("bin_noisy"), rep(starts), rep(starts + [e.length - 1 for e in episodes]),
-                   rep(starts + [e.grasp_step for e in episodes]), tuple(e.seed for e in episodes))
+                   np.concatenate([s + e.grasp_since for s, e in zip(starts, episodes, strict=True)]),
+                   tuple(e.seed for e in episodes))
 
     def __len__(self) -> int:
         return len(self.action)
