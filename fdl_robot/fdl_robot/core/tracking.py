@@ -114,6 +114,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from fdl_robot.core.assignment import hungarian
+from fdl_robot.core.imm import imm_combine, imm_predict, imm_update
 from fdl_robot.core.kalman import (
     check_dim,
     check_state,
@@ -153,6 +154,9 @@ Gating = Literal["mahalanobis", "euclidean"]
 INIT_VELOCITY_STD_MPS = 0.5
 """Prior velocity sigma (m/s) of a newborn track (its velocity mean is 0)."""
 
+CV_PROCESS_NOISE_Q = 0.1
+"""Default q (m^2/s^3) of a single :class:`ConstantVelocityKF` (the tracker's before the IMM)."""
+
 
 class TrackState(enum.IntEnum):
     """Lifecycle state of a track; the values are ``fdl_robot_interfaces/msg/Track``'s.
@@ -189,16 +193,19 @@ class TrackerConfig:
     measurement_std_m: float = 0.01
     """Default detection noise sigma (m) per axis: ``R = sigma^2 I`` (a detection may
     carry its own covariance instead)."""
-    process_noise_q: float = 0.1
-    """Spectral density q (m^2/s^3) of the white-noise acceleration: the velocity
-    random-walks by sqrt(q dt) per axis.  Raise it (0.3-1) for violent motion, at the
-    price of noisier velocities and wider gates; lower it for slow, smooth motion."""
+    process_noise_q: tuple[float, ...] = (1e-4, 0.5, 20.0)
+    """Spectral densities q_j (m^2/s^3) of the white-noise acceleration of the motion
+    models the IMM mixes (module doc, "Filter"): at rest or steady drift, smooth motion, a
+    manoeuvre.  A single value (a float or a 1-tuple) is one constant-velocity Kalman filter
+    with that q, the tracker before the IMM."""
+    mode_switch_time_s: float = 0.5
+    """Mean time (s) the IMM's motion mode stays the same, tau of the mode Markov chain."""
     gating: Gating = "mahalanobis"
     """"mahalanobis" (cost d^2, gate chi2.ppf(gate_probability, D)) or "euclidean"
     (cost ||y|| in m, gate ``max_distance_m``)."""
     gate_probability: float = 0.99
     """Probability mass inside the Mahalanobis gate, in (0, 1)."""
-    max_distance_m: float = 0.1
+    max_distance_m: float = 0.2
     """Euclidean gate (m) on the innovation ``||z - H x||`` (the distance to the
     *predicted* position, not the displacement); in Mahalanobis mode a hard cap as well
     (``inf`` disables the cap).  It also bounds the speed at which a newborn track
@@ -213,8 +220,12 @@ class TrackerConfig:
             raise ValueError(f"gating must be 'mahalanobis' or 'euclidean', got {self.gating!r}")
         if not np.isfinite(self.measurement_std_m) or self.measurement_std_m <= 0.0:
             raise ValueError(f"measurement_std_m must be finite and > 0, got {self.measurement_std_m}")
-        if not np.isfinite(self.process_noise_q) or self.process_noise_q < 0.0:
-            raise ValueError(f"process_noise_q must be finite and >= 0, got {self.process_noise_q}")
+        q = np.atleast_1d(np.asarray(self.process_noise_q, dtype=np.float64))
+        if q.ndim != 1 or len(q) == 0 or not np.all(np.isfinite(q)) or np.any(q < 0.0):
+            raise ValueError(f"process_noise_q must be finite values >= 0, got {self.process_noise_q}")
+        object.__setattr__(self, "process_noise_q", tuple(q.tolist()))
+        if not np.isfinite(self.mode_switch_time_s) or self.mode_switch_time_s <= 0.0:
+            raise ValueError(f"mode_switch_time_s must be finite and > 0, got {self.mode_switch_time_s}")
         if not 0.0 < self.gate_probability < 1.0:
             raise ValueError(f"gate_probability must be in (0, 1), got {self.gate_probability}")
         if not self.max_distance_m > 0.0:
@@ -253,7 +264,7 @@ class ConstantVelocityKF:
         x: ArrayLike,
         P: ArrayLike,
         stamp_s: float,
-        q: float = TrackerConfig.process_noise_q,
+        q: float = CV_PROCESS_NOISE_Q,
         measurement_std_m: float = TrackerConfig.measurement_std_m,
     ) -> None:
         self.x, self.P, self.dim = check_state(x, P)
@@ -269,7 +280,7 @@ class ConstantVelocityKF:
         cls,
         z: ArrayLike,
         stamp_s: float,
-        q: float = TrackerConfig.process_noise_q,
+        q: float = CV_PROCESS_NOISE_Q,
         measurement_std_m: float = TrackerConfig.measurement_std_m,
         init_velocity_std_mps: float = INIT_VELOCITY_STD_MPS,
     ) -> ConstantVelocityKF:
@@ -398,8 +409,11 @@ class _TrackTable:
     :meth:`append` are the only ways rows leave or join.
     """
 
-    x: FloatArray                    # (M, 2D) state means [p (m); v (m/s)]
-    P: FloatArray                    # (M, 2D, 2D) state covariances
+    x: FloatArray                    # (M, 2D) state means [p (m); v (m/s)], the IMM's combined
+    P: FloatArray                    # (M, 2D, 2D) state covariances, the IMM's combined
+    xm: FloatArray                   # (M, K, 2D) the state mean of each motion model
+    Pm: FloatArray                   # (M, K, 2D, 2D) its covariance
+    mu: FloatArray                   # (M, K) model probabilities
     id: NDArray[np.int64]
     state: NDArray[np.int8]          # TrackState values
     hits: NDArray[np.int64]
@@ -412,17 +426,23 @@ class _TrackTable:
 
     @classmethod
     def born(
-        cls, dets: _Detections, first_id: int, stamp_s: float, velocity_std_mps: float, n_init: int
+        cls, dets: _Detections, first_id: int, stamp_s: float, velocity_std_mps: float, n_init: int,
+        models: int = 1,
     ) -> _TrackTable:
-        """One new track per detection: ``x = [z, 0]``, ``P = diag(R, velocity_std^2 I)``, 1 hit."""
+        """One new track per detection: ``x = [z, 0]``, ``P = diag(R, velocity_std^2 I)`` in
+        every one of ``models`` models, equally probable; 1 hit."""
         n, d = dets.z.shape
         P0 = np.zeros((n, 2 * d, 2 * d))
         P0[:, :d, :d] = dets.R
         P0[:, d:, d:] = velocity_std_mps**2 * np.eye(d)
+        x0 = np.hstack([dets.z, np.zeros((n, d))])
         state = TrackState.CONFIRMED if 1 >= n_init else TrackState.TENTATIVE
         return cls(
-            x=np.hstack([dets.z, np.zeros((n, d))]),
+            x=x0,
             P=P0,
+            xm=np.repeat(x0[:, None], models, axis=1),
+            Pm=np.repeat(P0[:, None], models, axis=1),
+            mu=np.full((n, models), 1.0 / models),
             id=np.arange(first_id, first_id + n, dtype=np.int64),
             state=np.full(n, state, dtype=np.int8),
             hits=np.ones(n, dtype=np.int64),
@@ -435,10 +455,10 @@ class _TrackTable:
         )
 
     @classmethod
-    def empty(cls, dim: int) -> _TrackTable:
+    def empty(cls, dim: int, models: int = 1) -> _TrackTable:
         no_detections = _Detections(np.zeros((0, dim)), np.zeros((0, dim, dim)),
                                     np.empty(0, dtype=object), np.zeros(0), np.zeros(0, dtype=np.int64))
-        return cls.born(no_detections, first_id=1, stamp_s=0.0, velocity_std_mps=0.0, n_init=1)
+        return cls.born(no_detections, first_id=1, stamp_s=0.0, velocity_std_mps=0.0, n_init=1, models=models)
 
     def __len__(self) -> int:
         return len(self.id)
@@ -488,6 +508,7 @@ class MultiObjectTracker:
             raise ValueError(f"init_velocity_std_mps must be finite and > 0, got {init_velocity_std_mps}")
         self.init_velocity_std_mps = float(init_velocity_std_mps)
         self.gate_mahalanobis_sq = gate_threshold(self.dim, self.config.gate_probability)
+        self._q = np.asarray(self.config.process_noise_q, dtype=np.float64)
         self.reset()
 
     # ------------------------------------------------------------- state access
@@ -496,7 +517,7 @@ class MultiObjectTracker:
         """Forget all tracks and the last stamp; ids restart at 1."""
         self._stamp_s: float | None = None
         self._next_id = 1
-        self._tracks = _TrackTable.empty(self.dim)
+        self._tracks = _TrackTable.empty(self.dim, len(self._q))
         self.last_num_dropped = 0
         # seconds the stamp jumped back in the latest update/predict, which therefore
         # started a new time base (module doc); None if it did not
@@ -693,7 +714,8 @@ class MultiObjectTracker:
             dt = stamp - self._stamp_s
             t = self._tracks
             if dt > 0.0 and len(t):
-                t.x, t.P = kf_predict(t.x, t.P, dt, self.config.process_noise_q)
+                t.xm, t.Pm, t.mu = imm_predict(t.xm, t.Pm, t.mu, dt, self._q, self.config.mode_switch_time_s)
+                t.x, t.P = imm_combine(t.xm, t.Pm, t.mu)
         self._stamp_s = stamp
 
     def _observable(self, observable: Observable | None, stamp: float,
@@ -743,7 +765,8 @@ class MultiObjectTracker:
         CONFIRMED from n_init hits on."""
         t = self._tracks
         if len(trk):
-            t.x[trk], t.P[trk] = kf_update(t.x[trk], t.P[trk], dets.z[det], dets.R[det])
+            t.xm[trk], t.Pm[trk], t.mu[trk] = imm_update(t.xm[trk], t.Pm[trk], t.mu[trk], dets.z[det], dets.R[det])
+            t.x[trk], t.P[trk] = imm_combine(t.xm[trk], t.Pm[trk], t.mu[trk])
         t.hits[trk] += 1
         t.last_hit_s[trk] = stamp
         t.miss_from_s[trk] = stamp
@@ -774,7 +797,7 @@ class MultiObjectTracker:
         if not free.any():
             return
         new = _TrackTable.born(dets.select(free), self._next_id, stamp, self.init_velocity_std_mps,
-                               self.config.n_init)
+                               self.config.n_init, len(self._q))
         self._next_id += len(new)
         self._tracks = self._tracks.append(new)
 
