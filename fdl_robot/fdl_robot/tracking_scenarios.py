@@ -6,14 +6,15 @@ Every scenario is a table top in ``base_link`` (metres; x in [0.2, 0.8], y in [-
 objects at z = 0.02 m), seen by one camera that sees the whole table.  One run lasts
 ``DURATION_S`` seconds.  Per frame, each object is detected with probability ``p_detect``
 with Gaussian noise ``NOISE_STD_M`` per axis, plus Poisson(``clutter_rate``) false
-detections uniform over the table (z in [0, 0.1] m), shuffled.  Detections carry no
+detections uniform over the table (z in [0, 0.25] m), shuffled.  Detections carry no
 covariance (the tracker uses its default ``measurement_std_m``).
 
 =============  ==========================================================================
 static         6 still objects, 15 Hz
 slow           6 objects on a conveyor, 5 cm/s along +y, 15 Hz
-fast           5 objects on Lissajous curves: 0.3-1.0 m/s, accelerations up to ~4 m/s^2,
-               turning all the time, paths crossing, 15 Hz
+fast           5 objects on Lissajous curves: 0.3-0.85 m/s, accelerations up to ~4 m/s^2,
+               turning all the time, carried at heights 4.5 cm apart (z = 0.02-0.2 m) so
+               that paths cross in x-y, 15 Hz
 mixed          3 still objects + 3 fast ones, 15 Hz
 irregular      ``mixed`` with stamps 10-30 Hz: every interval uniform in [1/30, 1/10] s
 clutter        ``mixed`` with p_detect = 0.8 and Poisson(3) clutter per frame
@@ -46,8 +47,9 @@ HZ = 15.0
 NOISE_STD_M = 0.005
 MATCH_M = 0.05
 TABLE_LO = np.array([0.2, -0.4, 0.0])
-TABLE_HI = np.array([0.8, 0.4, 0.1])
+TABLE_HI = np.array([0.8, 0.4, 0.25])
 Z_M = 0.02
+LEVEL_M = 0.045
 
 SCENARIOS = ("static", "slow", "fast", "mixed", "irregular", "clutter", "gaps", "crossing")
 
@@ -86,8 +88,10 @@ def _conveyor(rng: np.random.Generator, speed_mps: float = 0.05) -> Motion:
     return lambda t: p0 + np.outer(t, [0.0, speed_mps, 0.0])
 
 
-def _lissajous(rng: np.random.Generator) -> Motion:
-    """x_i(t) = c_i + A_i sin(w_i t + phi_i): speed <= A w, acceleration <= A w^2 per axis."""
+def _lissajous(rng: np.random.Generator, level: int) -> Motion:
+    """x_i(t) = c_i + A_i sin(w_i t + phi_i): speed <= A w, acceleration <= A w^2 per axis; at
+    the height of ``level`` (4.5 cm apart: carried objects cross in x-y without passing
+    through each other)."""
     a = rng.uniform(0.10, 0.17, 2)
     w = rng.uniform(3.0, 5.0, 2)
     phi = rng.uniform(0, 2 * np.pi, 2)
@@ -95,7 +99,7 @@ def _lissajous(rng: np.random.Generator) -> Motion:
 
     def motion(t: np.ndarray) -> np.ndarray:
         xy = c + a * np.sin(np.outer(t, w) + phi)
-        return np.column_stack([xy, np.full(len(t), Z_M)])
+        return np.column_stack([xy, np.full(len(t), Z_M + LEVEL_M * level)])
     return motion
 
 
@@ -125,9 +129,9 @@ def _objects(name: str, rng: np.random.Generator) -> list[Motion]:
     if name == "slow":
         return [_conveyor(rng) for _ in range(6)]
     if name == "fast":
-        return [_lissajous(rng) for _ in range(5)]
+        return [_lissajous(rng, k) for k in range(5)]
     if name in ("mixed", "irregular", "clutter"):
-        return [_still(rng) for _ in range(3)] + [_lissajous(rng) for _ in range(3)]
+        return [_still(rng) for _ in range(3)] + [_lissajous(rng, k) for k in range(3)]
     if name == "gaps":
         return [_still(rng) for _ in range(3)] + [_conveyor(rng) for _ in range(3)]
     if name == "crossing":

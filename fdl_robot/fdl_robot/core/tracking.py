@@ -193,7 +193,7 @@ class TrackerConfig:
     measurement_std_m: float = 0.01
     """Default detection noise sigma (m) per axis: ``R = sigma^2 I`` (a detection may
     carry its own covariance instead)."""
-    process_noise_q: tuple[float, ...] = (1e-4, 0.5, 20.0)
+    process_noise_q: tuple[float, ...] = (1e-4, 0.5, 10.0)
     """Spectral densities q_j (m^2/s^3) of the white-noise acceleration of the motion
     models the IMM mixes (module doc, "Filter"): at rest or steady drift, smooth motion, a
     manoeuvre.  A single value (a float or a 1-tuple) is one constant-velocity Kalman filter
@@ -810,7 +810,10 @@ class MultiObjectTracker:
         seen[: len(observable)] = observable
         missed_tentative = ~t.matched & seen & (t.state == TrackState.TENTATIVE)
         too_old = (stamp - t.miss_from_s) > self.config.max_age_s
-        dead = missed_tentative | too_old
+        d = self.dim
+        pos_var = t.P[:, np.arange(d), np.arange(d)].max(axis=1) if len(t) else np.zeros(0)
+        vague = (t.state == TrackState.LOST) & (pos_var > (0.5 * self.config.max_distance_m) ** 2)
+        dead = missed_tentative | too_old | vague
         if dead.any():
             self._tracks = t.select(~dead)
 
