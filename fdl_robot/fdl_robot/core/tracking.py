@@ -124,7 +124,7 @@ from fdl_robot.core.kalman import (
     mahalanobis_sq,
     transition_matrix,
 )
-from fdl_robot.core.timebase import StampOrder, classify_stamp
+from fdl_robot.core.timebase import TIME_JUMP_S, StampOrder, classify_stamp
 
 __all__ = [
     "INIT_VELOCITY_STD_MPS",
@@ -214,6 +214,13 @@ class TrackerConfig:
     """Hits (matched detections, the first included) to confirm a track, >= 1."""
     max_age_s: float = 1.0
     """Seconds a confirmed track may coast unmatched before it is deleted, >= 0."""
+    outage_s: float = 0.5
+    """An interval longer than this (s) without any update or prediction is a sensor
+    outage: it does not count towards ``max_age_s`` (module doc, "Sensor outages")."""
+    late_tolerance_s: float = 0.1
+    """A detection set up to this many seconds older than the last processed stamp is
+    late, not wrong: it is processed in stamp order by rewinding and replaying the recent
+    updates (module doc, "Stamp order").  0 rejects every late set."""
 
     def __post_init__(self) -> None:
         if self.gating not in ("mahalanobis", "euclidean"):
@@ -234,6 +241,10 @@ class TrackerConfig:
             raise ValueError(f"n_init must be an integer >= 1, got {self.n_init}")
         if not self.max_age_s >= 0.0:
             raise ValueError(f"max_age_s must be >= 0, got {self.max_age_s}")
+        if not self.outage_s > 0.0:
+            raise ValueError(f"outage_s must be > 0, got {self.outage_s}")
+        if not 0.0 <= self.late_tolerance_s < TIME_JUMP_S:
+            raise ValueError(f"late_tolerance_s must be in [0, {TIME_JUMP_S}), got {self.late_tolerance_s}")
 
 
 def euclidean_distance(z: ArrayLike, positions: ArrayLike) -> FloatArray:
@@ -420,6 +431,7 @@ class _TrackTable:
     birth_s: FloatArray              # stamp of birth (s)
     last_hit_s: FloatArray           # stamp of the last associated detection (s)
     miss_from_s: FloatArray          # start of the miss clock (s), NaN = paused (module doc)
+    misses: NDArray[np.int64]        # updates in a row that could see the track and missed it
     det_index: NDArray[np.int64]     # input row matched in the latest update, -1 if none
     label: NDArray[np.object_]
     score: FloatArray                # latest detection score, NaN = none
@@ -449,6 +461,7 @@ class _TrackTable:
             birth_s=np.full(n, stamp_s),
             last_hit_s=np.full(n, stamp_s),
             miss_from_s=np.full(n, stamp_s),
+            misses=np.zeros(n, dtype=np.int64),
             det_index=dets.rows.astype(np.int64),
             label=dets.labels,
             score=dets.scores,
@@ -471,6 +484,9 @@ class _TrackTable:
     def select(self, keep: NDArray) -> _TrackTable:
         """The rows at ``keep`` (boolean mask or indices), as a new table."""
         return _TrackTable(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
+
+    def copy(self) -> _TrackTable:
+        return _TrackTable(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
     def append(self, other: _TrackTable) -> _TrackTable:
         """This table's rows followed by ``other``'s, as a new table."""
@@ -519,6 +535,9 @@ class MultiObjectTracker:
         self._next_id = 1
         self._tracks = _TrackTable.empty(self.dim, len(self._q))
         self.last_num_dropped = 0
+        # recent calls for replaying a late set: (stamp, state before the call, call)
+        self._history: list[tuple[float, tuple, tuple]] = []
+        self._rejected_s: float | None = None      # stamp of the last set rejected as too late
         # seconds the stamp jumped back in the latest update/predict, which therefore
         # started a new time base (module doc); None if it did not
         self.last_time_jump_s: float | None = None
@@ -572,12 +591,43 @@ class MultiObjectTracker:
         if self._stamp_s is None:
             return stamp, None
         order = classify_stamp(round(stamp * 1e9), round(self._stamp_s * 1e9), allow_equal=True)
-        if order is StampOrder.OUT_OF_ORDER:
-            raise OutOfOrderStamp(
-                f"out-of-order stamp {stamp:.6f} s is older than the last processed "
-                f"{self._stamp_s:.6f} s; detections rejected"
-            )
-        return stamp, (self._stamp_s - stamp if order is StampOrder.NEW_BASE else None)
+        if order is StampOrder.NEW_BASE:
+            return stamp, self._stamp_s - stamp
+        if order is StampOrder.IN_ORDER or self._replay_from(stamp) is not None:
+            return stamp, None
+        if self._rejected_s is not None and stamp >= self._rejected_s:
+            return stamp, self._stamp_s - stamp       # the old time line goes on: a new base
+        self._rejected_s = stamp
+        raise OutOfOrderStamp(
+            f"out-of-order stamp {stamp:.6f} s is older than the last processed "
+            f"{self._stamp_s:.6f} s by more than late_tolerance_s; detections rejected"
+        )
+
+    def _replay_from(self, stamp: float) -> int | None:
+        """Index of the first recorded call after ``stamp`` if a late set at ``stamp`` can be
+        replayed (within ``late_tolerance_s`` and the history), else None."""
+        if self._stamp_s is None or stamp >= self._stamp_s or stamp < self._stamp_s - self.config.late_tolerance_s:
+            return None
+        for i, (t, _, _) in enumerate(self._history):
+            if t > stamp:
+                return i
+        return None
+
+    def _record(self, stamp: float, call: tuple) -> None:
+        """Keep the state before this call (and the call) while it is within the tolerance."""
+        if self.config.late_tolerance_s <= 0.0:
+            return
+        horizon = stamp - self.config.late_tolerance_s
+        while self._history and self._history[0][0] < horizon:
+            self._history.pop(0)
+        self._history.append((stamp, self._snapshot(), call))
+
+    def _snapshot(self) -> tuple:
+        return (self._tracks.copy(), self._stamp_s, self._next_id)
+
+    def _restore(self, snap: tuple) -> None:
+        tracks, self._stamp_s, self._next_id = snap
+        self._tracks = tracks.copy()
 
     def _start_time_base(self, jump_s: float | None) -> None:
         """After a jump back (``jump_s`` not None): forget everything, as :meth:`reset`."""
@@ -627,8 +677,7 @@ class MultiObjectTracker:
         """
         stamp, jump_s = self._check_stamp(stamp_s)
         self._start_time_base(jump_s)
-        self._predict_to(stamp)
-        self._prune(stamp, observable=np.zeros(len(self._tracks), dtype=bool))
+        self._run(stamp, ("predict",))
         return self.tracks()
 
     def association_cost(
@@ -697,8 +746,31 @@ class MultiObjectTracker:
         """
         stamp, jump_s = self._check_stamp(stamp_s)
         dets = self._check_detections(positions, labels, scores, covariances)
-        seen = self._observable(observable, stamp, jump_s)   # 2. view (first: may raise)
+        replay = self._replay_from(stamp)
+        if replay is not None:                        # a late set: rewind, then replay
+            self._restore(self._history[replay][1])
+            later = [(t, c) for t, _, c in self._history[replay:]]
+            del self._history[replay:]
+            for t, call in [(stamp, ("update", dets, observable)), *later]:
+                self._run(t, call)
+            self._rejected_s = None
+            return self.tracks()
+        self._observable(observable, stamp, jump_s)   # 2. view, checked first: may raise
         self._start_time_base(jump_s)                 # 0. a jump back: start over
+        self._run(stamp, ("update", dets, observable))
+        self._rejected_s = None
+        return self.tracks()
+
+    def _run(self, stamp: float, call: tuple) -> None:
+        """One recorded call: ``("predict",)`` or ``("update", detections, observable)``."""
+        self._record(stamp, call)
+        self._age_outage(stamp)
+        if call[0] == "predict":
+            self._predict_to(stamp)
+            self._prune(stamp, observable=np.zeros(len(self._tracks), dtype=bool))
+            return
+        _, dets, observable = call
+        seen = self._observable(observable, stamp, None)   # 2. view
         self._predict_to(stamp)                       # 1. predict
         cost, gate = self._gated_cost(dets)           # 3. gate
         det, trk = self._assign(cost, gate)           # 4. assign
@@ -706,7 +778,15 @@ class MultiObjectTracker:
         self._age_unmatched(trk, seen, stamp)         # 6. age unmatched observable
         self._birth(dets, det, stamp)                 # 7. birth
         self._prune(stamp, seen)                      # 8. prune
-        return self.tracks()
+
+    def _age_outage(self, stamp: float) -> None:
+        """An interval longer than ``outage_s`` since the last call is an outage: running miss
+        clocks skip it (they start again at ``stamp``'s previous call, so no time is lost)."""
+        if self._stamp_s is None:
+            return
+        gap = stamp - self._stamp_s
+        if gap > self.config.outage_s:
+            self._tracks.miss_from_s += gap
 
     def _predict_to(self, stamp: float) -> None:
         """1. Kalman-predict every track from the last stamp to ``stamp`` (dt from stamps)."""
@@ -770,6 +850,7 @@ class MultiObjectTracker:
         t.hits[trk] += 1
         t.last_hit_s[trk] = stamp
         t.miss_from_s[trk] = stamp
+        t.misses[trk] = 0
         t.det_index[trk] = dets.rows[det]
         t.score[trk] = np.where(np.isnan(dets.scores[det]), t.score[trk], dets.scores[det])
         unlabelled = np.array([v is None for v in t.label[trk]], dtype=bool)
@@ -789,6 +870,7 @@ class MultiObjectTracker:
         t.miss_from_s[hidden & (t.state == TrackState.CONFIRMED)] = np.nan
         t.miss_from_s[in_view & np.isnan(t.miss_from_s)] = stamp
         t.state[in_view & (t.state == TrackState.CONFIRMED)] = TrackState.LOST
+        t.misses[in_view] += 1
 
     def _birth(self, dets: _Detections, matched: NDArray[np.intp], stamp: float) -> None:
         """7. A new track per detection not in ``matched``, ids in input order."""
@@ -812,7 +894,7 @@ class MultiObjectTracker:
         too_old = (stamp - t.miss_from_s) > self.config.max_age_s
         d = self.dim
         pos_var = t.P[:, np.arange(d), np.arange(d)].max(axis=1) if len(t) else np.zeros(0)
-        vague = (t.state == TrackState.LOST) & (pos_var > (0.5 * self.config.max_distance_m) ** 2)
+        vague = (t.misses >= 2) & (pos_var > (0.5 * self.config.max_distance_m) ** 2)
         dead = missed_tentative | too_old | vague
         if dead.any():
             self._tracks = t.select(~dead)
