@@ -214,6 +214,11 @@ class TrackerConfig:
     """Hits (matched detections, the first included) to confirm a track, >= 1."""
     max_age_s: float = 1.0
     """Seconds a confirmed track may coast unmatched before it is deleted, >= 0."""
+    max_position_std_m: float = 0.1
+    """A track missed twice in a row by updates that could see it, and seen by every update
+    since its last hit, is deleted once its position sigma (m, the largest axis, under its
+    most probable motion model) exceeds this: it can no longer be told from clutter (module
+    doc, "Track lifecycle").  ``inf``: only ``max_age_s`` deletes."""
     outage_s: float = 0.5
     """An interval longer than this (s) without any update or prediction is a sensor
     outage: it does not count towards ``max_age_s`` (module doc, "Sensor outages")."""
@@ -241,6 +246,8 @@ class TrackerConfig:
             raise ValueError(f"n_init must be an integer >= 1, got {self.n_init}")
         if not self.max_age_s >= 0.0:
             raise ValueError(f"max_age_s must be >= 0, got {self.max_age_s}")
+        if not self.max_position_std_m > 0.0:
+            raise ValueError(f"max_position_std_m must be > 0, got {self.max_position_std_m}")
         if not self.outage_s > 0.0:
             raise ValueError(f"outage_s must be > 0, got {self.outage_s}")
         if not 0.0 <= self.late_tolerance_s < TIME_JUMP_S:
@@ -432,6 +439,7 @@ class _TrackTable:
     last_hit_s: FloatArray           # stamp of the last associated detection (s)
     miss_from_s: FloatArray          # start of the miss clock (s), NaN = paused (module doc)
     misses: NDArray[np.int64]        # updates in a row that could see the track and missed it
+    unseen: NDArray[np.bool_]        # unobservable (or in an outage) at some update since its last hit
     det_index: NDArray[np.int64]     # input row matched in the latest update, -1 if none
     label: NDArray[np.object_]
     score: FloatArray                # latest detection score, NaN = none
@@ -462,6 +470,7 @@ class _TrackTable:
             last_hit_s=np.full(n, stamp_s),
             miss_from_s=np.full(n, stamp_s),
             misses=np.zeros(n, dtype=np.int64),
+            unseen=np.zeros(n, dtype=bool),
             det_index=dets.rows.astype(np.int64),
             label=dets.labels,
             score=dets.scores,
@@ -538,6 +547,7 @@ class MultiObjectTracker:
         # recent calls for replaying a late set: (stamp, state before the call, call)
         self._history: list[tuple[float, tuple, tuple]] = []
         self._rejected_s: float | None = None      # stamp of the last set rejected as too late
+        self._last_update_s: float | None = None   # stamp of the last update (predict excluded)
         # seconds the stamp jumped back in the latest update/predict, which therefore
         # started a new time base (module doc); None if it did not
         self.last_time_jump_s: float | None = None
@@ -579,7 +589,7 @@ class MultiObjectTracker:
 
     # ------------------------------------------------------------------- input
 
-    def _check_stamp(self, stamp_s: float) -> tuple[float, float | None]:
+    def _check_stamp(self, stamp_s: float, late_ok: bool = True) -> tuple[float, float | None]:
         """The stamp (s) and, if it starts a new time base, how far it jumped back (s).
 
         Raises ValueError for a non-finite stamp, :class:`OutOfOrderStamp` for a late one;
@@ -593,9 +603,9 @@ class MultiObjectTracker:
         order = classify_stamp(round(stamp * 1e9), round(self._stamp_s * 1e9), allow_equal=True)
         if order is StampOrder.NEW_BASE:
             return stamp, self._stamp_s - stamp
-        if order is StampOrder.IN_ORDER or self._replay_from(stamp) is not None:
+        if order is StampOrder.IN_ORDER or (late_ok and self._replay_from(stamp) is not None):
             return stamp, None
-        if self._rejected_s is not None and stamp >= self._rejected_s:
+        if self._rejected_s is not None and stamp > self._rejected_s:
             return stamp, self._stamp_s - stamp       # the old time line goes on: a new base
         self._rejected_s = stamp
         raise OutOfOrderStamp(
@@ -623,10 +633,10 @@ class MultiObjectTracker:
         self._history.append((stamp, self._snapshot(), call))
 
     def _snapshot(self) -> tuple:
-        return (self._tracks.copy(), self._stamp_s, self._next_id)
+        return (self._tracks.copy(), self._stamp_s, self._next_id, self._last_update_s)
 
     def _restore(self, snap: tuple) -> None:
-        tracks, self._stamp_s, self._next_id = snap
+        tracks, self._stamp_s, self._next_id, self._last_update_s = snap
         self._tracks = tracks.copy()
 
     def _start_time_base(self, jump_s: float | None) -> None:
@@ -675,7 +685,7 @@ class MultiObjectTracker:
         ``max_age_s`` are deleted.  Stamp order as for :meth:`update` (a late stamp
         raises, a jump back starts a new time base).
         """
-        stamp, jump_s = self._check_stamp(stamp_s)
+        stamp, jump_s = self._check_stamp(stamp_s, late_ok=False)
         self._start_time_base(jump_s)
         self._run(stamp, ("predict",))
         return self.tracks()
@@ -764,12 +774,12 @@ class MultiObjectTracker:
     def _run(self, stamp: float, call: tuple) -> None:
         """One recorded call: ``("predict",)`` or ``("update", detections, observable)``."""
         self._record(stamp, call)
-        self._age_outage(stamp)
         if call[0] == "predict":
             self._predict_to(stamp)
             self._prune(stamp, observable=np.zeros(len(self._tracks), dtype=bool))
             return
         _, dets, observable = call
+        self._age_outage(stamp)
         seen = self._observable(observable, stamp, None)   # 2. view
         self._predict_to(stamp)                       # 1. predict
         cost, gate = self._gated_cost(dets)           # 3. gate
@@ -780,13 +790,13 @@ class MultiObjectTracker:
         self._prune(stamp, seen)                      # 8. prune
 
     def _age_outage(self, stamp: float) -> None:
-        """An interval longer than ``outage_s`` since the last call is an outage: running miss
-        clocks skip it (they start again at ``stamp``'s previous call, so no time is lost)."""
-        if self._stamp_s is None:
-            return
-        gap = stamp - self._stamp_s
-        if gap > self.config.outage_s:
-            self._tracks.miss_from_s += gap
+        """An interval longer than ``outage_s`` since the last update is an outage: running miss
+        clocks skip it (module doc, "Sensor outages")."""
+        last = self._last_update_s
+        self._last_update_s = stamp
+        if last is not None and stamp - last > self.config.outage_s:
+            self._tracks.miss_from_s += stamp - last
+            self._tracks.unseen[:] = True
 
     def _predict_to(self, stamp: float) -> None:
         """1. Kalman-predict every track from the last stamp to ``stamp`` (dt from stamps)."""
@@ -851,6 +861,7 @@ class MultiObjectTracker:
         t.last_hit_s[trk] = stamp
         t.miss_from_s[trk] = stamp
         t.misses[trk] = 0
+        t.unseen[trk] = False
         t.det_index[trk] = dets.rows[det]
         t.score[trk] = np.where(np.isnan(dets.scores[det]), t.score[trk], dets.scores[det])
         unlabelled = np.array([v is None for v in t.label[trk]], dtype=bool)
@@ -871,6 +882,7 @@ class MultiObjectTracker:
         t.miss_from_s[in_view & np.isnan(t.miss_from_s)] = stamp
         t.state[in_view & (t.state == TrackState.CONFIRMED)] = TrackState.LOST
         t.misses[in_view] += 1
+        t.unseen[hidden] = True
 
     def _birth(self, dets: _Detections, matched: NDArray[np.intp], stamp: float) -> None:
         """7. A new track per detection not in ``matched``, ids in input order."""
@@ -893,8 +905,9 @@ class MultiObjectTracker:
         missed_tentative = ~t.matched & seen & (t.state == TrackState.TENTATIVE)
         too_old = (stamp - t.miss_from_s) > self.config.max_age_s
         d = self.dim
-        pos_var = t.P[:, np.arange(d), np.arange(d)].max(axis=1) if len(t) else np.zeros(0)
-        vague = (t.misses >= 2) & (pos_var > (0.5 * self.config.max_distance_m) ** 2)
+        best = t.Pm[np.arange(len(t)), t.mu.argmax(axis=1)] if len(t) else t.P
+        pos_var = best[:, np.arange(d), np.arange(d)].max(axis=1) if len(t) else np.zeros(0)
+        vague = (t.misses >= 2) & ~t.unseen & (pos_var > self.config.max_position_std_m**2)
         dead = missed_tentative | too_old | vague
         if dead.any():
             self._tracks = t.select(~dead)
