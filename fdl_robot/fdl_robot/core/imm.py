@@ -62,22 +62,27 @@ def mode_transition(dt_s: float, k: int, tau_s: float) -> FloatArray:
     return pi
 
 
-def _cv_predict(x: FloatArray, P: FloatArray, dt: float, q: FloatArray, d: int) -> tuple[FloatArray, FloatArray]:
-    """``F x``, ``F P F^T + q_j Q_1`` for x (..., K, 2D), P (..., K, 2D, 2D), q (K,), without
-    building F (its blocks are I and dt I)."""
-    xn = x.copy()
-    xn[..., :d] += dt * x[..., d:]
-    # F P F^T: rows then columns [p; v] -> [p + dt v; v]
-    Pn = P.copy()
-    Pn[..., :d, :] += dt * P[..., d:, :]
-    Pn[..., :, :d] += dt * Pn[..., :, d:]
-    eye = np.eye(d)
-    q = q[:, None, None]
-    Pn[..., :d, :d] += q * (dt**3 / 3.0 * eye)
-    Pn[..., :d, d:] += q * (dt**2 / 2.0 * eye)
-    Pn[..., d:, :d] += q * (dt**2 / 2.0 * eye)
-    Pn[..., d:, d:] += q * (dt * eye)
-    return xn, Pn
+def _cv_blocks(dt: float, q: FloatArray, d: int) -> tuple[FloatArray, FloatArray]:
+    """``F(dt)`` (2D, 2D) and ``q_j Q_1(dt)`` (K, 2D, 2D)."""
+    F = np.eye(2 * d)
+    F[:d, d:] = dt * np.eye(d)
+    Q1 = np.kron(np.array([[dt**3 / 3.0, dt**2 / 2.0], [dt**2 / 2.0, dt]]), np.eye(d))
+    return F, q[:, None, None] * Q1
+
+
+def _spread(w: FloatArray, x: FloatArray, P: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Moment match ``sum_i w[..., j, i] N(x_i, P_i)`` for every j: x (M, K, 2D), P (M, K, 2D, 2D),
+    w (M, J, K) with rows summing to 1; returns (M, J, 2D), (M, J, 2D, 2D).
+
+    Uses ``sum_i w_i (P_i + e_i e_i^T) - e e^T`` with ``e_i = x_i - c`` about the first
+    model's mean ``c`` (a point close to all of them, so the subtraction loses nothing)."""
+    m, k, n = x.shape
+    c = x[:, :1]
+    e = x - c                                                  # (M, K, 2D)
+    A = (P + e[..., :, None] * e[..., None, :]).reshape(m, k, n * n)
+    e0 = w @ e                                                 # (M, J, 2D)
+    P0 = (w @ A).reshape(m, -1, n, n) - e0[..., :, None] * e0[..., None, :]
+    return c + e0, P0
 
 
 def imm_predict(x: FloatArray, P: FloatArray, mu: FloatArray, dt_s: float, q: FloatArray,
@@ -87,14 +92,15 @@ def imm_predict(x: FloatArray, P: FloatArray, mu: FloatArray, dt_s: float, q: Fl
     d = x.shape[-1] // 2
     if dt_s <= 0.0 or len(x) == 0:
         return x.copy(), P.copy(), mu.copy()
-    pi = mode_transition(dt_s, mu.shape[1], tau_s)
-    c = mu @ pi                                               # (M, K)
-    w = mu[:, :, None] * pi[None] / c[:, None, :]             # (M, K_i, K_j)
-    x0 = np.einsum("mij,mia->mja", w, x)
-    dx = x[:, :, None, :] - x0[:, None, :, :]                 # (M, K_i, K_j, 2D)
-    P0 = np.einsum("mij,miab->mjab", w, P) + np.einsum("mij,mija,mijb->mjab", w, dx, dx)
-    xn, Pn = _cv_predict(x0, P0, dt_s, q, d)
-    return xn, Pn, c
+    F, Q = _cv_blocks(dt_s, q, d)
+    k = mu.shape[1]
+    if k == 1:
+        return x @ F.T, F @ P @ F.T + Q, mu.copy()
+    pi = mode_transition(dt_s, k, tau_s)
+    c = mu @ pi                                                # (M, K)
+    w = pi.T[None] * mu[:, None, :] / c[:, :, None]            # (M, K_j, K_i)
+    x0, P0 = _spread(w, x, P)
+    return x0 @ F.T, F @ P0 @ F.T + Q, c
 
 
 def imm_update(x: FloatArray, P: FloatArray, mu: FloatArray, z: FloatArray,
@@ -102,27 +108,27 @@ def imm_update(x: FloatArray, P: FloatArray, mu: FloatArray, z: FloatArray,
     """Update every model of M tracks with positions z (M, D), covariances R (M, D, D).
 
     x (M, K, 2D), P (M, K, 2D, 2D), mu (M, K); returns new arrays (module doc).  The
-    covariance update is ``P - K S K^T``, symmetrised.
+    covariance update is ``P - K S K^T`` (= ``P - K H P``).
     """
     d = z.shape[-1]
-    y = z[:, None, :] - x[..., :d]                            # (M, K, D)
-    S = P[..., :d, :d] + R[:, None]                           # (M, K, D, D)
+    y = z[:, None, :] - x[..., :d]                             # (M, K, D)
+    S = P[..., :d, :d] + R[:, None]                            # (M, K, D, D)
     Sinv = np.linalg.inv(S)
-    PHt = P[..., :, :d]                                       # (M, K, 2D, D)
-    gain = PHt @ Sinv                                         # (M, K, 2D, D)
-    xn = x + np.einsum("mkad,mkd->mka", gain, y)
-    Pn = P - gain @ np.swapaxes(PHt, -1, -2)
+    HP = P[..., :d, :]                                         # (M, K, D, 2D)
+    KT = Sinv @ HP                                             # K^T (S, P symmetric)
+    Sy = (Sinv @ y[..., None])[..., 0]                         # S^-1 y
+    xn = x + (Sy[..., None, :] @ HP)[..., 0, :]                # x + K y = x + (H P)^T S^-1 y
+    Pn = P - np.swapaxes(HP, -1, -2) @ KT
     Pn = 0.5 * (Pn + np.swapaxes(Pn, -1, -2))
-    d2 = np.einsum("mkd,mkde,mke->mk", y, Sinv, y)
-    log_l = -0.5 * (d2 + np.log(np.linalg.det(S))) + np.log(mu)
-    log_l -= log_l.max(axis=1, keepdims=True)
-    w = np.exp(log_l)
+    d2 = np.sum(y * Sy, axis=-1)
+    log_l = np.log(mu) - 0.5 * (d2 + np.log(np.linalg.det(S)))
+    w = np.exp(log_l - log_l.max(axis=1, keepdims=True))
     return xn, Pn, w / w.sum(axis=1, keepdims=True)
 
 
 def imm_combine(x: FloatArray, P: FloatArray, mu: FloatArray) -> tuple[FloatArray, FloatArray]:
     """The moment-matched mean (M, 2D) and covariance (M, 2D, 2D) of the mixture."""
-    xc = np.einsum("mk,mka->ma", mu, x)
-    dx = x - xc[:, None]
-    Pc = np.einsum("mk,mkab->mab", mu, P) + np.einsum("mk,mka,mkb->mab", mu, dx, dx)
-    return xc, Pc
+    if mu.shape[1] == 1:
+        return x[:, 0].copy(), P[:, 0].copy()
+    xc, Pc = _spread(mu[:, None, :], x, P)
+    return xc[:, 0], Pc[:, 0]

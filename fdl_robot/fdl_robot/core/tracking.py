@@ -113,7 +113,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from fdl_robot.core.assignment import hungarian
+from fdl_robot.core.assignment import sparse_gain_assignment
 from fdl_robot.core.imm import imm_combine, imm_predict, imm_update
 from fdl_robot.core.kalman import (
     check_dim,
@@ -180,6 +180,10 @@ class TrackState(enum.IntEnum):
 
 
 _STATES = tuple(TrackState)          # TrackState by value
+
+DENSE_PAIRS = 2500
+"""Up to this many (detection, track) pairs the distance cap is tested on all of them; above,
+a k-d tree finds the pairs within ``max_distance_m``."""
 
 
 @dataclass(frozen=True)
@@ -410,13 +414,19 @@ class _Detections:
     labels: NDArray[np.object_]   # (N,) class labels, None = unlabelled
     scores: FloatArray            # (N,) scores, NaN = none
     rows: NDArray[np.int64]       # (N,) row of each in the caller's input
+    uniform_R: bool = False       # every R is the same (the default measurement_std_m^2 I)
 
     def __len__(self) -> int:
         return len(self.z)
 
+    @property
+    def labelled(self) -> bool:
+        return any(v is not None for v in self.labels)
+
     def select(self, keep: NDArray) -> _Detections:
         """The detections at ``keep`` (boolean mask or indices)."""
-        return _Detections(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
+        return _Detections(self.z[keep], self.R[keep], self.labels[keep], self.scores[keep], self.rows[keep],
+                           self.uniform_R)
 
 
 @dataclass
@@ -484,6 +494,10 @@ class _TrackTable:
 
     def __len__(self) -> int:
         return len(self.id)
+
+    @property
+    def labelled(self) -> bool:
+        return any(v is not None for v in self.label)
 
     @property
     def matched(self) -> NDArray[np.bool_]:
@@ -673,7 +687,7 @@ class MultiObjectTracker:
             _check_positive_definite(R[ok])
         rows = np.flatnonzero(ok)
         self.last_num_dropped = int(n - len(rows))
-        return _Detections(z[ok], R[ok], lab[ok], sc[ok], rows)
+        return _Detections(z[ok], R[ok], lab[ok], sc[ok], rows, uniform_R=covariances is None)
 
     # -------------------------------------------------------------------- steps
 
@@ -782,8 +796,7 @@ class MultiObjectTracker:
         self._age_outage(stamp)
         seen = self._observable(observable, stamp, None)   # 2. view
         self._predict_to(stamp)                       # 1. predict
-        cost, gate = self._gated_cost(dets)           # 3. gate
-        det, trk = self._assign(cost, gate)           # 4. assign
+        det, trk = self._assign(*self._candidates(dets))   # 3. gate, 4. assign
         self._update_matched(dets, det, trk, stamp)   # 5. update matched
         self._age_unmatched(trk, seen, stamp)         # 6. age unmatched observable
         self._birth(dets, det, stamp)                 # 7. birth
@@ -828,26 +841,52 @@ class MultiObjectTracker:
                              f"{mask.dtype} {mask.shape}")
         return mask
 
-    def _gated_cost(self, dets: _Detections) -> tuple[FloatArray, float]:
-        """3. The cost (N x M) of every pair, ``inf`` outside the distance cap or across labels."""
-        cost, gate = self.association_cost(dets.z, dets.R)
-        cost[~_labels_compatible(dets.labels, self._tracks.label)] = np.inf
-        return cost, gate
+    def _candidates(self, dets: _Detections) -> tuple[NDArray[np.intp], NDArray[np.intp], FloatArray]:
+        """3. The candidate (detection, track) pairs and their costs: pairs within the distance
+        cap ``max_distance_m`` (all pairs of a small problem, a k-d tree query of a large one),
+        of compatible labels, inside the gate; Mahalanobis ``d^2`` computed for those only."""
+        t, d, cap = self._tracks, self.dim, self.config.max_distance_m
+        n, m = len(dets), len(t)
+        if n == 0 or m == 0:
+            return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0)
+        pos = t.x[:, :d]
+        if n * m <= DENSE_PAIRS or not np.isfinite(cap):
+            diff = dets.z[:, None, :] - pos[None, :, :]                # (N, M, D)
+            i, j = np.nonzero(np.einsum("nmd,nmd->nm", diff, diff) <= cap * cap)
+            y = diff[i, j]
+        else:
+            from scipy.spatial import cKDTree
 
-    def _assign(self, cost: FloatArray, gate: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-        """4. Gated Hungarian, confirmed and lost tracks first; (detection, track) indices."""
-        tentative = self._tracks.state == TrackState.TENTATIVE
-        det_free = np.arange(cost.shape[0])
-        det_out: list[NDArray[np.intp]] = [np.zeros(0, dtype=np.intp)]
-        trk_out: list[NDArray[np.intp]] = [np.zeros(0, dtype=np.intp)]
-        for group in (np.flatnonzero(~tentative), np.flatnonzero(tentative)):
-            if len(group) == 0 or len(det_free) == 0:
-                continue
-            r, c = hungarian(cost[np.ix_(det_free, group)], max_cost=gate, maximize_matches=False)
-            det_out.append(det_free[r])
-            trk_out.append(group[c])
-            det_free = np.delete(det_free, r)
-        return np.concatenate(det_out), np.concatenate(trk_out)
+            near = cKDTree(pos).query_ball_point(dets.z, r=cap)
+            i = np.repeat(np.arange(n), [len(v) for v in near])
+            j = np.fromiter((k for v in near for k in v), dtype=np.intp, count=len(i))
+            y = dets.z[i] - pos[j]
+        if dets.labelled or t.labelled:
+            ok = _labels_compatible(dets.labels[i], t.label[j])
+            i, j, y = i[ok], j[ok], y[ok]
+        if self.config.gating == "euclidean":
+            return i, j, np.sqrt(np.einsum("pd,pd->p", y, y))
+        if dets.uniform_R:
+            Sinv = np.linalg.inv(t.P[:, :d, :d] + dets.R[:1])[j]      # one inverse per track
+        else:
+            Sinv = np.linalg.inv(t.P[j, :d, :d] + dets.R[i])
+        return i, j, np.einsum("pd,pde,pe->p", y, Sinv, y)
+
+    def _gate(self) -> float:
+        return self.config.max_distance_m if self.config.gating == "euclidean" else self.gate_mahalanobis_sq
+
+    def _assign(self, i: NDArray[np.intp], j: NDArray[np.intp], cost: FloatArray
+                ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """4. Gated assignment (gain semantics, on the candidates only), confirmed and lost
+        tracks first, then tentative ones; (detection, track) indices."""
+        gate = self._gate()
+        tentative = (self._tracks.state == TrackState.TENTATIVE)[j]
+        r1, c1 = sparse_gain_assignment(i[~tentative], j[~tentative], cost[~tentative], gate)
+        rest = tentative & ~np.isin(i, r1)
+        if not rest.any():
+            return r1, c1
+        r2, c2 = sparse_gain_assignment(i[rest], j[rest], cost[rest], gate)
+        return np.concatenate([r1, r2]), np.concatenate([c1, c2])
 
     def _update_matched(self, dets: _Detections, det: NDArray[np.intp], trk: NDArray[np.intp],
                         stamp: float) -> None:
@@ -914,16 +953,9 @@ class MultiObjectTracker:
 
 
 def _labels_compatible(det_labels: NDArray, track_labels: NDArray) -> NDArray[np.bool_]:
-    """(N, M) mask: labels equal, or either side is None (unlabelled)."""
-    codes: dict[Hashable, int] = {}
-
-    def encode(labels: NDArray) -> NDArray[np.int64]:
-        return np.array(
-            [-1 if v is None else codes.setdefault(v, len(codes)) for v in labels], dtype=np.int64
-        )
-
-    a, b = encode(det_labels), encode(track_labels)
-    return (a[:, None] == b[None, :]) | (a[:, None] < 0) | (b[None, :] < 0)
+    """Mask over pairs (equal-length label arrays): labels equal, or either is None (unlabelled)."""
+    return np.fromiter((a is None or b is None or a == b for a, b in zip(det_labels, track_labels, strict=True)),
+                       dtype=bool, count=len(det_labels))
 
 
 def _covariance_column(covariances: ArrayLike, n: int, d: int) -> FloatArray:
