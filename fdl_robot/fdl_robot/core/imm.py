@@ -62,12 +62,19 @@ def mode_transition(dt_s: float, k: int, tau_s: float) -> FloatArray:
     return pi
 
 
+_BASIS: dict[int, tuple[FloatArray, ...]] = {}
+
+
 def _cv_blocks(dt: float, q: FloatArray, d: int) -> tuple[FloatArray, FloatArray]:
     """``F(dt)`` (2D, 2D) and ``q_j Q_1(dt)`` (K, 2D, 2D)."""
-    F = np.eye(2 * d)
-    F[:d, d:] = dt * np.eye(d)
-    Q1 = np.kron(np.array([[dt**3 / 3.0, dt**2 / 2.0], [dt**2 / 2.0, dt]]), np.eye(d))
-    return F, q[:, None, None] * Q1
+    if d not in _BASIS:
+        e = np.eye(d)
+        z = np.zeros((d, d))
+        _BASIS[d] = (np.eye(2 * d), np.block([[z, e], [z, z]]), np.block([[e, z], [z, z]]),
+                     np.block([[z, e], [e, z]]), np.block([[z, z], [z, e]]))
+    eye, upper, pp, pv, vv = _BASIS[d]
+    Q1 = (dt**3 / 3.0) * pp + (dt**2 / 2.0) * pv + dt * vv
+    return eye + dt * upper, q[:, None, None] * Q1
 
 
 def _spread(w: FloatArray, x: FloatArray, P: FloatArray) -> tuple[FloatArray, FloatArray]:
