@@ -43,10 +43,10 @@ from scipy.optimize import linear_sum_assignment
 from fdl_robot.tracking_scenarios import SCENARIOS, make_scenario, score
 
 GRIDS: dict[str, dict[str, list]] = {
-    "sort": dict(q=[0.1, 1.0, 10.0], gate_m=[0.05, 0.1, 0.2], min_hits=[2, 3], max_age_s=[0.3, 1.0]),
-    "norfair": dict(distance_threshold=[0.03, 0.06, 0.12], Q=[1e-4, 1e-3, 1e-2], hit_counter_max=[5, 15],
+    "sort": dict(q=[0.1, 1.0, 10.0, 30.0], gate_m=[0.05, 0.1, 0.2], min_hits=[2, 3], max_age_s=[0.3, 1.0]),
+    "norfair": dict(distance_threshold=[0.03, 0.06, 0.12, 0.2], Q=[1e-4, 1e-3, 1e-2], hit_counter_max=[5, 15],
                     initialization_delay=[2, 4]),
-    "motpy": dict(box_m=[0.04, 0.08, 0.16], q_var_pos=[0.01, 1.0, 100.0], min_iou=[0.05, 0.2],
+    "motpy": dict(box_m=[0.04, 0.08, 0.16], q_var_pos=[0.01, 100.0, 1e4, 1e5], min_iou=[0.05, 0.2],
                   max_staleness=[4, 12]),
     "stonesoup": dict(q=[0.1, 1.0, 10.0], missed_distance=[3.0, 5.0], min_points=[2, 3], max_age_s=[0.3, 1.0]),
 }
