@@ -702,9 +702,11 @@ class MultiObjectTracker:
             return stamp, self._stamp_s - stamp
         if order is StampOrder.IN_ORDER or (late_ok and self._replay_from(stamp) is not None):
             return stamp, None
-        if self._rejected_s is not None and stamp > self._rejected_s:
+        too_late = stamp < self._stamp_s - self.config.late_tolerance_s
+        if too_late and self._rejected_s is not None and stamp > self._rejected_s:
             return stamp, self._stamp_s - stamp       # the old time line goes on: a new base
-        self._rejected_s = stamp
+        if too_late:
+            self._rejected_s = stamp
         raise OutOfOrderStamp(
             f"out-of-order stamp {stamp:.6f} s is older than the last processed "
             f"{self._stamp_s:.6f} s by more than late_tolerance_s; detections rejected"
