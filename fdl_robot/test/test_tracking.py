@@ -367,7 +367,8 @@ def test_tracker_config_validation(kwargs):
 def test_tracker_config_is_the_one_home_of_the_defaults():
     config = TrackerConfig()
     assert asdict(config) == dict(measurement_std_m=0.01, process_noise_q=(1e-4, 0.5, 10.0), mode_switch_time_s=0.5,
-                                  gating="mahalanobis", gate_probability=0.95, max_distance_m=0.2, n_init=3,
+                                  gating="mahalanobis", gate_probability=0.95, max_distance_m=0.1,
+                                  tentative_max_distance_m=0.2, n_init=3,
                                   max_age_s=1.0, max_position_std_m=0.1, outage_s=0.5, late_tolerance_s=0.1)
     assert MultiObjectTracker().config == config
     assert MultiObjectTracker(n_init=1).config == replace(config, n_init=1)

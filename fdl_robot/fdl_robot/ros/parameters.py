@@ -336,7 +336,10 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         from_config(TrackerConfig, "gating", "Association gate: 'mahalanobis' (chi-square gate at "
                     "gate_probability) or 'euclidean' (max_distance_m)."),
         from_config(TrackerConfig, "gate_probability", "Probability mass inside the Mahalanobis gate."),
-        from_config(TrackerConfig, "max_distance_m", "Euclidean gate, and a hard cap in Mahalanobis mode, metres."),
+        from_config(TrackerConfig, "max_distance_m", "Euclidean gate, and a hard cap in Mahalanobis mode, of a track "
+                    "at rest, metres; it grows by 0.2 s times the track's speed, up to tentative_max_distance_m."),
+        from_config(TrackerConfig, "tentative_max_distance_m", "The same cap for tentative tracks (velocity still "
+                    "unknown), metres."),
         from_config(TrackerConfig, "measurement_std_m", "Measurement noise std when an object carries no "
                     "covariance, metres."),
         from_config(TrackerConfig, "process_noise_q", "White-noise acceleration spectral densities q, m^2/s^3, "
