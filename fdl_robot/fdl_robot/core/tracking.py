@@ -810,20 +810,31 @@ class MultiObjectTracker:
     def association_cost(
         self, z: ArrayLike, R: ArrayLike, track_index: ArrayLike | None = None
     ) -> tuple[FloatArray, float]:
-        """Cost matrix (detections x tracks) at the current prediction, and its gate.
+        """Cost matrix (detections x tracks) at the current prediction, and its gate (dense:
+        for inspection; ``update`` computes the same costs for the candidate pairs only).
 
-        Mahalanobis: ``d^2`` with gate ``chi2.ppf(p, D)``, plus ``inf`` where
-        ``||y|| > max_distance_m``.  Euclidean: ``||y||`` (m), gate ``max_distance_m``.
-        Labels are not looked at.
+        Mahalanobis: ``d^2`` with gate ``chi2.ppf(p, D)``, plus ``inf`` where ``||y||``
+        exceeds the track's distance cap (module doc).  Euclidean: ``||y||`` (m), ``inf``
+        beyond the cap.  Labels are not looked at.
         """
         t = self._tracks
         idx = np.arange(len(t)) if track_index is None else np.asarray(track_index)
         dist = euclidean_distance(z, t.x[idx, : self.dim])
+        over = dist > self._caps(idx)[None, :]
         if self.config.gating == "euclidean":
-            return dist, self.config.max_distance_m
+            return np.where(over, np.inf, dist), self._gate()
         cost = mahalanobis_sq(z, R, t.x[idx], t.P[idx])
-        cost[dist > self.config.max_distance_m] = np.inf
+        cost[over] = np.inf
         return cost, self.gate_mahalanobis_sq
+
+    def _caps(self, j: NDArray[np.intp]) -> FloatArray:
+        """The distance cap (m) of tracks ``j``: ``tentative_max_distance_m`` for tentative
+        ones, else ``max_distance_m + CAP_SPEED_S |v|``, at most the larger of the two."""
+        t, d, c = self._tracks, self.dim, self.config
+        v = t.x[j, d:]
+        moving = np.minimum(c.max_distance_m + CAP_SPEED_S * np.sqrt(np.einsum("md,md->m", v, v)),
+                            max(c.max_distance_m, c.tentative_max_distance_m))
+        return np.where(t.state[j] == TrackState.TENTATIVE, c.tentative_max_distance_m, moving)
 
     def update(
         self,
@@ -966,10 +977,7 @@ class MultiObjectTracker:
             j = np.fromiter((k for v in near for k in v), dtype=np.intp, count=len(i))
             y = dets.z[i] - pos[j]
         dist = np.sqrt(np.einsum("pd,pd->p", y, y))
-        speed = np.sqrt(np.einsum("md,md->m", t.x[:, d:], t.x[:, d:]))
-        limit = np.where(t.state[j] == TrackState.TENTATIVE, self.config.tentative_max_distance_m,
-                         np.minimum(self.config.max_distance_m + CAP_SPEED_S * speed[j], cap))
-        ok = dist <= limit
+        ok = dist <= self._caps(j)
         if dets.labelled or t.labelled:
             ok[ok] = _labels_compatible(dets.labels[i[ok]], t.label[j[ok]])
         i, j, y, dist = i[ok], j[ok], y[ok], dist[ok]
