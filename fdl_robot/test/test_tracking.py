@@ -226,7 +226,7 @@ def _step(trk, pts, t, **kw):
 
 
 def test_lifecycle_birth_confirm_lost_delete_and_ids():
-    trk = MultiObjectTracker(n_init=3, max_age_s=0.5)
+    trk = MultiObjectTracker(n_init=3, max_age_s=0.5, max_position_std_m=np.inf)   # max_age_s alone deletes
     a, b = [0.5, 0.0, 0.1], [0.5, 0.3, 0.1]
     tracks = _step(trk, [a, b], 0.0)  # first update just births
     assert [(t.id, t.state, t.hits) for t in tracks] == [(1, TrackState.TENTATIVE, 1), (2, TrackState.TENTATIVE, 1)]
@@ -264,7 +264,7 @@ def test_out_of_order_stamp_raises_and_leaves_state_unchanged():
     _step(trk, [[0.5, 0.0, 0.1]], 1.0)
     before = trk.tracks()
     with pytest.raises(ValueError, match="out-of-order"):
-        _step(trk, [[0.6, 0.0, 0.1]], 0.99)
+        _step(trk, [[0.6, 0.0, 0.1]], 0.8)                 # later than late_tolerance_s (0.1 s)
     with pytest.raises(ValueError, match="out-of-order"):
         trk.predict(0.5)
     after = trk.tracks()
@@ -366,8 +366,10 @@ def test_tracker_config_validation(kwargs):
 
 def test_tracker_config_is_the_one_home_of_the_defaults():
     config = TrackerConfig()
-    assert asdict(config) == dict(measurement_std_m=0.01, process_noise_q=0.1, gating="mahalanobis",
-                                  gate_probability=0.99, max_distance_m=0.1, n_init=3, max_age_s=1.0)
+    assert asdict(config) == dict(measurement_std_m=0.01, process_noise_q=(1e-4, 0.5, 10.0), mode_switch_time_s=0.5,
+                                  gating="mahalanobis", gate_probability=0.95, max_distance_m=0.1,
+                                  tentative_max_distance_m=0.2, n_init=3,
+                                  max_age_s=1.0, max_position_std_m=0.1, outage_s=0.5, late_tolerance_s=0.1)
     assert MultiObjectTracker().config == config
     assert MultiObjectTracker(n_init=1).config == replace(config, n_init=1)
     tuned = TrackerConfig(gating="euclidean", max_age_s=0.5)
@@ -642,7 +644,7 @@ def test_misses_inside_the_view_age_and_prune_exactly_as_before():
         frames.append(z + rng.normal(0.0, 0.002, z.shape))
     logs = []
     for observable in (None, view.sees):
-        trk = MultiObjectTracker(n_init=3, max_age_s=1.0)
+        trk = MultiObjectTracker(n_init=3, max_age_s=1.0, max_position_std_m=np.inf)
         logs.append([[(t.id, t.state, t.hits, t.time_since_update_s)
                       for t in trk.update(z, k / HZ, observable=observable)] for k, z in enumerate(frames)])
     assert logs[0] == logs[1]
@@ -656,7 +658,7 @@ def test_a_second_camera_does_not_slow_the_deletion_of_a_vanished_object():
     """Object of camera A vanishes; B keeps updating at interleaved stamps: deleted within one
     A frame of the single-camera time (the miss clock starts at A's first miss)."""
     def deleted_at(with_b: bool) -> float:
-        trk = MultiObjectTracker(n_init=3, max_age_s=1.0)
+        trk = MultiObjectTracker(n_init=3, max_age_s=1.0, max_position_std_m=np.inf)
         for k in range(60):
             t = k / HZ
             z = OBJ_A[:1] if k < 15 else np.zeros((0, 3))
@@ -705,7 +707,8 @@ def test_an_unseen_track_can_still_be_matched_and_a_tentative_one_survives():
     assert [(t.id, t.state, t.hits) for t in tracks] == [(1, TrackState.TENTATIVE, 2)]
     assert _step(trk, np.zeros((0, 3)), 0.3) == []      # seen and missed: a tentative track dies
     # never seen again: a tentative track lives max_age_s after its last hit, a confirmed one on
-    trk = MultiObjectTracker(n_init=3, max_age_s=1.0)
+    # (outage_s above the 1 s between the updates: no sensor outage here)
+    trk = MultiObjectTracker(n_init=3, max_age_s=1.0, outage_s=2.0)
     for k in range(3):
         _step(trk, [[0.5, 0.0, 0.0]], k / 10)
     _step(trk, [[0.5, 0.0, 0.0], [0.9, 0.0, 0.0]], 0.3)  # and a tentative track 2

@@ -69,6 +69,19 @@ multi-object tracker uses it.  It is solved exactly: feasible pairs weigh
 ``C_ij - max_cost <= 0`` and forbidden pairs 0 (the same as unmatched), so no big
 constant is needed.
 
+Sparse candidates (many objects)
+--------------------------------
+:func:`sparse_gain_assignment` solves the gain semantics on a list of candidate pairs
+(``rows[k], cols[k], cost[k]``) instead of a full matrix: a pair not listed is forbidden.
+The candidate graph (rows and columns as nodes, pairs as edges) falls apart into connected
+components, and the optimum is the union of the components' optima (no pair joins two
+components).  A component of one pair is taken as it is (its gain is >= 0); the others are
+solved exactly with :func:`hungarian` on their own small matrices.  When every row and
+column has at most one candidate the answer is all the candidates, found without a solver;
+a small problem (at most ``DENSE_CELLS`` cells over the rows and columns involved) is one
+dense solve.  So 1000 well separated objects cost O(pairs), not O(N M) memory and a
+1000 x 1000 solve.
+
 Greedy (the seed's "simplified Hungarian", errata 3)
 ----------------------------------------------------
 :func:`greedy_assignment` repeatedly takes the globally cheapest feasible entry and
@@ -95,6 +108,7 @@ __all__ = [
     "hungarian",
     "match",
     "matching_cost",
+    "sparse_gain_assignment",
     "unmatched_indices",
 ]
 
@@ -287,3 +301,59 @@ def match(
         raise ValueError(f"method must be 'hungarian' or 'greedy', got {method!r}")
     n, m = c.shape
     return Matching(rows, cols, unmatched_indices(n, rows), unmatched_indices(m, cols))
+
+
+DENSE_CELLS = 4096
+"""Up to this many cells (rows x columns involved) :func:`sparse_gain_assignment` solves in one matrix."""
+
+
+def sparse_gain_assignment(
+    rows: ArrayLike, cols: ArrayLike, cost: ArrayLike, max_cost: float
+) -> tuple[IntArray, IntArray]:
+    """The gain-semantics assignment (``hungarian(..., maximize_matches=False)``) over the
+    candidate pairs ``(rows[k], cols[k])`` with costs ``cost[k]`` (module doc, "Sparse
+    candidates").  Pairs must be unique; non-finite costs and costs above ``max_cost`` are
+    forbidden.  Returns (rows, cols) of the chosen pairs, rows ascending."""
+    r = np.asarray(rows, dtype=np.intp)
+    c = np.asarray(cols, dtype=np.intp)
+    w = np.asarray(cost, dtype=np.float64)
+    ok = np.isfinite(w) & (w <= max_cost)
+    r, c, w = r[ok], c[ok], w[ok]
+    if len(r) == 0:
+        return _empty()
+    if np.bincount(r).max() <= 1 and np.bincount(c).max() <= 1:     # nothing to decide
+        order = np.argsort(r, kind="stable")
+        return r[order], c[order]
+    ur, ir = np.unique(r, return_inverse=True)
+    uc, ic = np.unique(c, return_inverse=True)
+    if len(ur) * len(uc) <= DENSE_CELLS:
+        return _solve_block(ur, uc, ir, ic, w, max_cost)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(ir)), (ir, len(ur) + ic)), shape=(len(ur) + len(uc),) * 2)
+    _, label = connected_components(graph, directed=False)
+    comp = label[ir]
+    sizes = np.bincount(comp)
+    single = sizes[comp] == 1
+    out_r, out_c = [r[single]], [c[single]]
+    multi = np.flatnonzero(~single)
+    multi = multi[np.argsort(comp[multi], kind="stable")]
+    for seg in np.split(multi, np.flatnonzero(np.diff(comp[multi])) + 1):
+        sr, sir = np.unique(r[seg], return_inverse=True)
+        sc, sic = np.unique(c[seg], return_inverse=True)
+        a, b = _solve_block(sr, sc, sir, sic, w[seg], max_cost)
+        out_r.append(a)
+        out_c.append(b)
+    r, c = np.concatenate(out_r), np.concatenate(out_c)
+    order = np.argsort(r, kind="stable")
+    return r[order], c[order]
+
+
+def _solve_block(ur: IntArray, uc: IntArray, ir: IntArray, ic: IntArray, w: NDArray,
+                 max_cost: float) -> tuple[IntArray, IntArray]:
+    """The gain assignment of the pairs (ur[ir], uc[ic]) in one dense matrix."""
+    dense = np.full((len(ur), len(uc)), np.inf)
+    dense[ir, ic] = w
+    a, b = hungarian(dense, max_cost=max_cost, maximize_matches=False)
+    return ur[a], uc[b]

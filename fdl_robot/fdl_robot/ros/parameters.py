@@ -343,13 +343,25 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         from_config(TrackerConfig, "gating", "Association gate: 'mahalanobis' (chi-square gate at "
                     "gate_probability) or 'euclidean' (max_distance_m)."),
         from_config(TrackerConfig, "gate_probability", "Probability mass inside the Mahalanobis gate."),
-        from_config(TrackerConfig, "max_distance_m", "Euclidean gate, and a hard cap in Mahalanobis mode, metres."),
+        from_config(TrackerConfig, "max_distance_m", "Euclidean gate, and a hard cap in Mahalanobis mode, of a track "
+                    "at rest, metres; it grows by 0.2 s times the track's speed, up to tentative_max_distance_m."),
+        from_config(TrackerConfig, "tentative_max_distance_m", "The same cap for tentative tracks (velocity still "
+                    "unknown), metres."),
         from_config(TrackerConfig, "measurement_std_m", "Measurement noise std when an object carries no "
                     "covariance, metres."),
-        from_config(TrackerConfig, "process_noise_q", "White-noise acceleration spectral density q, m^2/s^3."),
+        from_config(TrackerConfig, "process_noise_q", "White-noise acceleration spectral densities q, m^2/s^3, "
+                    "one per motion model of the IMM (at rest, smooth, manoeuvre); one value: a single "
+                    "constant-velocity Kalman filter."),
+        from_config(TrackerConfig, "mode_switch_time_s", "Mean time the IMM's motion mode stays the same, seconds."),
         from_config(TrackerConfig, "n_init", "Consecutive hits to confirm a track."),
         from_config(TrackerConfig, "max_age_s", "Seconds a confirmed track coasts unmatched by updates that "
                     "could see it before deletion."),
+        from_config(TrackerConfig, "max_position_std_m", "A track missed twice in a row in view is deleted once "
+                    "its position sigma exceeds this, metres (.inf: only max_age_s deletes)."),
+        from_config(TrackerConfig, "outage_s", "A gap longer than this between two inputs is a sensor outage: it "
+                    "does not count towards max_age_s, seconds."),
+        from_config(TrackerConfig, "late_tolerance_s", "An input up to this much older than the last one is "
+                    "processed in stamp order (the recent inputs replayed), seconds; 0 rejects it."),
         Param("publish_tentative", False, "Also publish tentative tracks."),
         Param("use_camera_view", True, "Use each Object3DArray's view (what its camera could see): tracks "
               "outside it are predicted but not aged. false: every update sees every track."),

@@ -1,0 +1,141 @@
+"""Interacting multiple model (IMM) filter over constant-velocity models of different noise.
+
+Frames and units as in :mod:`fdl_robot.core.kalman`: one Cartesian frame (the tracker's,
+normally ``base_link``), positions in m, velocities in m/s, times in s; ``D`` = 2 or 3.
+
+Models
+------
+All ``K`` models share the state ``x = [p; v]`` (2D,) and the motion matrix ``F(dt)`` of
+:func:`fdl_robot.core.kalman.transition_matrix`; model ``j`` has its own white-noise
+acceleration spectral density ``q_j`` (m^2/s^3), so ``Q_j(dt) = q_j Q_1(dt)`` with
+``Q_1`` of :func:`fdl_robot.core.kalman.process_noise` at q = 1.  A tiny ``q_0`` is an
+object at rest or drifting steadily (a conveyor), a middle one smooth motion, a large one a
+manoeuvre (accelerations of a few m/s^2).  Because the state is shared, mixing needs no
+state augmentation.
+
+Mode switching (continuous time, so it does not depend on the frame rate)
+-------------------------------------------------------------------------
+The mode is a Markov chain that leaves its model at rate ``1 / tau`` (s^-1) towards each
+of the others equally: over ``dt`` it stays with probability
+``1 - s``, ``s = (K - 1) / K (1 - exp(-K dt / ((K - 1) tau)))``, and moves to each other
+model with ``s / (K - 1)`` (the exact transition matrix ``expm(Lambda dt)`` of that
+generator).  ``Pi[i, j]`` = P(model j at t | model i at t - dt).
+
+One cycle (Blom & Bar-Shalom 1988), per track, all tracks batched
+------------------------------------------------------------------
+Mixing and prediction over ``dt`` (:func:`imm_predict`)::
+
+    c_j    = sum_i Pi[i, j] mu_i                           predicted mode probability
+    w_ij   = Pi[i, j] mu_i / c_j                           mixing weights
+    x0_j   = sum_i w_ij x_i
+    P0_j   = sum_i w_ij (P_i + (x_i - x0_j)(x_i - x0_j)^T)
+    x_j    <- F x0_j,     P_j <- F P0_j F^T + q_j Q_1(dt),     mu_j <- c_j
+
+Update with a position ``z`` of covariance ``R`` (:func:`imm_update`): each model's
+Kalman update (``H = [I 0]``), and its likelihood
+``L_j = N(y_j; 0, S_j) = exp(-d_j^2 / 2) / sqrt(det(2 pi S_j))``; then
+``mu_j <- mu_j L_j / sum_k mu_k L_k``.  A track without a detection keeps ``mu = c``.
+
+Output (:func:`imm_combine`): the moment-matched Gaussian
+``x = sum_j mu_j x_j``, ``P = sum_j mu_j (P_j + (x_j - x)(x_j - x)^T)``; the tracker gates
+and reports with it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["imm_combine", "imm_predict", "imm_update", "mode_transition"]
+
+FloatArray = NDArray[np.float64]
+
+
+def mode_transition(dt_s: float, k: int, tau_s: float) -> FloatArray:
+    """``Pi`` (K, K) over ``dt_s``: stay ``1 - s``, each other model ``s / (K - 1)`` (module doc)."""
+    if k == 1:
+        return np.ones((1, 1))
+    s = (k - 1) / k * (1.0 - math.exp(-k * dt_s / ((k - 1) * tau_s)))
+    pi = np.full((k, k), s / (k - 1))
+    np.fill_diagonal(pi, 1.0 - s)
+    return pi
+
+
+_BASIS: dict[int, tuple[FloatArray, ...]] = {}
+
+
+def _cv_blocks(dt: float, q: FloatArray, d: int) -> tuple[FloatArray, FloatArray]:
+    """``F(dt)`` (2D, 2D) and ``q_j Q_1(dt)`` (K, 2D, 2D)."""
+    if d not in _BASIS:
+        e = np.eye(d)
+        z = np.zeros((d, d))
+        _BASIS[d] = (np.eye(2 * d), np.block([[z, e], [z, z]]), np.block([[e, z], [z, z]]),
+                     np.block([[z, e], [e, z]]), np.block([[z, z], [z, e]]))
+    eye, upper, pp, pv, vv = _BASIS[d]
+    Q1 = (dt**3 / 3.0) * pp + (dt**2 / 2.0) * pv + dt * vv
+    return eye + dt * upper, q[:, None, None] * Q1
+
+
+def _spread(w: FloatArray, x: FloatArray, P: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Moment match ``sum_i w[..., j, i] N(x_i, P_i)`` for every j: x (M, K, 2D), P (M, K, 2D, 2D),
+    w (M, J, K) with rows summing to 1; returns (M, J, 2D), (M, J, 2D, 2D).
+
+    Uses ``sum_i w_i (P_i + e_i e_i^T) - e e^T`` with ``e_i = x_i - c`` about the first
+    model's mean ``c`` (a point close to all of them, so the subtraction loses nothing)."""
+    m, k, n = x.shape
+    c = x[:, :1]
+    e = x - c                                                  # (M, K, 2D)
+    A = (P + e[..., :, None] * e[..., None, :]).reshape(m, k, n * n)
+    e0 = w @ e                                                 # (M, J, 2D)
+    P0 = (w @ A).reshape(m, -1, n, n) - e0[..., :, None] * e0[..., None, :]
+    return c + e0, P0
+
+
+def imm_predict(x: FloatArray, P: FloatArray, mu: FloatArray, dt_s: float, q: FloatArray,
+                tau_s: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Mix and predict over ``dt_s`` (module doc): x (M, K, 2D), P (M, K, 2D, 2D), mu (M, K),
+    q (K,) m^2/s^3; returns new arrays."""
+    d = x.shape[-1] // 2
+    if dt_s <= 0.0 or len(x) == 0:
+        return x.copy(), P.copy(), mu.copy()
+    F, Q = _cv_blocks(dt_s, q, d)
+    k = mu.shape[1]
+    if k == 1:
+        return x @ F.T, F @ P @ F.T + Q, mu.copy()
+    pi = mode_transition(dt_s, k, tau_s)
+    c = mu @ pi                                                # (M, K)
+    w = pi.T[None] * mu[:, None, :] / c[:, :, None]            # (M, K_j, K_i)
+    x0, P0 = _spread(w, x, P)
+    return x0 @ F.T, F @ P0 @ F.T + Q, c
+
+
+def imm_update(x: FloatArray, P: FloatArray, mu: FloatArray, z: FloatArray,
+               R: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Update every model of M tracks with positions z (M, D), covariances R (M, D, D).
+
+    x (M, K, 2D), P (M, K, 2D, 2D), mu (M, K); returns new arrays (module doc).  The
+    covariance update is ``P - K S K^T`` (= ``P - K H P``).
+    """
+    d = z.shape[-1]
+    y = z[:, None, :] - x[..., :d]                             # (M, K, D)
+    S = P[..., :d, :d] + R[:, None]                            # (M, K, D, D)
+    Sinv = np.linalg.inv(S)
+    HP = P[..., :d, :]                                         # (M, K, D, 2D)
+    KT = Sinv @ HP                                             # K^T (S, P symmetric)
+    Sy = (Sinv @ y[..., None])[..., 0]                         # S^-1 y
+    xn = x + (Sy[..., None, :] @ HP)[..., 0, :]                # x + K y = x + (H P)^T S^-1 y
+    Pn = P - np.swapaxes(HP, -1, -2) @ KT
+    Pn = 0.5 * (Pn + np.swapaxes(Pn, -1, -2))
+    d2 = np.sum(y * Sy, axis=-1)
+    log_l = np.log(mu) - 0.5 * (d2 + np.log(np.linalg.det(S)))
+    w = np.exp(log_l - log_l.max(axis=1, keepdims=True))
+    return xn, Pn, w / w.sum(axis=1, keepdims=True)
+
+
+def imm_combine(x: FloatArray, P: FloatArray, mu: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The moment-matched mean (M, 2D) and covariance (M, 2D, 2D) of the mixture."""
+    if mu.shape[1] == 1:
+        return x[:, 0].copy(), P[:, 0].copy()
+    xc, Pc = _spread(mu[:, None, :], x, P)
+    return xc[:, 0], Pc[:, 0]
