@@ -3,9 +3,9 @@
     PYTHONPATH=fdl_robot OMP_NUM_THREADS=1 /work/main/.venv/bin/python benchmarks/tracker_benchmark.py \\
         --seeds 5 --json benchmarks/results/issue16/tracker_benchmark.json
     # the peers (norfair, motpy, Stone Soup, a filterpy SORT) run in their own venv:
-    uv venv .venv-bench --python 3.11 && uv pip install --python .venv-bench -r requirements/bench-trackers.txt
+    python3.11 -m venv .venv-bench && .venv-bench/bin/pip install -r requirements/bench-trackers.txt
     PYTHONPATH=fdl_robot OMP_NUM_THREADS=1 .venv-bench/bin/python benchmarks/tracker_benchmark.py \\
-        --seeds 5 --peers --json benchmarks/results/issue16/tracker_benchmark_peers.json
+        --seeds 5 --sections scenarios,peers --json benchmarks/results/issue16/tracker_benchmark_peers.json
 
 Sections (``--sections``, default all but ``peers`` unless ``--peers``):
 
