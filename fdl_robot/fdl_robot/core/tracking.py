@@ -150,7 +150,8 @@ One call of ``update(z_1..z_N, t)``
    ``max_age_s``, tracks missed while observable for more than ``max_age_s``, and vague
    tracks.
 
-Detections with a non-finite coordinate (NaN depth) or a non-finite covariance are
+Detections with a non-finite coordinate (NaN depth), one beyond ``MAX_RANGE_M``, or a non-finite
+covariance or one whose variances exceed ``MAX_RANGE_M^2`` are
 dropped before anything else (their count is in ``last_num_dropped``); they never
 touch the filter.
 
@@ -232,6 +233,10 @@ class OutOfOrderStamp(ValueError):
     """A stamp older than the last processed one by at most ``TIME_JUMP_S``: a late or
     duplicated message, rejected (older still is a new time base, module doc)."""
 Gating = Literal["mahalanobis", "euclidean"]
+
+#: Detections farther than this from the tracker frame's origin (m, per axis), or with a variance above
+#: its square, are dropped as invalid (they would overflow the filter).
+MAX_RANGE_M = 1e4
 
 INIT_VELOCITY_STD_MPS = 0.5
 """Prior velocity sigma (m/s) of a newborn track (its velocity mean is 0)."""
@@ -768,7 +773,8 @@ class MultiObjectTracker:
         scores: ArrayLike | None,
         covariances: ArrayLike | None,
     ) -> _Detections:
-        """Validate shapes; return the finite rows only (``last_num_dropped``: the others)."""
+        """Validate shapes; return the finite rows within ``MAX_RANGE_M`` of the frame's origin only
+        (``last_num_dropped``: the others; a position of 1e150 m would overflow the filter)."""
         d = self.dim
         z = np.asarray(positions, dtype=np.float64)
         if z.size == 0:
@@ -778,12 +784,14 @@ class MultiObjectTracker:
         n = len(z)
         lab = _label_column(labels, n)
         sc = _score_column(scores, n)
+        in_range = np.isfinite(z).all(axis=1) & (np.abs(np.nan_to_num(z)) <= MAX_RANGE_M).all(axis=1)
         if covariances is None:                      # the default R: finite, positive definite
-            ok = np.isfinite(z).all(axis=1)
+            ok = in_range
             R = np.broadcast_to(self.config.measurement_std_m**2 * np.eye(d), (int(ok.sum()), d, d))
         else:
             R = _covariance_column(covariances, n, d)
-            ok = np.isfinite(z).all(axis=1) & np.isfinite(R).all(axis=(1, 2))
+            ok = (in_range & np.isfinite(R).all(axis=(1, 2))
+                  & (np.abs(np.nan_to_num(np.diagonal(R, axis1=1, axis2=2))) <= MAX_RANGE_M**2).all(axis=1))
             R = R[ok]
             _check_positive_definite(R)
         rows = np.flatnonzero(ok)

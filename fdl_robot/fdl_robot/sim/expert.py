@@ -26,8 +26,9 @@ their limits.  Every control step the TCP target is converted to joints by
 damped-least-squares IK warm-started at the previous command, and the joint
 command is rate-limited to ``max_joint_speed_rad_s``.
 
-During lift, carry and lower the expert checks at every step that the cube is still
-between the fingers; if not (a missed or lost grasp), it opens and replans from the
+During lift, carry and lower the expert checks at every step that the cube has not
+fallen below the fingers, and at each segment's end that it is between them; if not (a
+missed or lost grasp), it opens and replans from the
 cube's current pose, at most ``max_retries`` times.  Nothing is attached magically: the
 cube is held by friction only.
 
@@ -278,7 +279,8 @@ class ScriptedExpert:
         """Advance through finished segments, checking the grasp where asked (retry or give up)."""
         while not self._disturbed and self._index < len(self._segments):
             seg = self._segments[self._index]
-            if seg.check_hold and not self._holding(obs):
+            ended = t - self._t_plan_s >= seg.duration_s - 1e-9
+            if seg.check_hold and not self._holding(obs, at_rest=ended):
                 if self.retries < self.config.max_retries:
                     self.retries += 1
                     p, R = seg.sample(min(t - self._t_plan_s, seg.duration_s), self._offsets)
@@ -287,7 +289,7 @@ class ScriptedExpert:
                     continue
                 self._segments = self._segments[: self._index]  # give up: stop here
                 break
-            if t - self._t_plan_s < seg.duration_s - 1e-9:
+            if not ended:
                 break
             self._t_plan_s += seg.duration_s
             self._index += 1
@@ -347,10 +349,16 @@ class ScriptedExpert:
         else:
             self._plan_place(obs, p0, R0, t_s)
 
-    def _holding(self, obs: dict[str, Any]) -> bool:
+    def _holding(self, obs: dict[str, Any], at_rest: bool = True) -> bool:
+        """The cube between the fingers: within ``hold_tolerance_m`` of the TCP at a segment's
+        end; while the TCP moves, only not fallen below it by more than twice that (object
+        poses may arrive later than joint states, e.g. at a camera's rate through ROS, and
+        lag a moving TCP)."""
         cube = obs["objects"][scene.TARGET_NAME].position_m
         p_tcp, _ = self._tcp_pose(np.asarray(obs["qpos"], dtype=np.float64))
-        return bool(np.linalg.norm(cube - p_tcp) < self.config.hold_tolerance_m)
+        if at_rest:
+            return bool(np.linalg.norm(cube - p_tcp) < self.config.hold_tolerance_m)
+        return bool(p_tcp[2] - cube[2] < 2.0 * self.config.hold_tolerance_m)
 
     def _duration(self, p0: np.ndarray, p1: np.ndarray, R0: np.ndarray, R1: np.ndarray, speed_m_s: float) -> float:
         """Segment time so that the min-jerk peak speed 1.875 d / T stays under the limits."""

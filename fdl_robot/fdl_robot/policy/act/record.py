@@ -208,9 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=d.episode_steps, help="longest episode, control steps (50 Hz)")
     ap.add_argument("--tail-steps", type=int, default=d.tail_steps,
                     help="control steps recorded after the expert is done")
-    ap.add_argument("--perturbations", type=parse_mix, default=d.perturbations,
-                    help="scene perturbation mix, kind:weight,... (kinds: none, shift, drop, bin, conveyor); "
-                         "default " + ",".join(f"{k}:{w:g}" for k, w in PERTURBATION_MIX))
+    ap.add_argument("--perturbations", type=parse_mix, default=", ".join(f"{k}:{w:g}" for k, w in d.perturbations),
+                    help="scene perturbation mix, kind:weight,... with kinds none, shift, drop, bin, conveyor")
     ap.add_argument("--joint-speed", type=float, default=d.joint_speed_rad_s, help="expert joint speed limit, rad/s")
     ap.add_argument("--tcp-speed", type=float, default=d.tcp_speed_m_s, help="expert peak TCP speed, m/s")
     ap.add_argument("--perturb-frac", type=float, default=d.perturb_frac)
