@@ -423,9 +423,9 @@ class PickPlaceEnv:
         """Move a free object (cube) kinematically: its position [m] and linear velocity [m/s] in
         base_link, orientation kept, angular velocity zeroed (a slide, a conveyor)."""
         a, v = self._free_qadr[name], self._free_vadr[name]
-        R = self._T_base_world.inverse().rotation
-        self.data.qpos[a:a + 3] = self._T_base_world.inverse().apply(np.asarray(position_m, np.float64))
-        self.data.qvel[v:v + 3] = R @ np.asarray(velocity_m_s, np.float64)
+        T_world_base = self._T_base_world.inverse()
+        self.data.qpos[a:a + 3] = T_world_base.apply(np.asarray(position_m, np.float64))
+        self.data.qvel[v:v + 3] = T_world_base.rotation @ np.asarray(velocity_m_s, np.float64)
         self.data.qvel[v + 3:v + 6] = 0.0
 
     def push_object(self, name: str, velocity_xy_m_s: ArrayLike) -> None:
@@ -446,7 +446,7 @@ class PickPlaceEnv:
 
     def cube_lifted(self, lift_m: float) -> bool:
         """True while the gripper touches the red cube and holds it ``lift_m`` above its resting height."""
-        z = self.object_pose(scene.TARGET_NAME).position_m[2]
+        z = self.object_position(scene.TARGET_NAME)[2]
         return bool(z > scene.CUBE_HALF_M + lift_m and self.touches_gripper(scene.TARGET_NAME))
 
     @property
@@ -491,12 +491,16 @@ class PickPlaceEnv:
         """Names of the objects with ground truth this episode: cube, active distractors, bin."""
         return self.cube_names + (scene.BIN_NAME,)
 
+    def object_position(self, name: str) -> np.ndarray:
+        """Ground-truth position (3,) of an object (or the bin) in base_link [m] (no orientation:
+        cheap enough for every physics step)."""
+        return self._T_base_world.apply(self.data.xpos[self._body_id[name]])
+
     def object_pose(self, name: str) -> ObjectPose:
         """Ground-truth pose of an object (or the bin) in base_link."""
         b = self._body_id[name]
         R_base = self._T_base_world.rotation @ self.data.xmat[b].reshape(3, 3)
-        p_base = self._T_base_world.apply(self.data.xpos[b])
-        return ObjectPose(position_m=p_base, quat_xyzw=matrix_to_quaternion(R_base))
+        return ObjectPose(position_m=self.object_position(name), quat_xyzw=matrix_to_quaternion(R_base))
 
     def object_velocity(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(linear [m/s], angular [rad/s]) velocity of a free object, base_link axes."""

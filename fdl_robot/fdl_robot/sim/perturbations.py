@@ -174,7 +174,7 @@ class Perturbation:
         if kind == "shift":
             params["trigger_m"] = rng.uniform(*cfg.shift_trigger_m)
             params["distance_m"] = rng.uniform(*cfg.shift_distance_m)
-            params["heading_rad"] = _clearest_heading(env.object_pose(scene.TARGET_NAME).position_m[:2],
+            params["heading_rad"] = _clearest_heading(env.object_position(scene.TARGET_NAME)[:2],
                                                       params["distance_m"], rng.uniform(-math.pi, math.pi, 64), env,
                                                       cfg.shift_clearance_m)
         elif kind == "drop":
@@ -183,7 +183,7 @@ class Perturbation:
             params["heading_offset_rad"] = rng.uniform(0.0, 2.0 * math.pi / 24)
         elif kind == "bin":
             params["distance_m"] = rng.uniform(*cfg.bin_distance_m)
-            p_bin = env.object_pose(scene.BIN_NAME).position_m[:2]
+            p_bin = env.object_position(scene.BIN_NAME)[:2]
             lo = np.array([cfg.bin_region_x_m[0], cfg.bin_region_y_m[0]])
             hi = np.array([cfg.bin_region_x_m[1], cfg.bin_region_y_m[1]])
             for _ in range(100):
@@ -208,12 +208,12 @@ class Perturbation:
         if held and not self._held:
             self.grasps += 1
             if self._pick_xy is None:
-                self._pick_xy = env.object_pose(scene.TARGET_NAME).position_m[:2].copy()
+                self._pick_xy = env.object_position(scene.TARGET_NAME)[:2].copy()
         self._held = held
         getattr(self, f"_step_{self.kind}")(env, t)
 
     def _step_shift(self, env: PickPlaceEnv, t: float) -> None:
-        cube = env.object_pose(scene.TARGET_NAME).position_m
+        cube = env.object_position(scene.TARGET_NAME)
         if self.fired_s is None:
             tcp = env.tcp_pose().position_m
             if (np.linalg.norm(tcp[:2] - cube[:2]) < self.params["trigger_m"] and env.gripper_closure < 0.1
@@ -232,8 +232,8 @@ class Perturbation:
         if self.fired_s is None:
             if not self._held or self._pick_xy is None:
                 return
-            cube_xy = env.object_pose(scene.TARGET_NAME).position_m[:2]
-            bin_xy = env.object_pose(scene.BIN_NAME).position_m[:2]
+            cube_xy = env.object_position(scene.TARGET_NAME)[:2]
+            bin_xy = env.object_position(scene.BIN_NAME)[:2]
             way = np.linalg.norm(bin_xy - self._pick_xy)
             lo, hi = env.object_region_m
             margin = self.config.drop_region_margin_m
@@ -244,7 +244,7 @@ class Perturbation:
         self.gripper_fault = t < self._fault_until_s
         if self.gripper_fault and not self._knocked and not env.touches_gripper(scene.TARGET_NAME):
             self._knocked = True
-            cube = env.object_pose(scene.TARGET_NAME).position_m
+            cube = env.object_position(scene.TARGET_NAME)
             w = self.params["speed_m_s"]
             flight_m = w * math.sqrt(2.0 * max(cube[2] - scene.CUBE_HALF_M, 0.0) / 9.81)
             headings = self.params["heading_offset_rad"] + np.arange(24) * (2.0 * math.pi / 24)
@@ -256,7 +256,7 @@ class Perturbation:
             self.fired_s = t
             h = self.params["heading_rad"]
             delta = self.params["distance_m"] * np.array([math.cos(h), math.sin(h), 0.0])
-            self._slide = _Slide(env.object_pose(scene.BIN_NAME).position_m.copy(), delta, t,
+            self._slide = _Slide(env.object_position(scene.BIN_NAME).copy(), delta, t,
                                  self.config.bin_duration_s)
         if self._slide is not None:
             p, _, done = self._slide.at(t)
@@ -270,7 +270,7 @@ class Perturbation:
         lo, hi = env.object_region_m
         lo, hi = lo - self.config.belt_margin_m, hi + self.config.belt_margin_m
         for name in env.cube_names:
-            p = env.object_pose(name).position_m
+            p = env.object_position(name)
             on_belt = (p[2] < scene.CUBE_HALF_M + 0.005 and np.all(p[:2] >= lo) and np.all(p[:2] <= hi)
                        and not env.touches_gripper(name))
             if on_belt:
@@ -286,7 +286,7 @@ def _clearest_heading(start_xy: np.ndarray, distance_m: float, headings: np.ndar
     Clearance: the smallest distance of a distractor centre to the segment start -> end (m).
     """
     lo, hi = env.object_region_m
-    others = np.array([env.object_pose(n).position_m[:2] for n in env.active_distractors]).reshape(-1, 2)
+    others = np.array([env.object_position(n)[:2] for n in env.active_distractors]).reshape(-1, 2)
     best, best_key = float(headings[0]), (-np.inf, -np.inf)
     for h in headings:
         u = np.array([math.cos(h), math.sin(h)])
