@@ -1,6 +1,6 @@
 """Issue 16: our tracker with its defaults vs tuned peer trackers, its speed, and its edge cases.
 
-    PYTHONPATH=fdl_robot OMP_NUM_THREADS=1 /work/main/.venv/bin/python benchmarks/tracker_benchmark.py \\
+    PYTHONPATH=fdl_robot OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tracker_benchmark.py \\
         --seeds 5 --json benchmarks/results/issue16/tracker_benchmark.json
     # the peers (norfair, motpy, Stone Soup, a filterpy SORT) run in their own venv:
     python3.11 -m venv .venv-bench && .venv-bench/bin/pip install -r requirements/bench-trackers.txt
