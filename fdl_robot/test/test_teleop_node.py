@@ -202,3 +202,28 @@ def test_stale_joint_states_hold_once_and_a_typo_or_bad_value_fails_at_start():
             ros.add(TeleopNode, {"joy_deadzon": 0.2})
         with pytest.raises(ValueError, match="^teleop_node: twist_frame must be one of"):
             ros.add(TeleopNode, {"twist_frame": "world"})
+
+
+def test_the_operator_twist_follows_the_plan_and_corrects_towards_it():
+    from fdl_robot.core.kinematics import rotation_exp
+    from fdl_robot.eval.ros_teleop_expert import operator_twist
+
+    R = rotation_exp([np.pi, 0.0, 0.0])
+    plan_prev, plan = (np.array([0.5, 0.0, 0.2]), R), (np.array([0.502, 0.0, 0.2]), rotation_exp([0, 0, 0.01]) @ R)
+    on_plan = operator_twist(plan, plan_prev, plan, 0.02, gain=4.0)         # feed-forward only
+    np.testing.assert_allclose(on_plan, [0.1, 0.0, 0.0, 0.0, 0.0, 0.5], atol=1e-9)
+    behind = operator_twist(plan, None, (plan[0] - [0.0, 0.01, 0.0], plan[1]), 0.02, gain=4.0)
+    np.testing.assert_allclose(behind, [0.0, 0.04, 0.0, 0.0, 0.0, 0.0], atol=1e-9)   # k_p * error
+
+
+@pytest.mark.slow
+def test_the_expert_picks_and_places_as_a_teleoperator_through_teleop_node(tmp_path, capsys):
+    """End to end in the simulator: expert -> cmd_vel + joy -> teleop_node -> JointTrajectory -> sim_node."""
+    from fdl_robot.eval import ros_teleop_expert
+
+    strip = tmp_path / "strip.png"
+    code = ros_teleop_expert.main(["--episodes", "1", "--seed0", "3", "--width", "160", "--height", "120",
+                                   "--no-shadows", "--real-time-factor", "2", "--strip", str(strip)])
+    out = capsys.readouterr().out
+    assert "as a teleoperator (cmd_vel + joy -> teleop_node): 1/1 = 100.0 %" in out, out
+    assert code == 0 and strip.stat().st_size > 1000
