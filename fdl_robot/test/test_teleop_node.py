@@ -113,6 +113,9 @@ def test_a_twist_moves_the_tcp_in_its_direction_within_the_safety_limits():
         arm = np.array([m.points[0].positions for m in op.commands])
         assert all(list(m.joint_names) == P["arm_joint_names"] and not is_hold(m) for m in op.commands)
         assert np.all(np.abs(np.diff(arm, axis=0)) <= VMAX[:6] * DT + 1e-9)  # the safety layer's rate limit
+        for m in op.commands + op.gripper:                # one point, due dt after the controller takes it
+            assert (m.header.stamp.sec, m.header.stamp.nanosec) == (0, 0) and len(m.points) == 1
+            assert m.points[0].time_from_start.nanosec == round(DT * 1e9)
         assert op.node.counters["ok cmd_vel"] > 0
 
 
