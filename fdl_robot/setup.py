@@ -48,6 +48,7 @@ setup(
             "localizer_node = fdl_robot.ros.localizer_node:main",
             "tracker_node = fdl_robot.ros.tracker_node:main",
             "policy_node = fdl_robot.ros.policy_node:main",
+            "teleop_node = fdl_robot.ros.teleop_node:main",
             "sim_node = fdl_robot.ros.sim_node:main",
             "state_publisher_node = fdl_robot.ros.state_publisher_node:main",
         ],

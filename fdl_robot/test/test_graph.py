@@ -105,7 +105,9 @@ class _Recorder:
 
 @pytest.mark.parametrize("respawn", [False, True])
 @pytest.mark.parametrize("launch_file,graph", [("fdl_robot.launch.py", "robot"), ("sim.launch.py", "sim"),
-                                               ("perception.launch.py", "perception")])
+                                               ("perception.launch.py", "perception"),
+                                               ("teleop.launch.py", "teleop"),
+                                               ("sim_teleop.launch.py", "sim_teleop")])
 def test_launch_files_and_launchers_start_the_same_nodes_with_the_same_parameters(launch_file, graph, respawn,
                                                                                   tmp_path):
     config = tmp_path / "my.yaml"

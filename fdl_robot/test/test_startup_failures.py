@@ -142,7 +142,8 @@ def _entry_points() -> list[tuple[str, str, str]]:
 #: Commands run as ``python -m <module>`` (not console scripts), whose --help must show defaults too.
 MODULE_COMMANDS = [(m.rsplit(".", 1)[-1], m, "main") for m in (
     "fdl_robot.ros.parameters", "fdl_robot.ros.interfaces", "fdl_robot.policy.act.record",
-    "fdl_robot.eval.replay", "fdl_robot.eval.ros_expert", "fdl_robot.eval.sim_expert")]
+    "fdl_robot.eval.replay", "fdl_robot.eval.ros_expert", "fdl_robot.eval.ros_teleop_expert",
+    "fdl_robot.eval.sim_expert")]
 #: The nodes (every one has a console script): their --help lists the ROS parameters of the one table.
 NODE_SCRIPTS = set(NODE_PARAMETERS)
 

@@ -69,7 +69,6 @@ class ExpertDriver(Node):
                  **kwargs):
         """``interface``: the robot's wiring (default: the simulated cell's)."""
         from fdl_robot.policy.joint_states import JointStateMerger
-        from fdl_robot.ros.commands import CommandPublisher
 
         super().__init__("expert_driver", **kwargs)
         self.expert = expert
@@ -77,7 +76,7 @@ class ExpertDriver(Node):
         interface = interface or RobotInterface()
         self.joints = JointStateMerger(interface.arm_joint_names, interface.gripper_joint,
                                        interface.gripper_scale())
-        self.commander = CommandPublisher(self, interface)
+        self.setup_commands(interface)
         for topic in interface.joint_states_topics:
             self.create_subscription(JointState, topic, self.on_joint_state, QoSProfile(depth=10))
         self.create_subscription(MarkerArray, "sim/ground_truth", self.on_truth, LATEST)
@@ -121,13 +120,22 @@ class ExpertDriver(Node):
         if self.objects is None or q is None or self.joints.joint_names[0] not in update.joints:
             return
         obs = {"qpos": q[:6], "gripper": q[6], "objects": self.objects, "time_s": t_ns * 1e-9}
-        action = self.expert.act(obs)
-        # stamp 0: "start now", due one control period after the controller takes it
-        self.commander.publish(np.asarray(action)[None], Time(), [CONTROL_DT_NS * 1e-9])
+        self.send(self.expert.act(obs), q, t_ns)
         self.commands += 1
         self.last_ns = t_ns
         if self.expert.done and self.done_ns is None:
             self.done_ns = t_ns
+
+    def setup_commands(self, interface: RobotInterface) -> None:
+        """Where the expert's actions go: the arm's and the gripper's controllers."""
+        from fdl_robot.ros.commands import CommandPublisher
+
+        self.commander = CommandPublisher(self, interface)
+
+    def send(self, action: np.ndarray, q: np.ndarray, t_ns: int) -> None:
+        """Send the expert's ``action`` (7,), computed from joints ``q`` (7,) stamped ``t_ns``."""
+        # stamp 0: "start now", due one control period after the controller takes it
+        self.commander.publish(np.asarray(action)[None], Time(), [CONTROL_DT_NS * 1e-9])
 
     def on_success(self, msg: Bool) -> None:
         if self.done_ns is not None and self.last_ns >= self.done_ns + SETTLE_NS:
@@ -148,10 +156,11 @@ class RosExpertReport:
     sim_s: float
     wall_s: float
     camera: str                      # "WxH at R Hz"
+    how: str = "through ROS topics"
 
     def lines(self) -> list[str]:
         s = self.summary
-        return [f"expert through ROS topics: {s}, failed seeds {list(s.failed_seeds)}",
+        return [f"expert {self.how}: {s}, failed seeds {list(s.failed_seeds)}",
                 f"simulated {self.sim_s:.0f} s in {self.wall_s:.0f} s wall (real-time factor "
                 f"{self.sim_s / self.wall_s:.2f}, camera {self.camera})"]
 
@@ -161,8 +170,10 @@ class RosExpertEvaluator:
 
     def __init__(self, config: EvalConfig = EXPERT_EVAL, width: int = 320, height: int = 240,
                  camera_rate_hz: float = 15.0, real_time_factor: float = 1.0, shadows: bool = True,
-                 strip: Path | None = None, strip_period_s: float = 0.8, progress=print):
-        self.config = config
+                 strip: Path | None = None, strip_period_s: float = 0.8, progress=print, teleop: bool = False):
+        """``teleop``: the expert drives as a teleoperator through a teleop_node
+        (:mod:`fdl_robot.eval.ros_teleop_expert`) instead of sending joint commands."""
+        self.config, self.teleop = config, teleop
         self.sim_args = ["--ros-args", "-p", f"seed:={config.seed0}", "-p", f"width:={width}",
                          "-p", f"height:={height}", "-p", f"camera_rate_hz:={camera_rate_hz}",
                          "-p", f"real_time_factor:={real_time_factor}",
@@ -178,21 +189,31 @@ class RosExpertEvaluator:
         rclpy.init(context=context)
         namespace = "/sim_expert_demo"
         sim = SimNode(context=context, namespace=namespace, cli_args=self.sim_args)
-        driver = ExpertDriver(expert, strip_period_s=self.strip_period_s, context=context, namespace=namespace)
+        nodes = [sim]
+        driver_class = ExpertDriver
+        if self.teleop:
+            from fdl_robot.eval.ros_teleop_expert import TeleopExpertDriver
+            from fdl_robot.ros.teleop_node import TeleopNode
+
+            driver_class = TeleopExpertDriver
+            nodes.append(TeleopNode(context=context, namespace=namespace,
+                                    cli_args=["--ros-args", "-p", "use_sim_time:=true"]))
+        driver = driver_class(expert, strip_period_s=self.strip_period_s, context=context, namespace=namespace)
+        nodes.append(driver)
         executor = SingleThreadedExecutor(context=context)
-        executor.add_node(sim)
-        executor.add_node(driver)
-        reset = driver.create_client(Trigger, f"{namespace}/sim_node/reset")
+        for node in nodes:
+            executor.add_node(node)
+        resets = [driver.create_client(Trigger, f"{namespace}/{node.get_name()}/reset") for node in nodes[:-1]]
         seeds, successes, durations = [], [], []
         t0 = time.monotonic()
         sim_s = 0.0
         try:
             for i in range(self.config.episodes):
-                if i > 0:
+                for reset in resets if i > 0 else ():    # the sim, then the teleop_node
                     future = reset.call_async(Trigger.Request())
                     executor.spin_until_future_complete(future, timeout_sec=30)
                     if not (future.done() and future.result().success):
-                        raise RuntimeError(f"sim_node reset failed: {future.result()}")
+                        raise RuntimeError(f"{reset.srv_name} failed: {future.result()}")
                 seed, start_ns = sim.seed, sim.now_ns
                 driver.begin(start_ns, record=(i == 0))
                 limit_ns = start_ns + round(self.config.max_sim_s * 1e9)
@@ -206,10 +227,11 @@ class RosExpertEvaluator:
         finally:
             wall_s = time.monotonic() - t0
             executor.shutdown()
-            driver.destroy_node()
-            sim.destroy_node()
+            for node in reversed(nodes):
+                node.destroy_node()
             rclpy.shutdown(context=context)
-        return RosExpertReport(SuccessSummary.of(seeds, successes, durations), sim_s, wall_s, self.camera)
+        how = "as a teleoperator (cmd_vel + joy -> teleop_node)" if self.teleop else "through ROS topics"
+        return RosExpertReport(SuccessSummary.of(seeds, successes, durations), sim_s, wall_s, self.camera, how)
 
     def _episode_done(self, i: int, seed: int, successes: list[bool], done_s: float, driver: ExpertDriver) -> None:
         self.progress(f"episode {i:3d} seed {seed}: {'success' if successes[-1] else 'FAILED '} "
@@ -222,27 +244,39 @@ class RosExpertEvaluator:
 
 
 @exit_on_error
-def main(argv: Sequence[str] | None = None) -> int:
+def run_main(argv: Sequence[str] | None, description: str, defaults: EvalConfig, teleop: bool, strip: str) -> int:
+    """The command line of this module and of :mod:`fdl_robot.eval.ros_teleop_expert` (``teleop``)."""
     from fdl_robot.sim.expert import ScriptedExpert
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
-    add_arguments(parser, EXPERT_EVAL, "seconds", seed0_help="seeds seed0 .. seed0 + N - 1")
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    add_arguments(parser, defaults, "seconds", seed0_help="seeds seed0 .. seed0 + N - 1")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--camera-rate-hz", type=float, default=15.0)
     parser.add_argument("--real-time-factor", type=float, default=1.0,
                         help="sim_node real_time_factor (0 = as fast as possible; see the module doc)")
     parser.add_argument("--no-shadows", action="store_true")
-    parser.add_argument("--strip", type=Path, default=Path("outputs/ros_expert_strip.png"))
+    parser.add_argument("--strip", type=Path, default=Path(strip))
     parser.add_argument("--strip-period-s", type=float, default=0.8)
     args = parser.parse_args(argv)
     check_args(parser, args, {"--strip": IMAGE})
-    evaluator = RosExpertEvaluator(from_arguments(args, EXPERT_EVAL), args.width, args.height,
+    evaluator = RosExpertEvaluator(from_arguments(args, defaults), args.width, args.height,
                                    args.camera_rate_hz, args.real_time_factor, not args.no_shadows,
-                                   args.strip, args.strip_period_s, progress=lambda s: print(s, flush=True))
-    report = evaluator.run(ScriptedExpert())
+                                   args.strip, args.strip_period_s, progress=lambda s: print(s, flush=True),
+                                   teleop=teleop)
+    if teleop:
+        from fdl_robot.eval.ros_teleop_expert import make_expert
+
+        expert = make_expert()
+    else:
+        expert = ScriptedExpert()
+    report = evaluator.run(expert)
     print("\n".join(report.lines()))
     return 0 if report.summary.successes == report.summary.episodes else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(argv, __doc__.splitlines()[0], EXPERT_EVAL, teleop=False, strip="outputs/ros_expert_strip.png")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ from fdl_robot.core.tracking import TrackState
 from fdl_robot.policy.interface import PolicyObservation
 from fdl_robot.policy.joint_states import JointStateError, JointStateMerger
 
-__all__ = ["PolicyInputsConfig", "InputError", "TrackedObject", "StepKind", "Step", "PolicyInputs",
+__all__ = ["PolicyInputsConfig", "InputError", "add_joint_state", "TrackedObject", "StepKind", "Step", "PolicyInputs",
            "VELOCITY_SIGNIFICANCE", "predict_target", "select_target"]
 
 
@@ -184,6 +184,16 @@ def select_target(tracks: Iterable[Any], class_name: str, max_lost_s: float):
     return min(eligible, key=lambda t: (-t.hits, t.time_since_update_s, t.id))
 
 
+
+def add_joint_state(joints: JointStateMerger, names: Sequence[str], positions: Sequence[float], stamp_ns: int,
+                    now_s: float) -> bool:
+    """``joints.add`` with a rejection raised as :class:`InputError` (what the nodes count);
+    True if the message's stamp started a new time base."""
+    try:
+        return joints.add(names, positions, stamp_ns, now_s).new_time_base
+    except JointStateError as exc:
+        raise InputError(exc.reason, str(exc)) from None
+
 class PolicyInputs:
     """The latest valid inputs of the policy and the control step they allow."""
 
@@ -222,13 +232,10 @@ class PolicyInputs:
         """Take a joint state received at ``now_s`` (any subset of the joints); InputError if
         it is rejected. True if its stamp started a new time base (the caller restarts the
         policy: its chunks and velocities belong to the old time line)."""
-        try:
-            update = self.joints.add(names, positions, stamp_ns, now_s)
-        except JointStateError as exc:
-            raise InputError(exc.reason, str(exc)) from None
-        if update.new_time_base:
+        new_time_base = add_joint_state(self.joints, names, positions, stamp_ns, now_s)
+        if new_time_base:
             self.watchdog.reset()
-        return update.new_time_base
+        return new_time_base
 
     def add_tracks(self, tracks: Sequence[TrackedObject], frame_id: str, stamp: Any,
                    now_s: float, stamp_s: float | None = None) -> bool:

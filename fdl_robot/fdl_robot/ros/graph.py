@@ -36,6 +36,7 @@ NODES = {
     "localizer_node": NodeSpec("localizer_node", "fdl_robot.ros.localizer_node:LocalizerNode"),
     "tracker_node": NodeSpec("tracker_node", "fdl_robot.ros.tracker_node:TrackerNode"),
     "policy_node": NodeSpec("policy_node", "fdl_robot.ros.policy_node:PolicyNode"),
+    "teleop_node": NodeSpec("teleop_node", "fdl_robot.ros.teleop_node:TeleopNode"),
     "state_publisher_node": NodeSpec("state_publisher_node", "fdl_robot.ros.state_publisher_node:StatePublisherNode"),
 }
 
@@ -45,6 +46,11 @@ GRAPHS = {
     "robot": ["camera_node", "state_publisher_node"] + PERCEPTION_AND_POLICY,
     "sim": ["sim_node", "state_publisher_node"] + PERCEPTION_AND_POLICY,        # the MuJoCo cell instead
     "perception": PERCEPTION_AND_POLICY,                # inputs from elsewhere (a bag, a test)
+    # an operator instead of the policy (ros.teleop_node): a gamepad (joy_node) or a cmd_vel publisher
+    # drives the arm. No perception: a recording of a teleoperated episode keeps the raw camera topics,
+    # and the perception graph can be run on it afterwards.
+    "teleop": ["state_publisher_node", "teleop_node"],                 # a real arm (its drivers run apart)
+    "sim_teleop": ["sim_node", "state_publisher_node", "teleop_node"],  # the MuJoCo cell
 }
 
 

@@ -3,10 +3,10 @@
 On real robots the arm and the gripper are separate devices behind separate controllers.
 A ros2_control JointTrajectoryController (JTC) rejects a whole message that names a joint
 it does not control, so the arm's commands carry the arm's joints only, and the gripper
-gets its own interface. :class:`RobotInterface` states that wiring once; ``policy_node``
-(which commands) and ``sim_node`` (which plays the robot) declare the same parameters
-from it, and a robot profile (:data:`PROFILES`, ``config/profiles/<name>.yaml``) sets them
-for a real cell.
+gets its own interface. :class:`RobotInterface` states that wiring once; ``policy_node`` and
+``teleop_node`` (which command) and ``sim_node`` (which plays the robot) declare the same
+parameters from it, and a robot profile (:data:`PROFILES`, ``config/profiles/<name>.yaml``)
+sets them for a real cell.
 
 Arm (``arm_command_interface``)
 -------------------------------
@@ -64,8 +64,8 @@ __all__ = ["ARM_INTERFACES", "GRIPPER_INTERFACES", "RobotInterface", "RobotProfi
 
 ARM_INTERFACES = ("trajectory", "position")
 GRIPPER_INTERFACES = ("trajectory", "position", "action")
-#: Nodes that declare the interface parameters: the commanding side and the robot side.
-INTERFACE_NODES = ("policy_node", "sim_node")
+#: Nodes that declare the interface parameters: the commanding sides and the robot side.
+INTERFACE_NODES = ("policy_node", "teleop_node", "sim_node")
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 This table is the single place parameters are declared. A parameter that configures the
 library takes its default from the library's config dataclass (:func:`from_config`:
 ``DetectorConfig``, ``LiftingConfig``, ``TrackerConfig``, ``CameraConfig``,
-``PolicyConfig``, ``PolicyInputsConfig``, ``PacingConfig``, ``SafetyConfig``), and nodes
-build those configs from their parameter values by keyword (:func:`build_config`), so a
-default lives in one place. ``config/fdl_robot.yaml`` (the file users edit, in
+``PolicyConfig``, ``PolicyInputsConfig``, ``PacingConfig``, ``SafetyConfig``, ``TeleopConfig``,
+``JoyMapping``), and nodes build those configs from their parameter values by keyword
+(:func:`build_config`), so a default lives in one place. ``config/fdl_robot.yaml`` (the file users edit, in
 ``ros__parameters`` form) and the README's parameter table are generated from this
 table, and the launch files read it; ``test/test_graph.py`` fails when the YAML or the
 README drift from it.
@@ -31,6 +31,8 @@ from fdl_robot.policy.inputs import PolicyInputsConfig
 from fdl_robot.policy.pacing import PacingConfig
 from fdl_robot.policy.runner import PolicyConfig
 from fdl_robot.ros.interfaces import RobotInterface
+from fdl_robot.teleop.cartesian import TeleopConfig
+from fdl_robot.teleop.joy import JoyMapping
 
 # Joint order of every joint vector in the stack (core.robot), as ROS string arrays.
 ARM_JOINTS = list(ARM_JOINT_NAMES)
@@ -119,9 +121,9 @@ def build_config(node_name: str, config: type[C], values: Mapping[str, Any]) -> 
     return from_mapping(config, fields)
 
 
-#: The wiring of arm and gripper (ros.interfaces.RobotInterface), declared alike by the node
-#: that commands (policy_node) and the node that plays the robot (sim_node); a robot profile
-#: (config/profiles/*.yaml) sets them for both.
+#: The wiring of arm and gripper (ros.interfaces.RobotInterface), declared alike by the nodes
+#: that command (policy_node, teleop_node) and the node that plays the robot (sim_node); a robot
+#: profile (config/profiles/*.yaml) sets them for all.
 ROBOT_INTERFACE: tuple[Param, ...] = (
     from_config(RobotInterface, "arm_joint_names", "The arm's joints in chain order, as its controller and "
                 "joint_state_broadcaster name them (commands list exactly these)."),
@@ -151,6 +153,17 @@ ROBOT_INTERFACE: tuple[Param, ...] = (
     from_config(RobotInterface, "joint_states_topic", "JointState topic of the arm (joint_state_broadcaster)."),
     from_config(RobotInterface, "gripper_joint_states_topic", "JointState topic of the gripper's driver "
                 "(often joint_states too, from another publisher: merged by joint name)."),
+)
+
+#: The safety layer's limits (core.safety.SafetyConfig), declared alike by every node that commands
+#: the arm (policy_node, teleop_node): one set of defaults, so both are limited the same way.
+SAFETY_LIMITS: tuple[Param, ...] = (
+    from_config(SafetyConfig, "joint_lower_rad", "Lower position limits (gripper: 0 = open)."),
+    from_config(SafetyConfig, "joint_upper_rad", "Upper position limits (gripper: 1 = closed)."),
+    from_config(SafetyConfig, "max_velocity_rad_s", "Velocity limit per joint: consecutive "
+                "commands differ by at most this times the control period."),
+    from_config(SafetyConfig, "max_tracking_error_rad", "Largest distance of a command from the "
+                "measured joint position, per joint (gripper: closure fraction)."),
 )
 
 #: A camera's extrinsics, declared alike by localizer_node (which lifts with them) and
@@ -400,12 +413,7 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
         from_config(PolicyConfig, "chunk_execution", "'ensemble' (temporal ensembling every step) or "
                     "'chunk' (execute each chunk open loop)."),
         from_config(PolicyConfig, "ensemble_m", "Temporal ensembling weight decay m, w_i = exp(-m i)."),
-        from_config(SafetyConfig, "joint_lower_rad", "Lower position limits (gripper: 0 = open)."),
-        from_config(SafetyConfig, "joint_upper_rad", "Upper position limits (gripper: 1 = closed)."),
-        from_config(SafetyConfig, "max_velocity_rad_s", "Velocity limit per joint: consecutive "
-                    "commands differ by at most this times the control period."),
-        from_config(SafetyConfig, "max_tracking_error_rad", "Largest distance of a command from the "
-                    "measured joint position, per joint (gripper: closure fraction)."),
+        *SAFETY_LIMITS,
         from_config(PolicyInputsConfig, "input_timeout_s", "Joint states or tracks older than this are stale: the "
                     "watchdog commands a hold at the current position."),
         from_config(PolicyInputsConfig, "require_tracks", "Hold while the tracks topic is stale too (perception "
@@ -419,6 +427,62 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
                     "policy.inputs)."),
         from_config(PolicyInputsConfig, "target_prediction_max_s", "Longest horizon of that prediction, seconds."),
         Param("tracks_topic", TRACKS_TOPIC, "Input TrackArray topic."),
+        *ROBOT_INTERFACE,
+    ),
+    "teleop_node": (
+        from_config(TeleopConfig, "control_rate_hz", "Rate of arm and gripper commands while the operator "
+                    "commands motion (the same command messages as policy_node's)."),
+        from_config(TeleopConfig, "twist_frame", "Axes of the velocity command (Joy and cmd_vel): 'base' "
+                    "(base_frame's: x forward, y left, z up) or 'tool' (tcp_frame's: z = approach). The "
+                    "linear part moves the TCP's origin, the angular part turns about it."),
+        from_config(TeleopConfig, "max_linear_speed_m_s", "Largest TCP speed, m/s: a faster command is "
+                    "scaled down along its direction."),
+        from_config(TeleopConfig, "max_angular_speed_rad_s", "Largest TCP angular speed, rad/s (scaled "
+                    "down likewise)."),
+        from_config(TeleopConfig, "workspace_min_m", "Lower corner (x, y, z) of the box the TCP target "
+                    "stays in, base_frame, metres."),
+        from_config(TeleopConfig, "workspace_max_m", "Upper corner (x, y, z) of that box, metres."),
+        from_config(TeleopConfig, "command_timeout_s", "Joy or cmd_vel older than this is stale: with "
+                    "neither fresh (or the deadman released) the arm holds at its measured position. "
+                    "Keep joy_node's autorepeat_rate above 1 / this."),
+        from_config(TeleopConfig, "input_timeout_s", "Joint states older than this are stale: one hold, "
+                    "then no command until they are fresh again."),
+        Param("base_frame", BASE_FRAME, "The URDF's base link: the frame of the workspace box and of "
+              "'base' twists; a TwistStamped in another frame than this or tcp_frame is rejected."),
+        from_config(TeleopConfig, "tcp_frame", "The URDF frame that is moved (the TCP)."),
+        Param("urdf_path", "", "The robot's URDF for FK and IK ('' = the simulated UR5e + gripper, "
+              "fdl_robot.description.UR5E_URDF)."),
+        from_config(TeleopConfig, "ik_max_iterations", "DLS IK iterations per control step (warm-started "
+                    "at the previous command; one or two suffice at teleoperation speeds)."),
+        from_config(JoyMapping, "joy_axis_linear", "Joy axes of the linear velocity x, y, z (-1 = unused; "
+                    "default: ros2 joy's game_controller_node, left stick x/y, right stick up/down).",
+                    field="axis_linear"),
+        from_config(JoyMapping, "joy_scale_linear", "m/s at full deflection of each of those axes.",
+                    field="scale_linear_m_s"),
+        from_config(JoyMapping, "joy_axis_angular", "Joy axes of the angular velocity about x, y, z (roll, "
+                    "pitch, yaw; -1 = unused; default: yaw on the right stick's left/right).", field="axis_angular"),
+        from_config(JoyMapping, "joy_scale_angular", "rad/s at full deflection of each of those axes.",
+                    field="scale_angular_rad_s"),
+        from_config(JoyMapping, "joy_deadzone", "Stick dead zone d in [0, 1): |a| <= d gives 0, beyond it "
+                    "(|a| - d) / (1 - d), continuous up to full scale.", field="deadzone"),
+        from_config(JoyMapping, "joy_enable_button", "Deadman button: the joystick moves the arm only while "
+                    "it is held (default: the left shoulder button).", field="enable_button"),
+        from_config(JoyMapping, "joy_require_enable_button", "Require the deadman (false: every fresh Joy "
+                    "message commands motion).", field="require_enable_button"),
+        from_config(JoyMapping, "joy_turbo_button", "Button that multiplies the joystick's scales by "
+                    "joy_turbo_factor while held (-1 = none).", field="turbo_button"),
+        from_config(JoyMapping, "joy_turbo_factor", "Scale factor of the turbo button (the speed limits "
+                    "still apply).", field="turbo_factor"),
+        from_config(JoyMapping, "joy_gripper_close_button", "Button that closes the gripper (-1 = none); "
+                    "the request holds until the open button.", field="gripper_close_button"),
+        from_config(JoyMapping, "joy_gripper_open_button", "Button that opens the gripper (-1 = none).",
+                    field="gripper_open_button"),
+        Param("joy_topic", "joy", "Input sensor_msgs/Joy topic (ros2 joy's joy_node)."),
+        Param("cmd_vel_topic", "cmd_vel", "Input velocity command topic (teleop_twist_keyboard, a spacemouse "
+              "driver, a script)."),
+        Param("cmd_vel_stamped", False, "cmd_vel carries geometry_msgs/TwistStamped (its frame_id: '' = "
+              "twist_frame, base_frame or tcp_frame) instead of geometry_msgs/Twist."),
+        *SAFETY_LIMITS,
         *ROBOT_INTERFACE,
     ),
 }

@@ -230,6 +230,14 @@ class ScriptedExpert:
         return self._segments[self._index].name if self._index < len(self._segments) else "done"
 
     @property
+    def tcp_target(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """(p (3,), R (3, 3), gripper): the TCP pose in base_link and the gripper command the last
+        :meth:`act` aimed at (before IK and the joint-speed limit); None before the first."""
+        if self._last_target is None:
+            return None
+        return self._last_target[0].copy(), self._last_target[1].copy(), float(self._last_gripper)
+
+    @property
     def done(self) -> bool:
         """True once the retreat segment is finished (or the retries ran out)."""
         return bool(self._segments) and self._index >= len(self._segments)

@@ -1,0 +1,1 @@
+"""Teleoperation: operator input (Joy, Twist) -> TCP target -> IK -> the safety layer (no ROS)."""
