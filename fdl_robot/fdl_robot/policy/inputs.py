@@ -184,7 +184,6 @@ def select_target(tracks: Iterable[Any], class_name: str, max_lost_s: float):
     return min(eligible, key=lambda t: (-t.hits, t.time_since_update_s, t.id))
 
 
-
 def add_joint_state(joints: JointStateMerger, names: Sequence[str], positions: Sequence[float], stamp_ns: int,
                     now_s: float) -> bool:
     """``joints.add`` with a rejection raised as :class:`InputError` (what the nodes count);
@@ -193,6 +192,7 @@ def add_joint_state(joints: JointStateMerger, names: Sequence[str], positions: S
         return joints.add(names, positions, stamp_ns, now_s).new_time_base
     except JointStateError as exc:
         raise InputError(exc.reason, str(exc)) from None
+
 
 class PolicyInputs:
     """The latest valid inputs of the policy and the control step they allow."""
