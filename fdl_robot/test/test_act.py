@@ -16,8 +16,8 @@ from fdl_robot.policy.act import train as act_train  # noqa: E402
 from fdl_robot.policy.act.model import EMBEDDING_PARAMETERS, ACTModel, act_loss, kl_divergence  # noqa: E402
 from fdl_robot.policy.act.policy import (SHIPPED_MODEL_PATH, ACTPolicy, load_checkpoint,  # noqa: E402
                                          save_checkpoint)
-from fdl_robot.policy.act.processor import (OBS_DIM, OBS_FEATURES, DemoArrays, Episode, Normalizer, grasp_since,  # noqa: E402
-                                            features, forward_fill, observation_vector)
+from fdl_robot.policy.act.processor import (OBS_DIM, OBS_FEATURES, DemoArrays, DemoDataError, Episode,  # noqa: E402
+                                            Normalizer, grasp_since, features, forward_fill, observation_vector)
 from fdl_robot.policy.interface import Policy, PolicyObservation  # noqa: E402
 from fdl_robot.policy.runner import PolicyRunner, limits_from_params, make_policy  # noqa: E402
 from fdl_robot.ros.parameters import defaults  # noqa: E402
@@ -352,6 +352,37 @@ def test_demo_arrays_velocity_stays_within_the_episode():
     np.testing.assert_allclose(v[1], (eps[0].qpos[5] - eps[0].qpos[2]) / 0.06)
     np.testing.assert_allclose(v[2], 0)
     np.testing.assert_allclose(v[3], (eps[1].qpos[3] - eps[1].qpos[1]) / 0.04)
+
+
+def test_training_samples_only_steps_with_a_valid_label(tmp_path):
+    from dataclasses import replace
+
+    from fdl_robot.policy.act.train import TrainingData, ValidationSet
+
+    lapsed = replace(synthetic_episode(T=40, seed=1), label_valid=np.arange(40) >= 15)   # 15 masked steps
+    data = DemoArrays.from_episodes([synthetic_episode(T=30), lapsed])
+    np.testing.assert_array_equal(data.sample_steps, np.r_[0:30, 45:70])
+    with pytest.raises(DemoDataError, match="no step with a valid label"):
+        DemoArrays.from_episodes([replace(lapsed, label_valid=np.zeros(40, bool))])
+    # through the files: the recorder writes label_valid, the trainer samples around it
+    from fdl_robot.sim.dataset import RecordedEpisode
+
+    for i, (seed, valid) in enumerate([(3, np.arange(40) % 2 == 0), (4, np.ones(40, bool))]):
+        e = synthetic_episode(T=40, seed=seed)
+        RecordedEpisode(seed, qpos=list(e.qpos), qvel=list(np.zeros((40, 7))), action=list(e.action),
+                        time_s=list(0.02 * np.arange(40)), tcp_pose=list(np.zeros((40, 7))),
+                        objects={"red_cube": list(e.target), "bin": list(e.bin)},
+                        objects_noisy={"red_cube": list(e.target_noisy), "bin": list(e.bin_noisy)},
+                        attrs={"seed": seed, "success": True},
+                        label_valid=list(valid)).save(tmp_path / f"episode_{i}.hdf5")
+    cfg = ACTConfig(val_fraction=0.5, seed=0, chunk_size=5, augment=ACTConfig().augment)
+    data = TrainingData.load(cfg, tmp_path)
+    assert set(data.train.sample_steps) | set(data.val.sample_steps) >= set(range(0, 40, 2))
+    steps = data.train.sample_steps if data.train.seeds == (3,) else data.val.sample_steps
+    np.testing.assert_array_equal(steps, np.arange(0, 40, 2))
+    assert len(ValidationSet.draw(data)) == len(data.val.sample_steps[::3])
+    with pytest.raises(DemoDataError, match="same seed"):
+        TrainingData.load(cfg, [tmp_path, tmp_path])
 
 
 def test_demo_arrays_chunks_pad_within_each_episode():

@@ -64,7 +64,7 @@ from fdl_robot.policy.interface import PolicyObservation
 __all__ = ["OBS_FEATURES", "ACTION_FEATURES", "TOKEN_GROUPS", "OBS_DIM", "tcp_position", "features", "chunk_to_model",
            "grasp_since",
            "chunk_from_model", "Normalizer", "observation_vector", "Episode", "DemoArrays",
-           "load_episodes", "forward_fill", "augment_objects"]
+           "load_episodes", "forward_fill", "DemoDataError", "augment_objects"]
 
 OBS_FEATURES = ("q1", "q2", "q3", "q4", "q5", "q6", "gripper", "tcp_x", "tcp_y", "tcp_z",
                 "v1", "v2", "v3", "v4", "v5", "v6", "v_gripper", "velocity_window_s",
@@ -191,6 +191,10 @@ def forward_fill(x: np.ndarray) -> np.ndarray:
     return x[idx]
 
 
+class DemoDataError(ValueError):
+    """Demonstrations the trainer cannot use (the message says why and what to do)."""
+
+
 @dataclass
 class Episode:
     """One demonstration as the trainer needs it (all (T, .) float64, base_link, SI units)."""
@@ -203,6 +207,7 @@ class Episode:
     target_noisy: np.ndarray  # (T, 3) recorded perception stream, NaN forward-filled
     bin_noisy: np.ndarray     # (T, 3)
     grasp_since: np.ndarray   # (T,) first step of the current run of close commands; T while open
+    label_valid: np.ndarray | None = None  # (T,) bool: the action is a valid label (None: every step)
 
     @property
     def length(self) -> int:
@@ -229,7 +234,8 @@ def load_episodes(data_dir: str, target: str = "red_cube", bin_name: str = "bin"
                 target=obs["objects"][target][()], bin=obs["objects"][bin_name][()],
                 target_noisy=forward_fill(obs["objects_noisy"][target][()]),
                 bin_noisy=forward_fill(obs["objects_noisy"][bin_name][()]),
-                grasp_since=grasp_since(action[:, 6] > 0.5)))
+                grasp_since=grasp_since(action[:, 6] > 0.5),
+                label_valid=f["label_valid"][()].astype(bool) if "label_valid" in f else None))
     return episodes
 
 
@@ -254,7 +260,8 @@ class DemoArrays:
     Per global step g: its episode's first and last global step (``ep_start``,
     ``ep_end``) and the first step of the close command it is in (``grasp``; ep_end + 1
     while the gripper is commanded open: a cube dropped and re-grasped is frozen only
-    within one grasp).
+    within one grasp). ``valid``: whether step g's action is a label to learn from (the
+    recorder's expert lapses mark the steps that are not); ``sample_steps`` lists those.
     """
 
     qpos: np.ndarray
@@ -270,6 +277,7 @@ class DemoArrays:
     tcp: np.ndarray | None = None   # (N, 3) FK of qpos, filled on construction
     dt_s: float = CONTROL_DT_S
     target_v: np.ndarray | None = None   # (N, 2) the target's velocity x, y (m/s), filled on construction
+    valid: np.ndarray | None = None      # (N,) bool, all True unless given
 
     def __post_init__(self):
         if self.tcp is None:
@@ -278,6 +286,11 @@ class DemoArrays:
             # (p_g - p_{g-1}) / dt within each episode (0 at its first step): the cube's true velocity
             prev = np.maximum(np.arange(len(self.target)) - 1, self.ep_start)
             self.target_v = (self.target[:, :2] - self.target[prev, :2]) / self.dt_s
+        if self.valid is None:
+            self.valid = np.ones(len(self.action), dtype=bool)
+        self.sample_steps = np.flatnonzero(self.valid)
+        if not len(self.sample_steps):
+            raise DemoDataError("no step with a valid label (label_valid is False everywhere)")
 
     @classmethod
     def from_episodes(cls, episodes: list[Episode]) -> "DemoArrays":
@@ -289,7 +302,9 @@ class DemoArrays:
         return cls(cat("qpos"), cat("action"), cat("target"), cat("bin"), cat("target_noisy"),
                    cat("bin_noisy"), rep(starts), rep(starts + [e.length - 1 for e in episodes]),
                    np.concatenate([s + e.grasp_since for s, e in zip(starts, episodes, strict=True)]),
-                   tuple(e.seed for e in episodes))
+                   tuple(e.seed for e in episodes),
+                   valid=np.concatenate([np.ones(e.length, bool) if e.label_valid is None else e.label_valid
+                                         for e in episodes]))
 
     def __len__(self) -> int:
         return len(self.action)
