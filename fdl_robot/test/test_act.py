@@ -16,8 +16,8 @@ from fdl_robot.policy.act import train as act_train  # noqa: E402
 from fdl_robot.policy.act.model import EMBEDDING_PARAMETERS, ACTModel, act_loss, kl_divergence  # noqa: E402
 from fdl_robot.policy.act.policy import (SHIPPED_MODEL_PATH, ACTPolicy, load_checkpoint,  # noqa: E402
                                          save_checkpoint)
-from fdl_robot.policy.act.processor import (OBS_FEATURES, DemoArrays, Episode, Normalizer, grasp_since,  # noqa: E402
-                                            features, forward_fill, observation_vector)
+from fdl_robot.policy.act.processor import (OBS_DIM, OBS_FEATURES, DemoArrays, DemoDataError, Episode,  # noqa: E402
+                                            Normalizer, grasp_since, features, forward_fill, observation_vector)
 from fdl_robot.policy.interface import Policy, PolicyObservation  # noqa: E402
 from fdl_robot.policy.runner import PolicyRunner, limits_from_params, make_policy  # noqa: E402
 from fdl_robot.ros.parameters import defaults  # noqa: E402
@@ -53,7 +53,7 @@ def obs(q7=HOME7, target=CUBE, t=0.0, bin_p=BIN):
 
 def test_shapes_in_training_and_inference():
     model = ACTModel(TINY)
-    o, a = torch.randn(5, 28), torch.randn(5, TINY.chunk_size, 7)
+    o, a = torch.randn(5, OBS_DIM), torch.randn(5, TINY.chunk_size, 7)
     a_hat, mu, logvar = model(o, a)
     assert a_hat.shape == (5, 10, 7) and mu.shape == logvar.shape == (5, 8)
     a_hat, mu, logvar = model.eval()(o)
@@ -82,7 +82,7 @@ def test_a_tiny_model_overfits_a_tiny_batch():
     torch.manual_seed(0)
     cfg = replace(TINY, kl_weight=1.0)
     model = ACTModel(cfg)
-    o = torch.randn(16, 28)
+    o = torch.randn(16, OBS_DIM)
     a = torch.cumsum(torch.randn(16, 1, 7).expand(16, 10, 7) * 0.1, dim=1) + torch.randn(16, 1, 7)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
@@ -229,9 +229,11 @@ def test_observation_vector_layout():
     v = observation_vector(obs(HOME7, CUBE, bin_p=(0.4, 0.3, 0.07)), vel, 0.5)
     tcp = kin.forward_kinematics(HOME7[:6])[:3, 3]
     np.testing.assert_allclose(tcp, [0.492, 0.133, 0.353], atol=1e-3)     # home (core.kinematics)
-    assert v.shape == (len(OBS_FEATURES),) == (28,)
-    np.testing.assert_allclose(v, np.concatenate([HOME7, tcp, vel, [0.5], CUBE, CUBE - tcp, [0.4, 0.3],
-                                                  [0.4, 0.3] - tcp[:2]]), atol=1e-12)   # bin z not used
+    assert v.shape == (len(OBS_FEATURES),) == (30,)
+    np.testing.assert_allclose(v, np.concatenate([HOME7, tcp, vel, [0.5], CUBE, CUBE - tcp, [0.0, 0.0],
+                                                  [0.4, 0.3], [0.4, 0.3] - tcp[:2]]), atol=1e-12)   # bin z not used
+    moving = PolicyObservation(HOME7[:6], HOME7[6], CUBE, (0.4, 0.3, 0.07), 0.0, target_v_base_m_s=(0.05, -0.02, 0.3))
+    np.testing.assert_array_equal(observation_vector(moving, vel, 0.5)[18:26][6:], [0.05, -0.02])   # vz not used
     with pytest.raises(ValueError, match="target"):
         observation_vector(obs(target=None), vel, 0.02)
 
@@ -352,6 +354,37 @@ def test_demo_arrays_velocity_stays_within_the_episode():
     np.testing.assert_allclose(v[3], (eps[1].qpos[3] - eps[1].qpos[1]) / 0.04)
 
 
+def test_training_samples_only_steps_with_a_valid_label(tmp_path):
+    from dataclasses import replace
+
+    from fdl_robot.policy.act.train import TrainingData, ValidationSet
+
+    lapsed = replace(synthetic_episode(T=40, seed=1), label_valid=np.arange(40) >= 15)   # 15 masked steps
+    data = DemoArrays.from_episodes([synthetic_episode(T=30), lapsed])
+    np.testing.assert_array_equal(data.sample_steps, np.r_[0:30, 45:70])
+    with pytest.raises(DemoDataError, match="no step with a valid label"):
+        DemoArrays.from_episodes([replace(lapsed, label_valid=np.zeros(40, bool))])
+    # through the files: the recorder writes label_valid, the trainer samples around it
+    from fdl_robot.sim.dataset import RecordedEpisode
+
+    for i, (seed, valid) in enumerate([(3, np.arange(40) % 2 == 0), (4, np.ones(40, bool))]):
+        e = synthetic_episode(T=40, seed=seed)
+        RecordedEpisode(seed, qpos=list(e.qpos), qvel=list(np.zeros((40, 7))), action=list(e.action),
+                        time_s=list(0.02 * np.arange(40)), tcp_pose=list(np.zeros((40, 7))),
+                        objects={"red_cube": list(e.target), "bin": list(e.bin)},
+                        objects_noisy={"red_cube": list(e.target_noisy), "bin": list(e.bin_noisy)},
+                        attrs={"seed": seed, "success": True},
+                        label_valid=list(valid)).save(tmp_path / f"episode_{i}.hdf5")
+    cfg = ACTConfig(val_fraction=0.5, seed=0, chunk_size=5, augment=ACTConfig().augment)
+    data = TrainingData.load(cfg, tmp_path)
+    assert set(data.train.sample_steps) | set(data.val.sample_steps) >= set(range(0, 40, 2))
+    steps = data.train.sample_steps if data.train.seeds == (3,) else data.val.sample_steps
+    np.testing.assert_array_equal(steps, np.arange(0, 40, 2))
+    assert len(ValidationSet.draw(data)) == len(data.val.sample_steps[::3])
+    with pytest.raises(DemoDataError, match="same seed"):
+        TrainingData.load(cfg, [tmp_path, tmp_path])
+
+
 def test_demo_arrays_chunks_pad_within_each_episode():
     eps = [synthetic_episode(T=30), synthetic_episode(T=40, seed=1)]
     data = DemoArrays.from_episodes(eps)
@@ -423,3 +456,28 @@ def test_shipped_model_solves_unseen_episodes_in_closed_loop(seed):
     with PickPlaceEnv(PickPlaceConfig(image_width=64, image_height=48, max_episode_steps=0)) as env:
         outcome = run_episode(env, PolicyRunner(policy, LIMITS, "ensemble"), seed, "gt", max_steps=600)
     assert outcome.success and not outcome.cube_dropped and outcome.time_to_success_s < 10.0
+
+
+def test_target_velocity_is_the_cubes_and_is_perceived_as_a_tracker_gives_it():
+    data = DemoArrays.from_episodes([synthetic_episode(T=60, grasp=20), synthetic_episode(T=40, seed=1)])
+    # (p_g - p_{g-1}) / dt within each episode; the synthetic cube rises 1 cm per step after grasp + 4
+    np.testing.assert_allclose(data.target_v, 0.0)                       # it moves only in z
+    moving = synthetic_episode(T=40)
+    moving.target[:, 0] += 0.002 * np.arange(40)                          # 0.1 m/s along x
+    data = DemoArrays.from_episodes([moving, synthetic_episode(T=30, seed=1)])
+    np.testing.assert_allclose(data.target_v[1:40, 0], 0.1)
+    assert data.target_v[0, 0] == 0.0 and data.target_v[40, 0] == 0.0    # episode starts: no earlier step
+    rng = np.random.default_rng(5)
+    g = rng.integers(0, 40, 3000)
+    clean = data.observations(g, rng, AugmentConfig(p_clean=1.0, p_long_window=0.0))
+    np.testing.assert_allclose(clean[:, 24:26], data.target_v[g])
+    frozen = AugmentConfig(p_clean=0.0, p_recorded=0.0, p_freeze=1.0)
+    o = data.observations(g, rng, frozen)
+    closed = g > 20
+    np.testing.assert_array_equal(o[closed, 24:26], 0.0)                   # a frozen input has no velocity
+    noisy = data.observations(g, rng, AugmentConfig(p_clean=0.0, p_recorded=0.0, p_freeze=0.0))
+    err = noisy[g > 10, 24] - 0.1                                          # past the longest delay
+    assert abs(err.mean()) < 0.003 and 0.015 < err.std() < 0.025           # 0.02 m/s of noise
+    still = DemoArrays.from_episodes([synthetic_episode(T=40)])
+    o = still.observations(g, rng, AugmentConfig(p_clean=0.0, p_recorded=0.0, p_freeze=0.0))
+    assert np.mean(o[:, 24:26] == 0.0) > 0.6                               # below 3 cm/s: given as 0

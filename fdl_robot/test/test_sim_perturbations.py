@@ -172,3 +172,29 @@ def test_recorder_mix_is_drawn_per_seed():
         parse_mix("none:1,push:1")
     with pytest.raises(ValueError, match="> 0"):
         parse_mix("none:0")
+
+
+@pytest.mark.parametrize("kind", ["shift", "conveyor"])
+def test_recorder_lapse_masks_the_steps_planned_from_where_the_cube_was(tmp_path, kind):
+    import h5py
+
+    from fdl_robot.policy.act.record import RecorderConfig, record
+
+    cfg = RecorderConfig(perturbations=((kind, 1.0),), lapse_frac=1.0, lapse_s=(1.0, 1.2))
+    info = record(2, tmp_path / "lapsed", seed0=40, cfg=cfg, progress=False)
+    for row in info["episodes"]:
+        with h5py.File(tmp_path / "lapsed" / row["file"], "r") as f:
+            valid, t = f["label_valid"][()], f["observations/time_s"][()]
+            tcp, cube = f["observations/tcp_pose"][:, :3], f["observations/objects/red_cube"][()]
+            fired_s, lapse_s = f.attrs["perturbation_fired_s"], f.attrs["expert_lapse_s"]
+        assert 1.0 <= lapse_s <= 1.2 and row["masked_steps"] == int((~valid).sum()) > 10
+        masked = np.flatnonzero(~valid)
+        assert t[masked[0]] >= fired_s and t[masked[-1]] < fired_s + lapse_s + 1e-9
+        # during the lapse the arm went for the cube's old place: at its end the TCP is
+        # farther from the cube than at any later step before the grasp
+        end = masked[-1]
+        gap = np.linalg.norm(tcp[:, :2] - cube[:, :2], axis=1)
+        assert gap[end] > 0.02 and gap[end + 50:end + 150].min() < 0.01   # ... and it recovered
+    attentive = record(1, tmp_path / "attentive", seed0=40, cfg=RecorderConfig(perturbations=((kind, 1.0),),
+                                                                               lapse_frac=0.0), progress=False)
+    assert attentive["episodes"][0]["masked_steps"] == 0 and attentive["episodes"][0]["lapse_s"] == 0.0

@@ -24,6 +24,11 @@ Object inputs (rows):
 * ``occluded``: ``noisy`` and, while the gripper is closed (closure > 0.3), the target
   input frozen at its last value before closing (the cube hidden by the fingers).
 
+The target's velocity (x, y) goes with it: the true one (``gt``), delayed as the position
+plus noise N(0, 0.02^2) m/s (``noisy``), none while frozen; a speed below
+``AugmentConfig.target_velocity_min_m_s`` is given as none (not significant), as
+``policy.inputs`` gives a tracker's.
+
 Scene perturbations (``--perturbation``, ``sim.perturbations``): every row is run once per
 kind given (default ``none``): the cube shifted during the reach, knocked out of the
 gripper, the bin moved, a conveyor. Per episode: when the perturbation fired, the grasps
@@ -141,15 +146,28 @@ class ObjectInputs:
         if mode != "gt":
             self.bin_bias[:2] = np.random.default_rng([seed, 0xB1A5]).normal(0.0, bin_bias_m, 2)
         self.last_valid: dict[str, np.ndarray] = {}
-        self.history: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
+        self.history: deque[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = deque()
         self.frozen: np.ndarray | None = None
+        self.env = env
+        self.velocity_rng = np.random.default_rng([seed, 0x7E10])
 
-    def __call__(self, obs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(target (3,), bin (3,)) in base_link for this step's observation."""
+    def _velocity(self, v_true: np.ndarray, noisy: bool) -> np.ndarray | None:
+        """The target velocity (3,) handed to the policy, None when not significant."""
+        from fdl_robot.policy.act.config import AugmentConfig
+
+        v = v_true.copy()
+        v[2] = 0.0
+        if noisy:
+            v[:2] += self.velocity_rng.normal(0.0, 0.02, 2)
+        return v if np.linalg.norm(v[:2]) >= AugmentConfig().target_velocity_min_m_s else None
+
+    def __call__(self, obs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(target (3,), bin (3,), target velocity (3,) or None) in base_link for this step's observation."""
         objects = obs["objects"]
         true = {"red_cube": objects["red_cube"].position_m, "bin": objects["bin"].position_m}
+        v_true = self.env.object_velocity("red_cube")[0]
         if self.perceiver is None:
-            return true["red_cube"].copy(), true["bin"].copy()
+            return true["red_cube"].copy(), true["bin"].copy(), self._velocity(v_true, noisy=False)
         t = float(obs["time_s"])
         seen = self.perceiver(true, t)
         for name, p in seen.items():
@@ -157,18 +175,19 @@ class ObjectInputs:
                 self.last_valid[name] = p
             elif name not in self.last_valid:      # no detection yet: the first one is late
                 self.last_valid[name] = true[name] + np.nan_to_num(p)
-        self.history.append((t, self.last_valid["red_cube"], self.last_valid["bin"] + self.bin_bias))
+        self.history.append((t, self.last_valid["red_cube"], self.last_valid["bin"] + self.bin_bias, v_true))
         while len(self.history) > 1 and self.history[1][0] <= t - self.latency_s + 1e-9:
             self.history.popleft()
-        _, target, bin_p = self.history[0]
+        _, target, bin_p, v_then = self.history[0]
+        velocity = self._velocity(v_then, noisy=True)
         if self.mode == "occluded":
             if obs["gripper"] > _CLOSED:
                 if self.frozen is None:
                     self.frozen = target.copy()
-                target = self.frozen
+                target, velocity = self.frozen, None
             else:
                 self.frozen = None
-        return target.copy(), bin_p.copy()
+        return target.copy(), bin_p.copy(), velocity
 
 
 def run_episode(env: Any, runner: Any, seed: int, inputs: str = "gt", max_steps: int = POLICY_EVAL.max_steps,
@@ -189,8 +208,8 @@ def run_episode(env: Any, runner: Any, seed: int, inputs: str = "gt", max_steps:
     while steps < max_steps:
         steps += 1
         t = float(obs["time_s"])
-        target, bin_p = feed(obs)
-        pobs = PolicyObservation(obs["qpos"], obs["gripper"], target, bin_p, t)
+        target, bin_p, target_v = feed(obs)
+        pobs = PolicyObservation(obs["qpos"], obs["gripper"], target, bin_p, t, target_v_base_m_s=target_v)
         t0 = time.perf_counter()
         out = runner.step(pobs, t)
         if out.queried:

@@ -35,7 +35,8 @@ process noise: the tracker's own model noise is not in the message)::
 with ``h`` clipped to [0, ``target_prediction_max_s``], and only if the velocity is
 significant, ``v^T P_vv^-1 v >= chi2.ppf(0.99, 3)`` (11.3): a static object's velocity
 estimate is noise, and extrapolating it adds error. Otherwise ``p`` and ``P_pp`` are used
-as they are. The observation carries the covariance (``target_covariance_m2``).
+as they are. The observation carries the covariance (``target_covariance_m2``) and the
+significant velocity (``target_v_base_m_s``, None otherwise: the ACT policy takes it as 0).
 
 Freshness (one check, :class:`~fdl_robot.core.safety.Watchdog`)
 ----------------------------------------------------------------
@@ -66,7 +67,7 @@ from fdl_robot.policy.interface import PolicyObservation
 from fdl_robot.policy.joint_states import JointStateError, JointStateMerger
 
 __all__ = ["PolicyInputsConfig", "InputError", "add_joint_state", "TrackedObject", "StepKind", "Step", "PolicyInputs",
-           "VELOCITY_SIGNIFICANCE", "predict_target", "select_target"]
+           "VELOCITY_SIGNIFICANCE", "predict_target", "select_target", "significant_velocity"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,19 @@ class Step:
 VELOCITY_SIGNIFICANCE = 11.344866730144373
 
 
+def significant_velocity(track: TrackedObject) -> np.ndarray | None:
+    """The track's velocity (3,), m/s, if significant (``v^T P_vv^-1 v >= VELOCITY_SIGNIFICANCE``),
+    else None; None without a covariance or with a singular one."""
+    if track.covariance is None:
+        return None
+    v = np.asarray(track.v_base_m_s, dtype=np.float64)
+    try:
+        significant = v @ np.linalg.solve(np.asarray(track.covariance, dtype=np.float64)[3:, 3:], v)
+    except np.linalg.LinAlgError:
+        return None
+    return v if significant >= VELOCITY_SIGNIFICANCE else None
+
+
 def predict_target(track: TrackedObject, horizon_s: float) -> tuple[np.ndarray, np.ndarray | None]:
     """(p (3,), Sigma (3, 3) or None): the track's position predicted ``horizon_s`` ahead
     (module doc, "Latency compensation"); unchanged for an insignificant velocity or no
@@ -158,12 +172,8 @@ def predict_target(track: TrackedObject, horizon_s: float) -> tuple[np.ndarray, 
     if track.covariance is None:
         return p, None
     P = np.asarray(track.covariance, dtype=np.float64)
-    v = np.asarray(track.v_base_m_s, dtype=np.float64)
-    try:
-        significant = v @ np.linalg.solve(P[3:, 3:], v) >= VELOCITY_SIGNIFICANCE
-    except np.linalg.LinAlgError:                  # a singular velocity covariance: no prediction
-        significant = False
-    if not (horizon_s > 0 and significant):
+    v = significant_velocity(track)
+    if v is None or not horizon_s > 0:
         return p, P[:3, :3].copy()
     x, P_pred = kf_predict(np.r_[p, v], P, horizon_s, q=0.0)
     return x[:3], P_pred[:3, :3]
@@ -292,7 +302,8 @@ class PolicyInputs:
             # the arm state's measurement time (its stamp), not this step's: the policy's
             # velocity is a finite difference over measurement times, and steps jitter
             stamp_s=now_s if (arm_ns := self.joints.arm_stamp_ns()) is None else arm_ns * 1e-9,
-            target_p_base_m=p_target, target_covariance_m2=cov_target)
+            target_p_base_m=p_target, target_covariance_m2=cov_target,
+            target_v_base_m_s=None if target is None else significant_velocity(target))
         return Step(StepKind.ACT, observation=observation,
                     source_stamp=None if target is None else self.target_stamp,
                     recovered=status.recovered)

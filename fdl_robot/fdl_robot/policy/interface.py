@@ -47,6 +47,8 @@ class PolicyObservation:
     stamp_s: float
     #: Covariance (3, 3) of ``target_p_base_m`` in m^2 (None: not known).
     target_covariance_m2: np.ndarray | None = None
+    #: The target's velocity (3,) in base_link, m/s (None: still, or not significant).
+    target_v_base_m_s: np.ndarray | None = None
 
     def __post_init__(self):
         def vec(name, value, n):
@@ -67,6 +69,8 @@ class PolicyObservation:
             raise ValueError(f"gripper is not finite: {g}")
         object.__setattr__(self, "gripper", g)
         object.__setattr__(self, "stamp_s", float(self.stamp_s))
+        if self.target_v_base_m_s is not None:
+            object.__setattr__(self, "target_v_base_m_s", vec("target_v_base_m_s", self.target_v_base_m_s, 3))
         if self.target_covariance_m2 is not None:
             object.__setattr__(self, "target_covariance_m2",
                                vec("target_covariance_m2", self.target_covariance_m2, 9).reshape(3, 3))

@@ -122,14 +122,19 @@ class RecordedEpisode:
     depth: dict[str, list[np.ndarray]] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     cameras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: Per step: is ``action`` a valid label (``policy.act.record``'s expert lapses); empty = every step.
+    label_valid: list[bool] = field(default_factory=list)
 
     def save(self, path: str | Path, compression: str | None = "gzip") -> None:
         """Write the ACT-layout HDF5 file (images/depth gzip-compressed per frame);
         :class:`fdl_robot.outputs.OutputError` if it cannot be written."""
+        if self.label_valid and len(self.label_valid) != len(self.action):
+            raise ValueError(f"label_valid has {len(self.label_valid)} steps, action {len(self.action)}")
         with writing(path, "episode"), h5py.File(path, "w") as f:
             for key, value in self.attrs.items():
                 f.attrs[key] = value
             f.create_dataset("action", data=np.asarray(self.action))
+            f.create_dataset("label_valid", data=np.asarray(self.label_valid or [True] * len(self.action), bool))
             obs = f.create_group("observations")
             obs.create_dataset("qpos", data=np.asarray(self.qpos))
             obs.create_dataset("qvel", data=np.asarray(self.qvel))

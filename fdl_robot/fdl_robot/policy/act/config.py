@@ -45,7 +45,10 @@ class AugmentConfig:
     the input is frozen at a random earlier time of that grasp (occlusion by the fingers;
     a cube dropped and grasped again is frozen within the new grasp only), plus a bias
     (per sample = per episode, the model sees one instant) and white noise, per axis.
-    Synthetic bin: bias + noise in x, y (a tracked bin detection's centre).
+    Synthetic bin: bias + noise in x, y (a tracked bin detection's centre). Target velocity
+    (x, y): the true one at the input's step plus white noise, 0 for a frozen input and where
+    its norm is below ``target_velocity_min_m_s`` (the tracker's velocity is given to the
+    policy only when significant, ``policy.inputs``).
 
     The ACT paper perturbs no inputs; these perturbations stand in for the perception
     stack (detector, lifting, tracker) that feeds the policy here.
@@ -54,7 +57,7 @@ class AugmentConfig:
     p_clean: float = _field(0.15, "probability of ground-truth object inputs")
     p_recorded: float = _field(0.25, "probability of the recorded perception-noise stream")
     max_delay_steps: int = _field(8, "largest synthetic delay of the target input, control steps")
-    p_freeze: float = _field(0.3, "probability that the synthetic target is frozen after the grasp started")
+    p_freeze: float = _field(0.3, "probability that the synthetic target is frozen while the gripper is closed")
     target_bias_std_m: tuple[float, float, float] = _field(
         (0.003, 0.003, 0.004), "std of the synthetic target bias per axis x y z, m")
     target_noise_std_m: float = _field(0.0025, "std of the synthetic target noise per axis, m")
@@ -62,6 +65,9 @@ class AugmentConfig:
     bin_noise_std_m: float = _field(0.002, "std of the synthetic bin noise in x and y, m")
     recorded_bin_bias_std_m: float = _field(
         0.006, "extra bin bias added to the recorded stream (its own bias is only 2 mm), m")
+    target_velocity_noise_std_m_s: float = _field(0.02, "std of the target velocity noise in x and y, m/s")
+    target_velocity_min_m_s: float = _field(
+        0.03, "a perceived target velocity below this is given as 0 (not significant), m/s")
     p_long_window: float = _field(
         0.3, "probability of a long velocity window (half of them exactly max_window_steps, as with "
              "chunked execution, the other half U{2..max_window_steps}); else one step, as with ensembling")
@@ -75,7 +81,8 @@ class AugmentConfig:
         probabilities = {k: getattr(self, k) for k in ("p_clean", "p_recorded", "p_freeze", "p_long_window")}
         stds = {"target_bias_std_m": min(self.target_bias_std_m, default=0.0),
                 **{k: getattr(self, k) for k in ("target_noise_std_m", "bin_bias_std_m", "bin_noise_std_m",
-                                                 "recorded_bin_bias_std_m")}}
+                                                 "recorded_bin_bias_std_m", "target_velocity_noise_std_m_s",
+                                                 "target_velocity_min_m_s")}}
         _check(self, [
             *((0.0 <= p <= 1.0, f"{k} must be in [0, 1], got {p}") for k, p in probabilities.items()),
             *((s >= 0.0, f"{k} must be >= 0, got {s}") for k, s in stds.items()),
@@ -104,7 +111,7 @@ class ACTConfig:
     """
 
     # --- interface
-    obs_dim: int = _field(28, "observation features (processor.OBS_DIM)")
+    obs_dim: int = _field(30, "observation features (processor.OBS_DIM)")
     action_dim: int = _field(7, "action features: 6 arm joints and the gripper")
     # ACT paper: 100 (2 s); 25 (0.5 s) re-planned every step with temporal ensembling suffices for this task.
     chunk_size: int = _field(25, "actions predicted per query (k), one per control step")

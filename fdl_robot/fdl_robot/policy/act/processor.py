@@ -14,6 +14,7 @@ position; ``PolicyObservation``) by :func:`features`::
              w              that window, s (CONTROL_DT_S when the policy is queried every step)
     target   p_t (3)        target (red cube) centre, base_link, m        target_p_base_m
              p_t - p_tcp (3)
+             v_t,xy (2)     its velocity on the table, base_link, m/s      target_v_base_m_s[:2]
     bin      p_b,xy (2)     bin centre on the table, base_link, m          bin_p_base_m[:2]
              p_b,xy - p_tcp,xy (2)
 
@@ -26,7 +27,11 @@ start of the motion and the policy creeps (measured: stalls after the lift, rele
 The policy computes it from the observations it is given (``ACTPolicy``: every step with
 ensembling; every k steps with chunked execution, hence the window input). The bin's z is not an input: the bin
 stands on the table (z = 0 in every demonstration), and a perceived z (rim, floor or
-centre of the detection) would only be an out-of-distribution input.
+centre of the detection) would only be an out-of-distribution input. The target's velocity
+(the tracker's, 0 when not significant: ``policy.inputs``) tells a sliding or conveyed cube
+from a still one: the expert holds while the cube slides fast and meets a conveyed cube ahead
+of where it is, which the position alone cannot explain (measured without it, ground-truth
+inputs: shift 55/100, conveyor 37/100).
 
 Action vector (7,): [q_1 .. q_6 (rad), gripper command 0 open .. 1 closed], absolute: what
 the policy returns and the demonstrations record. The network itself predicts the chunk
@@ -59,15 +64,15 @@ from fdl_robot.policy.interface import PolicyObservation
 __all__ = ["OBS_FEATURES", "ACTION_FEATURES", "TOKEN_GROUPS", "OBS_DIM", "tcp_position", "features", "chunk_to_model",
            "grasp_since",
            "chunk_from_model", "Normalizer", "observation_vector", "Episode", "DemoArrays",
-           "load_episodes", "forward_fill", "augment_objects"]
+           "load_episodes", "forward_fill", "DemoDataError", "augment_objects"]
 
 OBS_FEATURES = ("q1", "q2", "q3", "q4", "q5", "q6", "gripper", "tcp_x", "tcp_y", "tcp_z",
                 "v1", "v2", "v3", "v4", "v5", "v6", "v_gripper", "velocity_window_s",
                 "target_x", "target_y", "target_z", "target_dx", "target_dy", "target_dz",
-                "bin_x", "bin_y", "bin_dx", "bin_dy")
+                "target_vx", "target_vy", "bin_x", "bin_y", "bin_dx", "bin_dy")
 ACTION_FEATURES = ("q1", "q2", "q3", "q4", "q5", "q6", "gripper")
 #: Token groups of the policy encoder: name -> slice of the observation vector.
-TOKEN_GROUPS = (("proprio", slice(0, 18)), ("target", slice(18, 24)), ("bin", slice(24, 28)))
+TOKEN_GROUPS = (("proprio", slice(0, 18)), ("target", slice(18, 26)), ("bin", slice(26, 30)))
 OBS_DIM = len(OBS_FEATURES)
 __doc__ = (__doc__ or "").replace("{OBS_DIM}", str(OBS_DIM))  # the docstring's count, from the code
 
@@ -78,9 +83,11 @@ def tcp_position(q_rad: np.ndarray) -> np.ndarray:
 
 
 def features(qpos7: np.ndarray, velocity7: np.ndarray, window_s: np.ndarray, target: np.ndarray,
-             bin_xy: np.ndarray, tcp: np.ndarray | None = None) -> np.ndarray:
+             bin_xy: np.ndarray, tcp: np.ndarray | None = None,
+             target_velocity_xy: np.ndarray | None = None) -> np.ndarray:
     """Observation vectors (B, OBS_DIM) from joint states (B, 7), their velocities (B, 7) over
-    windows (B,) s, targets (B, 3) and bin x, y (B, 2).
+    windows (B,) s, targets (B, 3), bin x, y (B, 2) and the targets' velocities x, y (B, 2),
+    m/s (None: 0, a still target).
 
     ``tcp`` (B, 3) may be given when already known (it is FK(qpos7[:, :6])).
     """
@@ -89,7 +96,9 @@ def features(qpos7: np.ndarray, velocity7: np.ndarray, window_s: np.ndarray, tar
     window = np.asarray(window_s, np.float64).reshape(-1, 1) * np.ones((len(qpos7), 1))
     if tcp is None:
         tcp = tcp_position(qpos7[:, :6])
-    return np.concatenate([qpos7, tcp, velocity7, window, target, target - tcp, bin_xy,
+    v_target = (np.zeros((len(qpos7), 2)) if target_velocity_xy is None
+                else np.atleast_2d(np.asarray(target_velocity_xy, np.float64)) * np.ones((len(qpos7), 1)))
+    return np.concatenate([qpos7, tcp, velocity7, window, target, target - tcp, v_target, bin_xy,
                            bin_xy - tcp[:, :2]], axis=1)
 
 
@@ -113,7 +122,9 @@ def observation_vector(obs: PolicyObservation, velocity7: np.ndarray, window_s: 
     """PolicyObservation + joint-state velocity over a window -> (OBS_DIM,). Requires a target."""
     if obs.target_p_base_m is None:
         raise ValueError("the ACT observation needs a target position")
-    return features(obs.joint_state, velocity7, window_s, obs.target_p_base_m, obs.bin_p_base_m[:2])[0]
+    v = None if obs.target_v_base_m_s is None else obs.target_v_base_m_s[:2]
+    return features(obs.joint_state, velocity7, window_s, obs.target_p_base_m, obs.bin_p_base_m[:2],
+                    target_velocity_xy=v)[0]
 
 
 @dataclass(frozen=True)
@@ -180,6 +191,10 @@ def forward_fill(x: np.ndarray) -> np.ndarray:
     return x[idx]
 
 
+class DemoDataError(ValueError):
+    """Demonstrations the trainer cannot use (the message says why and what to do)."""
+
+
 @dataclass
 class Episode:
     """One demonstration as the trainer needs it (all (T, .) float64, base_link, SI units)."""
@@ -192,6 +207,7 @@ class Episode:
     target_noisy: np.ndarray  # (T, 3) recorded perception stream, NaN forward-filled
     bin_noisy: np.ndarray     # (T, 3)
     grasp_since: np.ndarray   # (T,) first step of the current run of close commands; T while open
+    label_valid: np.ndarray | None = None  # (T,) bool: the action is a valid label (None: every step)
 
     @property
     def length(self) -> int:
@@ -218,7 +234,8 @@ def load_episodes(data_dir: str, target: str = "red_cube", bin_name: str = "bin"
                 target=obs["objects"][target][()], bin=obs["objects"][bin_name][()],
                 target_noisy=forward_fill(obs["objects_noisy"][target][()]),
                 bin_noisy=forward_fill(obs["objects_noisy"][bin_name][()]),
-                grasp_since=grasp_since(action[:, 6] > 0.5)))
+                grasp_since=grasp_since(action[:, 6] > 0.5),
+                label_valid=f["label_valid"][()].astype(bool) if "label_valid" in f else None))
     return episodes
 
 
@@ -243,7 +260,8 @@ class DemoArrays:
     Per global step g: its episode's first and last global step (``ep_start``,
     ``ep_end``) and the first step of the close command it is in (``grasp``; ep_end + 1
     while the gripper is commanded open: a cube dropped and re-grasped is frozen only
-    within one grasp).
+    within one grasp). ``valid``: whether step g's action is a label to learn from (the
+    recorder's expert lapses mark the steps that are not); ``sample_steps`` lists those.
     """
 
     qpos: np.ndarray
@@ -258,10 +276,21 @@ class DemoArrays:
     seeds: tuple[int, ...]
     tcp: np.ndarray | None = None   # (N, 3) FK of qpos, filled on construction
     dt_s: float = CONTROL_DT_S
+    target_v: np.ndarray | None = None   # (N, 2) the target's velocity x, y (m/s), filled on construction
+    valid: np.ndarray | None = None      # (N,) bool, all True unless given
 
     def __post_init__(self):
         if self.tcp is None:
             self.tcp = tcp_position(self.qpos[:, :6])
+        if self.target_v is None:
+            # (p_g - p_{g-1}) / dt within each episode (0 at its first step): the cube's true velocity
+            prev = np.maximum(np.arange(len(self.target)) - 1, self.ep_start)
+            self.target_v = (self.target[:, :2] - self.target[prev, :2]) / self.dt_s
+        if self.valid is None:
+            self.valid = np.ones(len(self.action), dtype=bool)
+        self.sample_steps = np.flatnonzero(self.valid)
+        if not len(self.sample_steps):
+            raise DemoDataError("no step with a valid label (label_valid is False everywhere)")
 
     @classmethod
     def from_episodes(cls, episodes: list[Episode]) -> "DemoArrays":
@@ -273,7 +302,9 @@ class DemoArrays:
         return cls(cat("qpos"), cat("action"), cat("target"), cat("bin"), cat("target_noisy"),
                    cat("bin_noisy"), rep(starts), rep(starts + [e.length - 1 for e in episodes]),
                    np.concatenate([s + e.grasp_since for s, e in zip(starts, episodes, strict=True)]),
-                   tuple(e.seed for e in episodes))
+                   tuple(e.seed for e in episodes),
+                   valid=np.concatenate([np.ones(e.length, bool) if e.label_valid is None else e.label_valid
+                                         for e in episodes]))
 
     def __len__(self) -> int:
         return len(self.action)
@@ -295,7 +326,7 @@ class DemoArrays:
         step: (B, OBS_DIM)."""
         g = np.arange(len(self))[g]
         v, w = self.velocity(g, 1)
-        return features(self.qpos[g], v, w, self.target[g], self.bin[g, :2], self.tcp[g])
+        return features(self.qpos[g], v, w, self.target[g], self.bin[g, :2], self.tcp[g], self.target_v[g])
 
     def chunks(self, g: np.ndarray, k: int) -> np.ndarray:
         """Actions g .. g + k - 1 of each sample's episode, padded with its last action: (B, k, 7).
@@ -316,13 +347,14 @@ class DemoArrays:
         long_n = np.where(rng.random(B) < 0.5, k, rng.integers(2, k + 1, B))
         n = np.where(rng.random(B) < cfg.p_long_window, long_n, 1)
         v, w = self.velocity(g, n)
-        target, bin_xy = augment_objects(self, g, rng, cfg)
-        return features(self.qpos[g], v, w, target, bin_xy, self.tcp[g])
+        target, bin_xy, target_v = augment_objects(self, g, rng, cfg)
+        return features(self.qpos[g], v, w, target, bin_xy, self.tcp[g], target_v)
 
 
 def augment_objects(data: DemoArrays, g: np.ndarray, rng: np.random.Generator,
-                    cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Perceived (target (B, 3), bin x, y (B, 2)) at global steps g (B,); never NaN.
+                    cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Perceived (target (B, 3), bin x, y (B, 2), target velocity x, y (B, 2)) at global steps
+    g (B,); never NaN.
 
     See :class:`~fdl_robot.policy.act.config.AugmentConfig` for the model.
     """
@@ -351,4 +383,13 @@ def augment_objects(data: DemoArrays, g: np.ndarray, rng: np.random.Generator,
                         + rng.normal(0.0, cfg.recorded_bin_bias_std_m, (recorded.sum(), 2)))
     target[clean] = data.target[g[clean]]
     bin_xy[clean] = data.bin[g[clean], :2]
-    return target, bin_xy
+
+    # the target's velocity, as a tracker reports it: the true one at the input's (delayed) step
+    # plus noise; a frozen (occluded) input carries none; 0 where it would not be significant
+    v_src = np.where(recorded, rec, src)
+    target_v = data.target_v[v_src] + rng.normal(0.0, cfg.target_velocity_noise_std_m_s, (B, 2))
+    target_v[freeze & ~recorded & ~clean] = 0.0
+    still = np.linalg.norm(target_v, axis=1) < cfg.target_velocity_min_m_s
+    target_v[still] = 0.0
+    target_v[clean] = data.target_v[g[clean]]
+    return target, bin_xy, target_v

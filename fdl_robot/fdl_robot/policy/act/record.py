@@ -36,6 +36,16 @@ cube shifted during the reach, re-grasping a cube knocked out of the gripper, fo
 moved bin and a cube on a conveyor. An episode ends ``--tail-steps`` after the expert is
 done (at most ``--steps``), so a recovery is not cut off and no episode idles for long.
 
+Expert lapses (DAgger-style corrections; Ross et al. 2011): the attentive expert follows a
+shifted or conveyed cube at once, so its demos never leave the cube's path, and a policy
+that lags behind it (latency, chunking, a late reaction) is in states the data never show.
+In a fraction ``--lapse-frac`` of the shift and conveyor episodes the expert is blind to the
+cube's motion for ``lapse_s`` ~ U(``--lapse-s``) after the perturbation starts (until it
+starts to close at most): it keeps planning from where the cube was, then sees the cube
+jump and replans from off its path. The lapse's own steps carry wrong labels where the
+cube has moved more than ``lapse_label_tolerance_m``: they are written as
+``label_valid`` = False, and the trainer draws no sample there.
+
 Output: the ``sim.dataset`` layout (``episode_<i>.hdf5`` + ``dataset_info.json``) with the
 recorder's settings in each file's ``recorder`` attribute; only successful episodes are
 kept (the next seed is tried).
@@ -102,6 +112,58 @@ class RecorderConfig:
     #: Expert phases during which the offset is driven; elsewhere (descend, close, lower,
     #: release, ...) it decays with time constant 0.1 s so grasps and releases stay clean.
     perturb_phases: tuple[str, ...] = ("approach", "retreat")
+    #: Expert lapses (module doc): the fraction of the ``lapse_kinds`` episodes with one, and
+    #: the range of its duration, s.
+    lapse_frac: float = 0.5
+    lapse_s: tuple[float, float] = (0.3, 1.5)
+    lapse_kinds: tuple[str, ...] = ("shift", "conveyor")
+    #: A lapsed step whose planned-from cube is this far from the true one has a wrong label, m.
+    lapse_label_tolerance_m: float = 0.01
+    #: Expert phases a lapse may last into (it ends when the close starts).
+    lapse_phases: tuple[str, ...] = ("approach", "descend")
+
+
+class _LapsingExpert:
+    """``expert`` that, during a lapse (module doc), plans from the cube's position when the
+    perturbation started; ``label_valid`` (one bool per ``act``) marks the steps whose
+    action is still the attentive expert's (the planned-from cube within
+    ``lapse_label_tolerance_m`` of the true one)."""
+
+    def __init__(self, expert: Any, env: Any, cfg: RecorderConfig, rng: np.random.Generator):
+        self._expert, self._env, self._cfg, self._rng = expert, env, cfg, rng
+        self.label_valid: list[bool] = []
+        self.lapse_s = 0.0
+        self._frozen: np.ndarray | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._expert, name)
+
+    def reset(self) -> None:
+        """Draw this episode's lapse (call after ``env.reset``, as run_expert_episode does)."""
+        self._expert.reset()
+        self.label_valid, self._frozen = [], None
+        lapses = self._env.perturbation.kind in self._cfg.lapse_kinds and self._rng.random() < self._cfg.lapse_frac
+        self.lapse_s = float(self._rng.uniform(*self._cfg.lapse_s)) if lapses else 0.0
+        self._active = lapses
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        from fdl_robot.sim.env import ObjectPose
+        from fdl_robot.sim.scene import TARGET_NAME
+
+        cube = obs["objects"][TARGET_NAME]
+        fired_s = self._env.perturbation.fired_s
+        if self._active and fired_s is not None:
+            phase = self._expert.phase if not self._expert.done else "finished"  # 'done' before the first plan
+            self._active = obs["time_s"] < fired_s + self.lapse_s and phase in (*self._cfg.lapse_phases, "done")
+            if self._active:
+                if self._frozen is None:
+                    self._frozen = np.array(cube.position_m, dtype=np.float64)
+                objects = {**obs["objects"], TARGET_NAME: ObjectPose(self._frozen.copy(), cube.quat_xyzw)}
+                error_m = float(np.linalg.norm(self._frozen - cube.position_m))
+                self.label_valid.append(error_m <= self._cfg.lapse_label_tolerance_m)
+                return self._expert.act({**obs, "objects": objects})
+        self.label_valid.append(True)
+        return self._expert.act(obs)
 
 
 class _ClampedEnv:
@@ -166,6 +228,7 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
     base_env = PickPlaceEnv(PickPlaceConfig(image_width=64, image_height=48, max_episode_steps=0))
     expert = ScriptedExpert(base_env.model, ExpertConfig(align_yaw=False, max_joint_speed_rad_s=cfg.joint_speed_rad_s,
                                                          max_speed_m_s=cfg.tcp_speed_m_s))
+    expert = _LapsingExpert(expert, base_env, cfg, np.random.default_rng([seed0, 0x1A95E]))
     env = _ClampedEnv(base_env, safety, cfg, np.random.default_rng([seed0, 0xDA27]), expert)
     saved, failures, seed = [], 0, seed0
     t0 = time.perf_counter()
@@ -181,13 +244,16 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
             bar.set_postfix(failed=failures)
             continue
         ep.action = env.executed                                    # label = executed command
+        ep.label_valid = expert.label_valid
+        ep.attrs["expert_lapse_s"] = expert.lapse_s
         ep.attrs["recorder"] = json.dumps({**asdict(cfg), "perturbed": perturbed, **limits_meta})
         name = f"episode_{len(saved)}.hdf5"
         ep.save(out / name)
         saved.append({"file": name, "seed": ep.seed, "perturbed": perturbed,
                       "perturbation": ep.attrs["perturbation"], "steps": len(ep.action),
                       "expert_done_step": ep.attrs["expert_done_step"], "retries": ep.attrs["retries"],
-                      "replans": ep.attrs["replans"], "grasps": ep.attrs["grasps"]})
+                      "replans": ep.attrs["replans"], "grasps": ep.attrs["grasps"], "lapse_s": expert.lapse_s,
+                      "masked_steps": int(len(expert.label_valid) - sum(expert.label_valid))})
         bar.update(1)
     bar.close()
     base_env.close()
@@ -215,10 +281,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--perturb-frac", type=float, default=d.perturb_frac)
     ap.add_argument("--perturb-std", type=float, default=d.perturb_std_rad)
     ap.add_argument("--perturb-tau", type=float, default=d.perturb_tau_s)
+    ap.add_argument("--lapse-frac", type=float, default=d.lapse_frac,
+                    help=f"fraction of the {', '.join(d.lapse_kinds)} episodes with an expert lapse")
+    ap.add_argument("--lapse-s", type=float, nargs=2, default=list(d.lapse_s), metavar=("MIN", "MAX"),
+                    help="range of a lapse's duration, s")
     a = ap.parse_args(argv)
     check_args(ap, a, {"--out": DIRECTORY})
     cfg = RecorderConfig(a.joint_speed, a.tcp_speed, a.steps, a.tail_steps, a.perturbations, a.perturb_frac,
-                         a.perturb_std, a.perturb_tau)
+                         a.perturb_std, a.perturb_tau, lapse_frac=a.lapse_frac, lapse_s=tuple(a.lapse_s))
 
     info = record(a.episodes, a.out, a.seed0, cfg)
     print(f"saved {info['n_saved']} episodes (seeds {info['seeds'][0]}..{info['seeds'][1]}, "

@@ -52,7 +52,7 @@ from fdl_robot.outputs import (DIRECTORY, OutputError, check, check_args, copy_i
 from fdl_robot.policy.act.config import ACTConfig
 from fdl_robot.policy.act.model import ACTModel, act_loss
 from fdl_robot.policy.act.policy import SHIPPED_MODEL_PATH, save_checkpoint
-from fdl_robot.policy.act.processor import DemoArrays, Normalizer, chunk_to_model, load_episodes
+from fdl_robot.policy.act.processor import DemoArrays, DemoDataError, Normalizer, chunk_to_model, load_episodes
 
 __all__ = ["train", "main", "split_episodes", "lr_at", "TrainingData", "ValidationSet", "TrainLog",
            "BestCheckpoint", "optimiser_step", "validate", "write_artefacts", "add_config_options",
@@ -102,22 +102,30 @@ class TrainingData:
     normalizer: Normalizer
 
     @classmethod
-    def load(cls, cfg: ACTConfig, data_dir: str | Path, max_episodes: int | None = None) -> "TrainingData":
-        """Read the (first ``max_episodes``) episodes, split them (:func:`split_episodes`) and fit
-        the normaliser on clean observations and on the chunks of at most 50 000 training steps."""
-        episodes = load_episodes(str(data_dir))[:max_episodes]
+    def load(cls, cfg: ACTConfig, data_dir: str | Path | Sequence[str | Path],
+             max_episodes: int | None = None) -> "TrainingData":
+        """Read the (first ``max_episodes``) episodes of one directory or several (in order;
+        their seeds must differ), split them (:func:`split_episodes`) and fit the normaliser on
+        clean observations and on the chunks of at most 50 000 training steps."""
+        dirs = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
+        episodes = [e for d in dirs for e in load_episodes(str(d))][:max_episodes]
+        seeds = [e.seed for e in episodes]
+        if len(set(seeds)) < len(seeds):
+            raise DemoDataError(f"the same seed in two episodes of {', '.join(map(str, dirs))}: record the "
+                             "directories from disjoint --seed0 ranges")
         train_idx, val_idx = split_episodes(len(episodes), cfg.val_fraction, cfg.seed)
         tr = DemoArrays.from_episodes([episodes[i] for i in train_idx])
         va = DemoArrays.from_episodes([episodes[i] for i in val_idx]) if len(val_idx) else tr
         g_stats = np.random.default_rng(cfg.seed + 2).choice(len(tr), min(len(tr), 50_000), replace=False)
         norm = Normalizer.fit(tr.clean_obs(), model_chunks(tr, g_stats, cfg), cfg.std_floor)
-        return cls(cfg, str(data_dir), tr, va, len(train_idx), len(val_idx), norm)
+        return cls(cfg, " ".join(map(str, dirs)), tr, va, len(train_idx), len(val_idx), norm)
 
     def sample_batch(self, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
-        """``cfg.batch_size`` training steps drawn uniformly with replacement: normalised
+        """``cfg.batch_size`` training steps drawn uniformly with replacement from those with a
+        valid label (``DemoArrays.sample_steps``): normalised
         observations (B, OBS_DIM) with perturbed objects (``cfg.augment``) and normalised
         chunks (B, k, 7) in model coordinates, float32."""
-        g = rng.integers(0, len(self.train), self.cfg.batch_size)
+        g = self.train.sample_steps[rng.integers(0, len(self.train.sample_steps), self.cfg.batch_size)]
         obs = self.normalizer.normalize_obs(self.train.observations(g, rng, self.cfg.augment))
         return _tensor(obs), _tensor(self.normalizer.normalize_action(model_chunks(self.train, g, self.cfg)))
 
@@ -129,7 +137,7 @@ class TrainingData:
 
 @dataclass(frozen=True)
 class ValidationSet:
-    """The fixed validation samples: every ``stride``-th step of the validation episodes.
+    """The fixed validation samples: every ``stride``-th step with a valid label of the validation episodes.
 
     ``obs`` holds two normalised observation sets (B, OBS_DIM) for the same targets
     ``actions`` (B, k, 7): ``'val_l1'`` with one draw of the augmentation (generator
@@ -142,7 +150,7 @@ class ValidationSet:
     @classmethod
     def draw(cls, data: TrainingData, stride: int = 3) -> "ValidationSet":
         va, norm, cfg = data.val, data.normalizer, data.cfg
-        g = np.arange(0, len(va), stride)
+        g = va.sample_steps[::stride]
         rng = np.random.default_rng(cfg.seed + 1)
         obs = {"val_l1": _tensor(norm.normalize_obs(va.observations(g, rng, cfg.augment))),
                "val_l1_clean": _tensor(norm.normalize_obs(va.clean_obs(g)))}
@@ -306,7 +314,7 @@ def write_artefacts(out: Path, data: TrainingData, val: ValidationSet, log: Trai
 
 # --- the loop ----------------------------------------------------------------------------------
 
-def train(cfg: ACTConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
+def train(cfg: ACTConfig, data_dir: str | Path | Sequence[str | Path], out_dir: str | Path, progress: bool = True,
           max_minutes: float | None = None, max_episodes: int | None = None,
           threads: int | None = 1) -> dict:
     """Train, keep the best checkpoint by validation L1, write the artefacts; return the metrics.
@@ -416,7 +424,8 @@ def _parser() -> argparse.ArgumentParser:
     run = _RUN_DEFAULTS
     p = argparse.ArgumentParser(prog="fdl-robot-train-act", description="Train the ACT policy on recorded demos.",
                                 formatter_class=HelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="directory of episode_*.hdf5 (fdl_sim record)")
+    p.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="directories of episode_*.hdf5 (policy.act.record or fdl_sim record), read in order")
     p.add_argument("--out", type=Path, default=Path("outputs/act/train"), help="run directory (RUN_FILES)")
     p.add_argument("--ship", action="store_true",
                    help=f"after training, copy the run's files over the shipped ones ({SHIPPED_MODEL_PATH.parent}); "
@@ -452,8 +461,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = replace(cfg, augment=replace(cfg.augment, p_clean=1.0, p_recorded=0.0))
     except ValueError as e:
         parser.error(str(e))
-    m = train(cfg, a.data, a.out, progress=not a.quiet, max_minutes=a.max_minutes,
-              max_episodes=a.max_episodes, threads=a.threads or None)
+    try:
+        m = train(cfg, a.data, a.out, progress=not a.quiet, max_minutes=a.max_minutes,
+                  max_episodes=a.max_episodes, threads=a.threads or None)
+    except (DemoDataError, FileNotFoundError) as e:
+        raise SystemExit(f"error: --data: {e}") from None
     print(json.dumps({k: m[k] for k in ("episodes_train", "episodes_val", "steps_done", "best_step",
                                         "best_val_l1_noisy_objects", "best_val_l1_ground_truth",
                                         "train_wall_time_s", "checkpoint_bytes")}, indent=2))
