@@ -51,6 +51,7 @@ total covariance over j, is ``F P F^T`` plus the process noise averaged over the
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -85,9 +86,12 @@ def _cv_basis(d: int) -> tuple[FloatArray, FloatArray, FloatArray]:
 _BASIS = {d: _cv_basis(d) for d in (2, 3)}
 
 
+@functools.lru_cache(maxsize=1)
 def _cv_blocks(dt: float, d: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """``F(dt)``, ``F(dt)^T`` and ``Q_1(dt)``, each (2D, 2D).  The transpose is a contiguous
-    copy: a batch of products with it is several times faster than with the view ``F.T``."""
+    """``F(dt)``, ``F(dt)^T`` and ``Q_1(dt)``, each (2D, 2D), not to be written to (the last
+    ones are reused: :func:`imm_predict` and :func:`imm_predict_combined` of one tracker
+    update ask for the same ``dt``).  The transpose is a contiguous copy: a batch of products
+    with it is several times faster than with the view ``F.T``."""
     eye, upper, basis = _BASIS[d]
     F = eye + dt * upper
     Q1 = np.array([dt**3 / 3.0, dt**2 / 2.0, dt]) @ basis.reshape(3, -1)
