@@ -14,6 +14,7 @@ from fdl_robot.core.geometry import Transform
 from fdl_robot.core.mot_metrics import MOTAccumulator, evaluate_mot
 from fdl_robot.core.kalman import (
     gate_threshold,
+    inverse_and_det,
     kf_predict,
     kf_update,
     mahalanobis_sq,
@@ -154,6 +155,19 @@ def test_mahalanobis_and_euclidean_by_hand():
     np.testing.assert_allclose(mahalanobis_sq(z, R, x, P), [[1.0, 2.64]])
     np.testing.assert_allclose(euclidean_distance(z, x[:, :3]), [[0.2, np.sqrt(2.64)]])
     assert mahalanobis_sq(np.zeros((0, 3)), np.zeros((0, 3, 3)), x, P).shape == (0, 2)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_closed_form_inverse_and_det_equal_lapack(d):
+    rng = np.random.default_rng(d)
+    A = rng.normal(size=(4, 5, d, d))
+    for S in (A @ np.swapaxes(A, -1, -2) + 0.1 * np.eye(d), A):      # covariances, and any matrix
+        inv, det = inverse_and_det(S)
+        np.testing.assert_allclose(inv, np.linalg.inv(S), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(det, np.linalg.det(S), rtol=1e-12)
+    inv, det = inverse_and_det(np.array([[2.0, 0.0], [0.0, 4.0]]))
+    np.testing.assert_array_equal(inv, [[0.5, 0.0], [0.0, 0.25]])
+    assert det == 8.0
 
 
 # --------------------------------------------------------------- single filter

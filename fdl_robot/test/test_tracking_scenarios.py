@@ -10,7 +10,7 @@ import pytest
 
 from fdl_robot.core import tracking
 from fdl_robot.core.assignment import hungarian, sparse_gain_assignment
-from fdl_robot.core.imm import imm_combine, imm_predict, imm_update, mode_transition
+from fdl_robot.core.imm import imm_combine, imm_predict, imm_predict_combined, imm_update, mode_transition
 from fdl_robot.core.tracking import ConstantVelocityKF, MultiObjectTracker, OutOfOrderStamp, TrackState
 from fdl_robot.tracking_scenarios import SCENARIOS, make_scenario, score, tracker_step
 
@@ -93,6 +93,22 @@ def test_imm_pieces_by_hand():
     np.testing.assert_array_equal(c, mu)
     xu, Pu, mu_u = imm_update(x, P, mu, np.array([[0.1, 0.0, 0.0]]), np.eye(3)[None] * 1e-4)
     assert mu_u[0, 1] > mu[0, 1]                       # the model that predicted the detection gains
+
+
+def test_the_combined_prediction_equals_combining_the_predicted_models():
+    """imm_predict_combined (the tracker's shortcut) = imm_combine after imm_predict."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 0.1, (5, 3, 6))
+    A = rng.normal(0.0, 0.05, (5, 3, 6, 6))
+    P = A @ np.swapaxes(A, -1, -2) + 1e-4 * np.eye(6)
+    mu = rng.dirichlet(np.ones(3), 5)
+    q = np.array([1e-4, 0.5, 10.0])
+    for dt in (0.0, 1 / 30, 0.4):
+        xp, Pp, c = imm_predict(x, P, mu, dt, q, 0.5)
+        want = imm_combine(xp, Pp, c)
+        got = imm_predict_combined(*imm_combine(x, P, mu), c, dt, q)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 # ----------------------------------------------------------------------- edge cases

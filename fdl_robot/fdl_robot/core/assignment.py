@@ -318,7 +318,8 @@ def sparse_gain_assignment(
     c = np.asarray(cols, dtype=np.intp)
     w = np.asarray(cost, dtype=np.float64)
     ok = np.isfinite(w) & (w <= max_cost)
-    r, c, w = r[ok], c[ok], w[ok]
+    if not ok.all():
+        r, c, w = r[ok], c[ok], w[ok]
     if len(r) == 0:
         return _empty()
     if np.bincount(r).max() <= 1 and np.bincount(c).max() <= 1:     # nothing to decide

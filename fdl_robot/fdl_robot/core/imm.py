@@ -39,15 +39,27 @@ Kalman update (``H = [I 0]``), and its likelihood
 Output (:func:`imm_combine`): the moment-matched Gaussian
 ``x = sum_j mu_j x_j``, ``P = sum_j mu_j (P_j + (x_j - x)(x_j - x)^T)``; the tracker gates
 and reports with it.
+
+Mixing does not change the mixture (``sum_j c_j w_ij = mu_i``), so the moment-matched
+Gaussian after :func:`imm_predict` follows from the one before it without combining the
+models again (:func:`imm_predict_combined`)::
+
+    x <- F x,    P <- F P F^T + (sum_j c_j q_j) Q_1(dt)
+
+(the mean is ``F sum_j c_j x0_j = F sum_i mu_i x_i``; the covariance about it, by the law of
+total covariance over j, is ``F P F^T`` plus the process noise averaged over the models).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["imm_combine", "imm_predict", "imm_update", "mode_transition"]
+from fdl_robot.core.kalman import inverse_and_det
+
+__all__ = ["imm_combine", "imm_predict", "imm_predict_combined", "imm_update", "mode_transition"]
 
 FloatArray = NDArray[np.float64]
 
@@ -58,23 +70,32 @@ def mode_transition(dt_s: float, k: int, tau_s: float) -> FloatArray:
         return np.ones((1, 1))
     s = (k - 1) / k * (1.0 - math.exp(-k * dt_s / ((k - 1) * tau_s)))
     pi = np.full((k, k), s / (k - 1))
-    np.fill_diagonal(pi, 1.0 - s)
+    pi.flat[:: k + 1] = 1.0 - s                                # the diagonal
     return pi
 
 
-_BASIS: dict[int, tuple[FloatArray, ...]] = {}
+def _cv_basis(d: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``I``, ``U`` (2D, 2D) with ``F(dt) = I + dt U``, and ``B`` (3, 2D, 2D) with
+    ``Q_1(dt) = (dt^3/3, dt^2/2, dt) . B``: the [[I, 0], [0, 0]], [[0, I], [I, 0]] and
+    [[0, 0], [0, I]] blocks."""
+    e, z = np.eye(d), np.zeros((d, d))
+    return (np.eye(2 * d), np.block([[z, e], [z, z]]),
+            np.stack([np.block([[e, z], [z, z]]), np.block([[z, e], [e, z]]), np.block([[z, z], [z, e]])]))
 
 
-def _cv_blocks(dt: float, q: FloatArray, d: int) -> tuple[FloatArray, FloatArray]:
-    """``F(dt)`` (2D, 2D) and ``q_j Q_1(dt)`` (K, 2D, 2D)."""
-    if d not in _BASIS:
-        e = np.eye(d)
-        z = np.zeros((d, d))
-        _BASIS[d] = (np.eye(2 * d), np.block([[z, e], [z, z]]), np.block([[e, z], [z, z]]),
-                     np.block([[z, e], [e, z]]), np.block([[z, z], [z, e]]))
-    eye, upper, pp, pv, vv = _BASIS[d]
-    Q1 = (dt**3 / 3.0) * pp + (dt**2 / 2.0) * pv + dt * vv
-    return eye + dt * upper, q[:, None, None] * Q1
+_BASIS = {d: _cv_basis(d) for d in (2, 3)}
+
+
+@functools.lru_cache(maxsize=1)
+def _cv_blocks(dt: float, d: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``F(dt)``, ``F(dt)^T`` and ``Q_1(dt)``, each (2D, 2D), not to be written to (the last
+    ones are reused: :func:`imm_predict` and :func:`imm_predict_combined` of one tracker
+    update ask for the same ``dt``).  The transpose is a contiguous copy: a batch of products
+    with it is several times faster than with the view ``F.T``."""
+    eye, upper, basis = _BASIS[d]
+    F = eye + dt * upper
+    Q1 = np.array([dt**3 / 3.0, dt**2 / 2.0, dt]) @ basis.reshape(3, -1)
+    return F, F.T.copy(), Q1.reshape(eye.shape)
 
 
 def _spread(w: FloatArray, x: FloatArray, P: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -99,15 +120,27 @@ def imm_predict(x: FloatArray, P: FloatArray, mu: FloatArray, dt_s: float, q: Fl
     d = x.shape[-1] // 2
     if dt_s <= 0.0 or len(x) == 0:
         return x.copy(), P.copy(), mu.copy()
-    F, Q = _cv_blocks(dt_s, q, d)
+    F, Ft, Q1 = _cv_blocks(dt_s, d)
+    Q = q[:, None, None] * Q1                                  # (K, 2D, 2D)
     k = mu.shape[1]
     if k == 1:
-        return x @ F.T, F @ P @ F.T + Q, mu.copy()
+        return x @ Ft, F @ P @ Ft + Q, mu.copy()
     pi = mode_transition(dt_s, k, tau_s)
     c = mu @ pi                                                # (M, K)
     w = pi.T[None] * mu[:, None, :] / c[:, :, None]            # (M, K_j, K_i)
     x0, P0 = _spread(w, x, P)
-    return x0 @ F.T, F @ P0 @ F.T + Q, c
+    return x0 @ Ft, F @ P0 @ Ft + Q, c
+
+
+def imm_predict_combined(x: FloatArray, P: FloatArray, c: FloatArray, dt_s: float,
+                         q: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The moment-matched mixture after :func:`imm_predict` over ``dt_s`` from the one before
+    it (module doc): x (M, 2D), P (M, 2D, 2D) combined before, c (M, K) the predicted mode
+    probabilities (what :func:`imm_predict` returns as ``mu``), q (K,) m^2/s^3."""
+    if dt_s <= 0.0 or len(x) == 0:
+        return x.copy(), P.copy()
+    F, Ft, Q1 = _cv_blocks(dt_s, x.shape[-1] // 2)
+    return x @ Ft, F @ P @ Ft + (c @ q)[:, None, None] * Q1
 
 
 def imm_update(x: FloatArray, P: FloatArray, mu: FloatArray, z: FloatArray,
@@ -120,7 +153,7 @@ def imm_update(x: FloatArray, P: FloatArray, mu: FloatArray, z: FloatArray,
     d = z.shape[-1]
     y = z[:, None, :] - x[..., :d]                             # (M, K, D)
     S = P[..., :d, :d] + R[:, None]                            # (M, K, D, D)
-    Sinv = np.linalg.inv(S)
+    Sinv, det = inverse_and_det(S)
     HP = P[..., :d, :]                                         # (M, K, D, 2D)
     KT = Sinv @ HP                                             # K^T (S, P symmetric)
     Sy = (Sinv @ y[..., None])[..., 0]                         # S^-1 y
@@ -128,7 +161,7 @@ def imm_update(x: FloatArray, P: FloatArray, mu: FloatArray, z: FloatArray,
     Pn = P - np.swapaxes(HP, -1, -2) @ KT
     Pn = 0.5 * (Pn + np.swapaxes(Pn, -1, -2))
     d2 = np.sum(y * Sy, axis=-1)
-    log_l = np.log(mu) - 0.5 * (d2 + np.log(np.linalg.det(S)))
+    log_l = np.log(mu) - 0.5 * (d2 + np.log(det))
     w = np.exp(log_l - log_l.max(axis=1, keepdims=True))
     return xn, Pn, w / w.sum(axis=1, keepdims=True)
 

@@ -52,6 +52,10 @@ innovation::
 is chi-square distributed with D degrees of freedom, so ``d^2 <= chi2.ppf(p, D)``
 (:func:`gate_threshold`) keeps it with probability ``p``.
 
+``S`` is 2 x 2 or 3 x 3: :func:`inverse_and_det` inverts a batch of them in closed form
+(adjugate over determinant), which for tens of matrices is several times cheaper than
+``np.linalg.inv`` and ``np.linalg.det`` (one LAPACK call per matrix each).
+
 All functions are pure (arrays in, new arrays out); :func:`kf_predict` and
 :func:`kf_update` accept a leading batch axis (many objects at once).
 """
@@ -65,6 +69,7 @@ from scipy.stats import chi2
 __all__ = [
     "check_dim",
     "gate_threshold",
+    "inverse_and_det",
     "kf_predict",
     "kf_update",
     "mahalanobis_sq",
@@ -141,6 +146,35 @@ def gate_threshold(dim: int, probability: float) -> float:
     if not 0.0 < probability < 1.0:
         raise ValueError(f"gate probability must be in (0, 1), got {probability}")
     return float(chi2.ppf(probability, check_dim(dim)))
+
+
+# adj(S)[i, j] = S[a, c] S[b, d] - S[a, d] S[b, c] with a, b = j + 1, j + 2 and c, d = i + 1,
+# i + 2 (mod 3): the cofactor of S[j, i], its sign included by the cyclic order.  As flat
+# indices into S (9,), one row per factor, one column per entry of adj(S).
+_I3, _J3 = np.divmod(np.arange(9), 3)
+_ADJ3 = np.stack([(_J3 + 1) % 3 * 3 + (_I3 + 1) % 3, (_J3 + 2) % 3 * 3 + (_I3 + 2) % 3,
+                  (_J3 + 1) % 3 * 3 + (_I3 + 2) % 3, (_J3 + 2) % 3 * 3 + (_I3 + 1) % 3])
+_ADJ2 = np.array([3, 1, 2, 0])                 # adj [[a, b], [c, d]] = [[d, -b], [-c, a]]
+_ADJ2_SIGN = np.array([1.0, -1.0, -1.0, 1.0])
+
+
+def inverse_and_det(S: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """``S^-1`` (..., D, D) and ``det S`` (...) of a batch of D x D matrices, D = 2 or 3.
+
+    Closed form: ``S^-1 = adj(S) / det S`` with the adjugate ``adj(S)`` (the transposed
+    cofactor matrix) and ``det S = sum_k S[0, k] adj(S)[k, 0]`` (expansion along the first
+    row).  For a well-conditioned S (an innovation covariance ``H P H^T + R``) as accurate
+    as LU; a singular S gives inf/NaN entries instead of raising.
+    """
+    d = S.shape[-1]
+    f = S.reshape(S.shape[:-2] + (d * d,))
+    if d == 3:
+        g = f[..., _ADJ3]                                       # (..., 4, 9)
+        adj = g[..., 0, :] * g[..., 1, :] - g[..., 2, :] * g[..., 3, :]
+    else:
+        adj = f[..., _ADJ2] * _ADJ2_SIGN
+    det = np.einsum("...k,...k->...", f[..., :d], adj[..., ::d])
+    return (adj / det[..., None]).reshape(S.shape), det
 
 
 def kf_predict(x: ArrayLike, P: ArrayLike, dt_s: float, q: float) -> tuple[FloatArray, FloatArray]:
