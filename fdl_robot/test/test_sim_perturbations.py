@@ -198,3 +198,23 @@ def test_recorder_lapse_masks_the_steps_planned_from_where_the_cube_was(tmp_path
     attentive = record(1, tmp_path / "attentive", seed0=40, cfg=RecorderConfig(perturbations=((kind, 1.0),),
                                                                                lapse_frac=0.0), progress=False)
     assert attentive["episodes"][0]["masked_steps"] == 0 and attentive["episodes"][0]["lapse_s"] == 0.0
+
+
+def test_recorder_lapse_onset_starts_it_later_and_it_ends_above_the_cube(tmp_path):
+    import h5py
+
+    from fdl_robot.policy.act.record import RecorderConfig, record
+
+    cfg = RecorderConfig(perturbations=(("conveyor", 1.0),), lapse_frac=1.0, lapse_s=(1.4, 1.5),
+                         lapse_onset_s=(1.5, 2.0))
+    info = record(2, tmp_path, seed0=30000, cfg=cfg, progress=False)
+    for row in info["episodes"]:
+        with h5py.File(tmp_path / row["file"], "r") as f:
+            valid, t = f["label_valid"][()], f["observations/time_s"][()]
+            tcp_z, cube_z = f["observations/tcp_pose"][:, 2], f["observations/objects/red_cube"][:, 2]
+            onset_s = f.attrs["expert_lapse_onset_s"]
+        masked = np.flatnonzero(~valid)
+        assert 1.5 <= onset_s <= 2.0 and len(masked) > 5
+        assert t[masked[0]] >= onset_s                      # the conveyor's perturbation fires at 0
+        assert tcp_z[masked].min() - cube_z[masked].max() > 0.04   # replanned before going low
+        assert row["replans"] >= 1 and row["retries"] == 0

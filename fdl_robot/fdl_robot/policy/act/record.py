@@ -40,8 +40,9 @@ Expert lapses (DAgger-style corrections; Ross et al. 2011): the attentive expert
 shifted or conveyed cube at once, so its demos never leave the cube's path, and a policy
 that lags behind it (latency, chunking, a late reaction) is in states the data never show.
 In a fraction ``--lapse-frac`` of the shift and conveyor episodes the expert is blind to the
-cube's motion for ``lapse_s`` ~ U(``--lapse-s``) after the perturbation starts (until it
-starts to close at most): it keeps planning from where the cube was, then sees the cube
+cube's motion for ``lapse_s`` ~ U(``--lapse-s``) from U(``--lapse-onset-s``) (default 0) after
+the perturbation starts (until it is 5 cm above where the cube was, at most): it keeps
+planning from where the cube was, then sees the cube
 jump and replans from off its path. The lapse's own steps carry wrong labels where the
 cube has moved more than ``lapse_label_tolerance_m``: they are written as
 ``label_valid`` = False, and the trainer draws no sample there.
@@ -116,11 +117,18 @@ class RecorderConfig:
     #: the range of its duration, s.
     lapse_frac: float = 0.5
     lapse_s: tuple[float, float] = (0.3, 1.5)
+    #: Range of the lapse's start after the perturbation's, s: (0, 0) = at once (a conveyor's
+    #: lapse then ends before the arm is near the cube); later starts show corrections above it.
+    lapse_onset_s: tuple[float, float] = (0.0, 0.0)
     lapse_kinds: tuple[str, ...] = ("shift", "conveyor")
     #: A lapsed step whose planned-from cube is this far from the true one has a wrong label, m.
     lapse_label_tolerance_m: float = 0.01
     #: Expert phases a lapse may last into (it ends when the close starts).
     lapse_phases: tuple[str, ...] = ("approach", "descend")
+    #: ... and it ends once the TCP is this close above the planned-from cube, m, so the expert
+    #: replans before it closes beside the cube (the v4 demos predate this rule: 3 of their 273
+    #: lapses went lower, none into the close).
+    lapse_min_height_m: float = 0.05
 
 
 class _LapsingExpert:
@@ -144,6 +152,8 @@ class _LapsingExpert:
         self.label_valid, self._frozen = [], None
         lapses = self._env.perturbation.kind in self._cfg.lapse_kinds and self._rng.random() < self._cfg.lapse_frac
         self.lapse_s = float(self._rng.uniform(*self._cfg.lapse_s)) if lapses else 0.0
+        lo, hi = self._cfg.lapse_onset_s            # drawn only for a range (the v4 demos' stream stays)
+        self.onset_s = float(self._rng.uniform(lo, hi)) if lapses and hi > lo else float(lo)
         self._active = lapses
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
@@ -152,9 +162,12 @@ class _LapsingExpert:
 
         cube = obs["objects"][TARGET_NAME]
         fired_s = self._env.perturbation.fired_s
-        if self._active and fired_s is not None:
+        if self._active and fired_s is not None and obs["time_s"] >= fired_s + self.onset_s - 1e-9:
             phase = self._expert.phase if not self._expert.done else "finished"  # 'done' before the first plan
-            self._active = obs["time_s"] < fired_s + self.lapse_s and phase in (*self._cfg.lapse_phases, "done")
+            above_m = np.inf if self._frozen is None else obs["tcp"].position_m[2] - self._frozen[2]
+            self._active = (obs["time_s"] < fired_s + self.onset_s + self.lapse_s
+                            and phase in (*self._cfg.lapse_phases, "done")
+                            and above_m > self._cfg.lapse_min_height_m)
             if self._active:
                 if self._frozen is None:
                     self._frozen = np.array(cube.position_m, dtype=np.float64)
@@ -246,6 +259,7 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
         ep.action = env.executed                                    # label = executed command
         ep.label_valid = expert.label_valid
         ep.attrs["expert_lapse_s"] = expert.lapse_s
+        ep.attrs["expert_lapse_onset_s"] = expert.onset_s
         ep.attrs["recorder"] = json.dumps({**asdict(cfg), "perturbed": perturbed, **limits_meta})
         name = f"episode_{len(saved)}.hdf5"
         ep.save(out / name)
@@ -285,10 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help=f"fraction of the {', '.join(d.lapse_kinds)} episodes with an expert lapse")
     ap.add_argument("--lapse-s", type=float, nargs=2, default=list(d.lapse_s), metavar=("MIN", "MAX"),
                     help="range of a lapse's duration, s")
+    ap.add_argument("--lapse-onset-s", type=float, nargs=2, default=list(d.lapse_onset_s), metavar=("MIN", "MAX"),
+                    help="range of a lapse's start after the perturbation's, s")
     a = ap.parse_args(argv)
     check_args(ap, a, {"--out": DIRECTORY})
     cfg = RecorderConfig(a.joint_speed, a.tcp_speed, a.steps, a.tail_steps, a.perturbations, a.perturb_frac,
-                         a.perturb_std, a.perturb_tau, lapse_frac=a.lapse_frac, lapse_s=tuple(a.lapse_s))
+                         a.perturb_std, a.perturb_tau, lapse_frac=a.lapse_frac, lapse_s=tuple(a.lapse_s),
+                         lapse_onset_s=tuple(a.lapse_onset_s))
 
     info = record(a.episodes, a.out, a.seed0, cfg)
     print(f"saved {info['n_saved']} episodes (seeds {info['seeds'][0]}..{info['seeds'][1]}, "
