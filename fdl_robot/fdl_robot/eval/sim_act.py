@@ -25,7 +25,7 @@ Object inputs (rows):
   input frozen at its last value before closing (the cube hidden by the fingers).
 
 The target's velocity (x, y) goes with it: the true one (``gt``), delayed as the position
-plus noise N(0, 0.02^2) m/s (``noisy``), none while frozen; a speed below
+plus noise N(0, ``AugmentConfig.target_velocity_noise_std_m_s``^2) (``noisy``), none while frozen; a speed below
 ``AugmentConfig.target_velocity_min_m_s`` is given as none (not significant), as
 ``policy.inputs`` gives a tracker's.
 
@@ -150,16 +150,19 @@ class ObjectInputs:
         self.frozen: np.ndarray | None = None
         self.env = env
         self.velocity_rng = np.random.default_rng([seed, 0x7E10])
+        from fdl_robot.policy.act.config import AugmentConfig
+
+        augment = AugmentConfig()                   # the velocity noise and threshold of training
+        self.velocity_noise_std_m_s = augment.target_velocity_noise_std_m_s
+        self.velocity_min_m_s = augment.target_velocity_min_m_s
 
     def _velocity(self, v_true: np.ndarray, noisy: bool) -> np.ndarray | None:
         """The target velocity (3,) handed to the policy, None when not significant."""
-        from fdl_robot.policy.act.config import AugmentConfig
-
         v = v_true.copy()
         v[2] = 0.0
         if noisy:
-            v[:2] += self.velocity_rng.normal(0.0, 0.02, 2)
-        return v if np.linalg.norm(v[:2]) >= AugmentConfig().target_velocity_min_m_s else None
+            v[:2] += self.velocity_rng.normal(0.0, self.velocity_noise_std_m_s, 2)
+        return v if np.linalg.norm(v[:2]) >= self.velocity_min_m_s else None
 
     def __call__(self, obs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(target (3,), bin (3,), target velocity (3,) or None) in base_link for this step's observation."""

@@ -168,11 +168,16 @@ def predict_target(track: TrackedObject, horizon_s: float) -> tuple[np.ndarray, 
     """(p (3,), Sigma (3, 3) or None): the track's position predicted ``horizon_s`` ahead
     (module doc, "Latency compensation"); unchanged for an insignificant velocity or no
     covariance."""
+    return _extrapolate(track, significant_velocity(track), horizon_s)
+
+
+def _extrapolate(track: TrackedObject, v: np.ndarray | None,
+                 horizon_s: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`predict_target` given the track's significant velocity ``v`` (None: not significant)."""
     p = np.asarray(track.p_base_m, dtype=np.float64)
     if track.covariance is None:
         return p, None
     P = np.asarray(track.covariance, dtype=np.float64)
-    v = significant_velocity(track)
     if v is None or not horizon_s > 0:
         return p, P[:3, :3].copy()
     x, P_pred = kf_predict(np.r_[p, v], P, horizon_s, q=0.0)
@@ -296,26 +301,28 @@ class PolicyInputs:
         tracks_fresh = self.config.require_tracks or self.watchdog.check(
             now_s, {"tracks": self.tracks_arrival_s}).ok
         target = self.target if tracks_fresh else None
-        p_target, cov_target = self._target_at(target, now_s)
+        v_target = None if target is None else significant_velocity(target)
+        p_target, cov_target = self._target_at(target, v_target, now_s)
         observation = PolicyObservation(
             qpos_rad=q[:N_ARM_JOINTS], gripper=q[N_ARM_JOINTS], bin_p_base_m=self.bin_p_base_m,
             # the arm state's measurement time (its stamp), not this step's: the policy's
             # velocity is a finite difference over measurement times, and steps jitter
             stamp_s=now_s if (arm_ns := self.joints.arm_stamp_ns()) is None else arm_ns * 1e-9,
             target_p_base_m=p_target, target_covariance_m2=cov_target,
-            target_v_base_m_s=None if target is None else significant_velocity(target))
+            target_v_base_m_s=v_target)
         return Step(StepKind.ACT, observation=observation,
                     source_stamp=None if target is None else self.target_stamp,
                     recovered=status.recovered)
 
-    def _target_at(self, target: TrackedObject | None, now_s: float) -> tuple[Any, Any]:
-        """(position, covariance) of ``target`` handed to the policy at ``now_s`` (module doc)."""
+    def _target_at(self, target: TrackedObject | None, v: np.ndarray | None, now_s: float) -> tuple[Any, Any]:
+        """(position, covariance) of ``target`` (significant velocity ``v``) handed to the policy
+        at ``now_s`` (module doc)."""
         if target is None:
             return None, None
         if not self.config.target_prediction or self.target_stamp_s is None:
             return target.p_base_m, None if target.covariance is None else np.asarray(target.covariance)[:3, :3]
         h = min(max(now_s - self.target_stamp_s, 0.0), self.config.target_prediction_max_s)
-        return predict_target(target, h)
+        return _extrapolate(target, v, h)
 
     def _freshness(self, now_s: float) -> WatchdogStatus:
         last = self.joints.arrivals()

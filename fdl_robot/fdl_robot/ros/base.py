@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
@@ -65,6 +66,20 @@ class FdlNode(Node):
             return image_qos(self.params, prefix)
         except ValueError as exc:
             raise ValueError(f"{self.get_name()}: {exc}") from None
+
+    def now_s(self) -> float:
+        """This node's clock (ROS time: the simulator's under use_sim_time), seconds."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def refuse_startup_only(self, params, runtime: frozenset[str] = frozenset()) -> SetParametersResult | None:
+        """A failed result for the first of ``params`` that is this node's and not in ``runtime``
+        (read at start-up only); None when every one may change at run time."""
+        ours = {p.name for p in parameters.NODE_PARAMETERS[self.get_name()]}
+        for param in params:
+            if param.name in ours and param.name not in runtime:
+                return SetParametersResult(successful=False,
+                                           reason=f"'{param.name}' takes effect at start-up only; restart the node")
+        return None
 
     def reject(self, reason: str, detail: str = "") -> None:
         """Count a rejected input and warn (throttled per reason)."""

@@ -92,7 +92,7 @@ from fdl_robot.ros.conversions import ns_to_stamp, stamp_to_ns
 from fdl_robot.ros.interfaces import RobotInterface
 
 # Parameters that can change while the node runs; the others need a restart.
-_RUNTIME_PARAMETERS = {"target_class"}
+_RUNTIME_PARAMETERS = frozenset({"target_class"})
 # A due time this close counts as now (float seconds of a wall clock resolve ~0.2 us).
 _DUE_SLACK_S = 1e-6
 # An idle graph says once that it waits for joint states, then at most this often.
@@ -166,9 +166,6 @@ class PolicyNode(FdlNode):
         return self.inputs.target
 
     # --- inputs -----------------------------------------------------------------------
-
-    def now_s(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
 
     def on_joint_state(self, msg: JointState) -> None:
         try:
@@ -290,12 +287,9 @@ class PolicyNode(FdlNode):
         return response
 
     def on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        ours = {p.name for p in parameters.NODE_PARAMETERS["policy_node"]}
-        for param in params:
-            if param.name in ours and param.name not in _RUNTIME_PARAMETERS:
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"'{param.name}' takes effect at start-up only; restart the node")
+        refused = self.refuse_startup_only(params, _RUNTIME_PARAMETERS)
+        if refused is not None:
+            return refused
         for param in params:
             if param.name == "target_class":
                 if not param.value:

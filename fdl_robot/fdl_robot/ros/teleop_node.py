@@ -109,9 +109,6 @@ class TeleopNode(FdlNode):
         return RobotModel.from_urdf(p["urdf_path"] or UR5E_URDF, base_frame=p["base_frame"],
                                     tool_frame=config.tcp_frame, joint_names=p["arm_joint_names"])
 
-    def now_s(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
-
     # --- inputs -------------------------------------------------------------------------
 
     def on_joint_state(self, msg: JointState) -> None:
@@ -189,12 +186,7 @@ class TeleopNode(FdlNode):
         return response
 
     def on_set_parameters(self, params) -> SetParametersResult:
-        ours = {p.name for p in parameters.NODE_PARAMETERS[NODE]}
-        for param in params:
-            if param.name in ours:
-                return SetParametersResult(successful=False,
-                                           reason=f"'{param.name}' takes effect at start-up only; restart the node")
-        return SetParametersResult(successful=True)
+        return self.refuse_startup_only(params) or SetParametersResult(successful=True)
 
 
 def main(args=None) -> None:

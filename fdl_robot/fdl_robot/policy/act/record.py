@@ -140,7 +140,7 @@ class _LapsingExpert:
     def __init__(self, expert: Any, env: Any, cfg: RecorderConfig, rng: np.random.Generator):
         self._expert, self._env, self._cfg, self._rng = expert, env, cfg, rng
         self.label_valid: list[bool] = []
-        self.lapse_s = 0.0
+        self.lapse_s, self.onset_s, self._active = 0.0, 0.0, False     # this episode's lapse (reset)
         self._frozen: np.ndarray | None = None
 
     def __getattr__(self, name: str) -> Any:
@@ -267,7 +267,7 @@ def record(n_episodes: int, out_dir: str | Path, seed0: int = 0, cfg: RecorderCo
                       "perturbation": ep.attrs["perturbation"], "steps": len(ep.action),
                       "expert_done_step": ep.attrs["expert_done_step"], "retries": ep.attrs["retries"],
                       "replans": ep.attrs["replans"], "grasps": ep.attrs["grasps"], "lapse_s": expert.lapse_s,
-                      "masked_steps": int(len(expert.label_valid) - sum(expert.label_valid))})
+                      "masked_steps": expert.label_valid.count(False)})
         bar.update(1)
     bar.close()
     base_env.close()
