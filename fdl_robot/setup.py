@@ -36,6 +36,8 @@ setup(
             "fdl-robot = fdl_robot.ros.runner:main",
             "fdl-robot-pipeline-demo = fdl_robot.pipeline_demo:main",
             "fdl-robot-bag = fdl_robot.bags.cli:main",
+            "fdl-robot-record-demos = fdl_robot.bags.demos:main",
+            "fdl-robot-bags-to-dataset = fdl_robot.datasets.bags_to_dataset:main",
             "fdl_sim = fdl_robot.sim.cli:main",
             "fdl-robot-train-act = fdl_robot.policy.act.train:main",
             "fdl-robot-eval-act = fdl_robot.eval.sim_act:main",

@@ -200,6 +200,30 @@ class BagRecorder:
         if self.flush_period_s > 0 and time.monotonic() - self._flushed_at >= self.flush_period_s:
             self.flush()
 
+    def write(self, topic: str, msg, qos=None) -> None:
+        """Write ``msg`` (an rclpy message made by this process, not received) on ``topic``,
+        stamped with the node's clock now, as if a publisher with ``qos`` (default: reliable,
+        volatile, depth 10) had sent it: for markers such as an episode's start and end, which
+        must not depend on discovery. Flushed like received messages."""
+        from rclpy.qos import QoSProfile
+
+        from fdl_robot.bags.cdr import msgtype_of, serialize
+
+        topic = self.node.resolve_topic_name(topic)
+        msgtype = msgtype_of(msg)
+        with self._lock:
+            if self._closed:
+                return
+            if topic not in self._connections:
+                ensure_types(self.store, [msgtype])
+                self._connections[topic] = self._writer.add_connection(
+                    topic, msgtype, typestore=self.store,
+                    offered_qos_profiles=[to_bag_qos(qos or QoSProfile(depth=10))])
+            self._writer.write(self._connections[topic], self.node.get_clock().now().nanoseconds,
+                               serialize(msg, self.store))
+            self.counts[topic] += 1
+        self.flush()
+
     def close(self) -> None:
         """Stop recording and finish the bag (idempotent)."""
         with self._lock:
