@@ -154,6 +154,15 @@ def _held(times: np.ndarray, at: np.ndarray, side: str) -> np.ndarray:
     return np.searchsorted(times, at, side=side) - 1
 
 
+def _check_topics(path: Path, roles: dict[str, list[str]], counts: dict[str, int]) -> None:
+    for role in ("joint_states", "tracks", "arm_command", "gripper_command"):
+        if not roles[role]:
+            raise BagDataError(f"{path}: the robot profile's gripper has no command topic (action interface)")
+        for topic in roles[role]:
+            if not counts.get(topic):
+                raise BagDataError(f"{path}: no {topic} in the bag ({role.replace('_', ' ')} are needed)")
+
+
 def read_episode(path: str | Path, images: bool = False, interface=None, inputs_config=None) -> EpisodeArrays:
     """The episode of bag ``path`` on the control rate (module docstring). :class:`BagDataError`
     (one line, naming the bag and the topic) when a needed topic is missing or empty."""
@@ -170,12 +179,7 @@ def read_episode(path: str | Path, images: bool = False, interface=None, inputs_
     roles = demo_topics(interface, images=images)
     with closing(open_reader(path)) as reader:
         counts = {name: info.msgcount for name, info in reader.topics.items()}
-    for role in ("joint_states", "tracks", "arm_command", "gripper_command"):
-        if not roles[role]:
-            raise BagDataError(f"{path}: the robot profile's gripper has no command topic (action interface)")
-        for topic in roles[role]:
-            if not counts.get(topic):
-                raise BagDataError(f"{path}: no {topic} in the bag ({role.replace('_', ' ')} are needed)")
+    _check_topics(path, roles, counts)
     streams = _Streams(interface, inputs_config)
     handlers = {t: streams.joint_state for t in roles["joint_states"]}
     handlers.update({t: streams.tracks for t in roles["tracks"]})
