@@ -168,8 +168,13 @@ class TeleopNode(FdlNode):
             self.commands.hold(step.q_hold, stamp, self.dt_s)
             self.counters["holds"] += 1
             joints_stale = set(step.stale) & set(self.teleop.joints.joint_names)
-            log = self.get_logger().warning if joints_stale else self.get_logger().info
-            log(f"holding at the measured position: {', '.join(step.stale) or 'no motion command'}")
+            text = f"holding at the measured position: {', '.join(step.stale) or 'no motion command'}"
+            # two call sites: rclpy refuses a second severity from one (ValueError "Logger severity
+            # cannot be changed between calls"), which an operator pausing after stale joints raised
+            if joints_stale:
+                self.get_logger().warning(text)
+            else:
+                self.get_logger().info(text)
             return True
         if step.recovered:
             self.get_logger().info(f"commanding from {step.source}")
