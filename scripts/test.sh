@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Set up the environment (idempotent), lint, then run the test suite.
+# Set up the environments (.venv and .venv-lerobot, idempotent), lint, then run the test suite.
 #   bash scripts/test.sh                 # the default suite (what CI runs)
 #   bash scripts/test.sh -k tracking -x  # extra arguments go to pytest
 # The linter (ruff, rules in ruff.toml) runs first; any finding fails the run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
+# the separate LeRobot venv (issue 18): the LeRobotDataset round trip of the suite runs in it
+bash "$ROOT/scripts/setup_lerobot.sh"
 cd "$ROOT"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"           # headless rendering through Mesa EGL
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"     # keep test traffic off other graphs

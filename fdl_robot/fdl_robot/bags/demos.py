@@ -17,7 +17,8 @@ place of the policy an operator:
 Either expert plans from ``sim/ground_truth`` (it stands in for a person who sees the scene);
 the bag records what the robot's stack saw (``/tracks``), which is what the datasets use. Every
 node runs in this process, one executor (as the 10/10 measurement), on the simulator's clock
-(``use_sim_time``; ``--real-time-factor`` 1 = real time, as an operator would work).
+(``use_sim_time``), by default at half real time (``--real-time-factor``, see
+:class:`DemoRecordConfig`).
 
 Each episode: a new :class:`~fdl_robot.bags.recorder.BagRecorder` ``OUT/episode_<i>`` on the
 topics of :func:`~fdl_robot.datasets.demo_bags.demo_topics`, the simulator reset (next seed),
@@ -65,7 +66,11 @@ class DemoRecordConfig:
     operator: str = "teleop"
     perturbation: str = "none"
     images: bool = True                 # colour and depth images in the bags
-    real_time_factor: float = 1.0
+    #: sim_node's pacing. 0.5, not 1: every node of this graph shares one executor thread, and on
+    #: two busy cores it fell behind at real time (measured: half the joint states dropped, 2 of 4
+    #: teleoperated episodes failed; at 0.5, 3 of 3 and none dropped). The data are on the
+    #: simulator's clock either way.
+    real_time_factor: float = 0.5
     width: int = 320                    # camera, px (the closed loop's)
     height: int = 240
     camera_rate_hz: float = 15.0
@@ -298,7 +303,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-images", dest="images", action="store_false",
                    help="leave the colour and depth images out of the bags (camera_info stays)")
     p.add_argument("--real-time-factor", type=float, default=d.real_time_factor,
-                   help="sim_node real_time_factor (1 = real time; 0 = as fast as possible, the expert may lag)")
+                   help="sim_node real_time_factor (1 = real time, if the machine keeps up; 0 = as fast as possible: "
+                        "the operator then lags)")
     p.add_argument("--width", type=int, default=d.width)
     p.add_argument("--height", type=int, default=d.height)
     p.add_argument("--camera-rate-hz", type=float, default=d.camera_rate_hz)
