@@ -71,8 +71,14 @@ def _ground_truth(stamp_ns: int):
     return out
 
 
+def _image(k: int) -> np.ndarray:
+    """Frame k of the synthetic colour camera: 64 x 48, a flat grey level 4 k."""
+    return np.full((48, 64, 3), 4 * k, dtype=np.uint8)
+
+
 def write_demo_bag(path, success: bool = True, drop: tuple[str, ...] = (), end_marker: bool = True) -> None:
     """A synthetic demonstration bag (module docstring); ``drop``: topics left out."""
+    from fdl_robot.ros.conversions import rgb_to_image
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Bool, Header, String
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -111,6 +117,8 @@ def write_demo_bag(path, success: bool = True, drop: tuple[str, ...] = (), end_m
             write("/tracks", _tracks(k, t - 3 * DT_NS), t)
             write("/sim/ground_truth", _ground_truth(t), t)
             write("/sim/success", Bool(data=success and k > STEPS - 5), t)
+        if k % 2 == 1:                                                  # images at 25 Hz, from step 1
+            write("/camera/color/image_raw", rgb_to_image(_image(k), ns_to_stamp(t), "camera_color_optical_frame"), t)
     if end_marker:
         write("/episode", String(data=json.dumps({"event": "end", "success": success,
                                                   "reason": "success" if success else "timeout"})),
@@ -223,6 +231,27 @@ def test_lerobot_dataset_round_trip_in_the_lerobot_venv(tmp_path):
     np.testing.assert_allclose(s["last"]["observation.environment_state"], ep.environment_state[-1], atol=1e-6)
     assert (s["last_episode_index"], s["last_frame_index"]) == (1, STEPS - 1)
     assert "lerobot" not in sys.modules
+
+
+def test_images_are_held_at_the_ticks_and_become_a_lerobot_video(tmp_path):
+    from fdl_robot.datasets.bags_to_dataset import convert, read_episode
+    from fdl_robot.sim.dataset import load_episode
+
+    write_demo_bag(tmp_path / "bag")
+    ep = read_episode(tmp_path / "bag", images=True)
+    frames = ep.images["/camera/color/image_raw"]
+    assert frames.shape == (STEPS, 48, 64, 3)
+    # the latest frame at or before each tick (frames at odd steps; before the first: the first)
+    expected = [_image(max(k if k % 2 else k - 1, 1))[0, 0, 0] for k in range(STEPS)]
+    np.testing.assert_array_equal(frames[:, 0, 0, 0], expected)
+    convert([tmp_path / "bag"], tmp_path / "h5", images=True, progress=False)
+    np.testing.assert_array_equal(load_episode(tmp_path / "h5" / "episode_0.hdf5")["observations"]["images"]["color"],
+                                  frames)
+    convert([tmp_path / "bag"], tmp_path / "lr", fmt="lerobot", images=True, progress=False)
+    s = _lerobot_summary(tmp_path / "lr")
+    assert s["shapes"]["observation.images.color"] == [48, 64, 3] and s["frames"] == STEPS
+    assert s["image_shapes"]["observation.images.color"] == [3, 48, 64]
+    assert s["first_image_mean"]["observation.images.color"] == pytest.approx(4 / 255, abs=3 / 255)   # lossy video
 
 
 @pytest.mark.slow

@@ -65,13 +65,17 @@ def write(arrays_dir: Path, root: Path) -> dict:
 def summary(root: Path, repo_id: str) -> dict:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    dataset = LeRobotDataset(repo_id, root=root)
+    # pyav decodes the videos: torchcodec, LeRobot's default, needs FFmpeg's shared libraries installed
+    dataset = LeRobotDataset(repo_id, root=root, video_backend="pyav")
     first, last = dataset[0], dataset[len(dataset) - 1]
     vectors = [k for k, f in dataset.features.items() if f["dtype"] == "float32"]
+    videos = [k for k, f in dataset.features.items() if f["dtype"] == "video"]
     return {"episodes": dataset.num_episodes, "frames": dataset.num_frames, "fps": dataset.fps,
             "shapes": {k: list(f["shape"]) for k, f in dataset.features.items()},
             "names": {k: dataset.features[k].get("names") for k in vectors},
             "first": {k: first[k].tolist() for k in vectors}, "last": {k: last[k].tolist() for k in vectors},
+            "first_image_mean": {k: float(first[k].mean()) for k in videos},     # decoded, 0..1, (C, H, W)
+            "image_shapes": {k: list(first[k].shape) for k in videos},
             "last_episode_index": int(last["episode_index"]), "last_frame_index": int(last["frame_index"]),
             "codebase_version": dataset.meta.info.get("codebase_version")}
 
