@@ -296,6 +296,36 @@ def test_demonstrations_recorded_through_the_graph_become_datasets(tmp_path):
     print(f"graph test: {time.monotonic() - t0:.1f} s")
 
 
+@pytest.mark.slow
+def test_a_recording_stopped_by_sigterm_leaves_a_closed_bag(tmp_path):
+    """SIGTERM during an episode: the open bag gets its end marker ('interrupted') and is closed."""
+    import signal
+
+    from fdl_robot.bags.reader import read_messages
+    from fdl_robot.datasets.bags_to_dataset import read_episode
+
+    proc = subprocess.Popen([sys.executable, "-m", "fdl_robot.bags.demos", "--episodes", "2", "--no-progress",
+                             "--no-images", "--out", str(tmp_path / "bags")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    bag = tmp_path / "bags" / "episode_0000"
+    try:
+        t0 = time.monotonic()
+        while not (bag / "episode_0000.mcap").exists() and time.monotonic() - t0 < 120 and proc.poll() is None:
+            time.sleep(0.2)
+        time.sleep(6.0)                                 # into the episode
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert (f"stopped: 1 bags in {tmp_path / 'bags'}, the last (episode_0000) ended as 'interrupted'"
+            in err.splitlines()), err[-2000:]
+    markers = [json.loads(m.data) for _, _, m in read_messages(bag, ["/episode"])]    # metadata.yaml written
+    assert [m["event"] for m in markers] == ["start", "end"] and markers[1]["reason"] == "interrupted"
+    ep = read_episode(bag)
+    assert not ep.success and ep.reason == "interrupted" and len(ep) > 20
+
+
 def test_the_commands_run_as_modules():
     for module in ("fdl_robot.bags.demos", "fdl_robot.datasets.bags_to_dataset"):
         out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)

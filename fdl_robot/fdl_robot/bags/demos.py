@@ -328,6 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = DemoRecorder(args.out, episodes, config, progress=args.progress).run()
     except FileExistsError as exc:
         raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:
+        bags = sorted(p.name for p in args.out.glob("episode_*"))
+        print(f"stopped: {len(bags)} bags in {args.out}, the last ({bags[-1] if bags else '-'}) ended as "
+              "'interrupted'", file=sys.stderr)
+        return 130
     n = sum(r.success for r in results)
     wall = sum(r.wall_s for r in results) / max(len(results), 1)
     mb = sum(r.megabytes for r in results) / max(len(results), 1)
