@@ -61,6 +61,8 @@ FORMATS = ("hdf5", "lerobot")
 LEROBOT_VENV = Path(__file__).resolve().parents[3] / ".venv-lerobot"
 #: The task string of every LeRobot frame.
 TASK = "pick the red cube and place it in the bin"
+#: The LeRobot repo_id of a converted dataset (a name only: nothing is uploaded).
+REPO_ID = "fdl_robot/demos"
 DT_NS = round(1e9 / CONTROL_FPS)
 
 
@@ -256,7 +258,7 @@ def write_hdf5(episodes: list[EpisodeArrays], out: Path) -> list[dict]:
             objects={"red_cube": list(target), "bin": list(bin_p)},
             objects_noisy={"red_cube": list(np.where(ep.target_seen[:, None], target, np.nan)), "bin": list(bin_p)},
             images={Path(topic).parent.name or "color": list(frames) for topic, frames in ep.images.items()})
-        rec.attrs = {"sim": True, "seed": rec.seed, "success": ep.success, "dt": 1.0 / CONTROL_FPS,
+        rec.attrs = {"seed": rec.seed, "success": ep.success, "dt": 1.0 / CONTROL_FPS,
                      "end_reason": ep.reason, "source_bag": str(ep.bag), "start_marker": json.dumps(ep.start),
                      "objects_source": "/tracks (perception), held between tracker outputs; no ground truth",
                      "joint_names": json.dumps(list(FEATURES["observation.state"])),
@@ -321,7 +323,7 @@ class ConversionReport:
 
 
 def convert(bags: Sequence[str | Path], out: str | Path, fmt: str = "hdf5", keep_failures: bool = False,
-            images: bool = False, repo_id: str = "fdl_robot/demos", progress: bool = True) -> ConversionReport:
+            images: bool = False, repo_id: str = REPO_ID, progress: bool = True) -> ConversionReport:
     """Read every bag (:func:`read_episode`), skip the episodes that did not succeed unless
     ``keep_failures``, write ``out`` in ``fmt``."""
     from tqdm import tqdm
@@ -361,7 +363,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--images", action="store_true",
                    help="colour images too (hdf5: observations/images/<cam>; lerobot: observation.images.<cam> "
                         "as video)")
-    p.add_argument("--repo-id", default="fdl_robot/demos", help="LeRobot repo_id (local only, nothing is uploaded)")
+    p.add_argument("--repo-id", default=REPO_ID, help="LeRobot repo_id (local only, nothing is uploaded)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p
 
