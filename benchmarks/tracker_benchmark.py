@@ -22,12 +22,19 @@ Sections (``--sections``, default all but ``peers`` unless ``--peers``):
   detection set, a jump back of 0.5 s (module functions ``edge_*``).
 
 ``--impl old`` runs ``speed`` and ``edges`` on the tracker of commit 75d7855 (before issue
-16), loaded from git into a temporary module, so before/after come from one machine.
+16), loaded from git into a temporary package, so before/after come from one machine;
+``--impl REV`` does the same for any git revision.  Under load, compare side by side:
+
+    PYTHONPATH=fdl_robot OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tracker_benchmark.py \\
+        --sections speed --against c4059db --alternations 5
+
+times this tree and ``c4059db`` alternately (5 runs each per size) and prints the medians and
+the ratio new / reference.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -46,20 +53,37 @@ OLD_COMMIT = "75d7855"
 HZ = 15.0
 
 
+CORE_MODULES = ("kalman", "assignment", "imm", "tracking")
+"""The tracker's modules in ``fdl_robot/fdl_robot/core`` (what ``load_tracking`` takes from git)."""
+
+
 def load_tracking(impl: str):
-    """The tracking module: ``new`` (this tree) or ``old`` (commit 75d7855, from git)."""
+    """The tracking module: ``new`` (this tree), ``old`` (commit 75d7855, before issue 16) or any
+    git revision, loaded from git: the tracker's core modules of that revision (those it has)
+    as one temporary package, so that they import each other and nothing of this tree's."""
     if impl == "new":
         from fdl_robot.core import tracking
         return tracking
-    src = subprocess.run(["git", "-C", str(REPO), "show", f"{OLD_COMMIT}:fdl_robot/fdl_robot/core/tracking.py"],
-                         check=True, capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "tracking_old.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("tracking_old", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["tracking_old"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    rev = OLD_COMMIT if impl == "old" else impl
+    package = "tracker_at_" + "".join(c if c.isalnum() else "_" for c in rev)
+    if package in sys.modules:
+        return sys.modules[package + ".tracking"]
+    root = Path(tempfile.mkdtemp()) / package
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    for name in CORE_MODULES:
+        src = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:fdl_robot/fdl_robot/core/{name}.py"],
+                             capture_output=True, text=True)
+        if src.returncode == 0:
+            text = src.stdout
+            for other in CORE_MODULES:
+                text = text.replace(f"fdl_robot.core.{other} ", f"{package}.{other} ")
+            (root / f"{name}.py").write_text(text)
+    sys.path.insert(0, str(root.parent))
+    try:
+        return importlib.import_module(package + ".tracking")
+    finally:
+        sys.path.remove(str(root.parent))
 
 
 # ------------------------------------------------------------------------ scenarios
@@ -99,18 +123,20 @@ def time_updates(tracking, n: int, updates: int, warmup: int = 20) -> dict:
     frames = [objects + rng.normal(0.0, 0.003, objects.shape) for _ in range(warmup + updates + 1)]
     for k in range(warmup):
         trk.update(frames[k], k / HZ)
-    times = []
+    times, cpu = [], []
     for k in range(warmup, warmup + updates):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         trk.update(frames[k], k / HZ)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
     tracemalloc.start()
     trk.update(frames[-1], (warmup + updates) / HZ)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     confirmed = len(trk.confirmed_tracks())
-    return dict(objects=n, mean_us=1e6 * float(np.mean(times)), p90_us=1e6 * float(np.percentile(times, 90)),
-                peak_mib=peak / 2**20, confirmed=confirmed)
+    return dict(objects=n, mean_us=1e6 * float(np.mean(times)), median_us=1e6 * float(np.median(times)),
+                cpu_mean_us=1e6 * float(np.mean(cpu)),
+                p90_us=1e6 * float(np.percentile(times, 90)), peak_mib=peak / 2**20, confirmed=confirmed)
 
 
 def run_speed(tracking, sizes=((10, 500), (50, 300), (1000, 20))) -> list[dict]:
@@ -120,6 +146,33 @@ def run_speed(tracking, sizes=((10, 500), (50, 300), (1000, 20))) -> list[dict]:
         print(f"  speed: {n:5d} objects: mean {r['mean_us']:9.1f} us/update (p90 {r['p90_us']:.1f}), "
               f"peak {r['peak_mib']:.1f} MiB, {r['confirmed']} confirmed", flush=True)
         out.append(r)
+    return out
+
+
+def run_speed_side_by_side(tracking, reference, alternations: int,
+                           sizes=((10, 500), (50, 300), (1000, 20))) -> list[dict]:
+    """``time_updates`` of ``reference`` and ``tracking`` in turn, ``alternations`` times per size,
+    so that both see the same load on a busy machine; the medians of the runs' means (of wall
+    time, and of the thread's CPU time, which leaves out the time the process waited for a
+    core) and of their per-update medians, and the ratios new / reference."""
+    out = []
+    for n, updates in sizes:
+        runs: dict[str, list[dict]] = {"reference": [], "new": []}
+        for _ in range(alternations):
+            for key, module in (("reference", reference), ("new", tracking)):
+                runs[key].append(time_updates(module, n, updates))
+        row = dict(objects=n, alternations=alternations)
+        for key in runs:
+            row[f"{key}_mean_us"] = float(np.median([r["mean_us"] for r in runs[key]]))
+            row[f"{key}_median_us"] = float(np.median([r["median_us"] for r in runs[key]]))
+            row[f"{key}_cpu_mean_us"] = float(np.median([r["cpu_mean_us"] for r in runs[key]]))
+        for stat in ("mean", "median", "cpu_mean"):
+            row[f"ratio_{stat}"] = row[f"new_{stat}_us"] / row[f"reference_{stat}_us"]
+        print(f"  speed: {n:5d} objects: reference {row['reference_mean_us']:9.1f} us, "
+              f"new {row['new_mean_us']:9.1f} us (medians of the runs' means); new / reference: "
+              f"mean {row['ratio_mean']:.3f}, per-update median {row['ratio_median']:.3f}, "
+              f"thread CPU time {row['ratio_cpu_mean']:.3f}", flush=True)
+        out.append(row)
     return out
 
 
@@ -240,7 +293,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", default=None, help="comma list of scenarios,peers,speed,edges")
     ap.add_argument("--peers", action="store_true", help="also run the tuned peers (needs .venv-bench)")
     ap.add_argument("--peer-names", default="sort,norfair,motpy,stonesoup", help="which peers")
-    ap.add_argument("--impl", choices=("new", "old"), default="new", help="tracker: this tree or 75d7855")
+    ap.add_argument("--impl", default="new", help="tracker: new (this tree), old (75d7855) or a git revision")
+    ap.add_argument("--against", default=None, help="speed: time --impl and this one (new, old or a git "
+                    "revision) alternately, with the ratio")
+    ap.add_argument("--alternations", type=int, default=5, help="runs of each with --against (default 5)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
     sections = (args.sections.split(",") if args.sections else
@@ -256,8 +312,13 @@ def main(argv=None) -> int:
         import tracker_peers
         result["peers"], result["peer_grids"] = tracker_peers.run_all(args.seeds, args.peer_names.split(","))
     if "speed" in sections:
-        print(f"speed ({args.impl}):", flush=True)
-        result["speed"] = run_speed(tracking)
+        if args.against:
+            print(f"speed ({args.impl} vs {args.against}, alternately):", flush=True)
+            result["against"] = args.against
+            result["speed"] = run_speed_side_by_side(tracking, load_tracking(args.against), args.alternations)
+        else:
+            print(f"speed ({args.impl}):", flush=True)
+            result["speed"] = run_speed(tracking)
     if "edges" in sections:
         print(f"edge cases ({args.impl}):", flush=True)
         result["edges"] = run_edges(tracking)
