@@ -522,7 +522,7 @@ class _Detections:
     """The valid detections of one update, N rows, in the tracker's frame."""
 
     z: FloatArray                 # (N, D) positions (m)
-    R: FloatArray                 # (N, D, D) covariances (m^2)
+    R: FloatArray                 # (N, D, D) covariances (m^2); (1, D, D) if uniform_R: one for all
     labels: NDArray[np.object_]   # (N,) class labels, None = unlabelled
     scores: FloatArray            # (N,) scores, NaN = none
     rows: NDArray[np.int64]       # (N,) row of each in the caller's input
@@ -536,8 +536,9 @@ class _Detections:
     def select(self, keep: NDArray) -> _Detections:
         """The detections at ``keep`` (boolean mask or indices)."""
         labels = self.labels[keep]
-        return _Detections(self.z[keep], self.R[keep], labels, self.scores[keep], self.rows[keep],
-                           self.uniform_R, self.labelled and any(v is not None for v in labels), self.scored)
+        return _Detections(self.z[keep], self.R if self.uniform_R else self.R[keep], labels, self.scores[keep],
+                           self.rows[keep], self.uniform_R, self.labelled and any(v is not None for v in labels),
+                           self.scored)
 
 
 _FILTER_COLUMNS = frozenset({"x", "P", "xm", "Pm", "mu"})
@@ -805,7 +806,7 @@ class MultiObjectTracker:
         in_range = (np.abs(z) <= MAX_RANGE_M).all(axis=1)           # False for NaN and inf too
         if covariances is None:                      # the default R: finite, positive definite
             ok = in_range
-            R = np.repeat(self._default_R, int(ok.sum()), axis=0)
+            R = self._default_R                      # (1, D, D), for every detection
         else:
             R = _covariance_column(covariances, n, d)
             ok = (in_range & np.isfinite(R).all(axis=(1, 2))
@@ -1016,7 +1017,7 @@ class MultiObjectTracker:
         if self.config.gating == "euclidean":
             return i, j, dist
         if dets.uniform_R:
-            Sinv = inverse_and_det(t.P[:, :d, :d] + dets.R[:1])[0][j]   # one inverse per track
+            Sinv = inverse_and_det(t.P[:, :d, :d] + dets.R)[0][j]       # one inverse per track
         else:
             Sinv = inverse_and_det(t.P[j, :d, :d] + dets.R[i])[0]
         return i, j, np.einsum("pd,pde,pe->p", y, Sinv, y)
@@ -1052,7 +1053,7 @@ class MultiObjectTracker:
         rows = trk
         if len(trk) == len(t):                        # every track matched: whole columns, no gathers
             det, rows = det[np.argsort(trk)], slice(None)
-        z, R = dets.z[det], (dets.R[:1] if dets.uniform_R else dets.R[det])   # one R broadcasts
+        z, R = dets.z[det], (dets.R if dets.uniform_R else dets.R[det])   # one R broadcasts
         if rows is not trk and len(t):
             t.xm, t.Pm, t.mu = imm_update(t.xm, t.Pm, t.mu, z, R)
             t.x, t.P = imm_combine(t.xm, t.Pm, t.mu)
