@@ -157,11 +157,14 @@ def imm_predict_combined(x: FloatArray, P: FloatArray, c: FloatArray, dt_s: floa
     return x @ Ft, _predict_covariances(P, FFt) + (c @ q)[:, None, None] * Q1
 
 
-def imm_update(x: FloatArray, P: FloatArray, mu: FloatArray, z: FloatArray,
-               R: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Update every model of M tracks with positions z (M, D), covariances R (M, D, D).
+def imm_update(x: FloatArray, P: FloatArray, mu: FloatArray, z: FloatArray, R: FloatArray,
+               inverse: tuple[FloatArray, FloatArray] | None = None) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Update every model of M tracks with positions z (M, D), covariances R (M, D, D) (or one
+    (1, D, D) for all).
 
-    x (M, K, 2D), P (M, K, 2D, 2D), mu (M, K); returns new arrays (module doc).  The
+    x (M, K, 2D), P (M, K, 2D, 2D), mu (M, K); returns new arrays (module doc).  ``inverse``:
+    ``S^-1`` (M, K, D, D) and ``det S`` (M, K) of ``S = H P H^T + R`` if the caller has them
+    (:func:`fdl_robot.core.kalman.inverse_and_det`, which computes them otherwise).  The
     covariance update is ``P - K S K^T`` (= ``P - K H P``), with ``K H P = (P H^T) S^-1 (H P)``
     and ``P H^T = (H P)^T`` the first D columns of the symmetric ``P`` (a slice: a batch of
     products with the transposed view costs more).  The model weights
@@ -172,8 +175,7 @@ def imm_update(x: FloatArray, P: FloatArray, mu: FloatArray, z: FloatArray,
     """
     d = z.shape[-1]
     HP = P[..., :d, :]                                         # H P (M, K, D, 2D)
-    S = HP[..., :d] + R[:, None]                               # H P H^T + R (M, K, D, D)
-    Sinv, det = inverse_and_det(S)
+    Sinv, det = inverse_and_det(HP[..., :d] + R[:, None]) if inverse is None else inverse   # S = H P H^T + R
     y = z[:, None, :] - x[..., :d]                             # (M, K, D)
     KT = Sinv @ HP                                             # K^T (S, P symmetric)
     Sy = (Sinv @ y[..., None])[..., 0]                         # S^-1 y
