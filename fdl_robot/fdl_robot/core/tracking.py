@@ -734,8 +734,8 @@ class MultiObjectTracker:
         stamp = float(stamp_s)
         if not math.isfinite(stamp):
             raise ValueError(f"stamp_s must be finite, got {stamp_s}")
-        if self._stamp_s is None:
-            return stamp, None
+        if self._stamp_s is None or stamp >= self._stamp_s:   # in order (classify_stamp would say so:
+            return stamp, None                                  # x -> round(x * 1e9) is monotonic)
         order = classify_stamp(round(stamp * 1e9), round(self._stamp_s * 1e9), allow_equal=True)
         if order is StampOrder.NEW_BASE:
             return stamp, self._stamp_s - stamp
