@@ -24,9 +24,9 @@ Backends: ``ultralytics`` (the shipped YOLO ``best.pt`` through ultralytics' pre
 ``onnx`` (its ONNX export through ONNX Runtime, decoded by ``fdl_robot.core``; a 640
 export is made on the fly in ``outputs/``), ``openvino-f32`` and ``openvino-bf16`` (the
 same export, pre-processing and decoding, compiled by OpenVINO at that precision),
-``detr`` (a Hugging Face DETR with a ResNet-18-sized backbone and the original's 6+6
-layers, *randomly initialised*: this times the architecture, no DETR weights are
-trained) and ``color`` (HSV blobs; no threads or size, timed once).
+``detr`` (the shipped RT-DETR, ``models/detector_detr``: its ONNX export through ONNX
+Runtime, decoded by ``fdl_robot.core`` without NMS; a 640 export is made on the fly) and
+``color`` (HSV blobs; no threads or size, timed once).
 """
 from __future__ import annotations
 
@@ -80,37 +80,24 @@ def split_variant(variant: str) -> tuple[str, dict]:
     return backend, ({"precision": precision} if precision else {})
 
 
-def random_detr(path: Path) -> Path:
-    """A DETR-R18-sized model (ResNet-18 basic blocks, d_model 256, 6+6 layers, 100 queries)."""
-    from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
+def model_for(backend: str, size: int, work: Path) -> Path | str:
+    """The shipped weights a backend is timed with at ``size`` px (exported to ONNX when needed)."""
+    from fdl_robot.perception.detector import default_model_dir, family_of
 
-    if (path / "config.json").exists():
-        return path
-    backbone = ResNetConfig(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2],
-                            out_features=["stage4"], layer_type="basic")
-    names = {0: "red_cube", 1: "cube", 2: "bin"}
-    cfg = DetrConfig(backbone_config=backbone, use_timm_backbone=False, use_pretrained_backbone=False,
-                     num_labels=3, id2label=names, label2id={v: k for k, v in names.items()})
-    DetrForObjectDetection(cfg).eval().save_pretrained(path)
-    return path
-
-
-def model_for(backend: str, size: int, shipped: Path, work: Path) -> Path | str:
-    """The weights a backend is timed with at ``size`` px (exported to ONNX when needed)."""
+    family = family_of(backend)
+    shipped = default_model_dir("detector", family)
     if backend == "ultralytics":
         return shipped / "best.pt"
-    if backend in ("onnx", "openvino"):
-        if size == 320:                                    # the shipped export is 320 px
+    if backend in ("onnx", "openvino", "detr"):
+        if size == 320:                                    # the shipped exports are 320 px
             return shipped / "best.onnx"
-        path = work / f"best_{size}.onnx"
+        path = work / f"best_{family}_{size}.onnx"
         if not path.exists():
-            from ultralytics import YOLO
+            from fdl_robot.perception.train_detector import export_onnx
 
             shutil.copy(shipped / "best.pt", work / "best_export.pt")
-            shutil.move(YOLO(str(work / "best_export.pt")).export(format="onnx", imgsz=size), path)
+            shutil.move(export_onnx(work / "best_export.pt", size, family), path)
         return path
-    if backend == "detr":
-        return random_detr(work / "detr_r18_random")
     return ""
 
 
@@ -133,7 +120,7 @@ def row(variant: str, size: int | None, threads: int | None, wall_s: np.ndarray,
 
 @exit_on_error
 def main() -> int:
-    from fdl_robot.perception.detector import default_model_dir, make_detector
+    from fdl_robot.perception.detector import make_detector
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=60, help="timed frames per entry")
@@ -151,7 +138,6 @@ def main() -> int:
 
     import torch
 
-    shipped = default_model_dir()
     work = Path("outputs/bench_detector")
     work.mkdir(parents=True, exist_ok=True)
     per_round = max(1, args.frames // args.rounds)
@@ -169,7 +155,7 @@ def main() -> int:
         detectors = {}
         for v in variants:
             backend, extra = split_variant(v)
-            path = model_for(backend, size or 0, shipped, work)
+            path = model_for(backend, size or 0, work)
             detectors[v] = make_detector(backend, path, image_size=size or 320, score_threshold=0.25,
                                          threads=threads or 0, **extra)
         walls = {v: [] for v in variants}

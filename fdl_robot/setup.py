@@ -13,7 +13,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["models/*", "models/**/*", "sim/assets/*", "ros/*.xml",
+    package_data={PACKAGE: ["models/*", "models/**/*", "sim/assets/*", "ros/*.xml", "perception/*.yaml",
                              "description/*.urdf"]},
     include_package_data=True,
     data_files=[

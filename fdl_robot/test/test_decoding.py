@@ -1,4 +1,4 @@
-"""Tests of fdl_robot.core.decoding (YOLO grids, YOLOv8 heads, DETR post-processing)."""
+"""Tests of fdl_robot.core.decoding (YOLO grids, YOLOv8 heads, DETR and RT-DETR post-processing)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fdl_robot.core.boxes import box_iou
 from fdl_robot.core.decoding import (
     anchor_centers,
     detr_postprocess,
+    rtdetr_postprocess,
     yolo_grid_decode,
     yolo_postprocess,
     yolov8_postprocess,
@@ -191,3 +192,40 @@ def test_detr_postprocess_rejects():
         detr_postprocess(np.zeros((3, 3)), np.zeros((2, 4)), (640, 480))
     with pytest.raises(ValueError):
         detr_postprocess(np.zeros((3, 3)), np.zeros((3, 4)), (0, 480))
+
+
+# --------------------------------------------------------------------- RT-DETR
+def test_rtdetr_postprocess_by_hand():
+    """Rows (cx, cy, w, h, score, class) normalised to a 320 x 320 input: threshold, order, pixels."""
+    rows = np.array([
+        [0.50, 0.50, 0.20, 0.10, 0.40, 2.0],     # bin, 0.4
+        [0.25, 0.75, 0.10, 0.05, 0.90, 0.0],     # red_cube, 0.9
+        [0.25, 0.75, 0.10, 0.05, 0.30, 1.0],     # the same query as "cube": kept (no NMS), after it
+        [0.90, 0.10, 0.05, 0.05, 0.20, 1.0],     # below the threshold
+    ])
+    boxes, scores, classes = rtdetr_postprocess(rows[None], (320, 320), score_threshold=0.25)
+    assert classes.tolist() == [0, 2, 1] and classes.dtype == np.int64
+    np.testing.assert_allclose(scores, [0.9, 0.4, 0.3])
+    # (0.25, 0.75, 0.1, 0.05) * 320: centre (80, 240), size 32 x 16
+    np.testing.assert_allclose(boxes[0], [64, 232, 96, 248])
+    np.testing.assert_allclose(boxes[1], [128, 144, 192, 176])
+    np.testing.assert_allclose(boxes[2], boxes[0])
+    # a non-square input scales x by its width, y by its height; max_det keeps the best
+    b, s, c = rtdetr_postprocess(rows, (640, 480), score_threshold=0.25, max_det=1)
+    np.testing.assert_allclose(b, [[128, 348, 192, 372]])
+    assert s.tolist() == [0.9] and c.tolist() == [0]
+    # a strict threshold: a score equal to it is dropped (as select_detections)
+    assert len(rtdetr_postprocess(rows, (320, 320), score_threshold=0.9)[0]) == 0
+
+
+def test_rtdetr_postprocess_rejects():
+    with pytest.raises(ValueError, match="batch of 2"):
+        rtdetr_postprocess(np.zeros((2, 5, 6)), (320, 320))
+    with pytest.raises(ValueError, match=r"\(Q, 6\)"):
+        rtdetr_postprocess(np.zeros((5, 7)), (320, 320))       # a (Q, 4 + K) head without the top-k
+    with pytest.raises(ValueError, match="input_size"):
+        rtdetr_postprocess(np.zeros((5, 6)), (0, 320))
+    with pytest.raises(ValueError, match="max_det"):
+        rtdetr_postprocess(np.zeros((5, 6)), (320, 320), max_det=-1)
+    boxes, scores, classes = rtdetr_postprocess(np.zeros((0, 6)), (320, 320))
+    assert boxes.shape == (0, 4) and scores.shape == (0,) and classes.shape == (0,)

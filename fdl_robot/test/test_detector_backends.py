@@ -1,8 +1,9 @@
-"""Detector backends for real: shipped YOLO weights on sim frames, ONNX == PyTorch,
-OpenVINO == ONNX Runtime (f32; bf16 measured), threads reach every runtime, DETR.
+"""Detector backends for real: shipped YOLO and RT-DETR weights on sim frames, ONNX == PyTorch,
+OpenVINO == ONNX Runtime (f32; bf16 measured), threads reach every runtime, Hugging Face DETR.
 
-The shipped weights (``fdl_robot/models/detector/best.pt`` and ``best.onnx``) are made by
-``fdl-robot-train-detector``; these tests use them as they are, never train.
+The shipped weights (``fdl_robot/models/detector/best.pt`` and ``best.onnx``, the RT-DETR's in
+``models/detector_detr``) are made by ``fdl-robot-train-detector``; these tests use them as
+they are, never train.
 """
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pytest
 from fdl_robot.core.assignment import hungarian
 from fdl_robot.core.boxes import box_iou
 from fdl_robot.perception.detector import (SHIPPED_DETECTORS, DetectorConfig, Detections, OnnxDetector,
-                                           OpenVinoDetector, UltralyticsDetector, default_model_dir, letterbox,
-                                           make_detector)
+                                           OpenVinoDetector, RtDetrOnnxDetector, UltralyticsDetector,
+                                           default_model_dir, letterbox, make_detector)
 
 SHIPPED_PT = default_model_dir() / "best.pt"
 SHIPPED_ONNX = default_model_dir() / "best.onnx"
+SHIPPED_DETR = default_model_dir("detector", "detr")
 TEST_SEEDS = (20_500, 20_501, 20_502)        # validation range, beyond the 60 evaluated episodes
 
 
@@ -60,29 +62,82 @@ def _pairs(a: np.ndarray, b: np.ndarray, min_iou: float = 0.5):
     return rows, cols
 
 
-@pytest.mark.parametrize("shipped", SHIPPED_DETECTORS)
-def test_shipped_weights_exist_with_their_record(shipped):
-    directory = default_model_dir(shipped)
+@pytest.mark.parametrize("directory", [*map(default_model_dir, SHIPPED_DETECTORS), SHIPPED_DETR],
+                         ids=lambda d: d.name)
+def test_shipped_weights_exist_with_their_record(directory):
     assert (directory / "best.pt").is_file() and (directory / "best.onnx").is_file()
     assert (directory / "best.pt").stat().st_size < 15e6
     for name in ("training.json", "metrics.json", "MODEL_CARD.md"):
         assert (directory / name).is_file(), name
 
 
-def test_shipped_yolo_finds_every_clearly_visible_cube(yolo, sim_frames):
-    """Each object at least 97 % visible is detected with its class at IoU >= 0.7."""
-    n_checked = 0
-    for frame in sim_frames:
-        det = yolo.detect(frame.rgb)
+def _clearly_visible_found(detector, frames, min_iou: float = 0.7) -> dict[str, list[float]]:
+    """Assert each object at least 97 % visible is detected with its class at IoU >= ``min_iou``;
+    return, per class name, the largest box-coordinate error (pixels) of each such object's best box."""
+    errors: dict[str, list[float]] = {}
+    for frame in frames:
+        det = detector.detect(frame.rgb)
         assert set(det.class_names) <= {"red_cube", "cube", "bin"}
         for lb in frame.labels:
             if lb.visibility < 0.97:
                 continue
             same = det.class_ids == lb.class_id
             assert same.any(), f"{lb.name} (seed {frame.seed}, step {frame.step}) not detected"
-            assert box_iou(lb.box_xyxy[None], det.boxes_xyxy[same]).max() >= 0.7
-            n_checked += 1
-    assert n_checked >= 10
+            iou = box_iou(lb.box_xyxy[None], det.boxes_xyxy[same])[0]
+            assert iou.max() >= min_iou, f"{lb.name} (seed {frame.seed}, step {frame.step}): IoU {iou.max():.2f}"
+            errors.setdefault(lb.name, []).append(float(np.abs(det.boxes_xyxy[same][iou.argmax()] - lb.box_xyxy).max()))
+    return errors
+
+
+def test_shipped_yolo_finds_every_clearly_visible_cube(yolo, sim_frames):
+    """Each object at least 97 % visible is detected with its class at IoU >= 0.7."""
+    assert sum(map(len, _clearly_visible_found(yolo, sim_frames).values())) >= 10
+
+
+@pytest.fixture(scope="module")
+def detr():
+    """The detr backend as detector_node builds it by default: '' = the shipped RT-DETR's ONNX export."""
+    return make_detector(DetectorConfig(backend="detr"))
+
+
+def test_detr_backend_loads_the_shipped_rtdetr_by_default(detr):
+    assert isinstance(detr, RtDetrOnnxDetector) and detr.path == SHIPPED_DETR / "best.onnx" and detr.size == 320
+    assert detr.class_names == ("red_cube", "cube", "bin")
+    assert len(detr.detect(np.zeros((480, 640, 3), np.uint8))) == 0      # nothing in a black image
+    with pytest.raises(FileNotFoundError, match="no shipped weights in .*detector_wrist_detr"):
+        make_detector(DetectorConfig(backend="detr", shipped_model="detector_wrist"))   # no DETR for the wrist
+    with pytest.raises(ValueError, match="not an RT-DETR export"):
+        make_detector("detr", SHIPPED_ONNX)                                 # YOLO's export: the onnx backend's
+
+
+def test_shipped_detr_finds_every_clearly_visible_cube(detr, sim_frames):
+    """Each object at least 97 % visible is detected with its class at IoU >= 0.5 (YOLO: 0.7; the
+    shipped RT-DETR is below its targets, its MODEL_CARD says how far: one clearly visible cube of
+    these frames gets a 0.54 box), and the red cube's box, when fully visible, within 4 px of its
+    label (640 x 480 image; 2 px of the 320 px network input; measured 1.1-1.4 px)."""
+    errors = _clearly_visible_found(detr, sim_frames, min_iou=0.5)
+    red = errors.get("red_cube", [])
+    print(f"\nRT-DETR: {sum(map(len, errors.values()))} clearly visible objects found; red cube box "
+          f"error max {max(red, default=float('nan')):.2f} px over {len(red)}")
+    assert sum(map(len, errors.values())) >= 10 and len(red) >= 2
+    assert max(red) <= 4.0
+
+
+def test_shipped_detr_onnx_matches_pytorch(detr, sim_frames):
+    """The shipped best.pt through ultralytics' RT-DETR predictor and its ONNX export through ours
+    (core.decoding.rtdetr_postprocess): same detections, boxes within 1 px, same classes, scores
+    within 0.02. On frames letterboxed to 320 x 320 (ultralytics' RT-DETR predictor stretches an
+    image to the square; ultralytics trains and validates it letterboxed, as our backend runs it)."""
+    torch_detr = UltralyticsDetector(SHIPPED_DETR / "best.pt", image_size=320, score_threshold=0.25)
+    assert type(torch_detr.model).__name__ == "RTDETR" and torch_detr.class_names == detr.class_names
+    n = 0
+    for frame in sim_frames:
+        square, _, _ = letterbox(frame.rgb, 320)
+        a = _agreement(torch_detr.detect(square), detr.detect(square))
+        assert a["paired"] == a["reference"] and a["class_mismatches"] == 0
+        assert a["box_px"].max() <= 1.0 and a["score"].max() <= 0.02
+        n += a["paired"]
+    assert n >= 12
 
 
 def test_shipped_wrist_detector_finds_what_the_wrist_camera_sees_clearly(wrist_frames):
@@ -298,8 +353,9 @@ def test_detr_backend_tiny_random_model_roundtrip(tmp_path):
 
 @pytest.mark.ros
 @pytest.mark.parametrize("params", [{"backend": "ultralytics"}, {"backend": "onnx"},
-                                    {"backend": "openvino", "precision": "bf16", "threads": 1}],
-                         ids=["ultralytics", "onnx", "openvino-bf16"])
+                                    {"backend": "openvino", "precision": "bf16", "threads": 1},
+                                    {"backend": "detr"}],
+                         ids=["ultralytics", "onnx", "openvino-bf16", "detr"])
 def test_detector_node_with_shipped_weights_detects_the_sim_cubes(sim_frames, params):
     """The node's defaults ('' model_path = the shipped model) on a rendered sim frame;
     threads and precision reach the backend through the node's parameters."""
@@ -354,6 +410,25 @@ def test_ultralytics_backend_loads_rtdetr_weights(tmp_path):
     assert np.all((out.boxes_xyxy >= 0) & (out.boxes_xyxy <= [320, 240, 320, 240]))
 
 
+def _fake_model(tmp_path, calls: dict):
+    """A stand-in for ultralytics' YOLO / RTDETR: records the model and train()'s arguments in
+    ``calls`` and "trains" by writing a best.pt."""
+    import types
+
+    class FakeModel:
+        def __init__(self, model, task=None):
+            calls["model"] = model
+
+        def train(self, **kwargs):
+            calls.update(kwargs)
+            save_dir = tmp_path / "run"
+            (save_dir / "weights").mkdir(parents=True)
+            (save_dir / "weights" / "best.pt").write_bytes(b"weights")
+            self.trainer = types.SimpleNamespace(save_dir=save_dir)
+
+    return FakeModel
+
+
 @pytest.mark.parametrize("model, fine_tune", [("yolo11n.yaml", False), ("ours/best.pt", True)])
 def test_training_loads_a_pt_to_fine_tune_and_passes_the_optimizer(tmp_path, monkeypatch, model, fine_tune):
     """ultralytics ignores a .pt's weights when pretrained=False (session 3's "fine-tune"
@@ -364,21 +439,48 @@ def test_training_loads_a_pt_to_fine_tune_and_passes_the_optimizer(tmp_path, mon
     from fdl_robot.perception import train_detector
 
     calls = {}
-
-    class FakeYOLO:
-        def __init__(self, model, task):
-            calls["model"] = model
-
-        def train(self, **kwargs):
-            calls.update(kwargs)
-            save_dir = tmp_path / "run"
-            (save_dir / "weights").mkdir(parents=True)
-            (save_dir / "weights" / "best.pt").write_bytes(b"weights")
-            self.trainer = types.SimpleNamespace(save_dir=save_dir)
-
-    monkeypatch.setitem(sys.modules, "ultralytics", types.SimpleNamespace(YOLO=FakeYOLO))
+    monkeypatch.setitem(sys.modules, "ultralytics", types.SimpleNamespace(YOLO=_fake_model(tmp_path, calls)))
     summary = train_detector.train(tmp_path / "data.yaml", tmp_path / "out", model=model, hours=0.01,
                                    optimizer="AdamW", lr0=5e-4, run_dir=tmp_path / "runs")
     assert calls["pretrained"] is fine_tune and summary["fine_tune"] is fine_tune
     assert calls["optimizer"] == "AdamW" and calls["lr0"] == 5e-4
     assert (tmp_path / "out" / "best.pt").read_bytes() == b"weights"
+
+
+def test_detr_yaml_keeps_yolo11n_layers_so_the_shipped_yolo_initialises_them(tmp_path):
+    """compose_detr_yaml: layers 0-22 are yolo11n's, the last an RTDETRDecoder with the spec's
+    settings; every tensor of the shipped YOLO but its Detect head (layer 23) fits."""
+    import yaml
+    from ultralytics.nn.tasks import RTDETRDetectionModel, load_checkpoint
+
+    from fdl_robot.perception.train_detector import DETR_SPEC, compose_detr_yaml, transferred_layers
+
+    composed = compose_detr_yaml(DETR_SPEC, tmp_path / "rtdetr_yolo11n.yaml")
+    decoder = RTDETRDetectionModel(str(composed), nc=3, verbose=False).model[-1]
+    spec = yaml.safe_load(DETR_SPEC.read_text())["decoder"]
+    assert type(decoder).__name__ == "RTDETRDecoder" and decoder.nc == 3
+    assert (decoder.hidden_dim, decoder.num_queries, decoder.nhead, decoder.num_decoder_layers) == (
+        spec["hidden_dim"], spec["queries"], spec["heads"], spec["layers"])
+    moved = transferred_layers(composed, SHIPPED_PT, nc=3)
+    yolo = load_checkpoint(str(SHIPPED_PT))[0].state_dict()
+    assert moved["tensors"] == sum(not k.startswith("model.23.") for k in yolo) > 300
+    assert moved["layers"] == [0, 22] and moved["layer_count"] == 17     # 6 of 23 have no weights
+
+
+def test_training_the_detr_family_composes_its_yaml_and_starts_from_the_shipped_yolo(tmp_path, monkeypatch):
+    """--family detr: RTDETR on the composed yaml, pretrained = the shipped YOLO's best.pt (so its
+    layers 0-22 transfer), the family's AdamW defaults, no 0.1 bias warm-up rate."""
+
+    import ultralytics
+
+    from fdl_robot.perception import train_detector
+
+    calls = {}
+    monkeypatch.setattr(ultralytics, "RTDETR", _fake_model(tmp_path, calls), raising=False)
+    (tmp_path / "data.yaml").write_text("names: {0: red_cube, 1: cube, 2: bin}\n")
+    summary = train_detector.train(tmp_path / "data.yaml", tmp_path / "out", family="detr", hours=0.01,
+                                   run_dir=tmp_path / "runs")
+    assert calls["model"] == str(tmp_path / "out" / "rtdetr_yolo11n.yaml")
+    assert calls["pretrained"] == str(SHIPPED_PT) and summary["init_transfer"]["layers"] == [0, 22]
+    assert (calls["optimizer"], calls["lr0"], calls["warmup_bias_lr"]) == ("AdamW", 2e-4, 0.0)
+    assert calls["name"] == "detr" and summary["family"] == "detr" and not summary["fine_tune"]

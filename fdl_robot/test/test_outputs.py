@@ -228,7 +228,8 @@ def test_training_defaults_are_not_the_shipped_weights():
     from fdl_robot.perception import train_detector
     from fdl_robot.policy.act import train as act_train
 
-    for default in (train_detector.DEFAULT_OUT, act_train._parser().get_default("out")):
+    for default in (*(family["out"] for family in train_detector.FAMILY_DEFAULTS.values()),
+                    act_train._parser().get_default("out")):
         assert SHIPPED_MODELS_DIR not in Path(default).resolve().parents
         check(default, DIRECTORY, "--out")                # and the checker agrees
     assert set(act_train.RUN_FILES) <= {p.name for p in (SHIPPED_MODELS_DIR / "act").iterdir()}

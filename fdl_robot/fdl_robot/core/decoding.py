@@ -20,6 +20,10 @@ class ids int64, sorted by descending score.
 * DETR (seed §25.4.2): N queries, each with K + 1 class logits (the last is
   "no object") and a box (cx, cy, w, h) normalised to [0, 1] by the image size
   (errata 5: not XYXY).  One query per object, so no NMS.
+* RT-DETR (ultralytics ONNX export): the decoder's top-k already inside the graph, rows
+  (cx, cy, w, h, score, class id) with the box normalised to the network input and the
+  score a sigmoid of the query's class logit (no "no object" class: each class is an
+  independent sigmoid, as in Deformable DETR's focal loss).  No NMS either.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ __all__ = [
     "yolo_postprocess",
     "yolov8_postprocess",
     "detr_postprocess",
+    "rtdetr_postprocess",
     "select_detections",
 ]
 
@@ -182,3 +187,38 @@ def detr_postprocess(class_logits: ArrayLike, boxes_cxcywh_norm: ArrayLike, imag
     probs = softmax(logits, axis=1)[:, :-1]
     boxes_px = cxcywh_to_xyxy(boxes) * np.array([width, height, width, height], dtype=np.float64)
     return select_detections(boxes_px, probs, score_threshold, None, len(logits))
+
+
+def rtdetr_postprocess(output: ArrayLike, input_size: tuple[float, float], score_threshold: float = 0.25,
+                       max_det: int = 300) -> Detections:
+    """Post-process an ultralytics RT-DETR ONNX export: no NMS.
+
+    ``output`` is (Q, 6) or (1, Q, 6): per row (cx, cy, w, h) normalised to [0, 1] by the
+    network input's ``input_size`` = (width, height) in pixels, the score in [0, 1] (already
+    a sigmoid) and the class id (a float holding an integer).  The export picked these rows
+    as the top Q of all (query, class) scores, so one query may appear once per class.
+    Rows with score > ``score_threshold`` are kept, best first, at most ``max_det``; boxes
+    become XYXY pixels of the network input::
+
+        (x1, y1, x2, y2) = (cx - w/2, cy - h/2, cx + w/2, cy + h/2) * (W, H, W, H)
+
+    Undoing a letterbox resize is the caller's job.
+    """
+    out = np.asarray(output, dtype=np.float64)
+    if out.ndim == 3:
+        if out.shape[0] != 1:
+            raise ValueError(f"batch of {out.shape[0]} images: post-process one at a time")
+        out = out[0]
+    if out.ndim != 2 or out.shape[1] != 6:
+        raise ValueError(f"output must be (Q, 6) or (1, Q, 6) rows (cx, cy, w, h, score, class), "
+                         f"got {np.shape(output)}")
+    if max_det < 0:
+        raise ValueError(f"max_det must be >= 0, got {max_det}")
+    width, height = input_size
+    if not (width > 0 and height > 0):
+        raise ValueError(f"input_size must be positive (width, height), got {input_size}")
+    scores = out[:, 4]
+    keep = np.flatnonzero(scores > score_threshold)
+    keep = keep[np.argsort(-scores[keep], kind="stable")][:max_det]
+    boxes = cxcywh_to_xyxy(out[keep, :4]) * np.array([width, height, width, height], dtype=np.float64)
+    return boxes, scores[keep], np.rint(out[keep, 5]).astype(np.int64)

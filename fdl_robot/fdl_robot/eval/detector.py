@@ -306,8 +306,10 @@ class DetectorEvaluator:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fdl-robot-eval-detector", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
-    p.add_argument("--backend", default=_DETECTOR.backend, help="'ultralytics' (.pt/.onnx), 'onnx', 'detr', 'color'")
-    p.add_argument("--weights", default="", help="weights ('' = the shipped best.pt)")
+    p.add_argument("--backend", default=_DETECTOR.backend, help="'ultralytics' (.pt/.onnx), 'onnx', 'openvino', "
+                   "'detr' (the shipped RT-DETR's ONNX export by default), 'color'")
+    p.add_argument("--weights", default="", help="weights ('' = the backend's shipped file: best.pt, "
+                   "best.onnx for onnx / openvino, models/detector_detr/best.onnx for detr)")
     p.add_argument("--dataset", default="", help="(unused; frames are re-rendered from their seeds)")
     p.add_argument("--imgsz", type=int, default=_DETECTOR.image_size)
     p.add_argument("--score-threshold", type=float, default=_DETECTOR.score_threshold)

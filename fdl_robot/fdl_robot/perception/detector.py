@@ -15,9 +15,14 @@ Backends
                  CPU by Intel's OpenVINO runtime (latency hint; ``precision`` f32 or bf16).
 ``color``        HSV colour blobs (:mod:`fdl_robot.perception.color_detector`): no
                  weights; the baseline and the stand-in before a network is trained.
-``detr``         A Hugging Face ``DetrForObjectDetection`` checkpoint directory,
-                 post-processed by :func:`fdl_robot.core.decoding.detr_postprocess`
-                 (no DETR weights ship yet: give ``model_path``).
+``detr``         The DETR family. By default our RT-DETR (``models/detector_detr``: the
+                 YOLO11n backbone and neck with ultralytics' RT-DETR decoder, trained
+                 here) as its ONNX export on ONNX Runtime, letterboxed like the ``onnx``
+                 backend and decoded by :func:`fdl_robot.core.decoding.rtdetr_postprocess`
+                 (no NMS: one query per object); a ``.pt`` of it runs through ultralytics;
+                 a Hugging Face ``DetrForObjectDetection`` checkpoint directory runs
+                 through transformers, post-processed by
+                 :func:`fdl_robot.core.decoding.detr_postprocess`.
 
 :class:`DetectorConfig` holds every setting and its default (detector_node's parameters
 are read from it); ``make_detector`` builds the backend it names.
@@ -50,6 +55,9 @@ PRECISIONS = ("f32", "bf16")
 #: The shipped detectors (directories of ``fdl_robot/models``): ``detector`` was trained on the
 #: scene camera's frames, ``detector_wrist`` fine-tuned from it on scene and wrist-camera frames.
 SHIPPED_DETECTORS = ("detector", "detector_wrist")
+#: Detector families: YOLO (the ultralytics, onnx and openvino backends) and DETR (the detr
+#: backend). A shipped detector's DETR-family weights live in ``models/<shipped_model>_detr``.
+FAMILIES = ("yolo", "detr")
 
 
 def _check_shipped_model(name: str) -> None:
@@ -132,17 +140,25 @@ class Detections:
                           tuple(self.class_names[i] for i in idx))
 
 
-def default_model_dir(shipped_model: str = "detector") -> Path:
-    """Directory of a shipped detector (``fdl_robot/models/<shipped_model>``)."""
+def family_of(backend: str) -> str:
+    """The detector family (one of :data:`FAMILIES`) whose weights a backend runs."""
+    return "detr" if backend == "detr" else "yolo"
+
+
+def default_model_dir(shipped_model: str = "detector", family: str = "yolo") -> Path:
+    """Directory of a shipped detector: ``fdl_robot/models/<shipped_model>`` for the YOLO
+    family, ``fdl_robot/models/<shipped_model>_detr`` for the DETR family."""
     _check_shipped_model(shipped_model)
-    return SHIPPED_MODELS_DIR / shipped_model
+    if family not in FAMILIES:
+        raise ValueError(f"unknown detector family '{family}'; use one of {list(FAMILIES)}")
+    return SHIPPED_MODELS_DIR / (shipped_model if family == "yolo" else f"{shipped_model}_detr")
 
 
 def default_model_path(backend: str = "ultralytics", shipped_model: str = "detector") -> str:
-    """A shipped detector's file for a backend (``best.pt``; ``best.onnx`` for 'onnx' and 'openvino'),
-    or '' if none."""
-    name = {"ultralytics": "best.pt", "onnx": "best.onnx", "openvino": "best.onnx"}.get(backend)
-    path = default_model_dir(shipped_model) / name if name else None
+    """A shipped detector's file for a backend (``best.pt``; ``best.onnx`` for 'onnx', 'openvino'
+    and, in the DETR directory, 'detr'), or '' if none."""
+    name = {"ultralytics": "best.pt", "onnx": "best.onnx", "openvino": "best.onnx", "detr": "best.onnx"}.get(backend)
+    path = default_model_dir(shipped_model, family_of(backend)) / name if name else None
     return str(path) if path is not None and path.is_file() else ""
 
 
@@ -189,7 +205,7 @@ class UltralyticsDetector:
         if not path.exists():
             raise FileNotFoundError(f"detector weights not found: {path}")
         _set_torch_threads(threads)
-        self.model = RTDETR(str(path)) if "rtdetr" in path.name.lower() else YOLO(str(path), task="detect")
+        self.model = RTDETR(str(path)) if is_rtdetr(path) else YOLO(str(path), task="detect")
         self.kwargs = dict(imgsz=int(image_size), conf=float(score_threshold), iou=float(iou_threshold),
                            max_det=int(max_detections), device=device, verbose=False)
         names = self.model.names
@@ -203,6 +219,19 @@ class UltralyticsDetector:
         names = tuple(self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in ids)
         return Detections(boxes.xyxy.cpu().numpy().astype(float), boxes.conf.cpu().numpy().astype(float),
                           ids, names)
+
+
+def is_rtdetr(path: str | Path) -> bool:
+    """Whether ultralytics weights (``.pt``) or their ONNX export hold an RT-DETR (its head is
+    ``RTDETRDecoder``) rather than a YOLO; an ONNX export says so in its metadata."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return "RTDETRDecoder" in export_metadata(path).get("head", "")
+    from ultralytics.nn.modules.head import RTDETRDecoder
+    from ultralytics.nn.tasks import load_checkpoint
+
+    model, _ = load_checkpoint(str(path))
+    return isinstance(model.model[-1], RTDETRDecoder)
 
 
 def letterbox(rgb: np.ndarray, size: int, pad_value: int = 114) -> tuple[np.ndarray, float, tuple[float, float]]:
@@ -225,13 +254,18 @@ def letterbox(rgb: np.ndarray, size: int, pad_value: int = 114) -> tuple[np.ndar
     return img, r, (float(left), float(top))
 
 
+def export_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata ultralytics writes into an ONNX export (``names``, ``head``, ``imgsz``, ...)."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
 def yolo_export_class_names(path: str | Path) -> tuple[str, ...]:
     """Class names of an ultralytics ONNX export: its ``names`` metadata, ``{0: 'red_cube', ...}``."""
     import ast
 
-    import onnx
-
-    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    meta = export_metadata(path)
     if "names" not in meta:
         raise ValueError(f"{path} has no 'names' metadata: export it with ultralytics "
                          "(model.export(format='onnx'))")
@@ -265,15 +299,19 @@ class YoloExportDetector:
         """Raw network output (1, 4 + K, N) of the input batch ``x`` (1, 3, size, size)."""
         raise NotImplementedError
 
+    def decode(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes XYXY in input pixels, scores and class ids of the raw output (YOLOv8/11 head)."""
+        from fdl_robot.core.decoding import yolov8_postprocess
+
+        return yolov8_postprocess(raw, self.score_threshold, self.iou_threshold, self.max_detections)
+
     def detect(self, rgb: np.ndarray) -> Detections:
         from fdl_robot.core.boxes import clip_boxes
-        from fdl_robot.core.decoding import yolov8_postprocess
 
         _check_rgb(rgb)
         img, r, (px, py) = letterbox(rgb, self.size)
         x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-        boxes, scores, ids = yolov8_postprocess(self.infer(x), self.score_threshold, self.iou_threshold,
-                                                self.max_detections)
+        boxes, scores, ids = self.decode(self.infer(x))
         boxes = (np.asarray(boxes, float).reshape(-1, 4) - [px, py, px, py]) / r
         h, w = rgb.shape[:2]
         boxes = clip_boxes(boxes, w, h)
@@ -347,6 +385,30 @@ class OpenVinoDetector(YoloExportDetector):
         return self.request.get_output_tensor(0).data.copy()
 
 
+class RtDetrOnnxDetector(OnnxDetector):
+    """Our RT-DETR (``models/detector_detr``) exported to ONNX by ultralytics, on ONNX Runtime.
+
+    The same letterboxed (1, 3, size, size) input as :class:`OnnxDetector` (ultralytics trains
+    and validates RT-DETR on letterboxed images). The export ends in the decoder's own top-k:
+    output (1, Q, 6) rows (cx, cy, w, h, score, class id) with the box normalised to the
+    square input and the score already a sigmoid, decoded by
+    :func:`fdl_robot.core.decoding.rtdetr_postprocess` (score threshold, no NMS: the decoder's
+    set prediction gives one query per object). ``iou_threshold`` is unused.
+    """
+
+    def __init__(self, model_path: str | Path, score_threshold: float = _DEFAULT.score_threshold,
+                 max_detections: int = _DEFAULT.max_detections, threads: int = _DEFAULT.threads):
+        super().__init__(model_path, score_threshold, _DEFAULT.iou_threshold, max_detections, threads)
+        if not is_rtdetr(self.path):
+            raise ValueError(f"{self.path} is not an RT-DETR export (its 'head' metadata is not RTDETRDecoder); "
+                             "a YOLO export runs on the 'onnx' backend")
+
+    def decode(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from fdl_robot.core.decoding import rtdetr_postprocess
+
+        return rtdetr_postprocess(raw, (self.size, self.size), self.score_threshold, self.max_detections)
+
+
 class DetrDetector:
     """Hugging Face DETR from a local checkpoint directory; core.decoding post-processing."""
 
@@ -404,8 +466,9 @@ def make_detector(backend: str | DetectorConfig = _DEFAULT.backend, model_path: 
         return ColorDetector()
     path = model_path_of(config)
     if not path:
+        shipped_dir = default_model_dir(config.shipped_model, family_of(config.backend))
         raise FileNotFoundError(f"detector backend '{config.backend}': no model_path given and no "
-                                f"shipped weights in {default_model_dir(config.shipped_model)}")
+                                f"shipped weights in {shipped_dir}")
     try:
         return _load_backend(config, path)
     except (FileNotFoundError, ImportError):
@@ -427,4 +490,9 @@ def _load_backend(config: DetectorConfig, path: str | Path) -> Detector:
     if config.backend == "openvino":
         return OpenVinoDetector(path, config.score_threshold, config.iou_threshold,
                                 config.max_detections, config.threads, config.precision)
+    if Path(path).suffix == ".onnx":
+        return RtDetrOnnxDetector(path, config.score_threshold, config.max_detections, config.threads)
+    if Path(path).suffix == ".pt":
+        return UltralyticsDetector(path, config.image_size, config.score_threshold, config.iou_threshold,
+                                   config.max_detections, config.device, config.threads)
     return DetrDetector(path, config.score_threshold, config.device, config.image_size, config.threads)

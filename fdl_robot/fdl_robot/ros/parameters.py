@@ -263,10 +263,12 @@ NODE_PARAMETERS: dict[str, tuple[Param, ...]] = {
     "detector_node": (
         from_config(DetectorConfig, "backend", "Detector backend: 'ultralytics' (YOLO / RT-DETR .pt), "
                     "'onnx' (a YOLO ONNX export on ONNX Runtime, decoded by fdl_robot.core), 'openvino' "
-                    "(the same export compiled by OpenVINO for the CPU), 'detr' (Hugging Face checkpoint "
+                    "(the same export compiled by OpenVINO for the CPU), 'detr' (the DETR family: our RT-DETR's ONNX "
+                    "export on ONNX Runtime, its .pt through ultralytics, or a Hugging Face DETR checkpoint "
                     "directory) or 'color' (HSV colour blobs, no weights)."),
         from_config(DetectorConfig, "model_path", "Weights file or checkpoint directory ('' = the shipped model: "
-                    "models/<shipped_model>/best.pt, best.onnx for 'onnx' and 'openvino')."),
+                    "models/<shipped_model>/best.pt, best.onnx for 'onnx' and 'openvino', "
+                    "models/<shipped_model>_detr/best.onnx for 'detr')."),
         from_config(DetectorConfig, "shipped_model", "The shipped detector model_path '' loads: 'detector' "
                     "(trained on the scene camera) or 'detector_wrist' (fine-tuned on scene and wrist-camera "
                     "frames; the wrist camera's chain uses it)."),
