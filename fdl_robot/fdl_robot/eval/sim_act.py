@@ -23,6 +23,12 @@ Object inputs (rows):
   in x and y (a tracked bin detection's centre).
 * ``occluded``: ``noisy`` and, while the gripper is closed (closure > 0.3), the target
   input frozen at its last value before closing (the cube hidden by the fingers).
+* ``tracked``: ``noisy``'s detections (missed ones left out) fed at their 15 Hz frames to the
+  tracker with its defaults (:class:`fdl_robot.core.tracking.MultiObjectTracker`); the target is
+  the track ``policy.inputs`` selects, delayed by ``--latency-s`` and predicted over it with the
+  track's significant velocity (policy_node's ``target_prediction``), and the velocity is that
+  track's significant velocity, as in the graph (no synthetic velocity noise). The bin is as in
+  ``noisy``.
 
 The target's velocity (x, y) goes with it: the true one (``gt``), delayed as the position
 plus noise N(0, ``AugmentConfig.target_velocity_noise_std_m_s``^2) (``noisy``), none while frozen; a speed below
@@ -57,6 +63,7 @@ from fdl_robot.eval.base import EvalConfig, OwnsSimulator, add_arguments, from_a
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip
 from fdl_robot.eval.stats import SuccessSummary
 from fdl_robot.outputs import IMAGE, JSON, check_args, exit_on_error, write_json
+from fdl_robot.policy.inputs import PolicyInputsConfig, TrackedObject, select_target, significant_velocity
 from fdl_robot.policy.runner import EXECUTION_MODES
 from fdl_robot.ros.parameters import defaults
 from fdl_robot.sim.perturbations import PERTURBATIONS
@@ -64,7 +71,7 @@ from fdl_robot.sim.perturbations import PERTURBATIONS
 __all__ = ["EpisodeOutcome", "ObjectInputs", "PolicyEvalConfig", "ACTEvaluator", "run_episode", "markdown_table",
            "main", "INPUT_MODES", "POLICY_EVAL"]
 
-INPUT_MODES = ("gt", "noisy", "occluded")
+INPUT_MODES = ("gt", "noisy", "occluded", "tracked")
 #: Gripper closure above which the 'occluded' inputs freeze the target.
 _CLOSED = 0.3
 #: Seeds, episodes and limit of the policy evaluations: the defaults of :class:`EvalConfig`.
@@ -155,6 +162,14 @@ class ObjectInputs:
         augment = AugmentConfig()                   # the velocity noise and threshold of training
         self.velocity_noise_std_m_s = augment.target_velocity_noise_std_m_s
         self.velocity_min_m_s = augment.target_velocity_min_m_s
+        self.tracker = None
+        if mode == "tracked":
+            from fdl_robot.core.tracking import MultiObjectTracker
+
+            self.tracker = MultiObjectTracker()
+            self.selection = PolicyInputsConfig()          # policy_node's target selection and prediction
+            self.frame_s: float | None = None
+            self.tracked: tuple[np.ndarray, np.ndarray | None] | None = None
 
     def _velocity(self, v_true: np.ndarray, noisy: bool) -> np.ndarray | None:
         """The target velocity (3,) handed to the policy, None when not significant."""
@@ -178,11 +193,7 @@ class ObjectInputs:
                 self.last_valid[name] = p
             elif name not in self.last_valid:      # no detection yet: the first one is late
                 self.last_valid[name] = true[name] + np.nan_to_num(p)
-        self.history.append((t, self.last_valid["red_cube"], self.last_valid["bin"] + self.bin_bias, v_true))
-        while len(self.history) > 1 and self.history[1][0] <= t - self.latency_s + 1e-9:
-            self.history.popleft()
-        _, target, bin_p, v_then = self.history[0]
-        velocity = self._velocity(v_then, noisy=True)
+        target, bin_p, velocity = self._delayed(seen, t, v_true)
         if self.mode == "occluded":
             if obs["gripper"] > _CLOSED:
                 if self.frozen is None:
@@ -191,6 +202,44 @@ class ObjectInputs:
             else:
                 self.frozen = None
         return target.copy(), bin_p.copy(), velocity
+
+
+    def _delayed(self, seen: dict[str, np.ndarray], t: float,
+                 v_true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Target, bin and target velocity as perceived ``latency_s`` before ``t`` (``noisy``,
+        ``occluded``), or as the tracker gave them then, predicted over the delay (``tracked``)."""
+        if self.tracker is not None:
+            self._track(seen)
+            target_now, v_now = self.tracked if self.tracked is not None else (self.last_valid["red_cube"], None)
+        else:
+            target_now, v_now = self.last_valid["red_cube"], v_true
+        self.history.append((t, target_now, self.last_valid["bin"] + self.bin_bias, v_now))
+        while len(self.history) > 1 and self.history[1][0] <= t - self.latency_s + 1e-9:
+            self.history.popleft()
+        _, target, bin_p, v_then = self.history[0]
+        if self.tracker is None:
+            return target, bin_p, self._velocity(v_then, noisy=True)
+        if v_then is not None:                         # policy_node's target_prediction over the delay
+            target = target + min(self.latency_s, self.selection.target_prediction_max_s) * v_then
+        return target, bin_p, v_then
+
+    def _track(self, seen: dict[str, np.ndarray]) -> None:
+        """``tracked`` mode: a new perceived frame (the perceiver's 15 Hz) updates the tracker; the
+        selected target track's position and significant velocity (None if not) are kept."""
+        frame_s = self.perceiver.next_update_s
+        if frame_s == self.frame_s:
+            return
+        self.frame_s = frame_s
+        names = [n for n, p in seen.items() if np.all(np.isfinite(p))]
+        z = np.array([seen[n] for n in names]).reshape(-1, 3)
+        stamp_s = frame_s - 1.0 / self.perceiver.noise.update_rate_hz
+        tracks = self.tracker.update(z, stamp_s, labels=names)
+        chosen = select_target([TrackedObject(k.id, k.state, k.label, k.hits, k.time_since_update_s,
+                                              tuple(k.position), tuple(k.velocity), k.state_covariance)
+                                for k in tracks], self.selection.target_class, self.selection.target_max_lost_s)
+        if chosen is not None:
+            v = significant_velocity(chosen)
+            self.tracked = (np.asarray(chosen.p_base_m, dtype=np.float64), None if v is None else v.copy())
 
 
 def run_episode(env: Any, runner: Any, seed: int, inputs: str = "gt", max_steps: int = POLICY_EVAL.max_steps,
