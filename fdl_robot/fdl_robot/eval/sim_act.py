@@ -63,7 +63,8 @@ from fdl_robot.eval.base import EvalConfig, OwnsSimulator, add_arguments, from_a
 from fdl_robot.eval.media import caption, evenly_spaced, write_strip
 from fdl_robot.eval.stats import SuccessSummary
 from fdl_robot.outputs import IMAGE, JSON, check_args, exit_on_error, write_json
-from fdl_robot.policy.inputs import PolicyInputsConfig, TrackedObject, select_target, significant_velocity
+from fdl_robot.policy.inputs import (PolicyInputsConfig, TrackedObject, predict_target, select_target,
+                                     significant_velocity)
 from fdl_robot.policy.runner import EXECUTION_MODES
 from fdl_robot.ros.parameters import defaults
 from fdl_robot.sim.perturbations import PERTURBATIONS
@@ -169,7 +170,7 @@ class ObjectInputs:
             self.tracker = MultiObjectTracker()
             self.selection = PolicyInputsConfig()          # policy_node's target selection and prediction
             self.frame_s: float | None = None
-            self.tracked: tuple[np.ndarray, np.ndarray | None] | None = None
+            self.tracked: tuple[TrackedObject, np.ndarray | None] | None = None
 
     def _velocity(self, v_true: np.ndarray, noisy: bool) -> np.ndarray | None:
         """The target velocity (3,) handed to the policy, None when not significant."""
@@ -219,13 +220,13 @@ class ObjectInputs:
         _, target, bin_p, v_then = self.history[0]
         if self.tracker is None:
             return target, bin_p, self._velocity(v_then, noisy=True)
-        if v_then is not None:                         # policy_node's target_prediction over the delay
-            target = target + min(self.latency_s, self.selection.target_prediction_max_s) * v_then
+        if isinstance(target, TrackedObject):          # policy_node's target_prediction over the delay
+            target, _ = predict_target(target, min(self.latency_s, self.selection.target_prediction_max_s))
         return target, bin_p, v_then
 
     def _track(self, seen: dict[str, np.ndarray]) -> None:
         """``tracked`` mode: a new perceived frame (the perceiver's 15 Hz) updates the tracker; the
-        selected target track's position and significant velocity (None if not) are kept."""
+        selected target track and its significant velocity (None if not) are kept."""
         frame_s = self.perceiver.next_update_s
         if frame_s == self.frame_s:
             return
@@ -238,8 +239,7 @@ class ObjectInputs:
                                               tuple(k.position), tuple(k.velocity), k.state_covariance)
                                 for k in tracks], self.selection.target_class, self.selection.target_max_lost_s)
         if chosen is not None:
-            v = significant_velocity(chosen)
-            self.tracked = (np.asarray(chosen.p_base_m, dtype=np.float64), None if v is None else v.copy())
+            self.tracked = (chosen, significant_velocity(chosen))
 
 
 def run_episode(env: Any, runner: Any, seed: int, inputs: str = "gt", max_steps: int = POLICY_EVAL.max_steps,
